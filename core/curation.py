@@ -1,0 +1,88 @@
+"""Curation of chat contexts (paper §4.2). Each rule is a named function; the importer applies
+them in order and counts what each one removed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import py3langid
+
+from core.text import count_words
+
+GAME_LANGUAGES = ("en", "zh")
+CONTEXT_MESSAGES = 8  # how many messages before the sticker are kept and shown
+BRIEF_WORDS = 2  # a reply of at most this many words is "brief"
+
+
+@dataclass(slots=True)
+class WindowMessage:
+    """A message in the sliding window before a sticker, with its word count computed lazily."""
+
+    message_id: int
+    sender: str
+    text: str
+    is_sticker: bool
+    reply_id: int | None
+    _words: int | None = None
+
+    @property
+    def words(self) -> int:
+        if self._words is None:
+            self._words = 0 if self.is_sticker else count_words(self.text)
+        return self._words
+
+
+def is_command(text: str) -> bool:
+    return text.lstrip().startswith("/")
+
+
+def has_enough_dialogue(window: Sequence[WindowMessage], min_words: int = 20) -> bool:
+    """Rule 1: the sticker is preceded by at least `min_words` words of dialogue."""
+    total = 0
+    for message in reversed(window):
+        total += message.words
+        if total >= min_words:
+            return True
+    return False
+
+
+def is_command_driven(window: Sequence[WindowMessage], reply_id: int | None = None) -> bool:
+    """Rule 2: a bot exchange — a /command in the window, a reply to one (the bot's answer),
+    or a sticker sent in reply to one."""
+    commands = {m.message_id for m in window if not m.is_sticker and is_command(m.text)}
+    return bool(commands) or any(m.reply_id in commands for m in window) or reply_id in commands
+
+
+def is_brief_reply_stretch(window: Sequence[WindowMessage], max_share: float = 0.5) -> bool:
+    """Rule 3: a stretch dominated by brief replies ("ok", "lol", "yes") gives no real context."""
+    texts = [m for m in window if not m.is_sticker]
+    if len(texts) < 3:
+        return False
+    brief = sum(1 for m in texts if m.words <= BRIEF_WORDS)
+    return brief / len(texts) > max_share
+
+
+def detect_language(text: str) -> str:
+    """Rule 5: language tag by identification (py3langid); en and zh enter the game."""
+    language, _score = py3langid.classify(text)
+    return language
+
+
+def anonymised(window: Sequence[WindowMessage], sticker_sender: str) -> list[dict]:
+    """Chat members become A, B, C… in the order they speak; ids never leave the importer."""
+    letters: dict[str, str] = {}
+
+    def letter(sender: str) -> str:
+        if sender not in letters:
+            n = len(letters)
+            letters[sender] = chr(ord("A") + n) if n < 26 else f"P{n}"
+        return letters[sender]
+
+    messages = [{"sender": letter(m.sender), "text": m.text if not m.is_sticker else "", "sticker": m.is_sticker}
+                for m in window]
+    letter(sticker_sender)
+    return messages + [{"sender": letters[sticker_sender], "text": "", "sticker": True, "target": True}]
+
+
+RULES = ("too_little_dialogue", "command_driven", "brief_replies", "duplicate_sticker", "other_language")

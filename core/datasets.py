@@ -1,0 +1,82 @@
+"""StickerQueries in and out of the database.
+
+Import: each row's queries become validated seed queries of that sticker and language (the
+sticker row is created when the file name is new). Export: the queries that count as ground
+truth — retrieval-validated, or accepted or corrected by a moderator, and seeds — of players who
+have not withdrawn consent, one row per sticker ordered by sticker id, queries in collection order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, select
+
+from core.text import normalize_query
+from storage.db import insert_ignoring_conflicts, session_scope
+from storage.models import USABLE_QUERY_STATUSES, Player, Query, QuerySource, QueryStatus, Sticker, utcnow
+from storage.sticker_queries import read_sticker_queries, write_sticker_queries
+from storage.usticker import sticker_format
+
+
+def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[str, int]:
+    """Idempotent: a query already stored for that sticker and language (same text) is not added."""
+    rows = list(read_sticker_queries(csv_path))
+    now = utcnow()
+    added = 0
+    with session_scope(db) as session:
+        insert_ignoring_conflicts(session, Sticker.__table__, [
+            {"key": key, "file_path": f"stickers/{key}", "format": sticker_format(key) or "png", "created_at": now}
+            for key, _ in rows], ["key"])
+        ids = {}
+        keys = [key for key, _ in rows]
+        for start in range(0, len(keys), 500):
+            ids.update(session.exec(select(Sticker.key, Sticker.id).where(
+                col(Sticker.key).in_(keys[start:start + 500]))).all())
+        existing = {(s, t) for s, t in session.exec(select(Query.sticker_id, Query.text).where(
+            Query.language == language, col(Query.sticker_id).in_(list(ids.values()))))}
+        new = []
+        for key, queries in rows:
+            for text in queries:
+                if (ids[key], text) in existing:
+                    continue
+                existing.add((ids[key], text))
+                new.append(Query(sticker_id=ids[key], language=language, text=text,
+                                 normalized_text=normalize_query(text), source=QuerySource.SEED,
+                                 status=QueryStatus.VALIDATED, created_at=now, validated_at=now))
+        session.add_all(new)
+        added = len(new)
+    return {"stickers": len(rows), "queries_added": added}
+
+
+def dataset_rows(db: Engine, language: str) -> Iterator[tuple[str, list[str]]]:
+    """(sticker_id, queries) in release order, streamed sticker by sticker."""
+    # Release order is by code point; PostgreSQL's default collation would sort otherwise.
+    key_order = col(Sticker.key).collate("C") if db.dialect.name == "postgresql" else col(Sticker.key)
+    with Session(db) as session:
+        consenting = or_(col(Query.author_id).is_(None), col(Query.author_id).in_(
+            select(Player.id).where(col(Player.consent_withdrawn_at).is_(None))))
+        statement = (
+            select(Sticker.key, Query.text, Query.corrected_text)
+            .join(Sticker, Sticker.id == Query.sticker_id)
+            .where(Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES), consenting)
+            .order_by(key_order, Query.id)
+            .execution_options(yield_per=5000)
+        )
+        current, queries = None, []
+        for key, text, corrected in session.exec(statement):
+            if key != current:
+                if current is not None:
+                    yield current, queries
+                current, queries = key, []
+            queries.append(corrected or text)
+        if current is not None:
+            yield current, queries
+
+
+def export_sticker_queries(db: Engine, language: str, out: Path) -> int:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_sticker_queries(out, dataset_rows(db, language))

@@ -1,0 +1,862 @@
+"""The game: labeler rounds, retrieval tasks, scoring, feedback, gold checks, sessions and review.
+
+Every public method is one database transaction. Rules that must hold under concurrency are
+enforced by the database, not by Python state: a task is answered by a conditional UPDATE that
+only one caller can win, every award goes through the ledger's unique idempotency key, and a
+player's next task is chosen while holding that player's row lock (SQLite: BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, col, select
+
+from core.search import SearchIndexes
+from core.text import QueryTextError, clean_query_text, normalize_query, tokenize
+from core.views import (
+    ContextMessage,
+    LabelTaskView,
+    LeaderboardRow,
+    PlayerStats,
+    PreviewView,
+    QueryView,
+    RankingOutcome,
+    RetrievalTaskView,
+    ReviewItem,
+    StickerView,
+    SubmitResult,
+)
+from storage.db import insert_ignoring_conflicts, session_scope
+from storage.models import (
+    USABLE_QUERY_STATUSES,
+    ChatContext,
+    ContextStatus,
+    LabelRound,
+    OutboxMessage,
+    Player,
+    PlaySession,
+    Query,
+    QuerySource,
+    QueryStatus,
+    RetrievalTask,
+    Review,
+    RoundKind,
+    RoundStatus,
+    ScoreEvent,
+    Sticker,
+    TaskQuery,
+    TaskStatus,
+    utcnow,
+)
+from storage.settings import Settings
+
+LANGUAGES = ("en", "zh")
+LABELER, RETRIEVER = "labeler", "retriever"
+
+# Words that only describe what a sticker looks like; a query made of nothing else is refused.
+_VISUAL_WORDS = {
+    "en": set(
+        "a an the and with of yellow red blue green black white orange purple pink brown grey gray "
+        "circle round square face emoji sticker picture image cartoon drawing icon big small "
+        "smiley shape colour color colored coloured".split()
+    ),
+    "zh": set("黄色 红色 蓝色 绿色 黑色 白色 橙色 紫色 粉色 圆 圆形 圆圈 方形 表情 贴纸 图片 卡通 的 一个 脸 黄 红 蓝".split()),
+}
+
+
+class GameError(Exception):
+    """A request the rules refuse; `code` picks the message the player sees. Nothing changed."""
+
+    def __init__(self, code: str, detail: str = ""):
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+def context_priority(label_count: int, skip_count: int) -> int:
+    """Lower is shown first: stickers with few queries, and rarely skipped ones."""
+    return label_count + 2 * skip_count
+
+
+class Game:
+    def __init__(
+        self,
+        db: Engine,
+        settings: Settings,
+        *,
+        indexes: SearchIndexes | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.indexes = indexes if indexes is not None else SearchIndexes()
+        if indexes is None:
+            self.load_indexes()
+
+    # ------------------------------------------------------------------ search index
+    def load_indexes(self) -> None:
+        """(Re)build every language's index from the usable queries in the database."""
+        fresh = SearchIndexes()
+        with Session(self.db) as session:
+            rows = session.exec(
+                select(Query.sticker_id, Query.language, Query.text, Query.corrected_text)
+                .where(col(Query.status).in_(USABLE_QUERY_STATUSES))
+                .order_by(Query.id)
+            )
+            for sticker_id, language, text, corrected in rows:
+                fresh[language].add_tokens(sticker_id, tokenize(corrected or text))
+        self.indexes = fresh
+
+    def _index_query(self, query: Query) -> None:
+        self.indexes[query.language].add_tokens(query.sticker_id, tokenize(query.final_text))
+
+    # ------------------------------------------------------------------ players
+    def register_player(self, telegram_user_id: int | None, display_name: str = "",
+                        language: str | None = None) -> Player:
+        """Find or create the player for a Telegram user (idempotent)."""
+        if language is not None and language not in LANGUAGES:
+            raise GameError("bad_language", language)
+        with session_scope(self.db) as session:
+            if telegram_user_id is not None:
+                existing = session.exec(
+                    select(Player).where(Player.telegram_user_id == telegram_user_id)
+                ).first()
+                if existing:
+                    return existing
+            player = Player(telegram_user_id=telegram_user_id, display_name=display_name[:255],
+                            pseudonym=secrets.token_hex(8), language=language)
+            session.add(player)
+            try:
+                session.flush()
+            except Exception:  # a concurrent first contact created the row first
+                session.rollback()
+                return session.exec(
+                    select(Player).where(Player.telegram_user_id == telegram_user_id)
+                ).one()
+            return player
+
+    def get_player(self, player_id: int) -> Player:
+        with Session(self.db, expire_on_commit=False) as session:
+            player = session.get(Player, player_id)
+            if player is None:
+                raise GameError("unknown_player")
+            return player
+
+    def set_language(self, player_id: int, language: str) -> None:
+        if language not in LANGUAGES:
+            raise GameError("bad_language", language)
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            if self._open_work(session, player_id):
+                raise GameError("finish_task_first")
+            player.language = language
+            session.add(player)
+
+    def give_consent(self, player_id: int) -> None:
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            player.consent_at = self.clock()
+            player.consent_withdrawn_at = None
+            session.add(player)
+
+    def withdraw_consent(self, player_id: int) -> None:
+        """The player's queries leave future exports; open work is dropped."""
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            player.consent_withdrawn_at = self.clock()
+            session.add(player)
+            self._expire_open_work(session, player_id)
+
+    def set_moderator(self, player_id: int, is_moderator: bool = True) -> None:
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            player.is_moderator = is_moderator
+            session.add(player)
+
+    def mark_inactive(self, player_id: int) -> None:
+        """Telegram said the player blocked the bot: stop sending them anything."""
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            player.active = False
+            session.add(player)
+
+    def _lock_player(self, session: Session, player_id: int) -> Player:
+        player = session.exec(select(Player).where(Player.id == player_id).with_for_update()).first()
+        if player is None:
+            raise GameError("unknown_player")
+        return player
+
+    def _playable_player(self, session: Session, player_id: int) -> Player:
+        player = self._lock_player(session, player_id)
+        if player.banned:
+            raise GameError("banned")
+        if player.consent_at is None or player.consent_withdrawn_at is not None:
+            raise GameError("no_consent")
+        if player.language not in LANGUAGES:
+            raise GameError("no_language")
+        if not player.active:
+            player.active = True  # they came back: deliver to them again
+        player.last_active_at = self.clock()
+        session.add(player)
+        return player
+
+    # ------------------------------------------------------------------ task assignment
+    def current_task(self, player_id: int) -> LabelTaskView | RetrievalTaskView | None:
+        with Session(self.db) as session:
+            work = self._open_work(session, player_id)
+            return self._view_of(session, work) if work else None
+
+    def next_task(self, player_id: int, prefer: str | None = None) -> LabelTaskView | RetrievalTaskView | None:
+        """The player's open task, or a new one: the other role than last time when one exists."""
+        with session_scope(self.db) as session:
+            player = self._playable_player(session, player_id)
+            work = self._open_work(session, player_id)
+            if work is not None:
+                return self._view_of(session, work)
+            first = prefer or (RETRIEVER if player.last_role == LABELER else LABELER)
+            order = [first, LABELER if first == RETRIEVER else RETRIEVER]
+            for role in order:
+                created = (self._new_label_round(session, player) if role == LABELER
+                           else self._new_retrieval_task(session, player))
+                if created is not None:
+                    session.flush()
+                    return self._view_of(session, created)
+            return None
+
+    def _open_work(self, session: Session, player_id: int) -> LabelRound | RetrievalTask | None:
+        label_round = session.exec(select(LabelRound).where(
+            LabelRound.player_id == player_id, LabelRound.status == RoundStatus.OPEN)).first()
+        if label_round is not None:
+            return label_round
+        return session.exec(select(RetrievalTask).where(
+            RetrievalTask.retriever_id == player_id, RetrievalTask.status == TaskStatus.OPEN)).first()
+
+    def _view_of(self, session: Session, work: LabelRound | RetrievalTask):
+        if isinstance(work, LabelRound):
+            return self._label_view(session, work)
+        return self._retrieval_view(session, work)
+
+    def _labeled_sticker_ids(self, player_id: int):
+        return select(LabelRound.sticker_id).where(LabelRound.player_id == player_id)
+
+    def _new_label_round(self, session: Session, player: Player) -> LabelRound | None:
+        base = select(ChatContext).where(
+            ChatContext.language == player.language,
+            ChatContext.status == ContextStatus.APPROVED,
+            col(ChatContext.sticker_id).not_in(self._labeled_sticker_ids(player.id)),
+        )
+        candidates = base.subquery()
+        lowest = session.exec(select(func.min(candidates.c.priority))).first()
+        if lowest is None:
+            return None
+        # Among the least-labelled stickers, a random one: players see variety.
+        pool = session.exec(base.where(ChatContext.priority == lowest).with_only_columns(
+            ChatContext.id).order_by(ChatContext.id).limit(200)).all()
+        context = session.get(ChatContext, self.rng.choice(pool))
+        label_round = LabelRound(player_id=player.id, sticker_id=context.sticker_id, context_id=context.id,
+                                 language=player.language, created_at=self.clock())
+        session.add(label_round)
+        return label_round
+
+    def _new_retrieval_task(self, session: Session, player: Player) -> RetrievalTask | None:
+        language = player.language
+        task = None
+        if self.rng.random() >= self.settings.gold_rate:
+            task = self._task_from_submitted_round(session, player)
+        if task is None:
+            task = self._gold_task(session, player) or self._task_from_submitted_round(session, player)
+        if task is None:
+            return None
+        task.seed = self.rng.getrandbits(62)
+        task.candidate_ids = self._candidates(session, language, task.sticker_id, task.query_ids, task.seed)
+        session.add(task)
+        session.flush()
+        for query_id in task.query_ids:
+            session.add(TaskQuery(task_id=task.id, query_id=query_id))
+        return task
+
+    def _already_targeted(self, player_id: int):
+        return select(RetrievalTask.sticker_id).where(RetrievalTask.retriever_id == player_id)
+
+    def _task_from_submitted_round(self, session: Session, player: Player) -> RetrievalTask | None:
+        candidates = session.exec(
+            select(LabelRound).where(
+                LabelRound.language == player.language,
+                LabelRound.status == RoundStatus.SUBMITTED,
+                LabelRound.player_id != player.id,
+                LabelRound.retrieval_count < self.settings.retrievals_per_round,
+                # never a sticker the player labeled, nor one they already looked for
+                col(LabelRound.sticker_id).not_in(self._labeled_sticker_ids(player.id)),
+                col(LabelRound.sticker_id).not_in(self._already_targeted(player.id)),
+            ).order_by(LabelRound.retrieval_count, LabelRound.submitted_at, LabelRound.id).limit(1)
+        ).all()
+        if not candidates:
+            return None
+        label_round = candidates[0]
+        # Reserve the round; the conditional update makes two players unable to over-book it.
+        reserved = session.execute(
+            update(LabelRound)
+            .where(LabelRound.id == label_round.id,
+                   LabelRound.retrieval_count < self.settings.retrievals_per_round)
+            .values(retrieval_count=LabelRound.retrieval_count + 1)
+        ).rowcount
+        if not reserved:
+            return None
+        query_ids = session.exec(
+            select(Query.id).where(Query.label_round_id == label_round.id,
+                                   col(Query.status) != QueryStatus.DISCARDED).order_by(Query.id)
+        ).all()
+        return RetrievalTask(retriever_id=player.id, label_round_id=label_round.id,
+                             sticker_id=label_round.sticker_id, language=player.language,
+                             query_ids=list(query_ids), created_at=self.clock())
+
+    def _gold_task(self, session: Session, player: Player) -> RetrievalTask | None:
+        """A known-answer task from validated data: checks the retriever, not the labeler."""
+        index = self.indexes[player.language]
+        if len(index) < self.settings.candidates:
+            return None
+        excluded = set(session.exec(self._labeled_sticker_ids(player.id)).all())
+        excluded |= set(session.exec(self._already_targeted(player.id)).all())
+        pool = [s for s in index.sticker_ids() if s not in excluded]
+        if not pool:
+            return None
+        sticker_id = self.rng.choice(pool)
+        queries = session.exec(
+            select(Query.id).where(Query.sticker_id == sticker_id, Query.language == player.language,
+                                   col(Query.status).in_(USABLE_QUERY_STATUSES)).order_by(Query.id)
+        ).all()
+        if not queries:
+            return None
+        shown = sorted(self.rng.sample(list(queries), min(3, len(queries))))
+        return RetrievalTask(retriever_id=player.id, sticker_id=sticker_id, language=player.language,
+                             query_ids=shown, is_gold=True, created_at=self.clock())
+
+    def _candidates(self, session: Session, language: str, target: int, query_ids: Sequence[int],
+                    seed: int) -> list[int]:
+        """Target + hard negatives (BM25 top hits for the shown queries) + random same-language
+        stickers, shuffled by the task's seed so the same task always shows the same grid."""
+        total = self.settings.candidates
+        rng = random.Random(seed)
+        texts = session.exec(select(Query.text, Query.corrected_text).where(col(Query.id).in_(query_ids))).all()
+        tokens = [t for text, corrected in texts for t in tokenize(corrected or text)]
+        hard_wanted = max(0, total - 1 - self.settings.random_distractors)
+        result = self.indexes[language].search(tokens, k=hard_wanted + 1)
+        chosen = [h.sticker_id for h in result.hits if h.sticker_id != target][:hard_wanted]
+        taken = set(chosen) | {target}
+        need = total - 1 - len(chosen)
+        if need:
+            pool = session.exec(
+                select(ChatContext.sticker_id).where(ChatContext.language == language,
+                                                     col(ChatContext.status) != ContextStatus.REJECTED)
+            ).all()
+            pool = sorted(set(pool) | set(self.indexes[language].sticker_ids()))
+            rng.shuffle(pool)
+            for sticker_id in pool:
+                if need == 0:
+                    break
+                if sticker_id not in taken:
+                    chosen.append(sticker_id)
+                    taken.add(sticker_id)
+                    need -= 1
+        candidates = [target, *chosen]
+        rng.shuffle(candidates)
+        return candidates
+
+    # ------------------------------------------------------------------ labeler round
+    def _own_open_round(self, session: Session, player_id: int, round_id: int) -> LabelRound:
+        label_round = session.exec(select(LabelRound).where(LabelRound.id == round_id).with_for_update()).first()
+        if label_round is None or label_round.player_id != player_id:
+            raise GameError("not_your_round")
+        if label_round.status != RoundStatus.OPEN:
+            raise GameError("round_closed", label_round.status)
+        return label_round
+
+    def add_query(self, player_id: int, round_id: int, text: str | None) -> PreviewView:
+        """Add one query to an open round and return the preliminary search result for it."""
+        with session_scope(self.db) as session:
+            self._playable_player(session, player_id)
+            label_round = self._own_open_round(session, player_id, round_id)
+            try:
+                cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
+            except QueryTextError as error:
+                raise GameError(error.code, error.args[0]) from None
+            normalized = normalize_query(cleaned)
+            if self._is_visual_only(cleaned, label_round.language):
+                raise GameError("visual_only")
+            own = session.exec(select(Query).where(Query.label_round_id == round_id)).all()
+            if any(q.normalized_text == normalized for q in own):
+                raise GameError("repeat_own")
+            if len(own) >= self.settings.max_queries_per_round:
+                raise GameError("too_many_queries", str(self.settings.max_queries_per_round))
+            # Taboo (ESP Game): a query already collected for this sticker is refused.
+            session.exec(select(Sticker.id).where(Sticker.id == label_round.sticker_id).with_for_update())
+            taboo = session.exec(select(Query.id).where(
+                Query.sticker_id == label_round.sticker_id, Query.language == label_round.language,
+                Query.normalized_text == normalized, col(Query.status) != QueryStatus.DISCARDED,
+            ).limit(1)).first()
+            if taboo is not None:
+                raise GameError("taboo")
+            query = Query(sticker_id=label_round.sticker_id, language=label_round.language, text=cleaned,
+                          normalized_text=normalized, author_id=player_id, label_round_id=round_id,
+                          source=QuerySource.LABELER, status=QueryStatus.DRAFT, created_at=self.clock())
+            session.add(query)
+            session.flush()
+            return self._preview(session, query, label_round.sticker_id)
+
+    def preview(self, language: str, text: str, target: int | None = None):
+        """A search without side effects (the preview of any text)."""
+        result = self.indexes[language].search(tokenize(text), k=self.settings.preview_hits, target=target)
+        return result
+
+    def _preview(self, session: Session, query: Query, target: int) -> PreviewView:
+        result = self.preview(query.language, query.text, target)
+        stickers = self._stickers(session, [h.sticker_id for h in result.hits])
+        return PreviewView(QueryView(query.id, query.text, query.status), result.target_rank, stickers)
+
+    def _is_visual_only(self, text: str, language: str) -> bool:
+        words = _VISUAL_WORDS.get(language, set()) | _VISUAL_WORDS["en"]
+        tokens = tokenize(text)
+        return bool(tokens) and all(t in words for t in tokens) and len(tokens) >= 2
+
+    def remove_query(self, player_id: int, round_id: int, query_id: int) -> None:
+        with session_scope(self.db) as session:
+            self._own_open_round(session, player_id, round_id)
+            query = session.get(Query, query_id)
+            if query is None or query.label_round_id != round_id or query.status != QueryStatus.DRAFT:
+                raise GameError("not_your_query")
+            session.delete(query)
+
+    def submit_round(self, player_id: int, round_id: int) -> SubmitResult:
+        with session_scope(self.db) as session:
+            self._playable_player(session, player_id)
+            label_round = self._own_open_round(session, player_id, round_id)
+            drafts = session.exec(select(Query).where(Query.label_round_id == round_id,
+                                                      Query.status == QueryStatus.DRAFT)).all()
+            if not drafts:
+                raise GameError("no_queries")
+            for query in drafts:
+                query.status = QueryStatus.PENDING
+                session.add(query)
+            label_round.status = RoundStatus.SUBMITTED
+            label_round.submitted_at = self.clock()
+            session.add(label_round)
+            if label_round.context_id is not None:
+                context = session.get(ChatContext, label_round.context_id)
+                context.label_count += len(drafts)
+                context.priority = context_priority(context.label_count, context.skip_count)
+                session.add(context)
+            self._finish_task(session, player_id, LABELER, label_round.language)
+            return SubmitResult(round_id, len(drafts))
+
+    def skip_round(self, player_id: int, round_id: int) -> None:
+        with session_scope(self.db) as session:
+            label_round = self._own_open_round(session, player_id, round_id)
+            self._close_round(session, label_round, RoundStatus.SKIPPED)
+            if label_round.context_id is not None:
+                context = session.get(ChatContext, label_round.context_id)
+                context.skip_count += 1
+                context.priority = context_priority(context.label_count, context.skip_count)
+                session.add(context)
+            self._finish_task(session, player_id, LABELER, label_round.language, counts=False)
+
+    def _close_round(self, session: Session, label_round: LabelRound, status: str) -> None:
+        for query in session.exec(select(Query).where(Query.label_round_id == label_round.id,
+                                                      Query.status == QueryStatus.DRAFT)).all():
+            session.delete(query)
+        label_round.status = status
+        session.add(label_round)
+
+    # ------------------------------------------------------------------ retriever task
+    def _own_open_task(self, session: Session, player_id: int, task_id: int) -> RetrievalTask:
+        task = session.get(RetrievalTask, task_id)
+        if task is None or task.retriever_id != player_id:
+            raise GameError("not_your_task")
+        if task.status != TaskStatus.OPEN:
+            raise GameError("task_closed", task.status)
+        return task
+
+    def submit_ranking(self, player_id: int, task_id: int, picks: Sequence[int]) -> RankingOutcome:
+        """Rank up to three candidates (sticker ids, best first). Scores exactly once."""
+        with session_scope(self.db) as session:
+            self._playable_player(session, player_id)
+            task = self._own_open_task(session, player_id, task_id)
+            picks = self._checked_picks(task, picks)
+            hit_rank = picks.index(task.sticker_id) + 1 if task.sticker_id in picks else None
+            now = self.clock()
+            won = session.execute(
+                update(RetrievalTask)
+                .where(RetrievalTask.id == task_id, RetrievalTask.retriever_id == player_id,
+                       RetrievalTask.status == TaskStatus.OPEN)
+                .values(status=TaskStatus.ANSWERED, picks=picks, hit_rank=hit_rank, answered_at=now)
+            ).rowcount
+            if not won:
+                raise GameError("task_closed", "answered")
+            task.status, task.picks, task.hit_rank = TaskStatus.ANSWERED, picks, hit_rank
+            outcome = self._score(session, task)
+            self._finish_task(session, player_id, RETRIEVER, task.language)
+            return outcome
+
+    def _checked_picks(self, task: RetrievalTask, picks: Sequence[int]) -> list[int]:
+        if not isinstance(picks, list | tuple) or not picks:
+            raise GameError("no_picks")
+        if len(picks) > self.settings.max_picks:
+            raise GameError("too_many_picks", str(self.settings.max_picks))
+        if any(not isinstance(p, int) or isinstance(p, bool) for p in picks):
+            raise GameError("bad_pick")
+        if len(set(picks)) != len(picks):
+            raise GameError("repeated_pick")
+        if any(p not in task.candidate_ids for p in picks):
+            raise GameError("pick_not_candidate")
+        return list(picks)
+
+    def _award(self, session: Session, key: str, player_id: int, language: str, points: int, reason: str,
+               task_id: int | None = None, query_id: int | None = None) -> bool:
+        if points <= 0:
+            return False
+        inserted = insert_ignoring_conflicts(session, ScoreEvent.__table__, [dict(
+            idempotency_key=key, player_id=player_id, language=language, points=points, reason=reason,
+            retrieval_task_id=task_id, query_id=query_id, created_at=self.clock())], ["idempotency_key"])
+        return inserted == 1
+
+    def _notify(self, session: Session, key: str, kind: str, payload: dict, player_id: int | None = None,
+                chat_id: int | None = None) -> None:
+        insert_ignoring_conflicts(session, OutboxMessage.__table__, [dict(
+            dedupe_key=key, player_id=player_id, chat_id=chat_id, kind=kind, payload=payload,
+            created_at=self.clock())], ["dedupe_key"])
+
+    def _score(self, session: Session, task: RetrievalTask) -> RankingOutcome:
+        points_table = self.settings.points_by_rank
+        retriever_points = points_table[task.hit_rank - 1] if task.hit_rank else 0
+        self._award(session, f"task:{task.id}:retriever", task.retriever_id, task.language, retriever_points,
+                    "gold_hit" if task.is_gold else "retriever_hit", task_id=task.id)
+        queries = session.exec(select(Query).where(col(Query.id).in_(task.query_ids)).order_by(Query.id)).all()
+        validated, to_review = [], False
+        if task.is_gold:
+            self._check_gold(session, task.retriever_id)
+        else:
+            label_round = session.get(LabelRound, task.label_round_id)
+            labeler_id = label_round.player_id
+            if task.hit_rank:
+                self._award(session, f"task:{task.id}:labeler", labeler_id, task.language, retriever_points,
+                            "labeler_hit", task_id=task.id)
+            for query in queries:
+                if task.hit_rank:
+                    if query.status in (QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW):
+                        query.status = QueryStatus.VALIDATED
+                        query.validated_at = self.clock()
+                        self._index_query(query)
+                        validated.append(query.id)
+                    query.hit_count += 1
+                    if query.author_id and query.hit_count >= self.settings.resonance_retrievers:
+                        self._award(session, f"resonance:{query.id}", query.author_id, task.language,
+                                    self.settings.resonance_bonus, "resonance", query_id=query.id)
+                elif query.status == QueryStatus.PENDING:
+                    query.status = QueryStatus.NEEDS_REVIEW
+                    to_review = True
+                session.add(query)
+            self._notify(session, f"feedback:task:{task.id}", "feedback_hit" if task.hit_rank else "feedback_miss",
+                         {"task_id": task.id, "round_id": label_round.id, "sticker_id": task.sticker_id,
+                          "rank": task.hit_rank, "points": retriever_points, "language": task.language},
+                         player_id=labeler_id)
+        target = self._stickers(session, [task.sticker_id])[0]
+        return RankingOutcome(task.id, task.hit_rank, target, retriever_points, validated, to_review)
+
+    def _check_gold(self, session: Session, player_id: int) -> None:
+        answered, hits = session.exec(select(func.count(), func.count(RetrievalTask.hit_rank)).where(
+            RetrievalTask.retriever_id == player_id, RetrievalTask.is_gold,
+            RetrievalTask.status == TaskStatus.ANSWERED)).one()
+        failures = answered - hits
+        player = session.get(Player, player_id)
+        if (not player.flagged and failures >= self.settings.gold_flag_failures
+                and hits / answered < self.settings.gold_flag_accuracy):
+            player.flagged = True
+            session.add(player)
+            self._notify(session, f"flag:{player_id}", "moderator_flag",
+                         {"player_id": player_id, "pseudonym": player.pseudonym, "gold_answered": answered,
+                          "gold_hits": hits})
+
+    def skip_task(self, player_id: int, task_id: int) -> None:
+        with session_scope(self.db) as session:
+            task = self._own_open_task(session, player_id, task_id)
+            skipped = session.execute(update(RetrievalTask).where(
+                RetrievalTask.id == task_id, RetrievalTask.status == TaskStatus.OPEN
+            ).values(status=TaskStatus.SKIPPED, answered_at=self.clock())).rowcount
+            if not skipped:
+                raise GameError("task_closed", "answered")
+            self._release_round(session, task)
+            self._finish_task(session, player_id, RETRIEVER, task.language, counts=False)
+
+    def _release_round(self, session: Session, task: RetrievalTask) -> None:
+        if task.label_round_id is not None:
+            session.execute(update(LabelRound).where(LabelRound.id == task.label_round_id,
+                                                     LabelRound.retrieval_count > 0)
+                            .values(retrieval_count=LabelRound.retrieval_count - 1))
+
+    def suggest_query(self, player_id: int, task_id: int, sticker_id: int, text: str | None) -> QueryView:
+        """A retriever proposes a query for a candidate; it waits for a later retrieval like any other."""
+        with session_scope(self.db) as session:
+            self._playable_player(session, player_id)
+            task = session.get(RetrievalTask, task_id)
+            if task is None or task.retriever_id != player_id:
+                raise GameError("not_your_task")
+            if sticker_id not in task.candidate_ids:
+                raise GameError("pick_not_candidate")
+            try:
+                cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
+            except QueryTextError as error:
+                raise GameError(error.code, error.args[0]) from None
+            normalized = normalize_query(cleaned)
+            if self._is_visual_only(cleaned, task.language):
+                raise GameError("visual_only")
+            session.exec(select(Sticker.id).where(Sticker.id == sticker_id).with_for_update())
+            if session.exec(select(Query.id).where(
+                    Query.sticker_id == sticker_id, Query.language == task.language,
+                    Query.normalized_text == normalized, col(Query.status) != QueryStatus.DISCARDED)).first():
+                raise GameError("taboo")
+            label_round = LabelRound(kind=RoundKind.SUGGESTION, player_id=player_id, sticker_id=sticker_id,
+                                     language=task.language, status=RoundStatus.SUBMITTED,
+                                     created_at=self.clock(), submitted_at=self.clock())
+            session.add(label_round)
+            session.flush()
+            query = Query(sticker_id=sticker_id, language=task.language, text=cleaned, normalized_text=normalized,
+                          author_id=player_id, label_round_id=label_round.id, source=QuerySource.SUGGESTION,
+                          status=QueryStatus.PENDING, created_at=self.clock())
+            session.add(query)
+            session.flush()
+            return QueryView(query.id, query.text, query.status)
+
+    # ------------------------------------------------------------------ sessions, expiry
+    def _finish_task(self, session: Session, player_id: int, role: str, language: str, counts: bool = True) -> None:
+        player = session.get(Player, player_id)
+        player.last_role = role
+        session.add(player)
+        if not counts:
+            return
+        now = self.clock()
+        gap = timedelta(minutes=self.settings.session_gap_minutes)
+        current = session.exec(select(PlaySession).where(PlaySession.player_id == player_id)
+                               .order_by(col(PlaySession.id).desc()).limit(1)).first()
+        if current is None or now - current.last_activity_at > gap or current.language != language:
+            current = PlaySession(player_id=player_id, language=language, started_at=now, last_activity_at=now)
+        current.task_count += 1
+        current.last_activity_at = now
+        session.add(current)
+
+    def qualifying_sessions(self, since: datetime | None = None) -> list[PlaySession]:
+        """Sessions long enough for the participation reward."""
+        with Session(self.db) as session:
+            statement = select(PlaySession).where(PlaySession.task_count >= self.settings.session_min_tasks)
+            if since is not None:
+                statement = statement.where(PlaySession.started_at >= since)
+            return list(session.exec(statement.order_by(PlaySession.id)).all())
+
+    def expire_abandoned(self) -> dict[str, int]:
+        """Close rounds and tasks left open past the expiry time; their slots go back to the pool."""
+        cutoff = self.clock() - timedelta(minutes=self.settings.task_expiry_minutes)
+        with session_scope(self.db) as session:
+            rounds = session.exec(select(LabelRound).where(LabelRound.status == RoundStatus.OPEN,
+                                                           LabelRound.created_at < cutoff)).all()
+            for label_round in rounds:
+                self._close_round(session, label_round, RoundStatus.EXPIRED)
+            tasks = session.exec(select(RetrievalTask).where(RetrievalTask.status == TaskStatus.OPEN,
+                                                             RetrievalTask.created_at < cutoff)).all()
+            for task in tasks:
+                task.status = TaskStatus.EXPIRED
+                session.add(task)
+                self._release_round(session, task)
+            return {"rounds": len(rounds), "tasks": len(tasks)}
+
+    def _expire_open_work(self, session: Session, player_id: int) -> None:
+        work = self._open_work(session, player_id)
+        if isinstance(work, LabelRound):
+            self._close_round(session, work, RoundStatus.EXPIRED)
+        elif isinstance(work, RetrievalTask):
+            work.status = TaskStatus.EXPIRED
+            session.add(work)
+            self._release_round(session, work)
+
+    # ------------------------------------------------------------------ views
+    def _stickers(self, session: Session, sticker_ids: Sequence[int]) -> list[StickerView]:
+        if not sticker_ids:
+            return []
+        rows = {s.id: s for s in session.exec(select(Sticker).where(col(Sticker.id).in_(list(sticker_ids))))}
+        return [StickerView(s.id, s.key, s.file_path, s.format) for s in (rows[i] for i in sticker_ids)]
+
+    def _label_view(self, session: Session, label_round: LabelRound) -> LabelTaskView:
+        context = session.get(ChatContext, label_round.context_id) if label_round.context_id else None
+        messages = [ContextMessage(m.get("sender", "?"), m.get("text", "")) for m in (context.messages if context else [])]
+        queries = session.exec(select(Query).where(Query.label_round_id == label_round.id).order_by(Query.id)).all()
+        return LabelTaskView(label_round.id, label_round.language, self._stickers(session, [label_round.sticker_id])[0],
+                             messages, [QueryView(q.id, q.text, q.status) for q in queries])
+
+    def _retrieval_view(self, session: Session, task: RetrievalTask) -> RetrievalTaskView:
+        texts = dict(session.exec(select(Query.id, Query.text).where(col(Query.id).in_(task.query_ids))).all())
+        return RetrievalTaskView(task.id, task.language, [texts[i] for i in task.query_ids if i in texts],
+                                 self._stickers(session, task.candidate_ids), list(task.picks))
+
+    def label_task(self, player_id: int, round_id: int) -> LabelTaskView:
+        with Session(self.db) as session:
+            label_round = session.get(LabelRound, round_id)
+            if label_round is None or label_round.player_id != player_id:
+                raise GameError("not_your_round")
+            return self._label_view(session, label_round)
+
+    # ------------------------------------------------------------------ scores
+    def player_stats(self, player_id: int) -> PlayerStats:
+        with Session(self.db) as session:
+            player = session.get(Player, player_id)
+            if player is None:
+                raise GameError("unknown_player")
+            points = session.exec(select(func.coalesce(func.sum(ScoreEvent.points), 0))
+                                  .where(ScoreEvent.player_id == player_id)).one()
+            outcomes = session.exec(select(RetrievalTask.hit_rank).where(
+                RetrievalTask.retriever_id == player_id, RetrievalTask.status == TaskStatus.ANSWERED)
+                .order_by(col(RetrievalTask.answered_at).desc(), col(RetrievalTask.id).desc())).all()
+            streak = 0
+            for rank in outcomes:
+                if rank is None:
+                    break
+                streak += 1
+            hits = sum(1 for r in outcomes if r is not None)
+            rank = None
+            if points > 0:
+                totals = select(ScoreEvent.player_id, func.sum(ScoreEvent.points).label("total")).where(
+                    ScoreEvent.language == player.language).group_by(ScoreEvent.player_id).subquery()
+                above = session.exec(select(func.count()).select_from(totals).where(totals.c.total > points)).one()
+                rank = above + 1
+            return PlayerStats(player_id, int(points), rank, hits / len(outcomes) if outcomes else None,
+                               len(outcomes), streak)
+
+    def leaderboard(self, language: str, since: datetime | None = None, limit: int = 10) -> list[LeaderboardRow]:
+        with Session(self.db) as session:
+            total = func.sum(ScoreEvent.points).label("total")
+            statement = (select(Player.id, Player.display_name, total)
+                         .join(Player, Player.id == ScoreEvent.player_id)
+                         .where(ScoreEvent.language == language, col(Player.banned).is_(False)))
+            if since is not None:
+                statement = statement.where(ScoreEvent.created_at >= since)
+            rows = session.exec(statement.group_by(Player.id, Player.display_name)
+                                .order_by(total.desc(), Player.id).limit(limit)).all()
+            return [LeaderboardRow(i + 1, pid, name, int(points)) for i, (pid, name, points) in enumerate(rows)]
+
+    # ------------------------------------------------------------------ moderation
+    def _moderator(self, session: Session, moderator_id: int) -> Player:
+        moderator = session.get(Player, moderator_id)
+        if moderator is None or not moderator.is_moderator:
+            raise GameError("not_moderator")
+        return moderator
+
+    def pending_reviews(self, moderator_id: int, language: str | None = None, limit: int = 10,
+                        after_id: int = 0) -> list[ReviewItem]:
+        with Session(self.db) as session:
+            self._moderator(session, moderator_id)
+            statement = select(Query).where(Query.status == QueryStatus.NEEDS_REVIEW, Query.id > after_id)
+            if language:
+                statement = statement.where(Query.language == language)
+            items = []
+            for query in session.exec(statement.order_by(Query.id).limit(limit)).all():
+                round_queries = session.exec(select(Query).where(Query.label_round_id == query.label_round_id)
+                                             .order_by(Query.id)).all()
+                missed = session.exec(select(RetrievalTask).where(
+                    RetrievalTask.label_round_id == query.label_round_id,
+                    RetrievalTask.status == TaskStatus.ANSWERED, col(RetrievalTask.hit_rank).is_(None))
+                    .order_by(col(RetrievalTask.id).desc())).first()
+                author = session.get(Player, query.author_id) if query.author_id else None
+                items.append(ReviewItem(
+                    QueryView(query.id, query.text, query.status), query.language,
+                    self._stickers(session, [query.sticker_id])[0],
+                    [QueryView(q.id, q.text, q.status) for q in round_queries],
+                    self._stickers(session, missed.picks) if missed else [],
+                    author.pseudonym if author else None))
+            return items
+
+    def review_counts(self, moderator_id: int) -> dict[str, int]:
+        with Session(self.db) as session:
+            self._moderator(session, moderator_id)
+            rows = session.exec(select(Query.status, func.count()).group_by(Query.status)).all()
+            counts = {status: 0 for status in QueryStatus}
+            counts.update({status: n for status, n in rows})
+            counts["contexts_waiting"] = session.exec(select(func.count()).where(
+                ChatContext.status == ContextStatus.CANDIDATE).select_from(ChatContext)).one()
+            return counts
+
+    def _decide(self, moderator_id: int, query_id: int, action: str, new_status: str,
+                corrected: str | None = None) -> QueryView:
+        with session_scope(self.db) as session:
+            moderator = self._moderator(session, moderator_id)
+            query = session.get(Query, query_id)
+            if query is None:
+                raise GameError("unknown_query")
+            values = {"status": new_status}
+            if corrected is not None:
+                values["corrected_text"] = corrected
+            if new_status != QueryStatus.DISCARDED:
+                values["validated_at"] = self.clock()
+            decided = session.execute(update(Query).where(Query.id == query_id,
+                                                          Query.status == QueryStatus.NEEDS_REVIEW)
+                                      .values(**values)).rowcount
+            if not decided:
+                raise GameError("already_reviewed", query.status)
+            session.add(Review(query_id=query_id, moderator_id=moderator.id, action=action,
+                               old_text=query.text, new_text=corrected, created_at=self.clock()))
+            session.flush()
+            session.refresh(query)
+            if new_status in USABLE_QUERY_STATUSES:
+                self._index_query(query)
+            return QueryView(query.id, query.final_text, query.status)
+
+    def accept_query(self, moderator_id: int, query_id: int) -> QueryView:
+        return self._decide(moderator_id, query_id, "accept", QueryStatus.ACCEPTED)
+
+    def correct_query(self, moderator_id: int, query_id: int, text: str | None) -> QueryView:
+        try:
+            cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
+        except QueryTextError as error:
+            raise GameError(error.code, error.args[0]) from None
+        return self._decide(moderator_id, query_id, "correct", QueryStatus.CORRECTED, cleaned)
+
+    def discard_query(self, moderator_id: int, query_id: int) -> QueryView:
+        return self._decide(moderator_id, query_id, "discard", QueryStatus.DISCARDED)
+
+    def pending_contexts(self, moderator_id: int, language: str | None = None, limit: int = 10) -> list[ChatContext]:
+        with Session(self.db) as session:
+            self._moderator(session, moderator_id)
+            statement = select(ChatContext).where(ChatContext.status == ContextStatus.CANDIDATE)
+            if language:
+                statement = statement.where(ChatContext.language == language)
+            return list(session.exec(statement.order_by(ChatContext.id).limit(limit)).all())
+
+    def review_context(self, moderator_id: int, context_id: int, approve: bool) -> None:
+        with session_scope(self.db) as session:
+            moderator = self._moderator(session, moderator_id)
+            status = ContextStatus.APPROVED if approve else ContextStatus.REJECTED
+            decided = session.execute(update(ChatContext).where(
+                ChatContext.id == context_id, ChatContext.status == ContextStatus.CANDIDATE
+            ).values(status=status)).rowcount
+            if not decided:
+                raise GameError("already_reviewed")
+            session.add(Review(context_id=context_id, moderator_id=moderator.id,
+                               action="approve_context" if approve else "reject_context", created_at=self.clock()))
+
+    # ------------------------------------------------------------------ outbox
+    def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
+        with Session(self.db) as session:
+            return list(session.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
+                                     .order_by(OutboxMessage.id).limit(limit)).all())
+
+    def mark_delivered(self, message_ids: Sequence[int]) -> None:
+        with session_scope(self.db) as session:
+            session.execute(update(OutboxMessage).where(col(OutboxMessage.id).in_(list(message_ids)),
+                                                        col(OutboxMessage.delivered_at).is_(None))
+                            .values(delivered_at=self.clock()))
+
+
+__all__ = ["Game", "GameError", "LABELER", "RETRIEVER", "LANGUAGES", "context_priority"]

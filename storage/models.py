@@ -1,0 +1,236 @@
+"""SQLModel tables. The score ledger is the only source of points; everything else derives.
+
+Times are timezone-aware UTC (SQLModel's UTCDateTime), on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ContextStatus(StrEnum):
+    CANDIDATE = "candidate"  # passed curation, waiting for a moderator
+    APPROVED = "approved"  # in the game
+    REJECTED = "rejected"
+
+
+class QueryStatus(StrEnum):
+    DRAFT = "draft"  # in an open labeler round, not submitted yet
+    PENDING = "pending"  # submitted, waiting for a retrieval
+    VALIDATED = "validated"  # a retriever found the sticker from it
+    NEEDS_REVIEW = "needs_review"  # a retriever missed: moderators decide
+    ACCEPTED = "accepted"
+    CORRECTED = "corrected"
+    DISCARDED = "discarded"
+
+
+# Queries that count as ground truth: they are searchable and exported.
+USABLE_QUERY_STATUSES = (QueryStatus.VALIDATED, QueryStatus.ACCEPTED, QueryStatus.CORRECTED)
+
+
+class QuerySource(StrEnum):
+    SEED = "seed"
+    LABELER = "labeler"
+    SUGGESTION = "suggestion"
+
+
+class RoundStatus(StrEnum):
+    OPEN = "open"
+    SUBMITTED = "submitted"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"
+
+
+class RoundKind(StrEnum):
+    LABEL = "label"
+    SUGGESTION = "suggestion"
+
+
+class TaskStatus(StrEnum):
+    OPEN = "open"
+    ANSWERED = "answered"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"
+
+
+class Sticker(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, index=True, max_length=255)  # file name: StickerQueries' sticker_id
+    file_path: str = Field(max_length=1024)  # relative to the sticker root
+    format: str = Field(max_length=8)  # png, gif, webm, webp, tgs
+    sha256: str | None = Field(default=None, max_length=64)
+    size_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    domain: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ChatContext(SQLModel, table=True):
+    """The dialogue that led up to one use of a sticker, curated for one language."""
+
+    __table_args__ = (
+        UniqueConstraint("sticker_id", "language", name="uq_context_sticker_language"),
+        Index("ix_context_pick", "language", "status", "priority"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    sticker_id: int = Field(foreign_key="sticker.id", index=True)
+    conversation: str = Field(max_length=255)  # source file, e.g. "01.json"
+    message_id: int = Field(sa_type=BigInteger)
+    messages: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    language: str = Field(max_length=8)
+    domain: str | None = Field(default=None, max_length=255)
+    word_count: int = 0
+    status: str = Field(default=ContextStatus.CANDIDATE, max_length=16)
+    # Lower is shown first: grows with collected queries and with skips.
+    priority: int = 0
+    label_count: int = 0
+    skip_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Player(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    telegram_user_id: int | None = Field(default=None, sa_type=BigInteger, unique=True, index=True)
+    display_name: str = Field(default="", max_length=255)
+    pseudonym: str = Field(unique=True, max_length=32)  # random; the only id exports carry
+    language: str | None = Field(default=None, max_length=8)
+    consent_at: datetime | None = None
+    consent_withdrawn_at: datetime | None = None
+    is_moderator: bool = False
+    banned: bool = False
+    active: bool = True  # false once Telegram says the player blocked the bot
+    flagged: bool = False  # failed gold checks: moderators look
+    last_role: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_active_at: datetime = Field(default_factory=utcnow)
+
+
+class LabelRound(SQLModel, table=True):
+    __table_args__ = (Index("ix_round_pool", "language", "status", "retrieval_count"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(default=RoundKind.LABEL, max_length=16)
+    player_id: int = Field(foreign_key="player.id", index=True)
+    sticker_id: int = Field(foreign_key="sticker.id", index=True)
+    context_id: int | None = Field(default=None, foreign_key="chatcontext.id")
+    language: str = Field(max_length=8)
+    status: str = Field(default=RoundStatus.OPEN, max_length=16, index=True)
+    retrieval_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    submitted_at: datetime | None = None
+
+
+class Query(SQLModel, table=True):
+    __table_args__ = (Index("ix_query_taboo", "sticker_id", "language", "normalized_text"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sticker_id: int = Field(foreign_key="sticker.id", index=True)
+    language: str = Field(max_length=8, index=True)
+    text: str = Field(max_length=512)
+    normalized_text: str = Field(max_length=512)
+    corrected_text: str | None = Field(default=None, max_length=512)
+    author_id: int | None = Field(default=None, foreign_key="player.id", index=True)
+    label_round_id: int | None = Field(default=None, foreign_key="labelround.id", index=True)
+    source: str = Field(default=QuerySource.LABELER, max_length=16)
+    status: str = Field(default=QueryStatus.DRAFT, max_length=16, index=True)
+    hit_count: int = 0  # distinct retrievers who found the sticker from it
+    created_at: datetime = Field(default_factory=utcnow)
+    validated_at: datetime | None = None
+
+    @property
+    def final_text(self) -> str:
+        return self.corrected_text or self.text
+
+
+class RetrievalTask(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    retriever_id: int = Field(foreign_key="player.id", index=True)
+    label_round_id: int | None = Field(default=None, foreign_key="labelround.id", index=True)
+    sticker_id: int = Field(foreign_key="sticker.id")  # the target
+    language: str = Field(max_length=8)
+    query_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    candidate_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    picks: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    seed: int = Field(default=0, sa_type=BigInteger)
+    is_gold: bool = False
+    status: str = Field(default=TaskStatus.OPEN, max_length=16, index=True)
+    hit_rank: int | None = None  # 1..3, or None for a miss
+    created_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None
+
+
+class TaskQuery(SQLModel, table=True):
+    """Which queries a retrieval task showed; resonance counts distinct retrievers per query."""
+
+    task_id: int = Field(foreign_key="retrievaltask.id", primary_key=True)
+    query_id: int = Field(foreign_key="query.id", primary_key=True, index=True)
+
+
+class Review(SQLModel, table=True):
+    """Audit trail of every moderator decision."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    query_id: int | None = Field(default=None, foreign_key="query.id", index=True)
+    context_id: int | None = Field(default=None, foreign_key="chatcontext.id")
+    moderator_id: int | None = Field(default=None, foreign_key="player.id")
+    action: str = Field(max_length=16)
+    old_text: str | None = Field(default=None, max_length=512)
+    new_text: str | None = Field(default=None, max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ScoreEvent(SQLModel, table=True):
+    """The point ledger: one row per award; the idempotency key makes a second award impossible."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(unique=True, max_length=128)
+    player_id: int = Field(foreign_key="player.id", index=True)
+    language: str = Field(max_length=8)
+    points: int
+    reason: str = Field(max_length=32)
+    retrieval_task_id: int | None = Field(default=None, foreign_key="retrievaltask.id")
+    query_id: int | None = Field(default=None, foreign_key="query.id")
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class PlaySession(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    player_id: int = Field(foreign_key="player.id", index=True)
+    language: str = Field(max_length=8)
+    started_at: datetime = Field(default_factory=utcnow)
+    last_activity_at: datetime = Field(default_factory=utcnow)
+    task_count: int = 0
+
+
+class OutboxMessage(SQLModel, table=True):
+    """What the engine and jobs want a player or chat to see; the running bots deliver it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True, max_length=128)
+    player_id: int | None = Field(default=None, foreign_key="player.id", index=True)
+    chat_id: int | None = Field(default=None, sa_type=BigInteger)
+    kind: str = Field(max_length=32)
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = Field(default=None, index=True)
+
+
+class TelegramFile(SQLModel, table=True):
+    """file_id belongs to one bot token: cache one per (bot, sticker, kind)."""
+
+    bot_key: str = Field(primary_key=True, max_length=64)
+    sticker_id: int = Field(foreign_key="sticker.id", primary_key=True)
+    kind: str = Field(primary_key=True, max_length=16)  # sticker, animation, grid…
+    file_id: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    bot_key: str = Field(primary_key=True, max_length=64)
+    update_id: int = Field(primary_key=True, sa_type=BigInteger)
+    processed_at: datetime = Field(default_factory=utcnow)

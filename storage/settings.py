@@ -1,0 +1,52 @@
+"""One settings object for every process, read from the environment or `.env`.
+
+Every variable is prefixed ``STICKTIONARY_``, e.g. ``STICKTIONARY_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STICKTIONARY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        default="sqlite:///var/sticktionary.sqlite3",
+        description="SQLAlchemy URL; a SQLite file by default, PostgreSQL as postgresql+psycopg://…",
+    )
+    sticker_root: Path = Field(default=Path("var/stickers"), description="where sticker files live")
+    export_dir: Path = Field(default=Path("var/exports"))
+    pseudonym_key: str = Field(
+        default="change-me", description="secret for the keyed hash that makes pseudonymous ids"
+    )
+
+    # Game rules (DESIGN.md "The game"); defaults follow the paper.
+    points_by_rank: tuple[int, int, int] = (3, 2, 1)
+    resonance_bonus: int = 1
+    resonance_retrievers: int = 2
+    candidates: int = 9
+    random_distractors: int = 2
+    preview_hits: int = 9
+    max_picks: int = 3
+    max_queries_per_round: int = 10
+    max_query_chars: int = 64
+    retrievals_per_round: int = 2
+    gold_rate: float = 0.15
+    gold_flag_failures: int = 3
+    gold_flag_accuracy: float = 0.5
+    session_gap_minutes: int = 30
+    session_min_tasks: int = 10
+    task_expiry_minutes: int = 60
+    min_context_words: int = 20
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,84 @@
+"""Fixtures: a real SQLite file and a real PostgreSQL database, both built by the migrations.
+
+Every test that takes `db` runs on both. PostgreSQL is the server on 127.0.0.1:5432 (trust auth):
+one throwaway database per test run, created here and dropped at the end. Where no server
+answers, the PostgreSQL half is skipped — except under CI, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from storage.db import make_engine
+from storage.migrate import upgrade
+from storage.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_SAMPLES = ROOT.parent / "shared" / "data" / "real-samples" / "sticker-queries"
+POSTGRES_ADMIN = os.environ.get("STICKTIONARY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_available() -> str | None:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=3):
+            return None
+    except Exception as error:  # noqa: BLE001 - any failure means "no server"
+        return str(error)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    problem = _postgres_available()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required under CI: {problem}")
+        pytest.skip(f"no PostgreSQL server: {problem}")
+    name = f"sticktionary_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path, sqlite_template):
+    if request.param == "sqlite":
+        path = tmp_path / "game.sqlite3"
+        shutil.copy(sqlite_template, path)
+        engine = make_engine(f"sqlite:///{path}")
+    else:
+        engine = make_engine(request.getfixturevalue("postgres_url"))
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(database_url="sqlite://", sticker_root=tmp_path / "stickers", export_dir=tmp_path / "exports",
+                    gold_rate=0.0, _env_file=None)
