@@ -112,6 +112,13 @@ class BM25Index:
     def sticker_ids(self) -> list[int]:
         return list(self._sticker_of)
 
+    def prepare(self) -> None:
+        """Compute idf and every term's weights now rather than on first use (after a bulk load)."""
+        self._refresh_idf()
+        if self._sticker_of:
+            for token in self._postings:
+                self._weights(token)
+
     # -- scoring ----------------------------------------------------------------------------
     def _refresh_idf(self) -> None:
         if self._idf_version == self._version:
@@ -146,14 +153,25 @@ class BM25Index:
             postings.weights_version = self._version
         return postings.docs, postings.weights
 
-    def _accumulate(self, tokens: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores of the documents that share a token with the query: (documents, scores)."""
+    def _accumulate(self, tokens: Iterable[str]) -> tuple[np.ndarray | None, np.ndarray]:
+        """Scores of the documents that share a token with the query.
+
+        Returns (documents, scores); documents is None when so many documents matched that the
+        scores are given densely, for every document in order (cheaper than gathering them).
+        """
         self._refresh_idf()
+        n = len(self._sticker_of)
         parts = [w for w in (self._weights(t) for t in tokens) if w is not None]
         if not parts:
             return np.empty(0, dtype=np.int64), np.empty(0)
         if len(parts) == 1:
             return parts[0]
+        matched = sum(len(p[0]) for p in parts)
+        if matched > n // 8:
+            dense = np.zeros(n)
+            for docs, weights in parts:
+                dense[docs] += weights  # a term's postings hold each document once
+            return None, dense
         docs = np.concatenate([p[0] for p in parts])
         weights = np.concatenate([p[1] for p in parts])
         unique_docs, inverse = np.unique(docs, return_inverse=True)
@@ -161,18 +179,24 @@ class BM25Index:
 
     def scores(self, tokens: Sequence[str]) -> np.ndarray:
         """Dense scores over all documents, in document order (as BM25Okapi.get_scores)."""
+        if not self._sticker_of:
+            return np.zeros(0)
+        docs, scores = self._accumulate(tokens)
+        if docs is None:
+            return scores
         dense = np.zeros(len(self._sticker_of))
-        if self._sticker_of:
-            docs, scores = self._accumulate(tokens)
-            dense[docs] = scores
+        dense[docs] = scores
         return dense
 
     def search(self, tokens: Sequence[str], k: int = 10, target: int | None = None) -> SearchResult:
         if not self._sticker_of or not tokens:
             return SearchResult([], None, 0)
         docs, scores = self._accumulate(tokens)
-        positive = scores > 0
-        if not positive.all():
+        if docs is None:
+            docs = np.nonzero(scores > 0)[0]
+            scores = scores[docs]
+        elif not (scores > 0).all():
+            positive = scores > 0
             docs, scores = docs[positive], scores[positive]
         if len(docs) > k:
             top = np.argpartition(-scores, k - 1)[:k]
@@ -184,10 +208,9 @@ class BM25Index:
                 zip(docs[order].tolist(), scores[order].tolist(), strict=True)]
         target_rank = None
         if target is not None and target in self._doc_of:
-            where = np.nonzero(docs == self._doc_of[target])[0]
-            if len(where):
-                target_score = scores[where[0]]
-                target_rank = int(np.count_nonzero(scores >= target_score))
+            where = np.searchsorted(docs, self._doc_of[target])
+            if where < len(docs) and docs[where] == self._doc_of[target]:
+                target_rank = int(np.count_nonzero(scores >= scores[where]))
         return SearchResult(hits, target_rank, len(docs))
 
 
