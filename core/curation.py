@@ -13,6 +13,7 @@ from core.text import count_words
 GAME_LANGUAGES = ("en", "zh")
 CONTEXT_MESSAGES = 8  # how many messages before the sticker are kept and shown
 BRIEF_WORDS = 2  # a reply of at most this many words is "brief"
+LANGUAGE_SAMPLE_CHARS = 400  # identification needs no more; longer text only costs time
 
 
 @dataclass(slots=True)
@@ -37,14 +38,23 @@ def is_command(text: str) -> bool:
     return text.lstrip().startswith("/")
 
 
-def has_enough_dialogue(window: Sequence[WindowMessage], min_words: int = 20) -> bool:
-    """Rule 1: the sticker is preceded by at least `min_words` words of dialogue."""
+def dialogue_before(window: Sequence[WindowMessage], min_words: int = 20) -> list[WindowMessage] | None:
+    """Rule 1: the sticker is preceded by at least `min_words` words of dialogue.
+
+    Returns the shortest run of messages just before the sticker that holds that many words
+    (the context shown to players), or None. Words are counted from the sticker backwards, so
+    older messages are never segmented when recent ones already suffice.
+    """
     total = 0
-    for message in reversed(window):
-        total += message.words
+    for start in range(len(window) - 1, -1, -1):
+        total += window[start].words
         if total >= min_words:
-            return True
-    return False
+            return list(window)[start:]
+    return None
+
+
+def has_enough_dialogue(window: Sequence[WindowMessage], min_words: int = 20) -> bool:
+    return dialogue_before(window, min_words) is not None
 
 
 def is_command_driven(window: Sequence[WindowMessage], reply_id: int | None = None) -> bool:
@@ -65,8 +75,15 @@ def is_brief_reply_stretch(window: Sequence[WindowMessage], max_share: float = 0
 
 def detect_language(text: str) -> str:
     """Rule 5: language tag by identification (py3langid); en and zh enter the game."""
-    language, _score = py3langid.classify(text)
+    language, _score = py3langid.classify(text[:LANGUAGE_SAMPLE_CHARS])
     return language
+
+
+def script_guess(text: str) -> str:
+    """A cheap first guess (zh when CJK characters dominate), used only to skip identification
+    of a sticker whose context in that language is already kept."""
+    cjk = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    return "zh" if cjk * 3 >= len(text) else "en"
 
 
 def anonymised(window: Sequence[WindowMessage], sticker_sender: str) -> list[dict]:

@@ -22,9 +22,10 @@ from core.curation import (
     WindowMessage,
     anonymised,
     detect_language,
-    has_enough_dialogue,
+    dialogue_before,
     is_brief_reply_stretch,
     is_command_driven,
+    script_guess,
 )
 from storage.db import insert_ignoring_conflicts, session_scope
 from storage.models import ChatContext, ContextStatus, Sticker, utcnow
@@ -185,16 +186,20 @@ def _consider_sticker(message, window, domain, min_words, report, writer, seen_s
         sha256, size = _file_facts(sticker_root, message.sticker)
         writer.sticker({"created_at": utcnow(), "key": key, "file_path": message.sticker, "format": fmt, "sha256": sha256,
                         "size_bytes": size, "domain": domains.get(key) or domain})
-    if not has_enough_dialogue(window, min_words):
+    context = dialogue_before(window, min_words)
+    if context is None:
         report.removed["too_little_dialogue"] += 1
         return
-    if is_command_driven(window, message.reply_id):
+    if is_command_driven(context, message.reply_id):
         report.removed["command_driven"] += 1
         return
-    if is_brief_reply_stretch(window):
+    if is_brief_reply_stretch(context):
         report.removed["brief_replies"] += 1
         return
-    text = " ".join(m.text for m in window if not m.is_sticker)
+    text = " ".join(m.text for m in context if not m.is_sticker)
+    if (key, script_guess(text)) in kept_stickers:
+        report.removed["duplicate_sticker"] += 1
+        return
     language = detect_language(text)
     report.languages[language if language in GAME_LANGUAGES else "other"] += 1
     if language not in GAME_LANGUAGES:
@@ -207,7 +212,7 @@ def _consider_sticker(message, window, domain, min_words, report, writer, seen_s
     report.contexts_kept += 1
     writer.context(key, {
         "conversation": message.conversation, "message_id": message.message_id,
-        "messages": anonymised(list(window), message.from_id), "language": language, "domain": domain,
-        "word_count": sum(m.words for m in window), "status": status, "priority": 0,
+        "messages": anonymised(context, message.from_id), "language": language, "domain": domain,
+        "word_count": sum(m.words for m in context), "status": status, "priority": 0,
         "label_count": 0, "skip_count": 0, "created_at": utcnow(),
     })

@@ -68,8 +68,48 @@ def _shape(path: Path) -> tuple[str, str]:
     raise UnknownShape(f"{path.name}: no record with a '{RECORD_KEY}' field found")
 
 
+_DECODER = json.JSONDecoder()
+_SKIP = re.compile(r"[\s,]*")
+
+
+def _array_records(path: Path, chunk_size: int = 1 << 20) -> Iterator[object]:
+    """Top-level JSON array, decoded record by record with the C decoder over a sliding buffer
+    (several times faster than an event parser, and still never the whole file in memory)."""
+    with path.open(encoding="utf-8") as f:
+        buffer = f.read(chunk_size).lstrip()
+        if not buffer.startswith("["):
+            raise UnknownShape(f"{path.name}: expected a JSON array")
+        position, at_end = 1, False
+        while True:
+            position = _SKIP.match(buffer, position).end()
+            if position < len(buffer) and buffer[position] == "]":
+                return
+            try:
+                record, end = _DECODER.raw_decode(buffer, position)
+            except ValueError as error:
+                if at_end:
+                    yield MalformedJson(str(error))
+                    return
+                more = f.read(chunk_size)
+                at_end = not more
+                buffer, position = buffer[position:] + more, 0
+                continue
+            if end == len(buffer) and not at_end:  # a number or literal may continue in the next chunk
+                more = f.read(chunk_size)
+                at_end = not more
+                buffer, position = buffer[position:] + more, 0
+                continue
+            yield record
+            position = end
+            if position > chunk_size:
+                buffer, position = buffer[position:], 0
+
+
 def _raw_records(path: Path) -> Iterator[object]:
     kind, prefix = _shape(path)
+    if kind == "items" and prefix == "item":
+        yield from _array_records(path)
+        return
     if kind == "jsonl":
         with path.open("rb") as f:
             for line in f:
@@ -112,23 +152,27 @@ def read_conversation(path: Path, on_malformed=None) -> Iterator[ChatMessage]:
     conversation = path.name
     for index, raw in enumerate(_raw_records(path)):
         try:
-            if isinstance(raw, MalformedJson):
-                raise ValueError(f"invalid JSON line: {raw.reason}")
-            if not isinstance(raw, dict):
+            if type(raw) is not dict:
+                if isinstance(raw, MalformedJson):
+                    raise ValueError(f"invalid JSON: {raw.reason}")
                 raise ValueError(f"expected an object, got {type(raw).__name__}")
-            if RECORD_KEY not in raw:
-                raise ValueError(f"no '{RECORD_KEY}'")
-            message_id = _as_int(raw[RECORD_KEY])
-            if message_id is None:
-                raise ValueError(f"empty '{RECORD_KEY}'")
+            message_id = raw.get(RECORD_KEY)
+            if type(message_id) is not int:
+                message_id = _as_int(message_id)
+                if message_id is None:
+                    raise ValueError(f"no '{RECORD_KEY}'")
+            reply_id = raw.get("reply_id")
+            if reply_id is not None and type(reply_id) is not int:
+                reply_id = _as_int(reply_id)
             sticker = raw.get("sticker") or None
-            if sticker is not None and not isinstance(sticker, str):
+            if sticker is not None and type(sticker) is not str:
                 raise ValueError("'sticker' is not a path")
             text = raw.get("text") or ""
-            if not isinstance(text, str):
+            if type(text) is not str:
                 text = str(text)
-            yield ChatMessage(conversation, message_id, str(raw.get("from_id") or ""),
-                              _as_int(raw.get("reply_id")), sticker, text)
+            from_id = raw.get("from_id")
+            yield ChatMessage(conversation, message_id, "" if from_id is None else str(from_id), reply_id,
+                              sticker, text)
         except (ValueError, TypeError) as error:
             problem = MalformedRecord(path, index, str(error))
             if on_malformed is None:
