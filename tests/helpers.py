@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from sqlmodel import select
+
 from core.engine import Game
 from storage.db import session_scope
 from storage.models import ChatContext, ContextStatus, Query, QuerySource, QueryStatus, Sticker
@@ -19,7 +21,7 @@ def make_world(db, settings: Settings, *, stickers: int = 12, languages=("en",),
         for i in range(stickers):
             session.add(Sticker(key=f"{1000 + i}.png", file_path=f"stickers/{1000 + i}.png", format="png"))
         session.flush()
-        ids = [s.id for s in session.query(Sticker).order_by(Sticker.id)]
+        ids = list(session.exec(select(Sticker.id).order_by(Sticker.id)))
         for language in languages:
             for n, sticker_id in enumerate(ids):
                 session.add(ChatContext(sticker_id=sticker_id, conversation="01.json", message_id=n,
