@@ -65,7 +65,8 @@ _VISUAL_WORDS = {
         "circle round square face emoji sticker picture image cartoon drawing icon big small "
         "smiley shape colour color colored coloured".split()
     ),
-    "zh": set("黄色 红色 蓝色 绿色 黑色 白色 橙色 紫色 粉色 圆 圆形 圆圈 方形 表情 贴纸 图片 卡通 的 一个 脸 黄 红 蓝".split()),
+    "zh": set("黄色 红色 蓝色 绿色 黑色 白色 橙色 紫色 粉色 圆 圆形 圆圈 方形 表情 贴纸 图片 卡通 的 一个 脸 黄 红 蓝"
+              .split()),
 }
 
 

@@ -70,6 +70,7 @@ def insert_ignoring_conflicts(session: Session, table, rows: list[dict], conflic
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"unsupported database: {dialect}")
-    statement = insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
-    result = session.execute(statement, rows)
-    return max(result.rowcount, 0) if result.rowcount is not None else 0
+    # RETURNING counts what went in; rowcount is not reliable for executemany on every driver.
+    statement = insert(table).on_conflict_do_nothing(index_elements=conflict_columns).returning(
+        *table.primary_key.columns)
+    return len(session.execute(statement, rows).all())

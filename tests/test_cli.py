@@ -1,0 +1,71 @@
+"""The command line, run as a user runs it, on a real SQLite file."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sticktionary.cli import app
+from tests.conftest import SHARED_SAMPLES
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("STICKTIONARY_DATABASE_URL", f"sqlite:///{tmp_path}/cli.sqlite3")
+    from storage.settings import get_settings
+
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("command", [[], ["db"], ["data"], ["bench"], ["data", "import-usticker"], ["demo"]])
+def test_help_everywhere(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_db_upgrade_and_query_round_trip(env):
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    source = SHARED_SAMPLES / "sticker_queries_zh_release.first200.csv"
+    if not source.exists():
+        pytest.skip("real sample missing")
+    result = runner.invoke(app, ["data", "import-queries", str(source), "--lang", "zh"])
+    assert result.exit_code == 0, result.output
+    out = env / "zh.csv"
+    result = runner.invoke(app, ["data", "export-queries", "--lang", "zh", "--out", str(out)])
+    assert result.exit_code == 0 and out.read_bytes() == source.read_bytes()
+
+
+def test_wrong_language_and_wrong_file_get_clear_errors(env):
+    result = runner.invoke(app, ["data", "export-queries", "--lang", "fr", "--out", str(env / "x.csv")])
+    assert result.exit_code != 0 and "en or zh" in result.output
+    bad = env / "bad.csv"
+    bad.write_text("a,b\n", encoding="utf-8")
+    result = runner.invoke(app, ["data", "import-queries", str(bad), "--lang", "en"])
+    assert result.exit_code == 2 and "not a StickerQueries file" in result.output
+
+
+def test_import_usticker_prints_what_each_rule_removed(env):
+    from sticktionary.demo_pack import PACK_DIR
+
+    result = runner.invoke(app, ["data", "import-usticker", str(PACK_DIR)])
+    assert result.exit_code == 0, result.output
+    for rule in ("too_little_dialogue", "command_driven", "brief_replies", "other_language", "duplicate_sticker"):
+        assert rule in result.output
+
+
+def test_synth_writes_usticker_format(env):
+    result = runner.invoke(app, ["data", "synth", str(env / "syn"), "--messages", "2000", "--stickers", "50"])
+    assert result.exit_code == 0
+    line = next(line for line in result.output.splitlines() if '{"files"' in line)  # after the progress bar
+    assert json.loads(line[line.index("{"):])["messages"] == 2000
+
+
+def test_demo_plays_end_to_end(env):
+    result = runner.invoke(app, ["demo", "--workdir", str(env / "demo"), "--players", "3", "--turns", "8"])
+    assert result.exit_code == 0, result.output
+    assert "leaderboard (en)" in result.output and "leaderboard (zh)" in result.output
+    assert (env / "demo" / "export" / "sticker_queries_zh_release.csv").exists()
