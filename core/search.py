@@ -199,11 +199,13 @@ class BM25Index:
             positive = scores > 0
             docs, scores = docs[positive], scores[positive]
         if len(docs) > k:
-            top = np.argpartition(-scores, k - 1)[:k]
+            # Everything tied with the k-th best competes too, so ties resolve by document order.
+            kth_best = scores[np.argpartition(-scores, k - 1)[k - 1]]
+            top = np.nonzero(scores >= kth_best)[0]
         else:
             top = np.arange(len(docs))
         # Highest score first; equal scores in document order, so results are reproducible.
-        order = top[np.lexsort((docs[top], -scores[top]))]
+        order = top[np.lexsort((docs[top], -scores[top]))][:k]
         hits = [SearchHit(self._sticker_of[d], float(s)) for d, s in
                 zip(docs[order].tolist(), scores[order].tolist(), strict=True)]
         target_rank = None
