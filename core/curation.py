@@ -13,7 +13,7 @@ from core.text import count_words
 GAME_LANGUAGES = ("en", "zh")
 CONTEXT_MESSAGES = 8  # how many messages before the sticker are kept and shown
 BRIEF_WORDS = 2  # a reply of at most this many words is "brief"
-LANGUAGE_SAMPLE_CHARS = 400  # identification needs no more; longer text only costs time
+LANGUAGE_SAMPLE_CHARS = 200  # identification needs no more; longer text only costs time
 
 
 @dataclass(slots=True)
