@@ -3,12 +3,15 @@ them in order and counts what each one removed."""
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import py3langid
 
 from core.text import count_words
+from storage.usticker import MalformedRecord, read_conversation, sticker_format
 
 GAME_LANGUAGES = ("en", "zh")
 CONTEXT_MESSAGES = 8  # how many messages before the sticker are kept and shown
@@ -103,3 +106,82 @@ def anonymised(window: Sequence[WindowMessage], sticker_sender: str) -> list[dic
 
 
 RULES = ("too_little_dialogue", "command_driven", "brief_replies", "duplicate_sticker", "other_language")
+
+
+@dataclass
+class FileCuration:
+    """What curating one conversation file produced; small, so it can come back from a worker."""
+
+    name: str
+    messages: int = 0
+    sticker_messages: int = 0
+    stickers: list[tuple[str, str, str]] = field(default_factory=list)  # key, path, format; first use first
+    # key, script guess, text to identify the language of, row
+    contexts: list[tuple[str, str, str, dict]] = field(default_factory=list)
+    removed: Counter = field(default_factory=Counter)
+    malformed: list[str] = field(default_factory=list)
+    stopped: str | None = None
+
+
+def curate_conversation(path: Path, min_words: int, domain: str | None, stop_on_error: bool) -> FileCuration:
+    """Apply the per-conversation rules to one file (windows never cross files). Language
+    identification and the across-files duplicate rule are left to the caller."""
+    result = FileCuration(path.name)
+    seen: set[str] = set()
+    sent: set[tuple[str, str]] = set()
+
+    class _Stop(Exception):
+        pass
+
+    def malformed(problem: MalformedRecord) -> None:
+        result.malformed.append(str(problem))
+        if stop_on_error:
+            result.stopped = str(problem)
+            raise _Stop
+
+    window: deque[WindowMessage] = deque(maxlen=CONTEXT_MESSAGES)
+    try:
+        for message in read_conversation(path, on_malformed=malformed):
+            result.messages += 1
+            if message.sticker is None:
+                window.append(WindowMessage(message.message_id, message.from_id, message.text, False,
+                                            message.reply_id))
+                continue
+            _consider_sticker(message, window, domain, min_words, result, seen, sent)
+            window.append(WindowMessage(message.message_id, message.from_id, "", True, message.reply_id))
+    except _Stop:
+        pass
+    return result
+
+
+def _consider_sticker(message, window, domain, min_words, result: FileCuration, seen, sent) -> None:
+    result.sticker_messages += 1
+    key = Path(message.sticker).name
+    fmt = sticker_format(key)
+    if fmt is None:
+        result.removed["unknown_format"] += 1
+        return
+    if key not in seen:
+        seen.add(key)
+        result.stickers.append((key, message.sticker, fmt))
+    context = dialogue_before(window, min_words)
+    if context is None:
+        result.removed["too_little_dialogue"] += 1
+        return
+    if is_command_driven(context, message.reply_id):
+        result.removed["command_driven"] += 1
+        return
+    if is_brief_reply_stretch(context):
+        result.removed["brief_replies"] += 1
+        return
+    text = " ".join(m.text for m in context if not m.is_sticker)
+    guess = script_guess(text)
+    if (key, guess) in sent:  # this file already offered a context for the sticker
+        result.removed["duplicate_sticker"] += 1
+        return
+    sent.add((key, guess))
+    result.contexts.append((key, guess, text, {
+        "conversation": message.conversation, "message_id": message.message_id,
+        "messages": anonymised(context, message.from_id), "domain": domain,
+        "word_count": sum(m.words for m in context), "priority": 0, "label_count": 0, "skip_count": 0,
+    }))

@@ -7,8 +7,11 @@ inserted with ON CONFLICT DO NOTHING, so importing the same folder twice adds no
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, deque
+import multiprocessing
+import os
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,25 +19,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from tqdm import tqdm
 
-from core.curation import (
-    CONTEXT_MESSAGES,
-    GAME_LANGUAGES,
-    WindowMessage,
-    anonymised,
-    detect_language,
-    dialogue_before,
-    is_brief_reply_stretch,
-    is_command_driven,
-    script_guess,
-)
+from core.curation import GAME_LANGUAGES, FileCuration, curate_conversation, detect_language
 from storage.db import insert_ignoring_conflicts, session_scope
 from storage.models import ChatContext, ContextStatus, Sticker, utcnow
 from storage.usticker import (
-    MalformedRecord,
     conversation_files,
-    read_conversation,
     read_domains,
-    sticker_format,
 )
 
 BATCH = 2000
@@ -121,8 +111,17 @@ def import_usticker(
     stop_on_error: bool = False,
     approve: bool = False,
     progress: bool = True,
-    on_malformed: Callable[[MalformedRecord], None] | None = None,
+    workers: int | None = None,
+    on_malformed: Callable[[str], None] | None = None,
 ) -> ImportReport:
+    """Import every conversation file of a U-Sticker folder.
+
+    Files are read and curated in parallel worker processes (`workers`, default: one per core, at
+    most 4); language identification and the one-context-per-sticker rule run here, as results
+    are merged in file order, so "the first use of a sticker wins" means the same as in a single
+    pass and the outcome does not depend on the number of workers. The workers load only the
+    reader and jieba, so each adds little memory.
+    """
     folder = Path(folder)
     files = conversation_files(folder)
     if not files:
@@ -131,88 +130,72 @@ def import_usticker(
     report = ImportReport()
     writer = _Writer(db, report, approve)
     with Session(db) as session:
-        existing_contexts = {(k, lang) for k, lang in session.exec(
+        kept = {(k, lang) for k, lang in session.exec(
             select(Sticker.key, ChatContext.language).join(ChatContext, ChatContext.sticker_id == Sticker.id))}
     seen_stickers: set[str] = set()
-    kept_stickers: set[tuple[str, str]] = set(existing_contexts)
     status = ContextStatus.APPROVED if approve else ContextStatus.CANDIDATE
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    workers = max(1, min(workers, len(files)))
 
-    def malformed(problem: MalformedRecord) -> None:
-        report.malformed.append(str(problem))
-        if on_malformed is not None:
-            on_malformed(problem)
-        if stop_on_error:
-            raise ImportStopped(str(problem))
+    def domain_of(path: Path) -> str | None:
+        return domains.get(path.name) or domains.get(path.stem) or (
+            domains.get(str(int(path.stem))) if path.stem.isdigit() else None)
 
+    jobs = [(path, min_words, domain_of(path), stop_on_error) for path in files]
     bar = tqdm(total=None, unit=" msg", unit_scale=True, disable=not progress, desc="import", mininterval=0.5)
+    executor = None
     try:
-        for path in files:
-            report.files += 1
-            domain = domains.get(path.name) or domains.get(path.stem) or domains.get(str(int(path.stem))
-                                                                                     if path.stem.isdigit() else "")
-            window: deque[WindowMessage] = deque(maxlen=CONTEXT_MESSAGES)
-            pending = 0
-            for message in read_conversation(path, on_malformed=malformed):
-                report.messages += 1
-                pending += 1
-                if pending == 5000:
-                    bar.update(pending)
-                    pending = 0
-                if message.sticker is None:
-                    window.append(WindowMessage(message.message_id, message.from_id, message.text, False,
-                                                message.reply_id))
-                    continue
-                _consider_sticker(message, window, domain, min_words, report, writer, seen_stickers,
-                                  kept_stickers, status, sticker_root, domains)
-                window.append(WindowMessage(message.message_id, message.from_id, "", True, message.reply_id))
-            bar.update(pending)
+        if workers > 1:
+            executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            results = executor.map(curate_conversation, *zip(*jobs, strict=True))
+        else:
+            results = (curate_conversation(*job) for job in jobs)
+        for curated in results:
+            _merge(curated, report, writer, seen_stickers, kept, status, sticker_root, domains, domain_of)
+            bar.update(curated.messages)
+            for problem in curated.malformed:
+                if on_malformed is not None:
+                    on_malformed(problem)
+            if curated.stopped:
+                writer.flush()
+                raise ImportStopped(curated.stopped)
         writer.flush()
     finally:
         bar.close()
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
     return report
 
 
-def _consider_sticker(message, window, domain, min_words, report, writer, seen_stickers, kept_stickers,
-                      status, sticker_root, domains) -> None:
-    report.sticker_messages += 1
-    key = Path(message.sticker).name
-    fmt = sticker_format(key)
-    if fmt is None:
-        report.removed["unknown_format"] += 1
-        return
-    if key not in seen_stickers:
+def _merge(curated: FileCuration, report: ImportReport, writer: _Writer, seen_stickers: set[str],
+           kept: set[tuple[str, str]], status: str, sticker_root: Path | None, domains: dict, domain_of) -> None:
+    report.files += 1
+    report.messages += curated.messages
+    report.sticker_messages += curated.sticker_messages
+    report.removed.update(curated.removed)
+    report.malformed.extend(curated.malformed)
+    domain = domain_of(Path(curated.name))
+    now = utcnow()
+    for key, path, fmt in curated.stickers:
+        if key in seen_stickers:
+            continue
         seen_stickers.add(key)
         report.stickers_seen += 1
-        sha256, size = _file_facts(sticker_root, message.sticker)
-        writer.sticker({"created_at": utcnow(), "key": key, "file_path": message.sticker, "format": fmt, "sha256": sha256,
+        sha256, size = _file_facts(sticker_root, path)
+        writer.sticker({"created_at": now, "key": key, "file_path": path, "format": fmt, "sha256": sha256,
                         "size_bytes": size, "domain": domains.get(key) or domain})
-    context = dialogue_before(window, min_words)
-    if context is None:
-        report.removed["too_little_dialogue"] += 1
-        return
-    if is_command_driven(context, message.reply_id):
-        report.removed["command_driven"] += 1
-        return
-    if is_brief_reply_stretch(context):
-        report.removed["brief_replies"] += 1
-        return
-    text = " ".join(m.text for m in context if not m.is_sticker)
-    if (key, script_guess(text)) in kept_stickers:
-        report.removed["duplicate_sticker"] += 1
-        return
-    language = detect_language(text)
-    report.languages[language if language in GAME_LANGUAGES else "other"] += 1
-    if language not in GAME_LANGUAGES:
-        report.removed["other_language"] += 1
-        return
-    if (key, language) in kept_stickers:
-        report.removed["duplicate_sticker"] += 1
-        return
-    kept_stickers.add((key, language))
-    report.contexts_kept += 1
-    writer.context(key, {
-        "conversation": message.conversation, "message_id": message.message_id,
-        "messages": anonymised(context, message.from_id), "language": language, "domain": domain,
-        "word_count": sum(m.words for m in context), "status": status, "priority": 0,
-        "label_count": 0, "skip_count": 0, "created_at": utcnow(),
-    })
+    for key, guess, text, row in curated.contexts:
+        if (key, guess) in kept:  # an earlier file used this sticker first: no need to identify
+            report.removed["duplicate_sticker"] += 1
+            continue
+        language = detect_language(text)
+        report.languages[language if language in GAME_LANGUAGES else "other"] += 1
+        if language not in GAME_LANGUAGES:
+            report.removed["other_language"] += 1
+            continue
+        if (key, language) in kept:
+            report.removed["duplicate_sticker"] += 1
+            continue
+        kept.add((key, language))
+        report.contexts_kept += 1
+        writer.context(key, dict(row, language=language, status=status, created_at=now))

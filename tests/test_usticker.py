@@ -148,3 +148,22 @@ def test_stop_on_error_stops_at_the_first_malformed_record(db, tmp_path):
     with pytest.raises(ImportStopped, match="01.json: record #1"):
         import_usticker(db, folder, progress=False, stop_on_error=True)
     assert len(import_usticker(db, folder, progress=False).malformed) == 1
+
+
+def test_parallel_and_single_process_imports_agree(db, tmp_path, sqlite_template):
+    import shutil
+
+    from storage.db import make_engine
+    from storage.synthetic import write_synthetic_usticker
+
+    folder = tmp_path / "syn"
+    write_synthetic_usticker(folder, messages=6000, stickers=300, files=3, progress=False)
+    single = import_usticker(db, folder, progress=False, workers=1)
+    other_path = tmp_path / "other.sqlite3"
+    shutil.copy(sqlite_template, other_path)
+    other = make_engine(f"sqlite:///{other_path}")
+    parallel = import_usticker(other, folder, progress=False, workers=2)
+    assert single.as_dict() == parallel.as_dict()
+    with Session(db) as a, Session(other) as b:
+        rows = select(Sticker.key, ChatContext.language, ChatContext.message_id).join(Sticker)
+        assert sorted(a.exec(rows).all()) == sorted(b.exec(rows).all())
