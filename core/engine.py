@@ -176,6 +176,12 @@ class Game:
             session.add(player)
             self._expire_open_work(session, player_id)
 
+    def pause(self, player_id: int) -> None:
+        """The player stops for now: their open task goes back to the pool."""
+        with session_scope(self.db) as session:
+            self._lock_player(session, player_id)
+            self._expire_open_work(session, player_id)
+
     def set_moderator(self, player_id: int, is_moderator: bool = True) -> None:
         with session_scope(self.db) as session:
             player = self._lock_player(session, player_id)
@@ -504,6 +510,51 @@ class Game:
             outcome = self._score(session, task)
             self._finish_task(session, player_id, RETRIEVER, task.language)
             return outcome
+
+    def toggle_pick(self, player_id: int, task_id: int, position: int) -> RetrievalTaskView:
+        """Grid button `position` (1-based): adds that candidate as the next rank, or removes it."""
+        with session_scope(self.db) as session:
+            self._playable_player(session, player_id)
+            task = session.exec(select(RetrievalTask).where(RetrievalTask.id == task_id).with_for_update()).first()
+            if task is None or task.retriever_id != player_id:
+                raise GameError("not_your_task")
+            if task.status != TaskStatus.OPEN:
+                raise GameError("task_closed", task.status)
+            if not isinstance(position, int) or not 1 <= position <= len(task.candidate_ids):
+                raise GameError("pick_not_candidate")
+            sticker_id = task.candidate_ids[position - 1]
+            picks = list(task.picks)
+            if sticker_id in picks:
+                picks.remove(sticker_id)
+            elif len(picks) >= self.settings.max_picks:
+                raise GameError("too_many_picks", str(self.settings.max_picks))
+            else:
+                picks.append(sticker_id)
+            task.picks = picks
+            session.add(task)
+            session.flush()
+            return self._retrieval_view(session, task)
+
+    def undo_pick(self, player_id: int, task_id: int) -> RetrievalTaskView:
+        with session_scope(self.db) as session:
+            task = session.exec(select(RetrievalTask).where(RetrievalTask.id == task_id).with_for_update()).first()
+            if task is None or task.retriever_id != player_id:
+                raise GameError("not_your_task")
+            if task.status != TaskStatus.OPEN:
+                raise GameError("task_closed", task.status)
+            task.picks = list(task.picks)[:-1]
+            session.add(task)
+            session.flush()
+            return self._retrieval_view(session, task)
+
+    def submit_drafted_ranking(self, player_id: int, task_id: int) -> RankingOutcome:
+        """Submit the picks made with toggle_pick."""
+        with Session(self.db) as session:
+            task = session.get(RetrievalTask, task_id)
+            if task is None or task.retriever_id != player_id:
+                raise GameError("not_your_task")
+            picks = list(task.picks)
+        return self.submit_ranking(player_id, task_id, picks)
 
     def _checked_picks(self, task: RetrievalTask, picks: Sequence[int]) -> list[int]:
         if not isinstance(picks, list | tuple) or not picks:

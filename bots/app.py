@@ -1,0 +1,33 @@
+"""Wiring: a sandbox or real API base, a framework shell, the shared runtime and the game."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bots.conversation import Conversation
+from bots.media import Media
+from bots.runtime import BotRuntime
+from core.engine import Game
+
+FRAMEWORKS = ("ptb", "aiogram")
+
+
+def make_shell(framework: str, token: str, api_base: str, game: Game, conversation: Conversation, media: Media,
+               *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True):
+    def runtime_factory(sender):
+        return BotRuntime(bot_key or token.split(":")[0], conversation, sender, game.db, media, languages=languages,
+                          per_chat=(3, 3.5) if pacing else None)
+
+    if framework == "ptb":
+        from bots.shell_ptb import PtbShell
+
+        return PtbShell(token, api_base, runtime_factory)
+    if framework == "aiogram":
+        from bots.shell_aiogram import AiogramShell
+
+        return AiogramShell(token, api_base, runtime_factory)
+    raise ValueError(f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}")
+
+
+def default_media(sticker_root: Path, cache_dir: Path) -> Media:
+    return Media(sticker_root, cache_dir)

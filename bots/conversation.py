@@ -1,0 +1,369 @@
+"""The conversation layer: a player's action in, engine calls, screens out. No Telegram types here,
+no game rules either: the engine decides, this layer only asks and shows.
+
+Every button press is re-checked by the engine against the database (ownership, state), so a
+forged, stale or repeated `callback_data` can only earn a polite answer.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from bots.screens import (
+    AnswerCallback,
+    Buttons,
+    Catalogue,
+    EditText,
+    Incoming,
+    Outgoing,
+    SendGrid,
+    SendSticker,
+    SendText,
+    catalogue,
+)
+from core.engine import Game, GameError
+from core.views import LabelTaskView, RetrievalTaskView
+from storage.models import OutboxMessage, Player
+
+_CALLBACK = re.compile(r"^([a-z]{1,8})(?::(-?\d{1,18}))?(?::(-?\d{1,18}))?$|^lang:(en|zh)$")
+_SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
+
+
+class Conversation:
+    def __init__(self, game: Game, moderators: set[int] | frozenset[int] = frozenset()):
+        self.game = game
+        self.moderators = set(moderators)
+        # What a player's next text message answers, when it is not a query ("suggest", task) or
+        # ("correct", query). In memory: losing it on a restart only means asking again.
+        self.awaiting: dict[int, tuple[str, int]] = {}
+
+    # ------------------------------------------------------------------ entry point
+    def handle(self, incoming: Incoming) -> Outgoing:
+        player = self.game.register_player(incoming.user_id, incoming.display_name)
+        if incoming.user_id in self.moderators and not player.is_moderator:
+            self.game.set_moderator(player.id)
+            player.is_moderator = True
+        t = catalogue(player.language or _language_hint(incoming.language_code))
+        out = Outgoing(incoming.chat_id, callback_id=incoming.callback_id, player_id=player.id)
+        try:
+            self._dispatch(incoming, player, t, out)
+        except GameError as error:
+            text = t.error(error.code, error.detail)
+            if incoming.kind == "callback":
+                out.replies.append(AnswerCallback(text, alert=error.code not in ("task_closed", "round_closed")))
+            else:
+                out.replies.append(SendText(text))
+        if incoming.kind == "callback" and not any(isinstance(r, AnswerCallback) for r in out.replies):
+            out.replies.append(AnswerCallback())
+        return out
+
+    def _dispatch(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
+        replies = out.replies
+        if incoming.kind == "edited":
+            replies.append(SendText(t("edited")))
+            return
+        if incoming.kind in ("other", "sticker"):
+            replies.append(SendText(t("unsupported")))
+            return
+        if incoming.kind == "callback":
+            self._on_button(incoming, player, t, out)
+            return
+        if incoming.kind == "command":
+            self._on_command(incoming.command, incoming.args, player, t, out)
+            return
+        self._on_text(incoming.text, player, t, out)
+
+    # ------------------------------------------------------------------ commands
+    def _on_command(self, command: str, args: str, player: Player, t: Catalogue, out: Outgoing) -> None:
+        replies = out.replies
+        if command == "start":
+            self._onboard(player, t, out)
+        elif command == "lang":
+            replies.append(self._language_choice(t))
+        elif command == "help":
+            replies.append(SendText(t("help")))
+        elif command == "review":
+            self._review(player, t, out, stats=args.strip() == "stats")
+        elif not self._ready(player, t, out):
+            return
+        elif command == "play":
+            self._next(player, t, out)
+        elif command == "me":
+            stats = self.game.player_stats(player.id)
+            accuracy = f"{stats.accuracy:.0%}" if stats.accuracy is not None else "–"
+            replies.append(SendText(t("me", points=stats.points, rank=stats.rank or "–", accuracy=accuracy,
+                                      streak=stats.streak)))
+        elif command == "top":
+            since = self.game.clock() - timedelta(days=7)
+            board = self.game.leaderboard(player.language, since=since)
+            lines = [t("top_title")] + [t("top_row", rank=r.rank, name=r.display_name or "?", points=r.points)
+                                        for r in board]
+            replies.append(SendText("\n".join(lines) if board else t("top_empty")))
+        elif command == "stop":
+            self.game.pause(player.id)
+            self.awaiting.pop(player.id, None)
+            replies.append(SendText(t("stopped")))
+        elif command == "forget":
+            self.game.withdraw_consent(player.id)
+            self.awaiting.pop(player.id, None)
+            replies.append(SendText(t("forgotten")))
+        else:
+            replies.append(SendText(t("help")))
+
+    def _ready(self, player: Player, t: Catalogue, out: Outgoing) -> bool:
+        """A player plays only after choosing a language and consenting."""
+        if player.language is None or player.consent_at is None or player.consent_withdrawn_at is not None:
+            self._onboard(player, t, out)
+            return False
+        return True
+
+    def _onboard(self, player: Player, t: Catalogue, out: Outgoing) -> None:
+        if player.language is None:
+            out.replies.append(self._language_choice(t))
+        elif player.consent_at is None or player.consent_withdrawn_at is not None:
+            out.replies.append(SendText(t("consent"), [[(t("button_agree"), "consent")]]))
+        else:
+            out.replies.append(SendText(t("welcome")))
+            self._next(player, t, out)
+
+    def _language_choice(self, t: Catalogue) -> SendText:
+        return SendText(t("choose_language"), [[("English", "lang:en"), ("中文", "lang:zh")]])
+
+    # ------------------------------------------------------------------ buttons
+    def _on_button(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
+        match = _CALLBACK.match(incoming.callback_data or "")
+        if not match:
+            out.replies.append(AnswerCallback(t("stale")))
+            return
+        if match.group(4):
+            self.game.set_language(player.id, match.group(4))
+            player = self.game.get_player(player.id)
+            t = catalogue(player.language)
+            out.replies.append(AnswerCallback(t("language_set")))
+            self._onboard(player, t, out)
+            return
+        action = match.group(1)
+        first = int(match.group(2)) if match.group(2) else None
+        second = int(match.group(3)) if match.group(3) else None
+        if action == "consent":
+            self.game.give_consent(player.id)
+            self._onboard(self.game.get_player(player.id), t, out)
+            return
+        if action in ("ra", "rc", "rd", "rs") and first is not None:
+            self._review_button(action, first, player, t, out)
+            return
+        if not self._ready(player, t, out):
+            return
+        if action == "next":
+            self._next(player, t, out)
+        elif action == "ls" and first is not None:
+            result = self.game.submit_round(player.id, first)
+            out.replies.append(SendText(t("submitted", count=result.query_count)))
+            self._next(player, t, out)
+        elif action == "lx" and first is not None:
+            self.game.skip_round(player.id, first)
+            self._next(player, t, out)
+        elif action == "lr" and first is not None and second is not None:
+            self.game.remove_query(player.id, first, second)
+            self._show_round_queries(player, first, t, out)
+        elif action == "pk" and first is not None and second is not None:
+            task = self.game.toggle_pick(player.id, first, second)
+            self._edit_grid(task, incoming.message_id, t, out)
+        elif action == "pu" and first is not None:
+            task = self.game.undo_pick(player.id, first)
+            self._edit_grid(task, incoming.message_id, t, out)
+        elif action == "pd" and first is not None:
+            outcome = self.game.submit_drafted_ranking(player.id, first)
+            if outcome.hit_rank:
+                out.replies.append(SendText(t("hit", rank=outcome.hit_rank, points=outcome.points)))
+            else:
+                out.replies += [SendText(t("miss")), SendSticker(outcome.target)]
+            self.awaiting.pop(player.id, None)
+            self._next(player, t, out)
+        elif action == "ps" and first is not None:
+            self.game.skip_task(player.id, first)
+            self._next(player, t, out)
+        elif action == "pg" and first is not None:
+            current = self.game.current_task(player.id)
+            if not isinstance(current, RetrievalTaskView) or current.task_id != first:
+                raise GameError("task_closed")
+            self.awaiting[player.id] = ("suggest", first)
+            out.replies.append(SendText(t("suggest_prompt")))
+        else:
+            out.replies.append(AnswerCallback(t("stale")))
+
+    # ------------------------------------------------------------------ text
+    def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:
+        waiting = self.awaiting.get(player.id)
+        if waiting and waiting[0] == "correct":
+            self.awaiting.pop(player.id)
+            decided = self.game.correct_query(player.id, waiting[1], text)
+            out.replies.append(SendText(t("review_done", status=decided.status)))
+            self._review(player, t, out)
+            return
+        if not self._ready(player, t, out):
+            return
+        if waiting and waiting[0] == "suggest":
+            match = _SUGGESTION.match(text or "")
+            current = self.game.current_task(player.id)
+            size = len(current.candidates) if isinstance(current, RetrievalTaskView) else 9
+            if not match or not 1 <= int(match.group(1)) <= size:
+                out.replies.append(SendText(t("suggest_bad", n=size)))
+                return
+            task = self.game.current_task(player.id)
+            sticker_id = task.candidates[int(match.group(1)) - 1].id if isinstance(task, RetrievalTaskView) \
+                else -1
+            query = self.game.suggest_query(player.id, waiting[1], sticker_id, match.group(2))
+            self.awaiting.pop(player.id, None)
+            out.replies.append(SendText(t("suggest_thanks", query=query.text)))
+            return
+        current = self.game.current_task(player.id)
+        if not isinstance(current, LabelTaskView):
+            if isinstance(current, RetrievalTaskView):
+                out.replies.append(SendText(t("retrieve_prompt", queries=_quoted(current.queries))))
+            else:
+                out.replies.append(SendText(t("no_open_round"), [[(t("next"), "next")]]))
+            return
+        preview = self.game.add_query(player.id, current.round_id, text)
+        line = (t("preview_rank", query=preview.query.text, rank=preview.target_rank) if preview.target_rank
+                else t("preview_unranked", query=preview.query.text))
+        queries = self.game.label_task(player.id, current.round_id).queries
+        caption = f"{line}\n{t('label_queries', queries=_quoted([q.text for q in queries]))}"
+        buttons = self._round_buttons(current.round_id, queries, t)
+        if preview.hits:
+            out.replies.append(SendGrid(preview.hits, caption, buttons))
+        else:
+            out.replies.append(SendText(caption, buttons))
+
+    # ------------------------------------------------------------------ screens
+    def _next(self, player: Player, t: Catalogue, out: Outgoing) -> None:
+        task = self.game.next_task(player.id)
+        if task is None:
+            out.replies.append(SendText(t("no_task"), [[(t("next"), "next")]]))
+        elif isinstance(task, LabelTaskView):
+            self._label_screen(task, t, out)
+        else:
+            self._retrieval_screen(task, t, out)
+
+    def _label_screen(self, task: LabelTaskView, t: Catalogue, out: Outgoing) -> None:
+        context = "\n".join(f"{m.sender}: {m.text}" for m in task.context if m.text) or "…"
+        # Context and question in one message, then the sticker: two sends per screen.
+        text = f"{t('label_context', context=_blockquote(context))}\n\n{t('label_prompt')}"
+        if task.queries:
+            text += "\n" + t("label_queries", queries=_quoted([q.text for q in task.queries]))
+            buttons = self._round_buttons(task.round_id, task.queries, t)
+        else:
+            buttons = [[(t("button_skip"), f"lx:{task.round_id}")]]
+        out.replies += [SendText(text, buttons), SendSticker(task.sticker)]
+
+    def _round_buttons(self, round_id: int, queries, t: Catalogue) -> Buttons:
+        rows: Buttons = [[(t("button_submit"), f"ls:{round_id}"), (t("button_skip"), f"lx:{round_id}")]]
+        for query in queries:
+            rows.append([(t("button_remove", query=query.text[:24]), f"lr:{round_id}:{query.id}")])
+        return rows
+
+    def _show_round_queries(self, player: Player, round_id: int, t: Catalogue, out: Outgoing) -> None:
+        queries = self.game.label_task(player.id, round_id).queries
+        out.replies.append(SendText(t("label_queries", queries=_quoted([q.text for q in queries]) or "–"),
+                                    self._round_buttons(round_id, queries, t)))
+
+    def _retrieval_caption(self, task: RetrievalTaskView, t: Catalogue) -> str:
+        positions = {c.id: n for n, c in enumerate(task.candidates, start=1)}
+        ranking = (t("ranking", ranking="  ".join(f"#{r}→{positions[p]}" for r, p in enumerate(task.picks, 1)))
+                   if task.picks else t("ranking_empty"))
+        return f"{t('retrieve_prompt', queries=_quoted(task.queries))}\n{ranking}"
+
+    def _retrieval_buttons(self, task: RetrievalTaskView, t: Catalogue) -> Buttons:
+        rank_of = {p: r for r, p in enumerate(task.picks, start=1)}
+        numbers = []
+        for n, candidate in enumerate(task.candidates, start=1):
+            label = f"{n} · #{rank_of[candidate.id]}" if candidate.id in rank_of else str(n)
+            numbers.append((label, f"pk:{task.task_id}:{n}"))
+        rows = [numbers[i:i + 3] for i in range(0, len(numbers), 3)]
+        rows.append([(t("button_done"), f"pd:{task.task_id}"), (t("button_undo"), f"pu:{task.task_id}")])
+        rows.append([(t("button_skip"), f"ps:{task.task_id}"), (t("button_suggest"), f"pg:{task.task_id}")])
+        return rows
+
+    def _retrieval_screen(self, task: RetrievalTaskView, t: Catalogue, out: Outgoing) -> None:
+        out.replies.append(SendGrid(task.candidates, self._retrieval_caption(task, t), self._retrieval_buttons(task, t)))
+
+    def _edit_grid(self, task: RetrievalTaskView, message_id: int | None, t: Catalogue, out: Outgoing) -> None:
+        if message_id is None:
+            self._retrieval_screen(task, t, out)
+            return
+        out.replies.append(EditText(message_id, self._retrieval_caption(task, t), self._retrieval_buttons(task, t),
+                                    caption=True))
+
+    # ------------------------------------------------------------------ moderators
+    def _review(self, player: Player, t: Catalogue, out: Outgoing, stats: bool = False, after: int = 0) -> None:
+        if not player.is_moderator:
+            out.replies.append(SendText(t("moderator_only")))
+            return
+        if stats:
+            counts = self.game.review_counts(player.id)
+            out.replies.append(SendText(t("review_stats", **{str(k): v for k, v in counts.items()})))
+            return
+        items = self.game.pending_reviews(player.id, limit=1, after_id=after)
+        if not items:
+            out.replies.append(SendText(t("review_empty")))
+            return
+        item = items[0]
+        text = t("review_item", id=item.query.id, language=item.language, query=item.query.text,
+                 round=_quoted([q.text for q in item.round_queries]),
+                 picks=", ".join(s.key for s in item.retriever_picks) or "–")
+        qid = item.query.id
+        out.replies += [SendSticker(item.sticker), SendText(text, [
+            [(t("button_accept"), f"ra:{qid}"), (t("button_correct"), f"rc:{qid}")],
+            [(t("button_discard"), f"rd:{qid}"), (t("button_skip"), f"rs:{qid}")]])]
+        if item.retriever_picks:
+            out.replies.append(SendGrid(item.retriever_picks, "↑"))
+
+    def _review_button(self, action: str, query_id: int, player: Player, t: Catalogue, out: Outgoing) -> None:
+        if not player.is_moderator:
+            out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
+            return
+        if action == "rc":
+            item = next((i for i in self.game.pending_reviews(player.id, limit=1, after_id=query_id - 1)
+                         if i.query.id == query_id), None)
+            if item is None:
+                raise GameError("already_reviewed")
+            self.awaiting[player.id] = ("correct", query_id)
+            out.replies.append(SendText(t("review_correct_prompt", query=item.query.text)))
+            return
+        if action == "rs":
+            self._review(player, t, out, after=query_id)
+            return
+        decided = (self.game.accept_query if action == "ra" else self.game.discard_query)(player.id, query_id)
+        out.replies.append(AnswerCallback(t("review_done", status=decided.status)))
+        self._review(player, t, out)
+
+    # ------------------------------------------------------------------ outbox
+    def render_outbox(self, message: OutboxMessage) -> list[Outgoing]:
+        """Turn what the engine wrote to the outbox into messages for the players it concerns."""
+        if message.kind in ("feedback_hit", "feedback_miss") and message.player_id is not None:
+            player = self.game.get_player(message.player_id)
+            if player.telegram_user_id is None or not player.active:
+                return []
+            t = catalogue(player.language)
+            payload = message.payload
+            text = (t("feedback_hit", rank=payload.get("rank"), points=payload.get("points"))
+                    if message.kind == "feedback_hit" else t("feedback_miss"))
+            return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)]
+        if message.kind == "moderator_flag":
+            text = (f"⚠️ Player {message.payload.get('pseudonym')} failed gold checks: "
+                    f"{message.payload.get('gold_hits')}/{message.payload.get('gold_answered')} correct.")
+            return [Outgoing(chat, [SendText(text)]) for chat in sorted(self.moderators)]
+        return []
+
+
+def _language_hint(language_code: str | None) -> str:
+    return "zh" if (language_code or "").lower().startswith("zh") else "en"
+
+
+def _quoted(texts) -> str:
+    return ", ".join(f"“{text}”" for text in texts)
+
+
+def _blockquote(text: str) -> str:
+    return "\n".join(f"│ {line}" for line in text.splitlines())

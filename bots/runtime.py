@@ -1,0 +1,217 @@
+"""What both shells share: update dedupe, running the conversation off the event loop, and
+delivering replies within Telegram's limits (pacing per chat and overall, waiting out 429,
+retrying server errors, marking players who blocked the bot as inactive).
+
+A shell supplies only a `Sender`: the handful of Bot API calls, in its framework's terms, with
+the framework's errors translated into the ones below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from aiolimiter import AsyncLimiter
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from bots.conversation import Conversation
+from bots.media import Media
+from bots.screens import COMMANDS, AnswerCallback, Buttons, EditText, Incoming, Outgoing, SendGrid, SendSticker, SendText
+from storage.db import insert_ignoring_conflicts, session_scope
+from storage.models import ProcessedUpdate, TelegramFile, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class TelegramError(Exception):
+    pass
+
+
+class RetryAfter(TelegramError):
+    def __init__(self, seconds: float):
+        super().__init__(f"retry after {seconds}s")
+        self.seconds = seconds
+
+
+class Forbidden(TelegramError):
+    """The player blocked the bot (403)."""
+
+
+class Transient(TelegramError):
+    """5xx, timeouts, dropped connections: worth another try."""
+
+
+class Sender(Protocol):
+    async def send_text(self, chat_id: int, text: str, buttons: Buttons | None) -> int: ...
+
+    async def send_file(self, method: str, chat_id: int, file: bytes | str, filename: str,
+                        caption: str | None = None, buttons: Buttons | None = None) -> tuple[int, str | None]: ...
+
+    async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool) -> None: ...
+
+    async def answer_callback(self, callback_id: str, text: str, alert: bool) -> None: ...
+
+    async def set_commands(self, language: str, commands: list[tuple[str, str]]) -> None: ...
+
+
+class BotRuntime:
+    def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
+                 *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
+                 overall_per_second: int = 30, attempts: int = 6):
+        """`per_chat` (burst, seconds) paces each chat a little under one message a second, as
+        Telegram asks (the margin absorbs network jitter); None turns pacing off (only for a
+        sandbox whose limits are off too)."""
+        self.bot_key = bot_key
+        self.conversation = conversation
+        self.sender = sender
+        self.db = db
+        self.media = media
+        self.languages = languages
+        self.attempts = attempts
+        self._per_chat = per_chat
+        self._chat_limits: dict[int, AsyncLimiter] = {}
+        self._overall = AsyncLimiter(overall_per_second, 1)
+        self._chat_locks: dict[int, asyncio.Lock] = {}
+        self._finished: set[int] = set()  # update ids fully handled (tests and benchmarks wait on them)
+        self._finished_changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ updates
+    def _first_time(self, update_id: int) -> bool:
+        with session_scope(self.db) as session:
+            return insert_ignoring_conflicts(session, ProcessedUpdate.__table__, [
+                {"bot_key": self.bot_key, "update_id": update_id, "processed_at": utcnow()}],
+                ["bot_key", "update_id"]) == 1
+
+    async def process(self, incoming: Incoming) -> None:
+        """Handle one update exactly once; never raises (a handler must not crash the bot)."""
+        try:
+            # One update at a time per chat, so a player's screens arrive in order.
+            lock = self._chat_locks.setdefault(incoming.chat_id, asyncio.Lock())
+            async with lock:
+                if not await asyncio.to_thread(self._first_time, incoming.update_id):
+                    return
+                outgoing = await asyncio.to_thread(self.conversation.handle, incoming)
+                await self.deliver(outgoing)
+        except Exception:  # noqa: BLE001 - logged; the player gets nothing rather than a dead bot
+            log.exception("update %s of %s failed", incoming.update_id, self.bot_key)
+        finally:
+            self._finished.add(incoming.update_id)
+            self._finished_changed.set()
+
+    async def wait_finished(self, update_id: int, timeout: float = 30) -> None:
+        """Until the update has been handled and every reply to it delivered."""
+        async def wait() -> None:
+            while update_id not in self._finished:
+                self._finished_changed.clear()
+                await self._finished_changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    # ------------------------------------------------------------------ delivery
+    def _limit(self, chat_id: int) -> AsyncLimiter:
+        limiter = self._chat_limits.get(chat_id)
+        if limiter is None:
+            limiter = self._chat_limits[chat_id] = AsyncLimiter(*self._per_chat)
+        return limiter
+
+    async def _call(self, paced_chat: int | None, call):
+        """One Bot API call with pacing and retries; returns its result."""
+        for attempt in range(self.attempts):
+            if paced_chat is not None and self._per_chat is not None:
+                async with self._limit(paced_chat):
+                    async with self._overall:
+                        pass
+            try:
+                return await call()
+            except RetryAfter as wait:
+                await asyncio.sleep(min(wait.seconds, 60))
+            except Transient:
+                await asyncio.sleep(min(0.1 * 2 ** attempt, 5))
+        raise Transient(f"gave up after {self.attempts} attempts")
+
+    async def deliver(self, outgoing: Outgoing) -> None:
+        try:
+            for reply in outgoing.replies:
+                await self._deliver_one(outgoing, reply)
+        except Forbidden:
+            if outgoing.player_id is not None:
+                await asyncio.to_thread(self.conversation.game.mark_inactive, outgoing.player_id)
+        except Transient:
+            log.warning("could not deliver to chat %s", outgoing.chat_id)
+
+    async def _deliver_one(self, outgoing: Outgoing, reply) -> None:
+        chat = outgoing.chat_id
+        sender = self.sender
+        if isinstance(reply, AnswerCallback):
+            if outgoing.callback_id:
+                try:
+                    await self._call(None, lambda: sender.answer_callback(outgoing.callback_id, reply.text, reply.alert))
+                except TelegramError:
+                    pass  # an answer that comes too late is harmless
+        elif isinstance(reply, SendText):
+            await self._call(chat, lambda: sender.send_text(chat, reply.text, reply.buttons))
+        elif isinstance(reply, EditText):
+            await self._call(None, lambda: sender.edit(chat, reply.message_id, reply.text, reply.buttons, reply.caption))
+        elif isinstance(reply, SendSticker):
+            await self._send_sticker(chat, reply)
+        elif isinstance(reply, SendGrid):
+            image = await asyncio.to_thread(self.media.grid, reply.stickers)
+            await self._call(chat, lambda: sender.send_file("photo", chat, image, "grid.png", reply.caption,
+                                                            reply.buttons))
+
+    def _cached_file_id(self, sticker_id: int, kind: str) -> str | None:
+        with Session(self.db) as session:
+            row = session.get(TelegramFile, (self.bot_key, sticker_id, kind))
+            return row.file_id if row else None
+
+    def _remember_file_id(self, sticker_id: int, kind: str, file_id: str) -> None:
+        with session_scope(self.db) as session:
+            insert_ignoring_conflicts(session, TelegramFile.__table__, [{
+                "bot_key": self.bot_key, "sticker_id": sticker_id, "kind": kind, "file_id": file_id,
+                "created_at": utcnow()}], ["bot_key", "sticker_id", "kind"])
+
+    async def _send_sticker(self, chat: int, reply: SendSticker) -> None:
+        sticker = reply.sticker
+        method = "animation" if sticker.format == "gif" else "sticker"
+        file_id = await asyncio.to_thread(self._cached_file_id, sticker.id, method)
+        if file_id:
+            await self._call(chat, lambda: self.sender.send_file(method, chat, file_id, ""))
+            return
+        payload = await asyncio.to_thread(self.media.sticker_file, sticker)
+        _, new_id = await self._call(chat, lambda: self.sender.send_file(payload.method, chat, payload.data,
+                                                                          payload.filename))
+        if new_id:
+            await asyncio.to_thread(self._remember_file_id, sticker.id, method, new_id)
+
+    # ------------------------------------------------------------------ outbox and commands
+    async def deliver_outbox_once(self) -> int:
+        game = self.conversation.game
+        messages = await asyncio.to_thread(game.pending_outbox, 100)
+        done = []
+        for message in messages:
+            if message.player_id is not None:
+                player = await asyncio.to_thread(game.get_player, message.player_id)
+                if player.language not in self.languages:
+                    continue  # the bot of that player's language delivers it
+            elif self.languages[0] != "en" and "en" in self.languages:
+                continue
+            for outgoing in await asyncio.to_thread(self.conversation.render_outbox, message):
+                await self.deliver(outgoing)
+            done.append(message.id)
+        if done:
+            await asyncio.to_thread(game.mark_delivered, done)
+        return len(done)
+
+    async def run_outbox(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self.deliver_outbox_once()
+            except Exception:  # noqa: BLE001
+                log.exception("outbox delivery failed")
+            await asyncio.sleep(interval)
+
+    async def register_commands(self) -> None:
+        for language in self.languages:
+            await self._call(None, lambda lang=language: self.sender.set_commands(lang, COMMANDS[lang]))

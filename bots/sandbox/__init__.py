@@ -1,0 +1,3 @@
+from bots.sandbox.server import Sandbox
+
+__all__ = ["Sandbox"]

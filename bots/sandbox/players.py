@@ -1,0 +1,96 @@
+"""Players simulated through the sandbox's HTTP simulation API: they read the screens the bot
+sent and press the buttons those screens offer, as a person would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+
+class SandboxPlayer:
+    def __init__(self, client: httpx.AsyncClient, token: str, user_id: int, name: str = "Player",
+                 language_code: str = "en", wait_finished=None):
+        """`wait_finished(update_id)`, where the bot runs in the same process, says exactly when the
+        bot is done with an update; without it a player waits until the bot goes quiet."""
+        self.client, self.token, self.user_id = client, token, user_id
+        self.wait_finished = wait_finished
+        self.name, self.language_code = name, language_code
+        self.seen = 0  # transcript entries already read
+
+    async def _sim(self, action: str, **body) -> dict:
+        response = await self.client.post(f"/sim/{action}", json={"token": self.token, "user_id": self.user_id,
+                                                                   **body})
+        response.raise_for_status()
+        return response.json()["result"]
+
+    async def transcript(self) -> list[dict]:
+        response = await self.client.get("/sim/transcript", params={"token": self.token, "user_id": self.user_id})
+        return response.json()["result"]
+
+    async def send(self, text: str, settle: float = 0.15, timeout: float = 10) -> list[dict]:
+        result = await self._sim("message", text=text, first_name=self.name, language_code=self.language_code)
+        return await self._after(result["update_id"], settle, timeout)
+
+    async def send_kind(self, kind: str, **kwargs) -> list[dict]:
+        result = await self._sim("message", kind=kind, first_name=self.name, language_code=self.language_code)
+        return await self._after(result["update_id"], **kwargs)
+
+    async def edit(self, message_id: int, text: str) -> list[dict]:
+        result = await self._sim("edit", message_id=message_id, text=text)
+        return await self._after(result["update_id"])
+
+    async def press(self, data: str, message_id: int | None = None, settle: float = 0.15,
+                    timeout: float = 10) -> list[dict]:
+        """Press a button by its callback data, on the newest message that offers it."""
+        if message_id is None:
+            message_id = self.message_with(data, await self.transcript())
+        result = await self._sim("press", message_id=message_id, data=data)
+        self.last_callback = result["callback_id"]
+        return await self._after(result["update_id"], settle, timeout)
+
+    async def _after(self, update_id: int, settle: float = 0.15, timeout: float = 10) -> list[dict]:
+        if self.wait_finished is not None:
+            await self.wait_finished(update_id, timeout)
+            return await self.replies(settle=0, timeout=0)
+        return await self.replies(settle, timeout)
+
+    async def answer_to_last_press(self) -> dict | None:
+        for entry in reversed(await self.transcript()):
+            if entry.get("callback_id") == self.last_callback:
+                return entry
+        return None
+
+    @staticmethod
+    def message_with(data: str, transcript: list[dict]) -> int:
+        for entry in reversed(transcript):
+            for row in (entry.get("reply_markup") or {}).get("inline_keyboard", []):
+                if any(button.get("callback_data") == data for button in row):
+                    return entry["message_id"]
+        raise LookupError(f"no message offers the button {data!r}")
+
+    async def replies(self, settle: float = 0.15, timeout: float = 10) -> list[dict]:
+        """The bot's messages since the last read, once it has stopped sending for `settle` s."""
+        deadline = time.monotonic() + timeout
+        last_count, last_change = -1, time.monotonic()
+        while True:
+            transcript = await self.transcript()
+            count = len(transcript)
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            new = [e for e in transcript[self.seen:] if e["by"] == "bot"]
+            answered = all("answer" in e for e in transcript[self.seen:] if "callback_id" in e)
+            if timeout == 0 or (new or answered and any("callback_id" in e for e in transcript[self.seen:])) \
+                    and time.monotonic() - last_change >= settle:
+                self.seen = count
+                return new
+            if time.monotonic() > deadline:
+                self.seen = count
+                return new
+            await asyncio.sleep(0.02)
+
+    @staticmethod
+    def buttons(entry: dict) -> list[str]:
+        return [b["callback_data"] for row in (entry.get("reply_markup") or {}).get("inline_keyboard", [])
+                for b in row]

@@ -1,0 +1,525 @@
+"""A local Telegram Bot API for tests, the demo and benchmarks.
+
+It speaks the Bot API over HTTP for the methods the bots use, validates like Telegram (text and
+caption length, callback_data 1–64 bytes, unknown chats and messages, malformed markup), limits
+like Telegram (429 with retry_after past about 1 message/s per chat — a bucket of 3 that drains
+one a second — or 30/s overall), and offers a simulation API under /sim to inject what players
+do, read each chat's transcript, and inject faults (5xx, 429, delays, dropped connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import ClientSession, web
+
+SEND_METHODS = {"sendMessage", "sendSticker", "sendPhoto", "sendAnimation", "sendDocument"}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str, retry_after: int | None = None):
+        super().__init__(description)
+        self.code, self.description, self.retry_after = code, description, retry_after
+
+
+@dataclass
+class Bucket:
+    """A leaky bucket: `capacity` sends at once, refilled at `rate` per second."""
+
+    capacity: float
+    rate: float
+    level: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def take(self) -> float:
+        """0 when allowed (and counted), else seconds to wait."""
+        now = time.monotonic()
+        self.level = max(0.0, self.level - (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.level + 1 > self.capacity:
+            return (self.level + 1 - self.capacity) / self.rate
+        self.level += 1
+        return 0.0
+
+
+@dataclass
+class BotState:
+    token: str
+    id: int
+    username: str
+    updates: deque = field(default_factory=deque)
+    next_update_id: int = 1
+    webhook: str | None = None
+    secret: str | None = None
+    commands: dict = field(default_factory=dict)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Chat:
+    id: int
+    user: dict
+    messages: dict = field(default_factory=dict)  # message_id -> message dict (latest version)
+    transcript: list = field(default_factory=list)  # everything, in order, as the player saw it
+    next_message_id: int = 1
+    blocked: bool = False
+    bucket: Bucket = field(default_factory=lambda: Bucket(3, 1))
+
+
+class Sandbox:
+    def __init__(self, *, rate_limits: bool = True, seed: int = 0):
+        self.bots: dict[str, BotState] = {}
+        self.chats: dict[tuple[str, int], Chat] = {}
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.rate_limits = rate_limits
+        self.overall: dict[str, Bucket] = defaultdict(lambda: Bucket(30, 30))
+        self.faults: dict[str, float] = {"error_5xx": 0.0, "error_429": 0.0, "delay_ms": 0.0, "drop": 0.0}
+        self.rng = random.Random(seed)
+        self.stats: dict[str, int] = defaultdict(int)
+        self._ids = itertools.count(1)
+        self._callback_ids = itertools.count(1)
+        self.app = web.Application(client_max_size=50 * 2**20)
+        self.app.router.add_route("*", "/bot{token}/{method}", self._api)
+        self.app.router.add_get("/file/bot{token}/{path:.+}", self._file)
+        self.app.router.add_post("/sim/{action}", self._sim)
+        self.app.router.add_get("/sim/{action}", self._sim)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+        self._http: ClientSession | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def add_bot(self, token: str, username: str) -> BotState:
+        bot = BotState(token, 7_000_000 + len(self.bots), username)
+        self.bots[token] = bot
+        return bot
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        self.base_url = f"http://{host}:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._http:
+            await self._http.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    # ------------------------------------------------------------------ Bot API
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            body = await request.read()
+            if body:
+                params.update(json.loads(body))
+        elif request.method == "POST":
+            form = await request.post()
+            for key, value in form.items():
+                if hasattr(value, "file"):
+                    params[key] = ("upload", value.file.read(), value.filename)
+                else:
+                    params[key] = value
+        # Uploads in multipart may be referenced as attach://name.
+        for key, value in list(params.items()):
+            if isinstance(value, str) and value.startswith("attach://") and value[9:] in params:
+                params[key] = params[value[9:]]
+        return params
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        bot = self.bots.get(request.match_info["token"])
+        method = request.match_info["method"]
+        if bot is None:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        try:
+            params = await self._params(request)
+            if method in SEND_METHODS or method.startswith("edit"):
+                if await self._faults(method):
+                    request.transport.close()  # a dropped connection: no response at all
+                    return web.Response(status=499)
+            handler = getattr(self, f"m_{method}", None)
+            if handler is None:
+                raise ApiError(404, "Not Found: method not found")
+            result = await handler(bot, params)
+            self.stats[f"ok:{method}"] += 1
+            return web.json_response({"ok": True, "result": result})
+        except ApiError as error:
+            body = {"ok": False, "error_code": error.code, "description": error.description}
+            if error.retry_after is not None:
+                body["parameters"] = {"retry_after": error.retry_after}
+            self.stats[f"error:{error.code}"] += 1
+            return web.json_response(body, status=error.code)
+        except (ValueError, KeyError, TypeError) as error:
+            self.stats["error:400"] += 1
+            return web.json_response({"ok": False, "error_code": 400, "description": f"Bad Request: {error}"},
+                                     status=400)
+
+    async def _faults(self, method: str) -> bool:
+        """Injected trouble for a send or edit; True means: drop the connection."""
+        faults = self.faults
+        if faults["delay_ms"]:
+            await asyncio.sleep(faults["delay_ms"] / 1000)
+        roll = self.rng.random()
+        if roll < faults["drop"]:
+            self.stats["fault:drop"] += 1
+            return True
+        roll -= faults["drop"]
+        if roll < faults["error_5xx"]:
+            self.stats["fault:5xx"] += 1
+            raise ApiError(502, "Bad Gateway")
+        roll -= faults["error_5xx"]
+        if roll < faults["error_429"]:
+            self.stats["fault:429"] += 1
+            raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
+        return False
+
+    def _chat(self, bot: BotState, chat_id: Any) -> Chat:
+        try:
+            key = (bot.token, int(chat_id))
+        except (TypeError, ValueError):
+            raise ApiError(400, "Bad Request: chat_id is invalid") from None
+        chat = self.chats.get(key)
+        if chat is None:
+            raise ApiError(400, "Bad Request: chat not found")
+        if chat.blocked:
+            raise ApiError(403, "Forbidden: bot was blocked by the user")
+        return chat
+
+    def _limit(self, bot: BotState, chat: Chat) -> None:
+        if not self.rate_limits:
+            return
+        wait = max(chat.bucket.take(), self.overall[bot.token].take())
+        if wait:
+            self.stats["rate_limited"] += 1
+            seconds = max(1, int(wait + 0.999))
+            raise ApiError(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
+
+    @staticmethod
+    def _markup(raw: Any) -> dict | None:
+        if raw in (None, ""):
+            return None
+        markup = json.loads(raw) if isinstance(raw, str) else raw
+        rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+        for row in rows:
+            for button in row:
+                if not isinstance(button, dict) or not button.get("text"):
+                    raise ApiError(400, "Bad Request: inline keyboard button text is empty")
+                data = button.get("callback_data")
+                if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                    raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+        return markup
+
+    def _store_file(self, value: Any, kind: str) -> dict:
+        if isinstance(value, tuple):
+            _, data, filename = value
+            file_id = f"{kind}-{next(self._ids)}"
+            self.files[file_id] = (data, filename or kind)
+        elif isinstance(value, str) and value in self.files:
+            file_id = value
+        else:
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        data, _ = self.files[file_id]
+        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(data)}
+
+    def _bot_message(self, bot: BotState, chat: Chat, params: dict, **content) -> dict:
+        message = {"message_id": chat.next_message_id, "date": int(time.time()),
+                   "chat": {"id": chat.id, "type": "private", "first_name": chat.user.get("first_name", "")},
+                   "from": {"id": bot.id, "is_bot": True, "first_name": bot.username, "username": bot.username},
+                   **content}
+        markup = self._markup(params.get("reply_markup"))
+        if markup:
+            message["reply_markup"] = markup
+        chat.next_message_id += 1
+        chat.messages[message["message_id"]] = message
+        chat.transcript.append({"by": "bot", "at": time.monotonic(), **message})
+        return message
+
+    async def m_getMe(self, bot, params):
+        return {"id": bot.id, "is_bot": True, "first_name": bot.username, "username": bot.username,
+                "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    async def m_getUpdates(self, bot, params):
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 100)
+        timeout = float(params.get("timeout") or 0)
+        while bot.updates and bot.updates[0]["update_id"] < offset:
+            bot.updates.popleft()
+        if not bot.updates and timeout:
+            bot.arrived.clear()
+            try:
+                await asyncio.wait_for(bot.arrived.wait(), timeout)
+            except TimeoutError:
+                pass
+        return list(itertools.islice(bot.updates, 0, limit))
+
+    async def m_setWebhook(self, bot, params):
+        bot.webhook = params.get("url") or None
+        bot.secret = params.get("secret_token") or None
+        return True
+
+    async def m_deleteWebhook(self, bot, params):
+        bot.webhook = bot.secret = None
+        if str(params.get("drop_pending_updates", "")).lower() == "true":
+            bot.updates.clear()
+        return True
+
+    async def m_getWebhookInfo(self, bot, params):
+        return {"url": bot.webhook or "", "has_custom_certificate": False, "pending_update_count": len(bot.updates)}
+
+    async def m_setMyCommands(self, bot, params):
+        commands = params.get("commands")
+        commands = json.loads(commands) if isinstance(commands, str) else commands
+        if not isinstance(commands, list) or not all(isinstance(c, dict) and c.get("command") for c in commands):
+            raise ApiError(400, "Bad Request: commands are invalid")
+        bot.commands[params.get("language_code") or ""] = commands
+        return True
+
+    async def m_sendMessage(self, bot, params):
+        chat = self._chat(bot, params.get("chat_id"))
+        text = params.get("text") or ""
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            raise ApiError(400, "Bad Request: message is too long")
+        self._markup(params.get("reply_markup"))
+        self._limit(bot, chat)
+        return self._bot_message(bot, chat, params, text=text)
+
+    async def _send_media(self, bot, params, field_name: str, build) -> dict:
+        chat = self._chat(bot, params.get("chat_id"))
+        caption = params.get("caption")
+        if caption and len(caption) > 1024:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        self._markup(params.get("reply_markup"))
+        if field_name not in params:
+            raise ApiError(400, f"Bad Request: there is no {field_name} in the request")
+        self._limit(bot, chat)
+        stored = self._store_file(params[field_name], field_name)
+        content = {field_name: build(stored)}
+        if caption:
+            content["caption"] = caption
+        return self._bot_message(bot, chat, params, **content)
+
+    async def m_sendSticker(self, bot, params):
+        return await self._send_media(bot, params, "sticker", lambda f: {
+            **f, "type": "regular", "width": 512, "height": 512, "is_animated": False,
+            "is_video": self.files[f["file_id"]][1].endswith(".webm")})
+
+    async def m_sendPhoto(self, bot, params):
+        return await self._send_media(bot, params, "photo", lambda f: [{**f, "width": 480, "height": 480}])
+
+    async def m_sendAnimation(self, bot, params):
+        return await self._send_media(bot, params, "animation", lambda f: {
+            **f, "width": 256, "height": 256, "duration": 1})
+
+    async def m_sendDocument(self, bot, params):
+        return await self._send_media(bot, params, "document", lambda f: f)
+
+    def _existing(self, bot, params) -> tuple[Chat, dict]:
+        chat = self._chat(bot, params.get("chat_id"))
+        message = chat.messages.get(int(params.get("message_id") or 0))
+        if message is None or message["from"]["id"] != bot.id:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        return chat, message
+
+    def _edited(self, chat: Chat, message: dict, params: dict, **changes) -> dict:
+        markup = self._markup(params.get("reply_markup"))
+        updated = {**message, **changes, "edit_date": int(time.time())}
+        if markup:
+            updated["reply_markup"] = markup
+        else:
+            updated.pop("reply_markup", None)
+        chat.messages[message["message_id"]] = updated
+        chat.transcript.append({"by": "bot", "edit": True, "at": time.monotonic(), **updated})
+        return updated
+
+    async def m_editMessageText(self, bot, params):
+        chat, message = self._existing(bot, params)
+        text = params.get("text") or ""
+        if not text.strip() or len(text) > 4096:
+            raise ApiError(400, "Bad Request: message text is empty or too long")
+        return self._edited(chat, message, params, text=text)
+
+    async def m_editMessageCaption(self, bot, params):
+        chat, message = self._existing(bot, params)
+        caption = params.get("caption") or ""
+        if len(caption) > 1024:
+            raise ApiError(400, "Bad Request: message caption is too long")
+        return self._edited(chat, message, params, caption=caption)
+
+    async def m_editMessageReplyMarkup(self, bot, params):
+        chat, message = self._existing(bot, params)
+        return self._edited(chat, message, params)
+
+    async def m_editMessageMedia(self, bot, params):
+        chat, message = self._existing(bot, params)
+        media = params.get("media")
+        media = json.loads(media) if isinstance(media, str) else media
+        if not isinstance(media, dict) or "type" not in media:
+            raise ApiError(400, "Bad Request: media is invalid")
+        stored = self._store_file(params.get(media.get("media", "")[9:], media.get("media")), media["type"])
+        return self._edited(chat, message, params, **{media["type"]: stored})
+
+    async def m_deleteMessage(self, bot, params):
+        chat, message = self._existing(bot, params)
+        del chat.messages[message["message_id"]]
+        return True
+
+    async def m_answerCallbackQuery(self, bot, params):
+        callback = str(params.get("callback_query_id") or "")
+        if not callback:
+            raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        for chat in self.chats.values():
+            for entry in reversed(chat.transcript):
+                if entry.get("callback_id") == callback:
+                    entry["answer"] = params.get("text") or ""
+                    entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
+                    return True
+        raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+
+    async def m_getFile(self, bot, params):
+        file_id = params.get("file_id")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        data, filename = self.files[file_id]
+        return {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(data),
+                "file_path": f"files/{file_id}/{filename}"}
+
+    async def _file(self, request: web.Request) -> web.Response:
+        parts = request.match_info["path"].split("/")
+        if len(parts) < 2 or parts[1] not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[parts[1]][0])
+
+    # ------------------------------------------------------------------ simulation API
+    def _update(self, bot: BotState, payload: dict) -> dict:
+        update = {"update_id": bot.next_update_id, **payload}
+        bot.next_update_id += 1
+        return update
+
+    async def publish(self, bot: BotState, update: dict) -> None:
+        if bot.webhook:
+            if self._http is None:
+                self._http = ClientSession()
+            headers = {"X-Telegram-Bot-Api-Secret-Token": bot.secret} if bot.secret else {}
+            for attempt in range(5):  # Telegram retries failed webhook deliveries
+                try:
+                    async with self._http.post(bot.webhook, json=update, headers=headers) as response:
+                        if response.status < 500:
+                            return
+                except OSError:
+                    pass
+                await asyncio.sleep(0.05 * (attempt + 1))
+        else:
+            bot.updates.append(update)
+            bot.arrived.set()
+
+    def user_message(self, token: str, user_id: int, *, text: str | None = None, kind: str = "text",
+                     first_name: str = "Player", language_code: str = "en") -> tuple[BotState, Chat, dict]:
+        bot = self.bots[token]
+        key = (token, user_id)
+        user = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": language_code}
+        chat = self.chats.get(key)
+        if chat is None:
+            chat = self.chats[key] = Chat(user_id, user)
+        chat.blocked = False
+        message = {"message_id": chat.next_message_id, "date": int(time.time()), "from": user,
+                   "chat": {"id": user_id, "type": "private", "first_name": first_name}}
+        chat.next_message_id += 1
+        if kind == "text":
+            message["text"] = text or ""
+            if message["text"].startswith("/"):
+                command = message["text"].split()[0]
+                message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        elif kind == "photo":
+            message["photo"] = [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]
+        elif kind == "voice":
+            message["voice"] = {"file_id": "v", "file_unique_id": "v", "duration": 1}
+        elif kind == "location":
+            message["location"] = {"latitude": 1.0, "longitude": 2.0}
+        elif kind == "sticker":
+            message["sticker"] = {"file_id": "s", "file_unique_id": "s", "type": "regular", "width": 512,
+                                  "height": 512, "is_animated": False, "is_video": False}
+        chat.messages[message["message_id"]] = message
+        chat.transcript.append({"by": "user", "at": time.monotonic(), **message})
+        return bot, chat, message
+
+    async def _sim(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        body = await request.json() if request.method == "POST" and request.can_read_body else dict(request.query)
+        try:
+            result = await getattr(self, f"sim_{action}")(body)
+        except (KeyError, ValueError, ApiError) as error:
+            return web.json_response({"ok": False, "error": str(error)}, status=400)
+        return web.json_response({"ok": True, "result": result})
+
+    async def sim_message(self, body):
+        bot, chat, message = self.user_message(body["token"], int(body["user_id"]), text=body.get("text"),
+                                               kind=body.get("kind", "text"), first_name=body.get("first_name", "Player"),
+                                               language_code=body.get("language_code", "en"))
+        update = self._update(bot, {"message": message})
+        await self.publish(bot, update)
+        return {"update_id": update["update_id"], "message_id": message["message_id"], "at": time.monotonic()}
+
+    async def sim_edit(self, body):
+        bot = self.bots[body["token"]]
+        chat = self.chats[(body["token"], int(body["user_id"]))]
+        message = dict(chat.messages[int(body["message_id"])], text=body.get("text", ""), edit_date=int(time.time()))
+        update = self._update(bot, {"edited_message": message})
+        await self.publish(bot, update)
+        return {"update_id": update["update_id"]}
+
+    async def sim_press(self, body):
+        bot = self.bots[body["token"]]
+        chat = self.chats[(body["token"], int(body["user_id"]))]
+        message = chat.messages.get(int(body["message_id"]))
+        if message is None:
+            raise ValueError("no such message")
+        callback_id = str(next(self._callback_ids))
+        query = {"id": callback_id, "from": chat.user, "chat_instance": str(chat.id), "message": message,
+                 "data": body["data"]}
+        chat.transcript.append({"by": "user", "press": body["data"], "callback_id": callback_id,
+                                "message_id": message["message_id"], "at": time.monotonic()})
+        update = self._update(bot, {"callback_query": query})
+        await self.publish(bot, update)
+        return {"update_id": update["update_id"], "callback_id": callback_id, "at": time.monotonic()}
+
+    async def sim_redeliver(self, body):
+        """The same update again, as after a webhook retry or a restart."""
+        bot = self.bots[body["token"]]
+        update = body["update"]
+        await self.publish(bot, update)
+        return True
+
+    async def sim_transcript(self, body):
+        chat = self.chats.get((body["token"], int(body["user_id"])))
+        return chat.transcript if chat else []
+
+    async def sim_faults(self, body):
+        for key, value in body.items():
+            if key not in self.faults:
+                raise KeyError(key)
+            self.faults[key] = float(value)
+        return self.faults
+
+    async def sim_limits(self, body):
+        self.rate_limits = bool(body.get("on", True))
+        return self.rate_limits
+
+    async def sim_block(self, body):
+        self.chats[(body["token"], int(body["user_id"]))].blocked = bool(body.get("blocked", True))
+        return True
+
+    async def sim_stats(self, body):
+        return dict(self.stats)

@@ -1,0 +1,112 @@
+"""The python-telegram-bot shell: an Application whose one handler hands every update to the
+shared runtime, and a Sender made of Bot calls. No game logic here."""
+
+from __future__ import annotations
+
+from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import error as tg_error
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+
+from bots.runtime import BotRuntime, Forbidden, RetryAfter, Transient
+from bots.screens import Buttons, incoming_from_update
+
+
+def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in row]
+                                 for row in buttons])
+
+
+async def _translated(call):
+    try:
+        return await call
+    except tg_error.RetryAfter as error:
+        seconds = error.retry_after.total_seconds() if hasattr(error.retry_after, "total_seconds") \
+            else float(error.retry_after)
+        raise RetryAfter(seconds) from None
+    except tg_error.Forbidden as error:
+        raise Forbidden(str(error)) from None
+    except (tg_error.TimedOut, tg_error.NetworkError) as error:
+        if isinstance(error, tg_error.BadRequest):
+            raise
+        raise Transient(str(error)) from None
+
+
+class PtbSender:
+    def __init__(self, bot: Bot):
+        self.bot = bot
+
+    async def send_text(self, chat_id, text, buttons):
+        message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
+        return message.message_id
+
+    async def send_file(self, method, chat_id, file, filename, caption=None, buttons=None):
+        markup = _markup(buttons)
+        if method == "photo":
+            message = await _translated(self.bot.send_photo(chat_id, file, caption=caption, reply_markup=markup,
+                                                            filename=filename or None))
+            return message.message_id, message.photo[-1].file_id if message.photo else None
+        if method == "animation":
+            message = await _translated(self.bot.send_animation(chat_id, file, caption=caption, reply_markup=markup,
+                                                                filename=filename or None))
+            return message.message_id, message.animation.file_id if message.animation else None
+        message = await _translated(self.bot.send_sticker(chat_id, file if isinstance(file, str) else
+                                                          _named(file, filename), reply_markup=markup))
+        return message.message_id, message.sticker.file_id if message.sticker else None
+
+    async def edit(self, chat_id, message_id, text, buttons, caption):
+        if caption:
+            await _translated(self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=text,
+                                                            reply_markup=_markup(buttons)))
+        else:
+            await _translated(self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
+                                                         reply_markup=_markup(buttons)))
+
+    async def answer_callback(self, callback_id, text, alert):
+        await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert))
+
+    async def set_commands(self, language, commands):
+        await _translated(self.bot.set_my_commands([BotCommand(c, d) for c, d in commands], language_code=language))
+
+
+def _named(data: bytes, filename: str):
+    from telegram import InputFile
+
+    return InputFile(data, filename=filename)
+
+
+def build_application(token: str, api_base: str) -> Application:
+    """An Application pointed at `api_base` through PTB's documented base_url settings."""
+    return (ApplicationBuilder().token(token).base_url(f"{api_base}/bot").base_file_url(f"{api_base}/file/bot")
+            .concurrent_updates(True).build())
+
+
+class PtbShell:
+    framework = "ptb"
+
+    def __init__(self, token: str, api_base: str, runtime_factory):
+        self.application = build_application(token, api_base)
+        self.runtime: BotRuntime = runtime_factory(PtbSender(self.application.bot))
+        self.application.add_handler(TypeHandler(Update, self._on_update))
+
+    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        incoming = incoming_from_update(update.to_dict())
+        if incoming is not None:
+            await self.runtime.process(incoming)
+
+    async def start(self, polling: bool = True, poll_timeout: int = 10) -> None:
+        await self.application.initialize()
+        await self.application.start()
+        if polling:
+            await self.application.updater.start_polling(poll_interval=0, timeout=poll_timeout)
+
+    async def feed(self, update: dict) -> None:
+        """An update from our webhook receiver."""
+        await self.application.update_queue.put(Update.de_json(update, self.application.bot))
+
+    async def stop(self) -> None:
+        if self.application.updater.running:
+            await self.application.updater.stop()
+        await self.application.stop()
+        await self.application.shutdown()

@@ -1,0 +1,78 @@
+"""A running bot on the sandbox: demo-pack data, a game, a shell of either framework."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from bots.app import make_shell
+from bots.conversation import Conversation
+from bots.media import Media
+from bots.sandbox import Sandbox
+from bots.sandbox.players import SandboxPlayer
+from bots.webhook import WebhookReceiver
+from core.datasets import import_sticker_queries
+from core.engine import Game
+from core.importing import import_usticker
+from sticktionary.demo_pack import PACK_DIR
+from storage.db import make_engine
+from storage.settings import Settings
+
+TOKEN = "123456:TEST-token"
+MODERATOR = 900
+
+
+def prepare_database(tmp_path: Path, template: Path):
+    database = tmp_path / "bots.sqlite3"
+    shutil.copy(template, database)
+    db = make_engine(f"sqlite:///{database}")
+    import_usticker(db, PACK_DIR, sticker_root=PACK_DIR, approve=True, progress=False, workers=1)
+    for language in ("en", "zh"):
+        import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)
+    return db
+
+
+@asynccontextmanager
+async def running_bot(db, tmp_path: Path, framework: str, *, rate_limits: bool = False, gold_rate: float = 0.0,
+                      seed: int = 1, webhook_secret: str | None = None):
+    settings = Settings(database_url=str(db.url), sticker_root=PACK_DIR, gold_rate=gold_rate, _env_file=None)
+    game = Game(db, settings, rng=random.Random(seed))
+    conversation = Conversation(game, moderators={MODERATOR})
+    media = Media(PACK_DIR, tmp_path / "media-cache")
+    sandbox = Sandbox(rate_limits=rate_limits)
+    sandbox.add_bot(TOKEN, "sticktionary_test_bot")
+    base = await sandbox.start()
+    shell = make_shell(framework, TOKEN, base, game, conversation, media, pacing=rate_limits)
+    receiver = None
+    if webhook_secret:
+        receiver = WebhookReceiver(webhook_secret)
+        receiver.add("main", shell)
+        hook_base = await receiver.start("127.0.0.1", 0)
+        await shell.start(polling=False)
+        await shell.runtime.sender.bot.set_webhook(f"{hook_base}/telegram/main", secret_token=webhook_secret)
+    else:
+        await shell.start(poll_timeout=1)
+    client = httpx.AsyncClient(base_url=base, timeout=30)
+    world = BotWorld(sandbox, shell, game, client)
+    world.webhook_url = f"{hook_base}/telegram/main" if receiver else None
+    try:
+        yield world
+    finally:
+        await client.aclose()
+        await shell.stop()
+        if receiver:
+            await receiver.stop()
+        await sandbox.stop()
+
+
+class BotWorld:
+    def __init__(self, sandbox, shell, game, client):
+        self.sandbox, self.shell, self.game, self.client = sandbox, shell, game, client
+
+    def player(self, user_id: int, language_code: str = "en", name: str | None = None) -> SandboxPlayer:
+        return SandboxPlayer(self.client, TOKEN, user_id, name or f"P{user_id}", language_code,
+                             wait_finished=self.shell.runtime.wait_finished)

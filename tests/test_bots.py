@@ -1,0 +1,284 @@
+"""The conversation suite: every screen, run against both shells over real HTTP to the sandbox,
+in both languages. Players are simulated through the sandbox's simulation API."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from bots.screens import catalogue
+from storage.models import Player, RetrievalTask, ScoreEvent
+from tests.bots_world import MODERATOR, TOKEN, prepare_database, running_bot
+
+pytestmark = pytest.mark.asyncio
+
+FRAMEWORKS = ["ptb", "aiogram"]
+LANGUAGES = ["en", "zh"]
+
+
+@pytest.fixture
+def game_db(tmp_path, sqlite_template):
+    db = prepare_database(tmp_path, sqlite_template)
+    yield db
+    db.dispose()
+
+
+def texts(entries):
+    return [e.get("text") or e.get("caption") or "" for e in entries]
+
+
+async def onboard(player, language):
+    t = catalogue(language)
+    replies = await player.send("/start")
+    assert t("choose_language").split("!")[0].split("！")[0] in texts(replies)[0]
+    replies = await player.press(f"lang:{language}")
+    assert texts(replies)[-1] == t("consent")
+    return await player.press("consent")
+
+
+async def label_and_submit(player, language, queries):
+    for query in queries:
+        await player.send(query)
+    transcript = await player.transcript()
+    submit = next(b for e in reversed(transcript) for b in player.buttons(e) if b.startswith("ls:"))
+    return await player.press(submit)
+
+
+def target_of(world, task_id):
+    with Session(world.game.db) as session:
+        return session.get(RetrievalTask, task_id).sticker_id
+
+
+def grid_of(entries):
+    return next(e for e in reversed(entries) if "photo" in e and any(b.startswith("pk:") for b in
+                                                                     [x["callback_data"] for row in
+                                                                      e.get("reply_markup", {}).get("inline_keyboard", [])
+                                                                      for x in row]))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_onboarding_and_a_labeler_round(game_db, tmp_path, framework, language):
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        player = world.player(1, language)
+        screen = await onboard(player, language)
+        assert texts(screen)[0] == t("welcome")
+        assert texts(screen)[1].startswith(t("label_context", context="").split("\n")[0])
+        assert texts(screen)[1].endswith(t("label_prompt"))
+        assert "sticker" in screen[-1] or "animation" in screen[-1]  # the sticker itself
+        preview = await player.send("happy times" if language == "en" else "开心的时候")
+        assert "happy times" in texts(preview)[-1] or "开心的时候" in texts(preview)[-1]
+        # taboo: a query already collected for this sticker
+        round_id = int(next(b for b in player.buttons(preview[-1]) if b.startswith("ls:")).split(":")[1])
+        with Session(world.game.db) as session:
+            from storage.models import LabelRound, Query
+            sticker_id = session.get(LabelRound, round_id).sticker_id
+            seed = session.exec(select(Query.text).where(Query.sticker_id == sticker_id,
+                                                         Query.language == language)).first()
+        refused = await player.send(seed)
+        assert texts(refused) == [t.error("taboo")]
+        empty_emoji = await player.send("😂😂")
+        assert texts(empty_emoji) == [t.error("only_emoji")]
+        # remove the first query, add another, submit
+        remove = next(b for b in player.buttons(preview[-1]) if b.startswith("lr:"))
+        await player.press(remove)
+        await player.send("good mood" if language == "en" else "心情好")
+        done = await label_and_submit(player, language, [])
+        assert texts(done)[0] == t("submitted", count=1)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_retrieval_ranking_and_feedback(game_db, tmp_path, framework, language):
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        alice, bob = world.player(1, language), world.player(2, language)
+        await onboard(alice, language)
+        await label_and_submit(alice, language, ["first idea", "second idea"])
+        await onboard(bob, language)
+        # bob labels first (new players start as labelers), then gets alice's round to retrieve
+        screen = await label_and_submit(bob, language, ["bob idea"])
+        grid = grid_of(screen)
+        assert "first idea" in grid["caption"] and t("ranking_empty") in grid["caption"]
+        task_id = int(player_button(bob, grid, "pd:").split(":")[1])
+        target = target_of(world, task_id)
+        with Session(world.game.db) as session:
+            candidates = session.get(RetrievalTask, task_id).candidate_ids
+        position = candidates.index(target) + 1
+        other = 1 if position != 1 else 2
+        await bob.press(f"pk:{task_id}:{other}", message_id=grid["message_id"])
+        await bob.press(f"pk:{task_id}:{position}", message_id=grid["message_id"])
+        edited = (await bob.transcript())[-1]
+        assert edited.get("edit") and "#1→" in edited["caption"] and "#2→" in edited["caption"]
+        await bob.press(f"pu:{task_id}", message_id=grid["message_id"])  # undo: drops the target
+        await bob.press(f"pk:{task_id}:{other}", message_id=grid["message_id"])  # un-toggle the other
+        await bob.press(f"pk:{task_id}:{position}", message_id=grid["message_id"])
+        outcome = await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
+        assert texts(outcome)[0] == t("hit", rank=1, points=3)
+        await world.shell.runtime.deliver_outbox_once()
+        feedback = await alice.replies(settle=0.2)
+        assert t("feedback_hit", rank=1, points=3) in texts(feedback)
+
+
+def player_button(player, entry, prefix):
+    return next(b for b in player.buttons(entry) if b.startswith(prefix))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_commands(game_db, tmp_path, framework, language):
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        player = world.player(3, language)
+        await onboard(player, language)
+        assert texts(await player.send("/help")) == [t("help")]
+        me = texts(await player.send("/me"))[0]
+        assert me.startswith(t("me", points=0, rank="–", accuracy="–", streak=0).split("\n")[0])
+        assert texts(await player.send("/top")) == [t("top_empty")]
+        assert texts(await player.send("/lang")) == [t("choose_language")]
+        assert texts(await player.send("/stop")) == [t("stopped")]
+        assert texts(await player.send("/forget")) == [t("forgotten")]
+        # without consent there is no play
+        assert texts(await player.send("/play")) == [t("consent")]
+        commands = world.sandbox.bots[TOKEN].commands
+        assert commands == {} or all(commands.values())
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_moderator_reviews_a_miss(game_db, tmp_path, framework, language):
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        alice, bob = world.player(1, language), world.player(2, language)
+        moderator = world.player(MODERATOR, language)
+        await onboard(alice, language)
+        await label_and_submit(alice, language, ["odd idea", "strange idea"])
+        await onboard(bob, language)
+        grid = grid_of(await label_and_submit(bob, language, ["bob idea"]))
+        task_id = int(player_button(bob, grid, "pd:").split(":")[1])
+        with Session(world.game.db) as session:
+            candidates = session.get(RetrievalTask, task_id).candidate_ids
+        wrong = next(n for n, c in enumerate(candidates, 1) if c != target_of(world, task_id))
+        await bob.press(f"pk:{task_id}:{wrong}", message_id=grid["message_id"])
+        outcome = await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
+        assert texts(outcome)[0] == t("miss")
+        assert texts(await alice.send("/review")) == [t("moderator_only")]
+        await onboard(moderator, language)
+        review = await moderator.send("/review")
+        item = next(e for e in review if "reply_markup" in e and player_button(moderator, e, "ra:"))
+        assert "odd idea" in item["text"]
+        await moderator.press(player_button(moderator, item, "rc:"))
+        corrected = await moderator.send("odd but fine idea")
+        assert t("review_done", status="corrected") in texts(corrected)
+        next_item = next(e for e in corrected if "reply_markup" in e and any(
+            b.startswith("ra:") for b in moderator.buttons(e)))
+        await moderator.press(player_button(moderator, next_item, "ra:"))
+        assert (await moderator.answer_to_last_press())["answer"] == t("review_done", status="accepted")
+        stats = texts(await moderator.send("/review stats"))[0]
+        assert stats.splitlines()[0] == t("review_stats", needs_review=0, validated=0, accepted=0, corrected=0,
+                                           discarded=0, contexts_waiting=0).splitlines()[0]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_robustness(game_db, tmp_path, framework):
+    t = catalogue("en")
+    async with running_bot(game_db, tmp_path, framework, rate_limits=True) as world:
+        alice, bob, mallory = world.player(1), world.player(2), world.player(3)
+        # not consented: cannot play
+        assert texts(await mallory.send("/play")) == [t("choose_language")]
+        for kind in ("photo", "voice", "location", "sticker"):
+            assert texts(await mallory.send_kind(kind)) == [catalogue("en")("unsupported")]
+        await onboard(alice, "en")
+        first = (await alice.transcript())[-1]
+        assert texts(await alice.edit(first["message_id"], "edited text")) == [t("edited")]
+        await label_and_submit(alice, "en", ["first idea"])
+        await onboard(bob, "en")
+        grid = grid_of(await label_and_submit(bob, "en", ["bob idea"]))
+        task_id = int(player_button(bob, grid, "pd:").split(":")[1])
+        # a repeated update is processed once
+        before = len(await bob.transcript())
+        update = {"update_id": 10_000, "message": {"message_id": 999, "date": 1, "text": "/help",
+                  "chat": {"id": 2, "type": "private"}, "from": {"id": 2, "is_bot": False, "first_name": "B"}}}
+        for _ in range(2):
+            await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": update})
+        await world.shell.runtime.wait_finished(10_000)
+        await asyncio.sleep(0.2)
+        assert len(await bob.transcript()) - before == 1
+        bob.seen = len(await bob.transcript())
+        # a forged callback: mallory presses bob's button
+        await onboard(mallory, "en")
+        await mallory.press(f"pd:{task_id}", message_id=(await mallory.transcript())[-1]["message_id"])
+        assert (await mallory.answer_to_last_press())["answer"] == t.error("not_your_task")
+        # garbage callback data
+        await mallory.press("x" * 64, message_id=(await mallory.transcript())[-1]["message_id"])
+        assert (await mallory.answer_to_last_press())["answer"] == t("stale")
+        # double tap on Done scores once
+        target_position = (target_of(world, task_id), )
+        with Session(world.game.db) as session:
+            position = session.get(RetrievalTask, task_id).candidate_ids.index(target_position[0]) + 1
+        await bob.press(f"pk:{task_id}:{position}", message_id=grid["message_id"])
+        await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
+        await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
+        assert (await bob.answer_to_last_press())["answer"] == t.error("task_closed")
+        with Session(world.game.db) as session:
+            awards = session.exec(select(ScoreEvent).where(ScoreEvent.retrieval_task_id == task_id)).all()
+        assert len(awards) == 2
+        # pressing an old message's button: stale, polite
+        await bob.press(f"pk:{task_id}:1", message_id=grid["message_id"])
+        assert (await bob.answer_to_last_press())["answer"] == t.error("task_closed")
+        # no chat was sent more than Telegram allows
+        stats = (await world.client.get("/sim/stats")).json()["result"]
+        assert stats.get("rate_limited", 0) == 0
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_blocked_player_is_marked_inactive_and_429_is_waited_out(game_db, tmp_path, framework):
+    t = catalogue("en")
+    async with running_bot(game_db, tmp_path, framework) as world:
+        alice = world.player(1)
+        await onboard(alice, "en")
+        await world.client.post("/sim/faults", json={"error_429": 1.0})
+        waiting = asyncio.create_task(alice.send("/help", timeout=20))
+        await asyncio.sleep(0.3)
+        await world.client.post("/sim/faults", json={"error_429": 0.0})
+        assert texts(await waiting) == [t("help")]
+        await world.client.post("/sim/block", json={"token": TOKEN, "user_id": 1})
+        # the block is lifted by a new message in the sandbox, so use a press instead
+        update = {"update_id": 20_000, "message": {"message_id": 998, "date": 1, "text": "/help",
+                  "chat": {"id": 1, "type": "private"}, "from": {"id": 1, "is_bot": False, "first_name": "A"}}}
+        await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": update})
+        await world.shell.runtime.wait_finished(20_000)
+        with Session(world.game.db) as session:
+            assert session.exec(select(Player).where(Player.telegram_user_id == 1)).one().active is False
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_webhook_mode_checks_the_secret(game_db, tmp_path, framework):
+    t = catalogue("en")
+    async with running_bot(game_db, tmp_path, framework, webhook_secret="s3cret-token") as world:
+        player = world.player(5)
+        assert texts(await player.send("/help")) == [t("help")]
+        async with httpx.AsyncClient() as client:
+            refused = await client.post(world.webhook_url, json={"update_id": 1})
+            forged = await client.post(world.webhook_url, json={"update_id": 1},
+                                       headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"})
+        assert refused.status_code == 401 and forged.status_code == 401
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_suggestion_from_a_retriever(game_db, tmp_path, framework):
+    t = catalogue("en")
+    async with running_bot(game_db, tmp_path, framework) as world:
+        alice, bob = world.player(1), world.player(2)
+        await onboard(alice, "en")
+        await label_and_submit(alice, "en", ["first idea"])
+        await onboard(bob, "en")
+        grid = grid_of(await label_and_submit(bob, "en", ["bob idea"]))
+        task_id = int(player_button(bob, grid, "pd:").split(":")[1])
+        assert texts(await bob.press(f"pg:{task_id}", message_id=grid["message_id"])) == [t("suggest_prompt")]
+        assert texts(await bob.send("twelve things")) == [t("suggest_bad", n=9)]
+        assert texts(await bob.send("2 brand new words")) == [t("suggest_thanks", query="brand new words")]
