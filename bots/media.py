@@ -32,6 +32,7 @@ class Media:
         self.sticker_root = Path(sticker_root)
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._tiles: dict[str, Image.Image | None] = {}  # first frames, already scaled to a tile
 
     def _path(self, sticker: StickerView) -> Path:
         return self.sticker_root / sticker.file_path
@@ -74,17 +75,24 @@ class Media:
             draw.text((x + 22, y + 22), str(n + 1), fill="white", font=font, anchor="mm")
             draw.rectangle((x, y, x + TILE - 1, y + TILE - 1), outline="#dddddd")
         buffer = io.BytesIO()
-        canvas.save(buffer, "PNG", optimize=True)
+        canvas.save(buffer, "PNG", compress_level=1)  # speed over a few kilobytes
         _atomic_write(cached, buffer.getvalue())
         return buffer.getvalue()
 
     def _first_frame(self, sticker: StickerView) -> Image.Image | None:
-        try:
-            with Image.open(self._path(sticker)) as image:
-                image.seek(0)
-                return image.convert("RGBA")
-        except (OSError, ValueError):
-            return None
+        tile = self._tiles.get(sticker.key)
+        if tile is None and sticker.key not in self._tiles:
+            try:
+                with Image.open(self._path(sticker)) as image:
+                    image.seek(0)
+                    tile = image.convert("RGBA")
+                    tile.thumbnail((TILE - 24, TILE - 24))
+            except (OSError, ValueError):
+                tile = None
+            if len(self._tiles) > 4096:
+                self._tiles.clear()
+            self._tiles[sticker.key] = tile
+        return tile.copy() if tile is not None else None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

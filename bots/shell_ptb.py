@@ -3,6 +3,9 @@ shared runtime, and a Sender made of Bot calls. No game logic here."""
 
 from __future__ import annotations
 
+import warnings
+from datetime import timedelta
+
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
@@ -22,8 +25,10 @@ async def _translated(call):
     try:
         return await call
     except tg_error.RetryAfter as error:
-        seconds = error.retry_after.total_seconds() if hasattr(error.retry_after, "total_seconds") \
-            else float(error.retry_after)
+        with warnings.catch_warnings():  # PTB 22 warns that retry_after becomes a timedelta
+            warnings.simplefilter("ignore")
+            wait = error.retry_after
+        seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
         raise RetryAfter(seconds) from None
     except tg_error.Forbidden as error:
         raise Forbidden(str(error)) from None

@@ -185,6 +185,25 @@ def bench_engine(cycles: int = 300, postgres_url: Annotated[str | None, typer.Op
     _print(run(cycles=cycles, postgres_admin_url=postgres_url), as_json)
 
 
+@bench_app.command("bots")
+def bench_bots_command(
+    framework: Annotated[str, typer.Option(help="ptb or aiogram")] = "ptb",
+    players: int = 50,
+    steps: Annotated[int, typer.Option(help="interactions per player")] = 20,
+    postgres_url: Annotated[str | None, typer.Option(help="run on a throwaway database of this server instead "
+                                                          "of SQLite")] = None,
+    think_ms: Annotated[int, typer.Option(help="mean pause before each action; 0 measures saturation")] = 1000,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Bot interactions per second and latency through the sandbox, against a bare echo bot."""
+    from bots.app import FRAMEWORKS
+    from sticktionary.bench_bots import bench_bots
+
+    if framework not in FRAMEWORKS:
+        raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
+    _print(bench_bots(framework, players, steps, postgres_url, think_ms), as_json)
+
+
 def _print(result: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result))

@@ -25,8 +25,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 def _serialize_sqlite_writers(engine: Engine) -> None:
-    """SQLite: WAL for concurrent readers, and BEGIN IMMEDIATE so that a transaction that reads
-    and then writes never dies with 'database is locked' halfway (SQLAlchemy's pysqlite recipe)."""
+    """SQLite: WAL for concurrent readers, and BEGIN IMMEDIATE for write transactions so that one
+    that reads and then writes never dies with 'database is locked' halfway (SQLAlchemy's pysqlite
+    recipe)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -40,7 +41,10 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers (session_scope) take the write lock up front; readers stay deferred, so under
+        # WAL they never wait for a writer.
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -49,8 +53,10 @@ def is_postgres(engine: Engine) -> bool:
 
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error."""
+    """One write transaction: commit on success, roll back on any error."""
     with Session(engine, expire_on_commit=False) as session:
+        if engine.dialect.name == "sqlite":
+            session.connection(execution_options={"sqlite_immediate": True})
         try:
             yield session
             session.commit()

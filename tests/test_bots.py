@@ -7,7 +7,7 @@ import asyncio
 
 import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bots.screens import catalogue
 from storage.models import Player, RetrievalTask, ScoreEvent
@@ -282,3 +282,44 @@ async def test_suggestion_from_a_retriever(game_db, tmp_path, framework):
         assert texts(await bob.press(f"pg:{task_id}", message_id=grid["message_id"])) == [t("suggest_prompt")]
         assert texts(await bob.send("twelve things")) == [t("suggest_bad", n=9)]
         assert texts(await bob.send("2 brand new words")) == [t("suggest_thanks", query="brand new words")]
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_path, framework):
+    """10% 5xx and 5% 429 on every send: every round is recorded once and the ledger is exactly
+    the sum of what the engine decided."""
+    import random
+
+    from bots.oracle import database_oracle
+    from bots.sandbox.players import AutoPlayer
+    from sticktionary.simulation import demo_vocabulary
+    from storage.models import LabelRound, RoundStatus, TaskStatus
+
+    async with running_bot(game_db, tmp_path, framework) as world:
+        vocabulary = demo_vocabulary()
+        oracle = database_oracle(world.game.db)
+        players = [AutoPlayer(world.player(100 + i, "en"), "en", oracle, vocabulary, random.Random(i))
+                   for i in range(8)]
+        for player in players:
+            await player.join()
+        await world.client.post("/sim/faults", json={"error_5xx": 0.10, "error_429": 0.05})
+        played = {"labeler": 0, "retriever": 0, "idle": 0}
+        while played["labeler"] + played["retriever"] < 200:
+            for result in await asyncio.gather(*(p.step() for p in players)):
+                played[result] += 1
+        await world.client.post("/sim/faults", json={"error_5xx": 0, "error_429": 0})
+        stats = (await world.client.get("/sim/stats")).json()["result"]
+        assert stats.get("fault:5xx", 0) > 0 and stats.get("fault:429", 0) > 0
+        with Session(world.game.db) as session:
+            tasks = session.exec(select(RetrievalTask).where(RetrievalTask.status == TaskStatus.ANSWERED)).all()
+            events = session.exec(select(ScoreEvent)).all()
+            finished = session.exec(select(LabelRound).where(col(LabelRound.status).in_(
+                (RoundStatus.SUBMITTED, RoundStatus.SKIPPED)), LabelRound.kind == "label")).all()
+        points = (3, 2, 1)
+        decided = sum(points[t.hit_rank - 1] * (1 if t.is_gold else 2) for t in tasks if t.hit_rank)
+        resonance = sum(e.points for e in events if e.reason == "resonance")
+        assert sum(e.points for e in events) == decided + resonance
+        keys = [e.idempotency_key for e in events]
+        assert len(keys) == len(set(keys))
+        # every round a player finished is in the database exactly once
+        assert len(finished) == played["labeler"] and len(tasks) == played["retriever"]

@@ -16,8 +16,10 @@ class SandboxPlayer:
         bot is done with an update; without it a player waits until the bot goes quiet."""
         self.client, self.token, self.user_id = client, token, user_id
         self.wait_finished = wait_finished
+        self.eager = True  # fetch the replies right after each action (a benchmark turns this off)
         self.name, self.language_code = name, language_code
         self.seen = 0  # transcript entries already read
+        self.entries: list[dict] = []  # the transcript fetched so far
 
     async def _sim(self, action: str, **body) -> dict:
         response = await self.client.post(f"/sim/{action}", json={"token": self.token, "user_id": self.user_id,
@@ -26,8 +28,11 @@ class SandboxPlayer:
         return response.json()["result"]
 
     async def transcript(self) -> list[dict]:
-        response = await self.client.get("/sim/transcript", params={"token": self.token, "user_id": self.user_id})
-        return response.json()["result"]
+        """The whole chat as this player has seen it (only new entries are fetched)."""
+        response = await self.client.get("/sim/transcript", params={"token": self.token, "user_id": self.user_id,
+                                                                     "since": len(self.entries)})
+        self.entries.extend(response.json()["result"])
+        return self.entries
 
     async def send(self, text: str, settle: float = 0.15, timeout: float = 10) -> list[dict]:
         result = await self._sim("message", text=text, first_name=self.name, language_code=self.language_code)
@@ -53,6 +58,8 @@ class SandboxPlayer:
     async def _after(self, update_id: int, settle: float = 0.15, timeout: float = 10) -> list[dict]:
         if self.wait_finished is not None:
             await self.wait_finished(update_id, timeout)
+            if not self.eager:
+                return []  # read later, with the next look at the transcript
             return await self.replies(settle=0, timeout=0)
         return await self.replies(settle, timeout)
 
@@ -94,3 +101,65 @@ class SandboxPlayer:
     def buttons(entry: dict) -> list[str]:
         return [b["callback_data"] for row in (entry.get("reply_markup") or {}).get("inline_keyboard", [])
                 for b in row]
+
+
+class AutoPlayer:
+    """A simulated player who plays whole rounds through the sandbox: reads the newest screen and
+    presses what it offers. `oracle` stands in for understanding: it tells the player which sticker
+    a task is about (retrieval target, or the sticker being labeled), and the player is right with
+    probability `skill`."""
+
+    def __init__(self, player: SandboxPlayer, language: str, oracle, vocabulary: dict, rng, skill: float = 0.85,
+                 think: float = 0.0):
+        """`think`: mean seconds a player takes to read a screen before acting (0: no pause)."""
+        self.player, self.language, self.oracle = player, language, oracle
+        self.vocabulary, self.rng, self.skill, self.think = vocabulary, rng, skill, think
+        self.interactions = 0
+        self.latencies: list[float] = []
+
+    async def _timed(self, action) -> list[dict]:
+        if self.think:
+            await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+        start = time.perf_counter()
+        replies = await action
+        self.latencies.append(time.perf_counter() - start)
+        self.interactions += 1
+        return replies
+
+    async def join(self) -> None:
+        await self._timed(self.player.send("/start"))
+        await self._timed(self.player.press(f"lang:{self.language}"))
+        await self._timed(self.player.press("consent"))
+
+    async def step(self) -> str:
+        """Play the screen in front of the player; returns what was done."""
+        transcript = await self.player.transcript()
+        screen = next((e for e in reversed(transcript) if e.get("by") == "bot" and self.player.buttons(e)), None)
+        buttons = self.player.buttons(screen) if screen else []
+        done = next((b for b in buttons if b.startswith("pd:")), None)
+        if done:
+            task_id = int(done.split(":")[1])
+            candidates, target = self.oracle("retrieval", task_id)
+            order = list(range(1, len(candidates) + 1))
+            self.rng.shuffle(order)
+            if target in candidates and self.rng.random() < self.skill:
+                order.remove(candidates.index(target) + 1)
+                order.insert(0, candidates.index(target) + 1)
+            for position in order[: self.rng.randint(1, 2)]:
+                await self._timed(self.player.press(f"pk:{task_id}:{position}", message_id=screen["message_id"]))
+            await self._timed(self.player.press(done, message_id=screen["message_id"]))
+            return "retriever"
+        skip = next((b for b in buttons if b.startswith("lx:")), None)
+        if skip:
+            round_id = int(skip.split(":")[1])
+            ideas = list(self.vocabulary.get((self.oracle("label", round_id), self.language), [])) or ["mood", "reaction"]
+            self.rng.shuffle(ideas)
+            for idea in ideas[:2]:
+                await self._timed(self.player.send(idea))
+            transcript = await self.player.transcript()
+            submit = next((b for e in reversed(transcript) for b in self.player.buttons(e) if b == f"ls:{round_id}"),
+                          None)
+            await self._timed(self.player.press(submit or skip))
+            return "labeler"
+        await self._timed(self.player.send("/play"))
+        return "idle"

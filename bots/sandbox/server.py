@@ -71,6 +71,7 @@ class Chat:
     next_message_id: int = 1
     blocked: bool = False
     bucket: Bucket = field(default_factory=lambda: Bucket(3, 1))
+    bot_sent: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Sandbox:
@@ -243,7 +244,22 @@ class Sandbox:
         chat.next_message_id += 1
         chat.messages[message["message_id"]] = message
         chat.transcript.append({"by": "bot", "at": time.monotonic(), **message})
+        chat.bot_sent.set()
         return message
+
+    async def wait_bot_message(self, token: str, user_id: int, after: int, timeout: float = 30) -> dict:
+        """In-process: the first bot message in a chat's transcript at index >= `after`."""
+        chat = self.chats[(token, user_id)]
+
+        async def wait() -> dict:
+            while True:
+                for entry in chat.transcript[after:]:
+                    if entry["by"] == "bot":
+                        return entry
+                chat.bot_sent.clear()
+                await chat.bot_sent.wait()
+
+        return await asyncio.wait_for(wait(), timeout)
 
     async def m_getMe(self, bot, params):
         return {"id": bot.id, "is_bot": True, "first_name": bot.username, "username": bot.username,
@@ -503,8 +519,20 @@ class Sandbox:
         return True
 
     async def sim_transcript(self, body):
+        """A chat's transcript, from entry `since` on (a player keeps what it has read)."""
         chat = self.chats.get((body["token"], int(body["user_id"])))
-        return chat.transcript if chat else []
+        return chat.transcript[int(body.get("since") or 0):] if chat else []
+
+    async def sim_wait(self, body):
+        """Long poll: the first bot message in a chat at transcript index >= `after`."""
+        key = (body["token"], int(body["user_id"]))
+        deadline = time.monotonic() + float(body.get("timeout") or 30)
+        while key not in self.chats:  # the player's first message may still be on its way
+            if time.monotonic() > deadline:
+                raise ValueError("no such chat")
+            await asyncio.sleep(0.005)
+        return await self.wait_bot_message(body["token"], int(body["user_id"]), int(body.get("after") or 0),
+                                           max(0.0, deadline - time.monotonic()))
 
     async def sim_faults(self, body):
         for key, value in body.items():
