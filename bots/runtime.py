@@ -55,6 +55,8 @@ class Sender(Protocol):
 
     async def set_commands(self, language: str, commands: list[tuple[str, str]]) -> None: ...
 
+    async def set_webhook(self, url: str, secret: str) -> None: ...
+
 
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
@@ -211,6 +213,9 @@ class BotRuntime:
             except Exception:  # noqa: BLE001
                 log.exception("outbox delivery failed")
             await asyncio.sleep(interval)
+
+    async def sender_set_webhook(self, url: str, secret: str) -> None:
+        await self._call(None, lambda: self.sender.set_webhook(url, secret))
 
     async def register_commands(self) -> None:
         for language in self.languages:

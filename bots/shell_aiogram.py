@@ -79,6 +79,9 @@ class AiogramSender:
         await _translated(self.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in commands],
                                                    language_code=language))
 
+    async def set_webhook(self, url, secret):
+        await _translated(self.bot.set_webhook(url=url, secret_token=secret))
+
 
 class AiogramShell:
     framework = "aiogram"

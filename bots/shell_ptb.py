@@ -74,6 +74,9 @@ class PtbSender:
     async def set_commands(self, language, commands):
         await _translated(self.bot.set_my_commands([BotCommand(c, d) for c, d in commands], language_code=language))
 
+    async def set_webhook(self, url, secret):
+        await _translated(self.bot.set_webhook(url, secret_token=secret))
+
 
 def _named(data: bytes, filename: str):
     from telegram import InputFile

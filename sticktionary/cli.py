@@ -147,15 +147,44 @@ def make_demo_pack(out: Annotated[Path | None, typer.Option(help="output folder"
 
 
 @app.command()
+def run() -> None:
+    """Run every configured Telegram bot (STICKTIONARY_BOTS) until interrupted."""
+    import asyncio
+    import logging
+
+    from pydantic import ValidationError
+
+    from bots.run import ConfigurationError, run_bots
+    from storage.settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        asyncio.run(run_bots(settings))
+    except ValidationError as error:
+        typer.echo(f"the settings are not valid:\n{error}", err=True)
+        raise typer.Exit(2) from None
+    except ConfigurationError as error:
+        typer.echo(f"cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo database and export go")] = Path("var/demo"),
-    players: Annotated[int, typer.Option(help="simulated players per language")] = 6,
-    turns: Annotated[int, typer.Option(help="tasks each player plays")] = 30,
+    players: Annotated[int, typer.Option(help="simulated players per language")] = 4,
+    turns: Annotated[int, typer.Option(help="tasks each player plays")] = 6,
+    engine_only: Annotated[bool, typer.Option("--engine-only", help="skip Telegram: players call the engine")]
+    = False,
 ) -> None:
-    """Play the whole game offline with simulated players: import, play, review, leaderboard, export."""
-    from sticktionary.demo import run_demo
+    """Play the whole game offline: a local Bot API sandbox, an English bot on python-telegram-bot and a
+    Chinese bot on aiogram, simulated players and a moderator; then the leaderboard and the export."""
+    from sticktionary.demo import run_demo, run_telegram_demo
 
-    run_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo)
+    if engine_only:
+        run_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo)
+    else:
+        run_telegram_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo)
 
 
 @bench_app.command("search")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import time
@@ -19,10 +20,7 @@ from storage.migrate import upgrade
 from storage.settings import Settings
 
 
-def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, seed: int = 1,
-             echo=print) -> dict:
-    started = time.perf_counter()
-    workdir = Path(workdir)
+def _prepare(workdir: Path, echo):
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -30,14 +28,132 @@ def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, s
     db = make_engine(f"sqlite:///{database}")
     upgrade(db)
     echo(f"database: {database}")
-
     shutil.copytree(PACK_DIR / "stickers", workdir / "stickers")
-    report = import_usticker(db, PACK_DIR, sticker_root=workdir, approve=True, progress=False)
+    report = import_usticker(db, PACK_DIR, sticker_root=workdir, approve=True, progress=False, workers=1)
     echo(f"imported demo pack: {report.stickers_added} stickers, {report.contexts_added} chat contexts "
          f"({dict(report.languages)})")
     for language in ("en", "zh"):
         seeded = import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)
         echo(f"seed queries {language}: {seeded['queries_added']}")
+    return db, database
+
+
+def _finish(db, game, workdir: Path, settings, summary: dict, started: float, echo) -> dict:
+    summary.setdefault("exports", {})
+    summary.setdefault("leaderboards", {})
+    for language in ("en", "zh"):
+        board = game.leaderboard(language, limit=5)
+        summary["leaderboards"][language] = [(row.display_name, row.points) for row in board]
+        echo(f"\nleaderboard ({language}):")
+        for row in board:
+            echo(f"  {row.rank}. {row.display_name:<14} {row.points:>4} points")
+        out = workdir / "export" / f"sticker_queries_{language}_release.csv"
+        rows = export_sticker_queries(db, language, out)
+        summary["exports"][language] = {"path": str(out), "stickers": rows}
+        echo(f"  StickerQueries export: {rows} stickers -> {out}")
+    qualifying = game.qualifying_sessions()
+    echo(f"\nsessions qualifying for the participation reward (>= {settings.session_min_tasks} tasks): "
+         f"{len(qualifying)}")
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    echo(f"done in {summary['seconds']} s")
+    db.dispose()
+    return summary
+
+
+async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, seed: int, echo) -> dict:
+    """The demo through Telegram's protocol: the sandbox, an English bot on python-telegram-bot and a
+    Chinese bot on aiogram in one process, simulated players and a moderator pressing buttons."""
+    import httpx
+
+    from bots.oracle import database_oracle
+    from bots.run import run_bots
+    from bots.sandbox import Sandbox
+    from bots.sandbox.players import AutoPlayer, SandboxPlayer
+    from storage.settings import BotConfig
+
+    started = time.perf_counter()
+    db, database = _prepare(workdir, echo)
+    sandbox = Sandbox(rate_limits=True, seed=seed)
+    tokens = {"en": "1001:demo-en", "zh": "1002:demo-zh"}
+    sandbox.add_bot(tokens["en"], "sticktionary_en_bot")
+    sandbox.add_bot(tokens["zh"], "sticktionary_zh_bot")
+    base = await sandbox.start()
+    moderator_id = 9_999
+    settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
+                        session_min_tasks=8, telegram_api=base, media_cache=workdir / "media-cache",
+                        moderators=[moderator_id], _env_file=None, bots=[
+                            BotConfig(token=tokens["en"], framework="ptb", languages=["en"], name="en"),
+                            BotConfig(token=tokens["zh"], framework="aiogram", languages=["zh"], name="zh")])
+    echo(f"sandbox Bot API at {base}: English bot on python-telegram-bot, Chinese bot on aiogram")
+    stop = asyncio.Event()
+    ready: dict[str, object] = {}
+    bots = asyncio.create_task(run_bots(settings, stop, on_ready=lambda shells: ready.update(
+        {lang: shell.runtime.wait_finished for lang, shell in zip(("en", "zh"), shells, strict=True)})))
+    roles = {"labeler": 0, "retriever": 0, "idle": 0}
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+            while not ready:
+                if bots.done():
+                    bots.result()  # the bots failed to start: say why
+                await asyncio.sleep(0.05)
+            oracle = database_oracle(db)
+            vocabulary = demo_vocabulary()
+            rng = random.Random(seed)
+            autos = [AutoPlayer(SandboxPlayer(client, tokens[lang], user, f"{lang}-player-{n + 1}", lang,
+                                              wait_finished=ready[lang]), lang,
+                                oracle, vocabulary, random.Random(rng.random()), skill=rng.uniform(0.6, 0.95))
+                     for lang, first in (("en", 1_000), ("zh", 2_000))
+                     for n, user in enumerate(range(first, first + players_per_language))]
+            await asyncio.gather(*(a.join() for a in autos))
+            with tqdm(total=turns * len(autos), desc="playing in Telegram", unit=" task") as bar:
+                async def play(auto):
+                    for _ in range(turns):
+                        roles[await auto.step()] += 1
+                        bar.update()
+                await asyncio.gather(*(play(a) for a in autos))
+            reviewed = await _moderate(client, tokens["en"], moderator_id, ready["en"])
+        echo(f"played: {roles['labeler']} labeler rounds, {roles['retriever']} retrieval tasks; "
+             f"moderator decisions through /review: {reviewed}")
+        stats = dict(sandbox.stats)
+        echo(f"Bot API calls: {sum(v for k, v in stats.items() if k.startswith('ok:'))}, "
+             f"rate-limited: {stats.get('rate_limited', 0)}")
+    finally:
+        stop.set()
+        await bots
+        await sandbox.stop()
+    game = Game(db, settings)
+    return _finish(db, game, workdir, settings, {"roles": roles, "reviewed": reviewed}, started, echo)
+
+
+async def _moderate(client, token: str, moderator_id: int, wait_finished) -> int:
+    """A moderator who opens /review and accepts every item shown, through the buttons."""
+    from bots.sandbox.players import SandboxPlayer
+
+    moderator = SandboxPlayer(client, token, moderator_id, "moderator", "en", wait_finished=wait_finished)
+    await moderator.send("/start")
+    await moderator.press("lang:en")
+    await moderator.press("consent")
+    decisions = 0
+    replies = await moderator.send("/review")
+    while True:
+        accept = next((b for e in replies for b in moderator.buttons(e) if b.startswith("ra:")), None)
+        if accept is None:
+            return decisions
+        replies = await moderator.press(accept)
+        decisions += 1
+
+
+def run_telegram_demo(workdir: Path, *, players_per_language: int = 4, turns: int = 6, seed: int = 1,
+                      echo=print) -> dict:
+    return asyncio.run(_telegram_demo(Path(workdir), players_per_language, turns, seed, echo))
+
+
+def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, seed: int = 1,
+             echo=print) -> dict:
+    """The engine-only demo: simulated players call the game engine directly."""
+    started = time.perf_counter()
+    workdir = Path(workdir)
+    db, database = _prepare(workdir, echo)
 
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
                         session_min_tasks=10, _env_file=None)
@@ -60,21 +176,4 @@ def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, s
     echo(f"played: {roles['labeler']} labeler rounds, {roles['retriever']} retrieval tasks; "
          f"review: {dict(decisions)}")
 
-    summary = {"roles": roles, "review": dict(decisions), "exports": {}, "leaderboards": {}}
-    for language in ("en", "zh"):
-        board = game.leaderboard(language, limit=5)
-        summary["leaderboards"][language] = [(row.display_name, row.points) for row in board]
-        echo(f"\nleaderboard ({language}):")
-        for row in board:
-            echo(f"  {row.rank}. {row.display_name:<14} {row.points:>4} points")
-        out = workdir / "export" / f"sticker_queries_{language}_release.csv"
-        rows = export_sticker_queries(db, language, out)
-        summary["exports"][language] = {"path": str(out), "stickers": rows}
-        echo(f"  StickerQueries export: {rows} stickers -> {out}")
-    qualifying = game.qualifying_sessions()
-    echo(f"\nsessions qualifying for the participation reward (>= {settings.session_min_tasks} tasks): "
-         f"{len(qualifying)}")
-    summary["seconds"] = round(time.perf_counter() - started, 1)
-    echo(f"done in {summary['seconds']} s")
-    db.dispose()
-    return summary
+    return _finish(db, game, workdir, settings, {"roles": roles, "review": dict(decisions)}, started, echo)

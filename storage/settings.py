@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BotConfig(BaseModel):
+    """One Telegram bot: its token, the framework that runs it and the languages it serves."""
+
+    token: SecretStr
+    framework: Literal["ptb", "aiogram"] = "ptb"
+    languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
+    name: str | None = None  # a short key for logs, the file_id cache and the webhook path
 
 
 class Settings(BaseSettings):
@@ -26,6 +36,17 @@ class Settings(BaseSettings):
     pseudonym_key: str = Field(
         default="change-me", description="secret for the keyed hash that makes pseudonymous ids"
     )
+
+    # Telegram. STICKTIONARY_BOTS is JSON, e.g.
+    # [{"token": "123:abc", "framework": "ptb", "languages": ["en"]},
+    #  {"token": "456:def", "framework": "aiogram", "languages": ["zh"]}]
+    bots: list[BotConfig] = Field(default_factory=list)
+    moderators: list[int] = Field(default_factory=list, description="Telegram user ids of moderators")
+    telegram_api: str = "https://api.telegram.org"
+    webhook_url: str | None = Field(default=None, description="public base URL; unset: long polling")
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0:8443"
+    media_cache: Path = Path("var/media-cache")
 
     # Game rules (DESIGN.md "The game"); defaults follow the paper.
     points_by_rank: tuple[int, int, int] = (3, 2, 1)

@@ -53,7 +53,7 @@ async def running_bot(db, tmp_path: Path, framework: str, *, rate_limits: bool =
         receiver.add("main", shell)
         hook_base = await receiver.start("127.0.0.1", 0)
         await shell.start(polling=False)
-        await shell.runtime.sender.bot.set_webhook(f"{hook_base}/telegram/main", secret_token=webhook_secret)
+        await shell.runtime.sender_set_webhook(f"{hook_base}/telegram/main", webhook_secret)
     else:
         await shell.start(poll_timeout=1)
     client = httpx.AsyncClient(base_url=base, timeout=30)

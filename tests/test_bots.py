@@ -323,3 +323,52 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
         assert len(keys) == len(set(keys))
         # every round a player finished is in the database exactly once
         assert len(finished) == played["labeler"] and len(tasks) == played["retriever"]
+
+
+async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(game_db, tmp_path):
+    from bots.run import run_bots
+    from bots.sandbox import Sandbox
+    from bots.sandbox.players import SandboxPlayer
+    from sticktionary.demo_pack import PACK_DIR
+    from storage.settings import BotConfig, Settings
+
+    sandbox = Sandbox(rate_limits=True)
+    sandbox.add_bot("111:en-token", "en_bot")
+    sandbox.add_bot("222:zh-token", "zh_bot")
+    base = await sandbox.start()
+    settings = Settings(database_url=str(game_db.url), sticker_root=PACK_DIR, media_cache=tmp_path / "cache",
+                        telegram_api=base, _env_file=None, bots=[
+                            BotConfig(token="111:en-token", framework="ptb", languages=["en"]),
+                            BotConfig(token="222:zh-token", framework="aiogram", languages=["zh"])])
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_bots(settings, stop))
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            for _ in range(100):
+                if all(bot.commands for bot in sandbox.bots.values()):
+                    break
+                await asyncio.sleep(0.05)
+            assert [c["command"] for c in sandbox.bots["111:en-token"].commands["en"]][0] == "play"
+            assert "zh" in sandbox.bots["222:zh-token"].commands
+            en = SandboxPlayer(client, "111:en-token", 1, language_code="en")
+            zh = SandboxPlayer(client, "222:zh-token", 2, language_code="zh")
+            assert texts(await en.send("/start")) == [catalogue("en")("choose_language")]
+            assert texts(await zh.send("/start")) == [catalogue("zh")("choose_language")]
+    finally:
+        stop.set()
+        await running
+        await sandbox.stop()
+
+
+def test_run_refuses_to_start_without_bots(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sticktionary.cli import app
+
+    monkeypatch.setenv("STICKTIONARY_DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite3")
+    monkeypatch.delenv("STICKTIONARY_BOTS", raising=False)
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 2 and "STICKTIONARY_BOTS" in result.output
+    monkeypatch.setenv("STICKTIONARY_BOTS", '[{"token": "1:x", "framework": "telethon"}]')
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 2 and "not valid" in result.output
