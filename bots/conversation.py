@@ -159,8 +159,7 @@ class Conversation:
             self._next(player, t, out)
         elif action == "ls" and first is not None:
             result = self.game.submit_round(player.id, first)
-            out.replies.append(SendText(t("submitted", count=result.query_count)))
-            self._next(player, t, out)
+            self._next(player, t, out, notice=t("submitted", count=result.query_count))
         elif action == "lx" and first is not None:
             self.game.skip_round(player.id, first)
             self._next(player, t, out)
@@ -175,12 +174,12 @@ class Conversation:
             self._edit_grid(task, incoming.message_id, t, out)
         elif action == "pd" and first is not None:
             outcome = self.game.submit_drafted_ranking(player.id, first)
+            self.awaiting.pop(player.id, None)
             if outcome.hit_rank:
-                out.replies.append(SendText(t("hit", rank=outcome.hit_rank, points=outcome.points)))
+                self._next(player, t, out, notice=t("hit", rank=outcome.hit_rank, points=outcome.points))
             else:
                 out.replies += [SendText(t("miss")), SendSticker(outcome.target)]
-            self.awaiting.pop(player.id, None)
-            self._next(player, t, out)
+                self._next(player, t, out)
         elif action == "ps" and first is not None:
             self.game.skip_task(player.id, first)
             self._next(player, t, out)
@@ -237,14 +236,23 @@ class Conversation:
             out.replies.append(SendText(caption, buttons))
 
     # ------------------------------------------------------------------ screens
-    def _next(self, player: Player, t: Catalogue, out: Outgoing) -> None:
+    def _next(self, player: Player, t: Catalogue, out: Outgoing, notice: str | None = None) -> None:
+        """The next task's screen; `notice` (the outcome of the last one) heads its first message,
+        which spares a message against Telegram's per-chat limit."""
         task = self.game.next_task(player.id)
+        start = len(out.replies)
         if task is None:
             out.replies.append(SendText(t("no_task"), [[(t("next"), "next")]]))
         elif isinstance(task, LabelTaskView):
             self._label_screen(task, t, out)
         else:
             self._retrieval_screen(task, t, out)
+        if notice:
+            first = out.replies[start]
+            if isinstance(first, SendGrid):
+                out.replies[start] = SendGrid(first.stickers, f"{notice}\n\n{first.caption}", first.buttons)
+            else:
+                out.replies[start] = SendText(f"{notice}\n\n{first.text}", first.buttons)
 
     def _label_screen(self, task: LabelTaskView, t: Catalogue, out: Outgoing) -> None:
         context = "\n".join(f"{m.sender}: {m.text}" for m in task.context if m.text) or "…"

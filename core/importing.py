@@ -134,7 +134,9 @@ def import_usticker(
             select(Sticker.key, ChatContext.language).join(ChatContext, ChatContext.sticker_id == Sticker.id))}
     seen_stickers: set[str] = set()
     status = ContextStatus.APPROVED if approve else ContextStatus.CANDIDATE
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if workers is None:  # worker processes only pay off once there is real work to share
+        small = sum(p.stat().st_size for p in files) < 8 * 2**20
+        workers = 1 if small else min(4, os.cpu_count() or 1)
     workers = max(1, min(workers, len(files)))
 
     def domain_of(path: Path) -> str | None:

@@ -173,7 +173,7 @@ def run() -> None:
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo database and export go")] = Path("var/demo"),
     players: Annotated[int, typer.Option(help="simulated players per language")] = 4,
-    turns: Annotated[int, typer.Option(help="tasks each player plays")] = 6,
+    turns: Annotated[int, typer.Option(help="tasks each player plays")] = 4,
     engine_only: Annotated[bool, typer.Option("--engine-only", help="skip Telegram: players call the engine")]
     = False,
 ) -> None:

@@ -143,7 +143,7 @@ async def _moderate(client, token: str, moderator_id: int, wait_finished) -> int
         decisions += 1
 
 
-def run_telegram_demo(workdir: Path, *, players_per_language: int = 4, turns: int = 6, seed: int = 1,
+def run_telegram_demo(workdir: Path, *, players_per_language: int = 4, turns: int = 4, seed: int = 1,
                       echo=print) -> dict:
     return asyncio.run(_telegram_demo(Path(workdir), players_per_language, turns, seed, echo))
 

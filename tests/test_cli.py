@@ -64,8 +64,11 @@ def test_synth_writes_usticker_format(env):
     assert json.loads(line[line.index("{"):])["messages"] == 2000
 
 
-def test_demo_plays_end_to_end(env):
-    result = runner.invoke(app, ["demo", "--workdir", str(env / "demo"), "--players", "3", "--turns", "8"])
+@pytest.mark.parametrize("mode", [["--engine-only"], []])
+def test_demo_plays_end_to_end(env, mode):
+    result = runner.invoke(app, ["demo", "--workdir", str(env / "demo"), "--players", "2", "--turns", "3", *mode])
     assert result.exit_code == 0, result.output
     assert "leaderboard (en)" in result.output and "leaderboard (zh)" in result.output
     assert (env / "demo" / "export" / "sticker_queries_zh_release.csv").exists()
+    if not mode:
+        assert "python-telegram-bot" in result.output and "rate-limited: 0" in result.output
