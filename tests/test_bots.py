@@ -359,16 +359,3 @@ async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(gam
         await running
         await sandbox.stop()
 
-
-def test_run_refuses_to_start_without_bots(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from sticktionary.cli import app
-
-    monkeypatch.setenv("STICKTIONARY_DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite3")
-    monkeypatch.delenv("STICKTIONARY_BOTS", raising=False)
-    result = CliRunner().invoke(app, ["run"])
-    assert result.exit_code == 2 and "STICKTIONARY_BOTS" in result.output
-    monkeypatch.setenv("STICKTIONARY_BOTS", '[{"token": "1:x", "framework": "telethon"}]')
-    result = CliRunner().invoke(app, ["run"])
-    assert result.exit_code == 2 and "not valid" in result.output

@@ -72,3 +72,13 @@ def test_demo_plays_end_to_end(env, mode):
     assert (env / "demo" / "export" / "sticker_queries_zh_release.csv").exists()
     if not mode:
         assert "python-telegram-bot" in result.output and "rate-limited: 0" in result.output
+
+
+def test_run_refuses_to_start_without_bots(tmp_path, monkeypatch):
+    monkeypatch.setenv("STICKTIONARY_DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite3")
+    monkeypatch.delenv("STICKTIONARY_BOTS", raising=False)
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2 and "STICKTIONARY_BOTS" in result.output
+    monkeypatch.setenv("STICKTIONARY_BOTS", '[{"token": "1:x", "framework": "telethon"}]')
+    result = runner.invoke(app, ["run"])
+    assert result.exit_code == 2 and "not valid" in result.output
