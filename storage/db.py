@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,11 +54,31 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_sqlite_writers_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.RLock:
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.get(engine)
+        if lock is None:
+            lock = _sqlite_writers[engine] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One write transaction: commit on success, roll back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
-        if engine.dialect.name == "sqlite":
+    """One write transaction: commit on success, roll back on any error.
+
+    On SQLite the writers of this process also queue on a lock of their own: SQLite's busy
+    handler polls with growing sleeps (up to 100 ms), so waiting there makes long tails, while a
+    lock hands over the moment the previous writer commits. Other processes still meet the
+    database's own lock and busy timeout.
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    lock = _writer_lock(engine) if sqlite else contextlib.nullcontext()
+    with lock, Session(engine, expire_on_commit=False) as session:
+        if sqlite:
             session.connection(execution_options={"sqlite_immediate": True})
         try:
             yield session
