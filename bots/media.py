@@ -22,7 +22,6 @@ COLUMNS = 3
 
 @dataclass(frozen=True)
 class StickerFile:
-    method: str  # sticker | animation
     filename: str
     data: bytes
 
@@ -41,9 +40,9 @@ class Media:
         path = self._path(sticker)
         stem = Path(sticker.key).stem
         if sticker.format == "gif":
-            return StickerFile("animation", f"{stem}.gif", path.read_bytes())
+            return StickerFile(f"{stem}.gif", path.read_bytes())
         if sticker.format in ("webp", "webm", "tgs"):
-            return StickerFile("sticker", f"{stem}.{sticker.format}", path.read_bytes())
+            return StickerFile(f"{stem}.{sticker.format}", path.read_bytes())
         cached = self.cache_dir / f"{stem}.webp"
         if not cached.exists():
             with Image.open(path) as image:
@@ -52,7 +51,7 @@ class Media:
                 buffer = io.BytesIO()
                 image.save(buffer, "WEBP", lossless=True)
             _atomic_write(cached, buffer.getvalue())
-        return StickerFile("sticker", f"{stem}.webp", cached.read_bytes())
+        return StickerFile(f"{stem}.webp", cached.read_bytes())
 
     def grid(self, stickers: list[StickerView]) -> bytes:
         key = hashlib.sha1("|".join(s.key for s in stickers).encode(), usedforsecurity=False).hexdigest()

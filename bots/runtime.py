@@ -46,8 +46,13 @@ class Transient(TelegramError):
 class Sender(Protocol):
     async def send_text(self, chat_id: int, text: str, buttons: Buttons | None) -> int: ...
 
-    async def send_file(self, method: str, chat_id: int, file: bytes | str, filename: str,
-                        caption: str | None = None, buttons: Buttons | None = None) -> tuple[int, str | None]: ...
+    # Files are bytes to upload or a file_id already on Telegram; each returns (message_id, file_id).
+    async def send_photo(self, chat_id: int, file: bytes | str, filename: str, caption: str | None,
+                         buttons: Buttons | None) -> tuple[int, str | None]: ...
+
+    async def send_animation(self, chat_id: int, file: bytes | str, filename: str) -> tuple[int, str | None]: ...
+
+    async def send_sticker(self, chat_id: int, file: bytes | str, filename: str) -> tuple[int, str | None]: ...
 
     async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool) -> None: ...
 
@@ -160,8 +165,7 @@ class BotRuntime:
             await self._send_sticker(chat, reply)
         elif isinstance(reply, SendGrid):
             image = await asyncio.to_thread(self.media.grid, reply.stickers)
-            await self._call(chat, lambda: sender.send_file("photo", chat, image, "grid.png", reply.caption,
-                                                            reply.buttons))
+            await self._call(chat, lambda: sender.send_photo(chat, image, "grid.png", reply.caption, reply.buttons))
 
     def _cached_file_id(self, sticker_id: int, kind: str) -> str | None:
         with Session(self.db) as session:
@@ -176,14 +180,14 @@ class BotRuntime:
 
     async def _send_sticker(self, chat: int, reply: SendSticker) -> None:
         sticker = reply.sticker
-        method = "animation" if sticker.format == "gif" else "sticker"
+        method = "animation" if sticker.format == "gif" else "sticker"  # sendSticker takes no GIF
+        send = self.sender.send_animation if method == "animation" else self.sender.send_sticker
         file_id = await asyncio.to_thread(self._cached_file_id, sticker.id, method)
         if file_id:
-            await self._call(chat, lambda: self.sender.send_file(method, chat, file_id, ""))
+            await self._call(chat, lambda: send(chat, file_id, ""))
             return
         payload = await asyncio.to_thread(self.media.sticker_file, sticker)
-        _, new_id = await self._call(chat, lambda: self.sender.send_file(payload.method, chat, payload.data,
-                                                                          payload.filename))
+        _, new_id = await self._call(chat, lambda: send(chat, payload.data, payload.filename))
         if new_id:
             await asyncio.to_thread(self._remember_file_id, sticker.id, method, new_id)
 

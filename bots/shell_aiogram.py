@@ -51,17 +51,17 @@ class AiogramSender:
         message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
         return message.message_id
 
-    async def send_file(self, method, chat_id, file, filename, caption=None, buttons=None):
-        markup = _markup(buttons)
-        if method == "photo":
-            message = await _translated(self.bot.send_photo(chat_id, _file(file, filename), caption=caption,
-                                                            reply_markup=markup))
-            return message.message_id, message.photo[-1].file_id if message.photo else None
-        if method == "animation":
-            message = await _translated(self.bot.send_animation(chat_id, _file(file, filename), caption=caption,
-                                                                reply_markup=markup))
-            return message.message_id, message.animation.file_id if message.animation else None
-        message = await _translated(self.bot.send_sticker(chat_id, _file(file, filename), reply_markup=markup))
+    async def send_photo(self, chat_id, file, filename, caption, buttons):
+        message = await _translated(self.bot.send_photo(chat_id, _file(file, filename), caption=caption,
+                                                        reply_markup=_markup(buttons)))
+        return message.message_id, message.photo[-1].file_id if message.photo else None
+
+    async def send_animation(self, chat_id, file, filename):
+        message = await _translated(self.bot.send_animation(chat_id, _file(file, filename)))
+        return message.message_id, message.animation.file_id if message.animation else None
+
+    async def send_sticker(self, chat_id, file, filename):
+        message = await _translated(self.bot.send_sticker(chat_id, _file(file, filename)))
         return message.message_id, message.sticker.file_id if message.sticker else None
 
     async def edit(self, chat_id, message_id, text, buttons, caption):

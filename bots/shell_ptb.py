@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from datetime import timedelta
 
-from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
@@ -46,18 +46,18 @@ class PtbSender:
         message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
         return message.message_id
 
-    async def send_file(self, method, chat_id, file, filename, caption=None, buttons=None):
-        markup = _markup(buttons)
-        if method == "photo":
-            message = await _translated(self.bot.send_photo(chat_id, file, caption=caption, reply_markup=markup,
-                                                            filename=filename or None))
-            return message.message_id, message.photo[-1].file_id if message.photo else None
-        if method == "animation":
-            message = await _translated(self.bot.send_animation(chat_id, file, caption=caption, reply_markup=markup,
-                                                                filename=filename or None))
-            return message.message_id, message.animation.file_id if message.animation else None
+    async def send_photo(self, chat_id, file, filename, caption, buttons):
+        message = await _translated(self.bot.send_photo(chat_id, file, caption=caption, reply_markup=_markup(buttons),
+                                                        filename=filename or None))
+        return message.message_id, message.photo[-1].file_id if message.photo else None
+
+    async def send_animation(self, chat_id, file, filename):
+        message = await _translated(self.bot.send_animation(chat_id, file, filename=filename or None))
+        return message.message_id, message.animation.file_id if message.animation else None
+
+    async def send_sticker(self, chat_id, file, filename):
         message = await _translated(self.bot.send_sticker(chat_id, file if isinstance(file, str) else
-                                                          _named(file, filename), reply_markup=markup))
+                                                          InputFile(file, filename=filename)))
         return message.message_id, message.sticker.file_id if message.sticker else None
 
     async def edit(self, chat_id, message_id, text, buttons, caption):
@@ -76,12 +76,6 @@ class PtbSender:
 
     async def set_webhook(self, url, secret):
         await _translated(self.bot.set_webhook(url, secret_token=secret))
-
-
-def _named(data: bytes, filename: str):
-    from telegram import InputFile
-
-    return InputFile(data, filename=filename)
 
 
 def build_application(token: str, api_base: str) -> Application:

@@ -9,7 +9,6 @@ import resource
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -211,16 +210,8 @@ def bench_engine(cycles: int = 300, postgres_admin_url: str | None = None) -> di
         result["cycles_per_s_sqlite"] = round(_engine_cycles(f"sqlite:///{tmp}/engine.sqlite3", cycles), 1)
     result["cycles_per_s_postgres"] = None
     if postgres_admin_url:
-        import psycopg
+        from storage.db import throwaway_postgres_database
 
-        plain = postgres_admin_url.replace("postgresql+psycopg://", "postgresql://")
-        name = f"sticktionary_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(plain, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = f"{plain.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://")
+        with throwaway_postgres_database(postgres_admin_url, "sticktionary_bench") as url:
             result["cycles_per_s_postgres"] = round(_engine_cycles(url, cycles), 1)
-        finally:
-            with psycopg.connect(plain, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return result

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ from core.engine import Game
 from core.importing import import_usticker
 from sticktionary.demo_pack import PACK_DIR
 from sticktionary.simulation import demo_vocabulary
-from storage.db import make_engine
+from storage.db import make_engine, throwaway_postgres_database
 from storage.migrate import upgrade
 from storage.settings import Settings
 
@@ -185,19 +184,9 @@ def bench_bots(framework: str = "ptb", players: int = 50, steps: int = 20, postg
     sandbox, base = _start_sandbox_process()
     try:
         if postgres_url:
-            import psycopg
-
-            plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
-            name = f"sticktionary_bots_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(plain, autocommit=True) as admin:
-                admin.execute(f'CREATE DATABASE "{name}"')
-            try:
-                url = f"{plain.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://")
+            with throwaway_postgres_database(postgres_url, "sticktionary_bots") as url:
                 result = asyncio.run(_measure(framework, players, steps, url, workdir, base, think))
                 result["database"] = "postgresql"
-            finally:
-                with psycopg.connect(plain, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         else:
             result = asyncio.run(_measure(framework, players, steps, f"sqlite:///{workdir}/bench.sqlite3", workdir,
                                           base, think))

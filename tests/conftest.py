@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -17,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from storage.db import make_engine
+from storage.db import make_engine, throwaway_postgres_database
 from storage.migrate import upgrade
 from storage.settings import Settings
 
@@ -50,17 +49,11 @@ def postgres_url():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required under CI: {problem}")
         pytest.skip(f"no PostgreSQL server: {problem}")
-    name = f"sticktionary_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = POSTGRES_ADMIN.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres_database(POSTGRES_ADMIN, "sticktionary_test") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
