@@ -46,13 +46,14 @@ class Transient(TelegramError):
 class Sender(Protocol):
     async def send_text(self, chat_id: int, text: str, buttons: Buttons | None) -> int: ...
 
-    # Files are bytes to upload or a file_id already on Telegram; each returns (message_id, file_id).
+    # Files are bytes to upload or a file_id already on Telegram; each returns the framework's
+    # Message, whose attributes (sticker, animation, photo) both frameworks name as the Bot API does.
     async def send_photo(self, chat_id: int, file: bytes | str, filename: str, caption: str | None,
-                         buttons: Buttons | None) -> tuple[int, str | None]: ...
+                         buttons: Buttons | None): ...
 
-    async def send_animation(self, chat_id: int, file: bytes | str, filename: str) -> tuple[int, str | None]: ...
+    async def send_animation(self, chat_id: int, file: bytes | str, filename: str): ...
 
-    async def send_sticker(self, chat_id: int, file: bytes | str, filename: str) -> tuple[int, str | None]: ...
+    async def send_sticker(self, chat_id: int, file: bytes | str, filename: str): ...
 
     async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool) -> None: ...
 
@@ -187,7 +188,9 @@ class BotRuntime:
             await self._call(chat, lambda: send(chat, file_id, ""))
             return
         payload = await asyncio.to_thread(self.media.sticker_file, sticker)
-        _, new_id = await self._call(chat, lambda: send(chat, payload.data, payload.filename))
+        message = await self._call(chat, lambda: send(chat, payload.data, payload.filename))
+        sent = getattr(message, method, None)
+        new_id = getattr(sent, "file_id", None)
         if new_id:
             await asyncio.to_thread(self._remember_file_id, sticker.id, method, new_id)
 

@@ -52,17 +52,14 @@ class AiogramSender:
         return message.message_id
 
     async def send_photo(self, chat_id, file, filename, caption, buttons):
-        message = await _translated(self.bot.send_photo(chat_id, _file(file, filename), caption=caption,
+        return await _translated(self.bot.send_photo(chat_id, _file(file, filename), caption=caption,
                                                         reply_markup=_markup(buttons)))
-        return message.message_id, message.photo[-1].file_id if message.photo else None
 
     async def send_animation(self, chat_id, file, filename):
-        message = await _translated(self.bot.send_animation(chat_id, _file(file, filename)))
-        return message.message_id, message.animation.file_id if message.animation else None
+        return await _translated(self.bot.send_animation(chat_id, _file(file, filename)))
 
     async def send_sticker(self, chat_id, file, filename):
-        message = await _translated(self.bot.send_sticker(chat_id, _file(file, filename)))
-        return message.message_id, message.sticker.file_id if message.sticker else None
+        return await _translated(self.bot.send_sticker(chat_id, _file(file, filename)))
 
     async def edit(self, chat_id, message_id, text, buttons, caption):
         if caption:

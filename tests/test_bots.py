@@ -70,6 +70,13 @@ async def test_onboarding_and_a_labeler_round(game_db, tmp_path, framework, lang
         assert texts(screen)[1].startswith(t("label_context", context="").split("\n")[0])
         assert texts(screen)[1].endswith(t("label_prompt"))
         assert "sticker" in screen[-1] or "animation" in screen[-1]  # the sticker itself
+        sent = screen[-1].get("sticker") or screen[-1].get("animation")
+        with Session(world.game.db) as session:  # uploaded once, then sent by the cached file_id
+            from storage.models import TelegramFile
+            assert sent["file_id"] in {row.file_id for row in session.exec(select(TelegramFile))}
+        assert sent["file_id"].startswith(("sticker-", "animation-"))
+        if "sticker" in screen[-1]:
+            assert world.sandbox.files[sent["file_id"]][1].endswith(".webp")  # PNG went out as WEBP
         preview = await player.send("happy times" if language == "en" else "开心的时候")
         assert "happy times" in texts(preview)[-1] or "开心的时候" in texts(preview)[-1]
         # taboo: a query already collected for this sticker
@@ -359,3 +366,23 @@ async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(gam
         await running
         await sandbox.stop()
 
+
+
+async def test_a_cached_file_id_is_reused_instead_of_uploading_again(game_db, tmp_path):
+    from bots.screens import SendSticker
+    from core.views import StickerView
+    from storage.models import Sticker
+
+    async with running_bot(game_db, tmp_path, "aiogram") as world:
+        player = world.player(1)
+        await onboard(player, "en")
+        with Session(world.game.db) as session:
+            row = session.exec(select(Sticker).where(Sticker.format == "gif")).first()
+        sticker = StickerView(row.id, row.key, row.file_path, row.format)
+        runtime = world.shell.runtime
+        for _ in range(2):
+            await runtime._send_sticker(1, SendSticker(sticker))
+        animations = [e["animation"]["file_id"] for e in await player.transcript() if "animation" in e]
+        assert len(animations) >= 2 and len(set(animations[-2:])) == 1  # the second one reused the first
+        uploads = [k for k in world.sandbox.files if k.startswith("animation-")]
+        assert animations[-1] in uploads and len([a for a in animations[-2:] if a in uploads]) == 2
