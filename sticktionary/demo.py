@@ -80,7 +80,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     base = await sandbox.start()
     moderator_id = 9_999
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
-                        session_min_tasks=8, telegram_api=base, media_cache=workdir / "media-cache",
+                        session_min_tasks=max(1, turns), telegram_api=base, media_cache=workdir / "media-cache",
                         moderators=[moderator_id], _env_file=None, bots=[
                             BotConfig(token=tokens["en"], framework="ptb", languages=["en"], name="en"),
                             BotConfig(token=tokens["zh"], framework="aiogram", languages=["zh"], name="zh")])
