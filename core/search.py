@@ -168,10 +168,9 @@ class BM25Index:
             return parts[0]
         matched = sum(len(p[0]) for p in parts)
         if matched > n // 8:
-            dense = np.zeros(n)
-            for docs, weights in parts:
-                dense[docs] += weights  # a term's postings hold each document once
-            return None, dense
+            # bincount sums in one tight pass: several times faster than `dense[docs] += weights`.
+            return None, np.bincount(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                                     minlength=n)
         docs = np.concatenate([p[0] for p in parts])
         weights = np.concatenate([p[1] for p in parts])
         unique_docs, inverse = np.unique(docs, return_inverse=True)
@@ -193,9 +192,8 @@ class BM25Index:
             return SearchResult([], None, 0)
         docs, scores = self._accumulate(tokens)
         if docs is None:
-            docs = np.nonzero(scores > 0)[0]
-            scores = scores[docs]
-        elif not (scores > 0).all():
+            return self._search_dense(scores, k, target)
+        if not (scores > 0).all():
             positive = scores > 0
             docs, scores = docs[positive], scores[positive]
         if len(docs) > k:
@@ -214,6 +212,24 @@ class BM25Index:
             if where < len(docs) and docs[where] == self._doc_of[target]:
                 target_rank = int(np.count_nonzero(scores >= scores[where]))
         return SearchResult(hits, target_rank, len(docs))
+
+    def _search_dense(self, dense: np.ndarray, k: int, target: int | None) -> SearchResult:
+        """Top k over a dense score array (most documents matched), without gathering it first."""
+        n = len(dense)
+        k = min(k, n)
+        kth_best = dense[np.argpartition(dense, n - k)[n - k:]].min()
+        # Ties with the k-th best resolve by document order: nonzero() lists documents in order, so
+        # the first few of the tied ones are the right ones, however many tie (common terms do).
+        greater = np.nonzero(dense > kth_best)[0]
+        ties = np.nonzero(dense == kth_best)[0][: k - len(greater)] if kth_best > 0 else greater[:0]
+        top = np.concatenate([greater, ties])
+        order = top[np.lexsort((top, -dense[top]))][:k]
+        hits = [SearchHit(self._sticker_of[d], float(s)) for d, s in zip(order.tolist(), dense[order].tolist(),
+                                                                          strict=True)]
+        target_rank = None
+        if target is not None and target in self._doc_of and dense[self._doc_of[target]] > 0:
+            target_rank = int(np.count_nonzero(dense >= dense[self._doc_of[target]]))
+        return SearchResult(hits, target_rank, int(np.count_nonzero(dense > 0)))
 
 
 class SearchIndexes:
