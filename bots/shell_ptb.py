@@ -3,8 +3,13 @@ shared runtime, and a Sender made of Bot calls. No game logic here."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from datetime import timedelta
+
+# Opt in to PTB 22's coming behaviour (retry_after as a timedelta), which we handle, and which
+# silences its deprecation warning on every 429.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 from telegram import error as tg_error
