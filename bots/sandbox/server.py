@@ -79,6 +79,7 @@ class Sandbox:
         self.bots: dict[str, BotState] = {}
         self.chats: dict[tuple[str, int], Chat] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
+        self.presses: dict[str, dict] = {}  # callback query id -> the press in its chat's transcript
         self.rate_limits = rate_limits
         self.overall: dict[str, Bucket] = defaultdict(lambda: Bucket(30, 30))
         self.faults: dict[str, float] = {"error_5xx": 0.0, "error_429": 0.0, "delay_ms": 0.0, "drop": 0.0}
@@ -396,13 +397,12 @@ class Sandbox:
         callback = str(params.get("callback_query_id") or "")
         if not callback:
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
-        for chat in self.chats.values():
-            for entry in reversed(chat.transcript):
-                if entry.get("callback_id") == callback:
-                    entry["answer"] = params.get("text") or ""
-                    entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
-                    return True
-        raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        entry = self.presses.get(callback)
+        if entry is None:
+            raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        entry["answer"] = params.get("text") or ""
+        entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
+        return True
 
     async def m_getFile(self, bot, params):
         file_id = params.get("file_id")
@@ -505,8 +505,10 @@ class Sandbox:
         callback_id = str(next(self._callback_ids))
         query = {"id": callback_id, "from": chat.user, "chat_instance": str(chat.id), "message": message,
                  "data": body["data"]}
-        chat.transcript.append({"by": "user", "press": body["data"], "callback_id": callback_id,
-                                "message_id": message["message_id"], "at": time.monotonic()})
+        press = {"by": "user", "press": body["data"], "callback_id": callback_id,
+                 "message_id": message["message_id"], "at": time.monotonic()}
+        chat.transcript.append(press)
+        self.presses[callback_id] = press
         update = self._update(bot, {"callback_query": query})
         await self.publish(bot, update)
         return {"update_id": update["update_id"], "callback_id": callback_id, "at": time.monotonic()}
