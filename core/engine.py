@@ -488,7 +488,8 @@ class Game:
 
     # ------------------------------------------------------------------ retriever task
     def _own_open_task(self, session: Session, player_id: int, task_id: int) -> RetrievalTask:
-        task = session.get(RetrievalTask, task_id)
+        """The player's open task, locked for this transaction."""
+        task = session.exec(select(RetrievalTask).where(RetrievalTask.id == task_id).with_for_update()).first()
         if task is None or task.retriever_id != player_id:
             raise GameError("not_your_task")
         if task.status != TaskStatus.OPEN:
@@ -520,11 +521,7 @@ class Game:
         """Grid button `position` (1-based): adds that candidate as the next rank, or removes it."""
         with session_scope(self.db) as session:
             self._playable_player(session, player_id)
-            task = session.exec(select(RetrievalTask).where(RetrievalTask.id == task_id).with_for_update()).first()
-            if task is None or task.retriever_id != player_id:
-                raise GameError("not_your_task")
-            if task.status != TaskStatus.OPEN:
-                raise GameError("task_closed", task.status)
+            task = self._own_open_task(session, player_id, task_id)
             if not isinstance(position, int) or not 1 <= position <= len(task.candidate_ids):
                 raise GameError("pick_not_candidate")
             sticker_id = task.candidate_ids[position - 1]
@@ -542,11 +539,7 @@ class Game:
 
     def undo_pick(self, player_id: int, task_id: int) -> RetrievalTaskView:
         with session_scope(self.db) as session:
-            task = session.exec(select(RetrievalTask).where(RetrievalTask.id == task_id).with_for_update()).first()
-            if task is None or task.retriever_id != player_id:
-                raise GameError("not_your_task")
-            if task.status != TaskStatus.OPEN:
-                raise GameError("task_closed", task.status)
+            task = self._own_open_task(session, player_id, task_id)
             task.picks = list(task.picks)[:-1]
             session.add(task)
             session.flush()
