@@ -210,8 +210,7 @@ class Conversation:
             if not match or not 1 <= int(match.group(1)) <= size:
                 out.replies.append(SendText(t("suggest_bad", n=size)))
                 return
-            task = self.game.current_task(player.id)
-            sticker_id = task.candidates[int(match.group(1)) - 1].id if isinstance(task, RetrievalTaskView) \
+            sticker_id = current.candidates[int(match.group(1)) - 1].id if isinstance(current, RetrievalTaskView) \
                 else -1
             query = self.game.suggest_query(player.id, waiting[1], sticker_id, match.group(2))
             self.awaiting.pop(player.id, None)

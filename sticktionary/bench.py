@@ -169,10 +169,8 @@ def bench_import(messages: int = 1_000_000, stickers: int = 104_000) -> dict:
 
 
 def _engine_cycles(url: str, cycles: int) -> float:
-    from core.datasets import import_sticker_queries
     from core.engine import Game
-    from core.importing import import_usticker
-    from sticktionary.demo_pack import PACK_DIR
+    from sticktionary.demo_pack import load_demo_pack
     from sticktionary.simulation import Simulation, demo_vocabulary
     from storage.db import make_engine
     from storage.migrate import upgrade
@@ -180,9 +178,7 @@ def _engine_cycles(url: str, cycles: int) -> float:
 
     engine = make_engine(url)
     upgrade(engine)
-    import_usticker(engine, PACK_DIR, approve=True, progress=False)
-    for language in ("en", "zh"):
-        import_sticker_queries(engine, PACK_DIR / f"seed_queries_{language}.csv", language)
+    load_demo_pack(engine)
     game = Game(engine, Settings(database_url=url, gold_rate=0.0, _env_file=None), rng=random.Random(2))
     simulation = Simulation(game, demo_vocabulary(), seed=2)
     simulation.add_players("en", 10, 10_000)

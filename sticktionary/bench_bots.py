@@ -21,10 +21,8 @@ from bots.conversation import Conversation
 from bots.media import Media
 from bots.oracle import database_oracle
 from bots.sandbox.players import AutoPlayer, SandboxPlayer
-from core.datasets import import_sticker_queries
 from core.engine import Game
-from core.importing import import_usticker
-from sticktionary.demo_pack import PACK_DIR
+from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.db import make_engine, throwaway_postgres_database
 from storage.migrate import upgrade
@@ -106,9 +104,7 @@ async def _measure(framework: str, players: int, steps: int, database_url: str, 
                    think: float) -> dict:
     db = make_engine(database_url)
     upgrade(db)
-    import_usticker(db, PACK_DIR, sticker_root=PACK_DIR, approve=True, progress=False, workers=1)
-    for language in ("en", "zh"):
-        import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)
+    load_demo_pack(db)
     game = Game(db, Settings(database_url=database_url, gold_rate=0.15, _env_file=None), rng=random.Random(1))
     shell = make_shell(framework, GAME_TOKEN, base, game, Conversation(game), Media(PACK_DIR, workdir / "media"),
                        pacing=False)

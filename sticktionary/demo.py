@@ -10,10 +10,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from core.datasets import export_sticker_queries, import_sticker_queries
+from core.datasets import export_sticker_queries
 from core.engine import Game
-from core.importing import import_usticker
-from sticktionary.demo_pack import PACK_DIR
+from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import Simulation, demo_vocabulary
 from storage.db import make_engine
 from storage.migrate import upgrade
@@ -29,12 +28,11 @@ def _prepare(workdir: Path, echo):
     upgrade(db)
     echo(f"database: {database}")
     shutil.copytree(PACK_DIR / "stickers", workdir / "stickers")
-    report = import_usticker(db, PACK_DIR, sticker_root=workdir, approve=True, progress=False, workers=1)
+    report, seeds = load_demo_pack(db, sticker_root=workdir)
     echo(f"imported demo pack: {report.stickers_added} stickers, {report.contexts_added} chat contexts "
          f"({dict(report.languages)})")
-    for language in ("en", "zh"):
-        seeded = import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)
-        echo(f"seed queries {language}: {seeded['queries_added']}")
+    for language, added in seeds.items():
+        echo(f"seed queries {language}: {added}")
     return db, database
 
 

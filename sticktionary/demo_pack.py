@@ -147,6 +147,18 @@ EN_FOLLOWUPS = ["wait, what happened exactly? tell me everything", "no way, seri
 ZH_FOLLOWUPS = ["等等到底发生了什么快告诉我", "不会吧真的吗怎么会这样呢"]
 
 
+def load_demo_pack(db, sticker_root: Path = PACK_DIR) -> tuple[object, dict[str, int]]:
+    """Import the pack into a database: stickers and curated contexts (approved, in the game),
+    then the seed queries of each language. Returns the import report and seeds added per language."""
+    from core.datasets import import_sticker_queries
+    from core.importing import import_usticker
+
+    report = import_usticker(db, PACK_DIR, sticker_root=sticker_root, approve=True, progress=False, workers=1)
+    seeds = {language: import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)["queries_added"]
+             for language in ("en", "zh")}
+    return report, seeds
+
+
 def sticker_key(index: int, animated: bool) -> str:
     return f"{FIRST_ID + index}.{'gif' if animated else 'png'}"
 

@@ -15,10 +15,8 @@ from bots.media import Media
 from bots.sandbox import Sandbox
 from bots.sandbox.players import SandboxPlayer
 from bots.webhook import WebhookReceiver
-from core.datasets import import_sticker_queries
 from core.engine import Game
-from core.importing import import_usticker
-from sticktionary.demo_pack import PACK_DIR
+from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from storage.db import make_engine
 from storage.settings import Settings
 
@@ -30,9 +28,7 @@ def prepare_database(tmp_path: Path, template: Path):
     database = tmp_path / "bots.sqlite3"
     shutil.copy(template, database)
     db = make_engine(f"sqlite:///{database}")
-    import_usticker(db, PACK_DIR, sticker_root=PACK_DIR, approve=True, progress=False, workers=1)
-    for language in ("en", "zh"):
-        import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)
+    load_demo_pack(db)
     return db
 
 
