@@ -13,10 +13,11 @@ FRAMEWORKS = ("ptb", "aiogram")
 
 
 def make_shell(framework: str, token: str, api_base: str, game: Game, conversation: Conversation, media: Media,
-               *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True):
+               *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True,
+               delivers_to_moderators: bool = True):
     def runtime_factory(sender):
         return BotRuntime(bot_key or token.split(":")[0], conversation, sender, game.db, media, languages=languages,
-                          per_chat=(3, 3.5) if pacing else None)
+                          per_chat=(3, 3.5) if pacing else None, delivers_to_moderators=delivers_to_moderators)
 
     if framework == "ptb":
         from bots.shell_ptb import PtbShell

@@ -54,11 +54,12 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     receiver = WebhookReceiver(settings.webhook_secret.get_secret_value()) if settings.webhook_url else None
     shells, tasks = [], []
     try:
-        for config in settings.bots:
+        for position, config in enumerate(settings.bots):
             token = config.token.get_secret_value()
             key = config.name or token.split(":")[0]
             shell = make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
-                               bot_key=key, languages=tuple(config.languages))
+                               bot_key=key, languages=tuple(config.languages),
+                               delivers_to_moderators=position == 0)
             await shell.start(polling=receiver is None)
             shells.append(shell)
             await shell.runtime.register_commands()

@@ -67,7 +67,7 @@ class Sender(Protocol):
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
                  *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
-                 overall_per_second: int = 30, attempts: int = 6):
+                 overall_per_second: int = 30, attempts: int = 6, delivers_to_moderators: bool = True):
         """`per_chat` (burst, seconds) paces each chat a little under one message a second, as
         Telegram asks (the margin absorbs network jitter); None turns pacing off (only for a
         sandbox whose limits are off too)."""
@@ -77,6 +77,8 @@ class BotRuntime:
         self.db = db
         self.media = media
         self.languages = languages
+        # Outbox messages addressed to no player (moderator flags) go out through one bot only.
+        self.delivers_to_moderators = delivers_to_moderators
         self.attempts = attempts
         self._per_chat = per_chat
         self._chat_limits: dict[int, AsyncLimiter] = {}
@@ -204,7 +206,7 @@ class BotRuntime:
                 player = await asyncio.to_thread(game.get_player, message.player_id)
                 if player.language not in self.languages:
                     continue  # the bot of that player's language delivers it
-            elif self.languages[0] != "en" and "en" in self.languages:
+            elif not self.delivers_to_moderators:
                 continue
             for outgoing in await asyncio.to_thread(self.conversation.render_outbox, message):
                 await self.deliver(outgoing)

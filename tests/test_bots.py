@@ -386,3 +386,23 @@ async def test_a_cached_file_id_is_reused_instead_of_uploading_again(game_db, tm
         assert len(animations) >= 2 and len(set(animations[-2:])) == 1  # the second one reused the first
         uploads = [k for k in world.sandbox.files if k.startswith("animation-")]
         assert animations[-1] in uploads and len([a for a in animations[-2:] if a in uploads]) == 2
+
+
+async def test_gold_check_flags_reach_the_moderators(game_db, tmp_path):
+    from storage.models import OutboxMessage
+
+    async with running_bot(game_db, tmp_path, "ptb") as world:
+        moderator = world.player(MODERATOR)
+        await moderator.send("/start")
+        with Session(world.game.db) as session:
+            session.add(OutboxMessage(dedupe_key="flag:test", kind="moderator_flag",
+                                      payload={"pseudonym": "abc123", "gold_hits": 0, "gold_answered": 3}))
+            session.commit()
+        assert await world.shell.runtime.deliver_outbox_once() == 1
+        flagged = await moderator.replies(settle=0.2)
+        assert any("abc123" in text and "0/3" in text for text in texts(flagged))
+        world.shell.runtime.delivers_to_moderators = False  # another bot in the process: not its job
+        with Session(world.game.db) as session:
+            session.add(OutboxMessage(dedupe_key="flag:test2", kind="moderator_flag", payload={}))
+            session.commit()
+        assert await world.shell.runtime.deliver_outbox_once() == 0
