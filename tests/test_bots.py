@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue
 from storage.models import Player, RetrievalTask, ScoreEvent
 from tests.bots_world import MODERATOR, TOKEN, prepare_database, running_bot
@@ -53,10 +54,8 @@ def target_of(world, task_id):
 
 
 def grid_of(entries):
-    return next(e for e in reversed(entries) if "photo" in e and any(b.startswith("pk:") for b in
-                                                                     [x["callback_data"] for row in
-                                                                      e.get("reply_markup", {}).get("inline_keyboard", [])
-                                                                      for x in row]))
+    return next(e for e in reversed(entries)
+                if "photo" in e and any(b.startswith("pk:") for b in SandboxPlayer.buttons(e)))
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -335,7 +334,6 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
 async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(game_db, tmp_path):
     from bots.run import run_bots
     from bots.sandbox import Sandbox
-    from bots.sandbox.players import SandboxPlayer
     from sticktionary.demo_pack import PACK_DIR
     from storage.settings import BotConfig, Settings
 

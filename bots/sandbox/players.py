@@ -69,12 +69,11 @@ class SandboxPlayer:
                 return entry
         return None
 
-    @staticmethod
-    def message_with(data: str, transcript: list[dict]) -> int:
+    @classmethod
+    def message_with(cls, data: str, transcript: list[dict]) -> int:
         for entry in reversed(transcript):
-            for row in (entry.get("reply_markup") or {}).get("inline_keyboard", []):
-                if any(button.get("callback_data") == data for button in row):
-                    return entry["message_id"]
+            if data in cls.buttons(entry):
+                return entry["message_id"]
         raise LookupError(f"no message offers the button {data!r}")
 
     async def replies(self, settle: float = 0.15, timeout: float = 10) -> list[dict]:
