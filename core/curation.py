@@ -56,10 +56,6 @@ def dialogue_before(window: Sequence[WindowMessage], min_words: int = 20) -> lis
     return None
 
 
-def has_enough_dialogue(window: Sequence[WindowMessage], min_words: int = 20) -> bool:
-    return dialogue_before(window, min_words) is not None
-
-
 def is_command_driven(window: Sequence[WindowMessage], reply_id: int | None = None) -> bool:
     """Rule 2: a bot exchange — a /command in the window, a reply to one (the bot's answer),
     or a sticker sent in reply to one."""
@@ -105,7 +101,9 @@ def anonymised(window: Sequence[WindowMessage], sticker_sender: str) -> list[dic
     return messages + [{"sender": letters[sticker_sender], "text": "", "sticker": True, "target": True}]
 
 
-RULES = ("too_little_dialogue", "command_driven", "brief_replies", "duplicate_sticker", "other_language")
+# What the import reports as removed, in the order the rules apply (unknown_format: not a sticker file).
+RULES = ("unknown_format", "too_little_dialogue", "command_driven", "brief_replies", "other_language",
+         "duplicate_sticker")
 
 
 @dataclass

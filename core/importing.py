@@ -71,8 +71,8 @@ def _file_facts(sticker_root: Path | None, relative: str) -> tuple[str | None, i
 class _Writer:
     """Buffers stickers and contexts and writes them in batches."""
 
-    def __init__(self, db: Engine, report: ImportReport, approve: bool):
-        self.db, self.report, self.approve = db, report, approve
+    def __init__(self, db: Engine, report: ImportReport):
+        self.db, self.report = db, report
         self.stickers: dict[str, dict] = {}
         self.contexts: list[tuple[str, dict]] = []
 
@@ -128,7 +128,7 @@ def import_usticker(
         raise FileNotFoundError(f"no conversation files (*.json, *.jsonl) in {folder}")
     domains = read_domains(folder / "idx_to_domain.txt")
     report = ImportReport()
-    writer = _Writer(db, report, approve)
+    writer = _Writer(db, report)
     with Session(db) as session:
         kept = {(k, lang) for k, lang in session.exec(
             select(Sticker.key, ChatContext.language).join(ChatContext, ChatContext.sticker_id == Sticker.id))}

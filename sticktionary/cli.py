@@ -61,6 +61,7 @@ def import_usticker_command(
     min_words: Annotated[int, typer.Option(help="words of dialogue required before a sticker")] = 20,
 ) -> None:
     """Stream U-Sticker conversations, curate chat contexts and store them (idempotent)."""
+    from core.curation import RULES
     from core.importing import ImportStopped, import_usticker
 
     def show(problem) -> None:
@@ -77,8 +78,7 @@ def import_usticker_command(
                f"{summary['sticker_messages']} sticker messages, {summary['stickers_seen']} unique stickers "
                f"({summary['stickers_added']} new)")
     typer.echo("contexts removed by each curation rule:")
-    for rule in ("too_little_dialogue", "command_driven", "brief_replies", "other_language",
-                 "duplicate_sticker", "unknown_format"):
+    for rule in RULES:
         typer.echo(f"  {rule:<20} {report.removed.get(rule, 0)}")
     typer.echo(f"kept {report.contexts_kept} contexts ({report.contexts_added} new) by language: "
                f"{dict(report.languages)}; malformed records: {len(report.malformed)}")
