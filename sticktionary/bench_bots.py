@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 
 from bots.app import make_shell
 from bots.conversation import Conversation
@@ -22,6 +21,7 @@ from bots.media import Media
 from bots.oracle import database_oracle
 from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from core.engine import Game
+from sticktionary.bench import _percentile
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.db import make_engine, throwaway_postgres_database
@@ -80,11 +80,6 @@ def _echo_shell(framework: str, api_base: str):
             await bot.session.close()
 
     return AiogramEcho()
-
-
-def _percentiles(seconds: list[float]) -> tuple[float, float]:
-    values = np.array(seconds) * 1000
-    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
 
 
 def _start_sandbox_process() -> tuple[subprocess.Popen, str]:
@@ -161,8 +156,9 @@ async def _measure(framework: str, players: int, steps: int, database_url: str, 
         await echo.stop()
         await shell.stop()
         db.dispose()
-    p50, p99 = _percentiles(latencies)
-    echo_p50, _ = _percentiles(echo_latencies)
+    milliseconds = [x * 1000 for x in latencies]
+    p50, p99 = _percentile(milliseconds, 50), _percentile(milliseconds, 99)
+    echo_p50 = _percentile([x * 1000 for x in echo_latencies], 50)
     return {
         "framework": framework, "players": players, "interactions": len(latencies),
         "interactions_per_s": round(len(latencies) / game_seconds, 1), "p50_ms": round(p50, 1),
