@@ -320,11 +320,11 @@ class Conversation:
                  round=_quoted([q.text for q in item.round_queries]),
                  picks=", ".join(s.key for s in item.retriever_picks) or "–")
         qid = item.query.id
-        out.replies += [SendSticker(item.sticker), SendText(text, [
-            [(t("button_accept"), f"ra:{qid}"), (t("button_correct"), f"rc:{qid}")],
-            [(t("button_discard"), f"rd:{qid}"), (t("button_skip"), f"rs:{qid}")]])]
-        if item.retriever_picks:
-            out.replies.append(SendGrid(item.retriever_picks, "↑"))
+        buttons = [[(t("button_accept"), f"ra:{qid}"), (t("button_correct"), f"rc:{qid}")],
+                   [(t("button_discard"), f"rd:{qid}"), (t("button_skip"), f"rs:{qid}")]]
+        # The retriever's picks carry the item's text and buttons: two messages an item, not three.
+        out.replies += [SendSticker(item.sticker), SendGrid(item.retriever_picks, text, buttons)
+                        if item.retriever_picks else SendText(text, buttons)]
 
     def _review_button(self, action: str, query_id: int, player: Player, t: Catalogue, out: Outgoing) -> None:
         if not player.is_moderator:
