@@ -108,8 +108,10 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
                     for _ in range(turns):
                         roles[await auto.step()] += 1
                         bar.update()
-                await asyncio.gather(*(play(a) for a in autos))
-            reviewed = await _moderate(client, tokens["en"], moderator_id, ready["en"])
+                # The moderator joins while the players play (each chat has its own pace).
+                moderator, *_ = await asyncio.gather(
+                    _moderator_joins(client, tokens["en"], moderator_id, ready["en"]), *(play(a) for a in autos))
+            reviewed = await _moderate(moderator)
         echo(f"played: {roles['labeler']} labeler rounds, {roles['retriever']} retrieval tasks; "
              f"moderator decisions through /review: {reviewed}")
         stats = dict(sandbox.stats)
@@ -123,14 +125,18 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     return _finish(db, game, workdir, settings, {"roles": roles, "reviewed": reviewed}, started, echo)
 
 
-async def _moderate(client, token: str, moderator_id: int, wait_finished) -> int:
-    """A moderator who opens /review and accepts every item shown, through the buttons."""
+async def _moderator_joins(client, token: str, moderator_id: int, wait_finished):
     from bots.sandbox.players import SandboxPlayer
 
     moderator = SandboxPlayer(client, token, moderator_id, "moderator", "en", wait_finished=wait_finished)
     await moderator.send("/start")
     await moderator.press("lang:en")
     await moderator.press("consent")
+    return moderator
+
+
+async def _moderate(moderator) -> int:
+    """A moderator who opens /review and accepts every item shown, through the buttons."""
     decisions = 0
     replies = await moderator.send("/review")
     while True:
