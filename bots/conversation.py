@@ -23,6 +23,7 @@ from bots.screens import (
     catalogue,
 )
 from core.engine import Game, GameError
+from core.prizes import Prizes
 from core.views import LabelTaskView, RetrievalTaskView
 from storage.models import OutboxMessage, Player
 
@@ -33,6 +34,7 @@ _SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
 class Conversation:
     def __init__(self, game: Game, moderators: set[int] | frozenset[int] = frozenset()):
         self.game = game
+        self.prizes = Prizes(game)
         self.moderators = set(moderators)
         # What a player's next text message answers, when it is not a query ("suggest", task) or
         # ("correct", query). In memory: losing it on a restart only means asking again.
@@ -85,6 +87,8 @@ class Conversation:
             replies.append(SendText(t("help")))
         elif command == "review":
             self._review(player, t, out, stats=args.strip() == "stats")
+        elif command == "prizes":
+            self._prizes(player, t, out)
         elif not self._ready(player, t, out):
             return
         elif command == "play":
@@ -94,12 +98,17 @@ class Conversation:
             accuracy = f"{stats.accuracy:.0%}" if stats.accuracy is not None else "–"
             replies.append(SendText(t("me", points=stats.points, rank=stats.rank or "–", accuracy=accuracy,
                                       streak=stats.streak)))
+        elif command == "top" and args.strip().lower() in ("on", "off"):
+            subscribe = args.strip().lower() == "on"
+            self.game.set_leaderboard_opt_in(player.id, subscribe)
+            replies.append(SendText(t("top_subscribed" if subscribe else "top_unsubscribed")))
         elif command == "top":
             since = self.game.clock() - timedelta(days=7)
             board = self.game.leaderboard(player.language, since=since)
             lines = [t("top_title")] + [t("top_row", rank=r.rank, name=r.display_name or "?", points=r.points)
                                         for r in board]
-            replies.append(SendText("\n".join(lines) if board else t("top_empty")))
+            text = "\n".join(lines) if board else t("top_empty")
+            replies.append(SendText(text if player.leaderboard_opt_in else f"{text}\n\n{t('top_hint')}"))
         elif command == "stop":
             self.game.pause(player.id)
             self.awaiting.pop(player.id, None)
@@ -152,6 +161,14 @@ class Conversation:
             return
         if action in ("ra", "rc", "rd", "rs") and first is not None:
             self._review_button(action, first, player, t, out)
+            return
+        if action == "pz" and first is not None:
+            if not player.is_moderator:
+                out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
+                return
+            self.prizes.mark_delivered(player.id, first)
+            out.replies.append(AnswerCallback(t("prize_marked", id=first)))
+            self._prizes(player, t, out, edit=incoming.message_id)
             return
         if not self._ready(player, t, out):
             return
@@ -345,23 +362,70 @@ class Conversation:
         out.replies.append(AnswerCallback(t("review_done", status=decided.status)))
         self._review(player, t, out)
 
+    def _prizes(self, player: Player, t: Catalogue, out: Outgoing, edit: int | None = None) -> None:
+        if not player.is_moderator:
+            out.replies.append(SendText(t("moderator_only")))
+            return
+        prizes = self.prizes.pending(player.id, limit=8)
+        if not prizes:
+            out.replies.append(EditText(edit, t("prizes_empty")) if edit else SendText(t("prizes_empty")))
+            return
+        lines = [t("prizes_title")]
+        for prize in prizes:
+            values = dict(id=prize.id, language=prize.language, period=prize.period,
+                          start=prize.period_start.date().isoformat(), name=prize.display_name or "?",
+                          pseudonym=prize.pseudonym, rank=prize.rank, points=prize.points, sessions=prize.sessions)
+            lines.append(t("prize_top" if prize.kind == "top" else "prize_participation", **values))
+        buttons = [[(t("button_delivered", id=prize.id), f"pz:{prize.id}")] for prize in prizes]
+        text = "\n".join(lines)
+        out.replies.append(EditText(edit, text, buttons) if edit else SendText(text, buttons))
+
     # ------------------------------------------------------------------ outbox
     def render_outbox(self, message: OutboxMessage) -> list[Outgoing]:
-        """Turn what the engine wrote to the outbox into messages for the players it concerns."""
-        if message.kind in ("feedback_hit", "feedback_miss") and message.player_id is not None:
+        """Turn what the engine and the jobs wrote to the outbox into messages for whom they concern."""
+        payload = message.payload
+        if message.kind in ("feedback_hit", "feedback_miss", "leaderboard") and message.player_id is not None:
             player = self.game.get_player(message.player_id)
             if player.telegram_user_id is None or not player.active:
                 return []
             t = catalogue(player.language)
-            payload = message.payload
-            text = (t("feedback_hit", rank=payload.get("rank"), points=payload.get("points"))
-                    if message.kind == "feedback_hit" else t("feedback_miss"))
+            if message.kind == "leaderboard":
+                text = _leaderboard_text(payload, t)
+            elif message.kind == "feedback_hit":
+                text = t("feedback_hit", rank=payload.get("rank"), points=payload.get("points"))
+            else:
+                text = t("feedback_miss")
             return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)]
+        if message.kind == "leaderboard" and message.chat_id is not None:
+            return [Outgoing(message.chat_id, [SendText(_leaderboard_text(payload, catalogue(payload.get("language"))))])]
         if message.kind == "moderator_flag":
-            text = (f"⚠️ Player {message.payload.get('pseudonym')} failed gold checks: "
-                    f"{message.payload.get('gold_hits')}/{message.payload.get('gold_answered')} correct.")
-            return [Outgoing(chat, [SendText(text)]) for chat in sorted(self.moderators)]
+            return self._to_moderators(lambda t: t("moderator_flag", pseudonym=payload.get("pseudonym"),
+                                                   hits=payload.get("gold_hits"), answered=payload.get("gold_answered")))
+        if message.kind == "prizes_tallied":
+            def text(t: Catalogue) -> str:
+                lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
+                           participation=counts.get("participation", 0))
+                         for language, counts in sorted(payload.get("counts", {}).items())]
+                return t("prizes_tallied", period=payload.get("period"), start=payload.get("start", "")[:10],
+                         end=payload.get("end", "")[:10], lines="\n".join(lines))
+            return self._to_moderators(text)
         return []
+
+    def _to_moderators(self, text_in) -> list[Outgoing]:
+        """One message per configured moderator, in the language they play in."""
+        outgoing = []
+        for user_id in sorted(self.moderators):
+            moderator = self.game.find_player(user_id)
+            outgoing.append(Outgoing(user_id, [SendText(text_in(catalogue(moderator.language if moderator else None)))]))
+        return outgoing
+
+
+def _leaderboard_text(payload: dict, t: Catalogue) -> str:
+    rows = payload.get("rows") or []
+    title = t("leaderboard_week" if payload.get("period") == "week" else "leaderboard_day")
+    if not rows:
+        return f"{title}\n{t('leaderboard_empty')}"
+    return "\n".join([title] + [t("top_row", rank=rank, name=name or "?", points=points) for rank, name, points in rows])
 
 
 def _language_hint(language_code: str | None) -> str:

@@ -206,6 +206,9 @@ class BotRuntime:
                 player = await asyncio.to_thread(game.get_player, message.player_id)
                 if player.language not in self.languages:
                     continue  # the bot of that player's language delivers it
+            elif message.chat_id is not None:
+                if message.payload.get("language") not in self.languages:
+                    continue  # a post to a chat (a leaderboard): the bot of its language
             elif not self.delivers_to_moderators:
                 continue
             for outgoing in await asyncio.to_thread(self.conversation.render_outbox, message):

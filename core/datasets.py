@@ -9,14 +9,16 @@ have not withdrawn consent, one row per sticker ordered by sticker id, queries i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import groupby
 from pathlib import Path
 
-from sqlalchemy import Engine, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import col, select
 
+from core.exports import consenting_usable, release_order
 from core.text import normalize_query
 from storage.db import insert_ignoring_conflicts, session_scope
-from storage.models import USABLE_QUERY_STATUSES, Player, Query, QuerySource, QueryStatus, Sticker, utcnow
+from storage.models import Query, QuerySource, QueryStatus, Sticker, utcnow
 from storage.sticker_queries import read_sticker_queries, write_sticker_queries
 from storage.usticker import sticker_format
 
@@ -53,27 +55,16 @@ def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[st
 
 def dataset_rows(db: Engine, language: str) -> Iterator[tuple[str, list[str]]]:
     """(sticker_id, queries) in release order, streamed sticker by sticker."""
-    # Release order is by code point; PostgreSQL's default collation would sort otherwise.
-    key_order = col(Sticker.key).collate("C") if db.dialect.name == "postgresql" else col(Sticker.key)
-    with Session(db) as session:
-        consenting = or_(col(Query.author_id).is_(None), col(Query.author_id).in_(
-            select(Player.id).where(col(Player.consent_withdrawn_at).is_(None))))
-        statement = (
-            select(Sticker.key, Query.text, Query.corrected_text)
-            .join(Sticker, Sticker.id == Query.sticker_id)
-            .where(Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES), consenting)
-            .order_by(key_order, Query.id)
-            .execution_options(yield_per=5000)
-        )
-        current, queries = None, []
-        for key, text, corrected in session.exec(statement):
-            if key != current:
-                if current is not None:
-                    yield current, queries
-                current, queries = key, []
-            queries.append(corrected or text)
-        if current is not None:
-            yield current, queries
+    statement = (
+        select(Sticker.key, Query.text, Query.corrected_text)
+        .join(Sticker, Sticker.id == Query.sticker_id)
+        .where(*consenting_usable(language))
+        .order_by(release_order(db), Query.id)
+    )
+    with db.connect() as connection:
+        rows = connection.execution_options(yield_per=5000).execute(statement)
+        for key, group in groupby(rows, key=lambda row: row[0]):
+            yield key, [corrected or text for _, text, corrected in group]
 
 
 def export_sticker_queries(db: Engine, language: str, out: Path) -> int:

@@ -149,6 +149,10 @@ class Game:
                 ).one()
             return player
 
+    def find_player(self, telegram_user_id: int) -> Player | None:
+        with Session(self.db, expire_on_commit=False) as session:
+            return session.exec(select(Player).where(Player.telegram_user_id == telegram_user_id)).first()
+
     def get_player(self, player_id: int) -> Player:
         with Session(self.db, expire_on_commit=False) as session:
             player = session.get(Player, player_id)
@@ -186,6 +190,13 @@ class Game:
         with session_scope(self.db) as session:
             self._lock_player(session, player_id)
             self._expire_open_work(session, player_id)
+
+    def set_leaderboard_opt_in(self, player_id: int, opted_in: bool) -> None:
+        """Whether the player gets the daily and weekly leaderboard posts."""
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            player.leaderboard_opt_in = opted_in
+            session.add(player)
 
     def set_moderator(self, player_id: int, is_moderator: bool = True) -> None:
         with session_scope(self.db) as session:
@@ -576,7 +587,7 @@ class Game:
             retrieval_task_id=task_id, query_id=query_id, created_at=self.clock())], ["idempotency_key"])
         return inserted == 1
 
-    def _notify(self, session: Session, key: str, kind: str, payload: dict, player_id: int | None = None,
+    def notify(self, session: Session, key: str, kind: str, payload: dict, player_id: int | None = None,
                 chat_id: int | None = None) -> None:
         insert_ignoring_conflicts(session, OutboxMessage.__table__, [dict(
             dedupe_key=key, player_id=player_id, chat_id=chat_id, kind=kind, payload=payload,
@@ -612,7 +623,7 @@ class Game:
                     query.status = QueryStatus.NEEDS_REVIEW
                     to_review = True
                 session.add(query)
-            self._notify(session, f"feedback:task:{task.id}", "feedback_hit" if task.hit_rank else "feedback_miss",
+            self.notify(session, f"feedback:task:{task.id}", "feedback_hit" if task.hit_rank else "feedback_miss",
                          {"task_id": task.id, "round_id": label_round.id, "sticker_id": task.sticker_id,
                           "rank": task.hit_rank, "points": retriever_points, "language": task.language},
                          player_id=labeler_id)
@@ -629,7 +640,7 @@ class Game:
                 and hits / answered < self.settings.gold_flag_accuracy):
             player.flagged = True
             session.add(player)
-            self._notify(session, f"flag:{player_id}", "moderator_flag",
+            self.notify(session, f"flag:{player_id}", "moderator_flag",
                          {"player_id": player_id, "pseudonym": player.pseudonym, "gold_answered": answered,
                           "gold_hits": hits})
 
@@ -798,7 +809,7 @@ class Game:
             return [LeaderboardRow(i + 1, pid, name, int(points)) for i, (pid, name, points) in enumerate(rows)]
 
     # ------------------------------------------------------------------ moderation
-    def _moderator(self, session: Session, moderator_id: int) -> Player:
+    def require_moderator(self, session: Session, moderator_id: int) -> Player:
         moderator = session.get(Player, moderator_id)
         if moderator is None or not moderator.is_moderator:
             raise GameError("not_moderator")
@@ -807,7 +818,7 @@ class Game:
     def pending_reviews(self, moderator_id: int, language: str | None = None, limit: int = 10,
                         after_id: int = 0) -> list[ReviewItem]:
         with Session(self.db) as session:
-            self._moderator(session, moderator_id)
+            self.require_moderator(session, moderator_id)
             statement = select(Query).where(Query.status == QueryStatus.NEEDS_REVIEW, Query.id > after_id)
             if language:
                 statement = statement.where(Query.language == language)
@@ -830,7 +841,7 @@ class Game:
 
     def review_counts(self, moderator_id: int) -> dict[str, int]:
         with Session(self.db) as session:
-            self._moderator(session, moderator_id)
+            self.require_moderator(session, moderator_id)
             rows = session.exec(select(Query.status, func.count()).group_by(Query.status)).all()
             counts = {status: 0 for status in QueryStatus}
             counts.update({status: n for status, n in rows})
@@ -841,7 +852,7 @@ class Game:
     def _decide(self, moderator_id: int, query_id: int, action: str, new_status: str,
                 corrected: str | None = None) -> QueryView:
         with session_scope(self.db) as session:
-            moderator = self._moderator(session, moderator_id)
+            moderator = self.require_moderator(session, moderator_id)
             query = session.get(Query, query_id)
             if query is None:
                 raise GameError("unknown_query")
@@ -878,7 +889,7 @@ class Game:
 
     def pending_contexts(self, moderator_id: int, language: str | None = None, limit: int = 10) -> list[ChatContext]:
         with Session(self.db) as session:
-            self._moderator(session, moderator_id)
+            self.require_moderator(session, moderator_id)
             statement = select(ChatContext).where(ChatContext.status == ContextStatus.CANDIDATE)
             if language:
                 statement = statement.where(ChatContext.language == language)
@@ -886,7 +897,7 @@ class Game:
 
     def review_context(self, moderator_id: int, context_id: int, approve: bool) -> None:
         with session_scope(self.db) as session:
-            moderator = self._moderator(session, moderator_id)
+            moderator = self.require_moderator(session, moderator_id)
             status = ContextStatus.APPROVED if approve else ContextStatus.REJECTED
             decided = session.execute(update(ChatContext).where(
                 ChatContext.id == context_id, ChatContext.status == ContextStatus.CANDIDATE

@@ -211,3 +211,152 @@ def bench_engine(cycles: int = 300, postgres_admin_url: str | None = None) -> di
         with throwaway_postgres_database(postgres_admin_url, "sticktionary_bench") as url:
             result["cycles_per_s_postgres"] = round(_engine_cycles(url, cycles), 1)
     return result
+
+
+# ---------------------------------------------------------------------------- export
+_SYLLABLES = "ba be bi bo bu da de di do du ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu " \
+             "pa pe pi po pu ra re ri ro ru sa se si so su ta te ti to tu wa we wi wo ya yo".split()
+
+
+def _bench_vocabulary(rng: random.Random) -> dict[str, list[str]]:
+    """English: made-up words. Chinese: the 20,000 most frequent words of jieba's own dictionary,
+    as players type real words (random characters would all be unknown to jieba, which real
+    queries are not)."""
+    import jieba
+
+    english = sorted({"".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 3))) for _ in range(40_000)})
+    with (Path(jieba.__file__).parent / "dict.txt").open(encoding="utf-8") as f:
+        frequencies = [(int(fields[1]), fields[0]) for fields in (line.split() for line in f) if len(fields) >= 2]
+    chinese = [word for _, word in sorted(frequencies, reverse=True)[:20_000]]
+    return {"en": english, "zh": chinese}
+
+
+def build_export_database(url: str, queries: int, seed: int = 11, progress: bool = False) -> dict:
+    """A database shaped like a busy season of play: rounds of ~4 queries, each shown to a retriever,
+    a mix of validated, reviewed, corrected, discarded and pending queries, some withdrawn players."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+    from tqdm import tqdm
+
+    from storage.db import make_engine
+    from storage.migrate import upgrade
+    from storage.models import (
+        LabelRound,
+        Player,
+        Query,
+        QuerySource,
+        QueryStatus,
+        RetrievalTask,
+        Review,
+        RoundStatus,
+        Sticker,
+        TaskQuery,
+        TaskStatus,
+        utcnow,
+    )
+
+    rng = random.Random(seed)
+    vocabulary = _bench_vocabulary(rng)
+    engine = make_engine(url)
+    upgrade(engine)
+    now = utcnow()
+    n_players = max(20, queries // 500)
+    n_stickers = max(10, queries // 8)
+    with engine.begin() as connection:
+        connection.execute(insert(Player), [
+            dict(telegram_user_id=10_000 + i, display_name=f"player {i}", pseudonym=f"p{i:08d}",
+                 language="zh" if i % 10 < 3 else "en", consent_at=now,
+                 consent_withdrawn_at=now if i % 50 == 7 else None, is_moderator=i == 0, banned=False, active=True,
+                 flagged=False, leaderboard_opt_in=False, created_at=now, last_active_at=now)
+            for i in range(n_players)])
+        for start in range(0, n_stickers, 50_000):
+            connection.execute(insert(Sticker), [
+                dict(id=i + 1, key=f"{10**18 + i * 7919}.png", file_path=f"stickers/{10**18 + i * 7919}.png",
+                     format="png", created_at=now) for i in range(start, min(n_stickers, start + 50_000))])
+    statuses = ([QueryStatus.VALIDATED] * 85 + [QueryStatus.ACCEPTED] * 5 + [QueryStatus.CORRECTED] * 3
+                + [QueryStatus.DISCARDED] * 4 + [QueryStatus.NEEDS_REVIEW] * 3)
+    made = round_id = task_id = 0
+    bar = tqdm(total=queries, disable=not progress, desc="building", unit=" queries")
+    while made < queries:
+        rounds, tasks, rows, links, reviews = [], [], [], [], []
+        while made < queries and len(rows) < 50_000:
+            round_id += 1
+            task_id += 1
+            player = rng.randrange(1, n_players + 1)  # ids follow the insert order above
+            language = "zh" if (player - 1) % 10 < 3 else "en"
+            sticker = rng.randrange(1, n_stickers + 1)
+            created = now - timedelta(minutes=rng.randrange(60 * 24 * 60))
+            rounds.append(dict(id=round_id, kind="label", player_id=player,
+                               sticker_id=sticker, language=language, status=RoundStatus.SUBMITTED,
+                               retrieval_count=1, created_at=created, submitted_at=created))
+            tasks.append(dict(id=task_id, retriever_id=1 + player % n_players, label_round_id=round_id,
+                              sticker_id=sticker, language=language, query_ids=[], candidate_ids=[sticker], picks=[],
+                              seed=task_id, is_gold=False, status=TaskStatus.ANSWERED, hit_rank=1,
+                              created_at=created, answered_at=created))
+            for _ in range(min(rng.randint(2, 6), queries - made)):
+                made += 1
+                words = vocabulary[language]
+                text = (" " if language == "en" else "").join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+                status = rng.choice(statuses)
+                rows.append(dict(id=made, sticker_id=sticker, language=language, text=text, normalized_text=text,
+                                 corrected_text=text + " ok" if status == QueryStatus.CORRECTED else None,
+                                 author_id=rounds[-1]["player_id"], label_round_id=round_id,
+                                 source=QuerySource.LABELER, status=status, hit_count=rng.randint(0, 3),
+                                 created_at=created, validated_at=created))
+                links.append(dict(task_id=task_id, query_id=made))
+                if status in (QueryStatus.ACCEPTED, QueryStatus.CORRECTED, QueryStatus.DISCARDED):
+                    reviews.append(dict(query_id=made, moderator_id=1, action=str(status)[:7], old_text=text,
+                                        created_at=created))
+        with engine.begin() as connection:
+            for table, batch in ((LabelRound, rounds), (RetrievalTask, tasks), (Query, rows), (TaskQuery, links),
+                                 (Review, reviews)):
+                if batch:
+                    connection.execute(insert(table), batch)
+        bar.update(len(rows))
+    bar.close()
+    engine.dispose()
+    return {"players": n_players, "stickers": n_stickers, "queries": made, "rounds": round_id}
+
+
+def _export_worker(url: str, export_dir: str, queue) -> None:
+    from core.exports import run_export
+    from storage.db import make_engine
+    from storage.settings import Settings
+
+    engine = make_engine(url)
+    settings = Settings(database_url=url, export_dir=Path(export_dir), pseudonym_key="bench")
+    with _MemorySampler() as memory:
+        start = time.perf_counter()
+        summary = run_export(engine, settings)
+        seconds = time.perf_counter() - start
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put({"seconds": seconds, "peak_rss_mb": max(memory.peak_rss, own_peak) / 2**20,
+               "exported": summary.queries, "stickers": summary.stickers})
+
+
+def bench_export(queries: int = 1_000_000, postgres_admin_url: str | None = None, progress: bool = True) -> dict:
+    import contextlib
+
+    from storage.db import throwaway_postgres_database
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if postgres_admin_url:
+            url = stack.enter_context(throwaway_postgres_database(postgres_admin_url, "sticktionary_bench"))
+        else:
+            url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        built = build_export_database(url, queries, progress=progress)
+        # A fresh process, so the peak memory is the export's alone.
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        worker = context.Process(target=_export_worker, args=(url, str(Path(tmp) / "exports"), queue))
+        worker.start()
+        result = queue.get()
+        worker.join()
+    return {
+        "queries": built["queries"],
+        "seconds": round(result["seconds"], 2),
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "exported_queries": result["exported"],
+        "database": "postgresql" if postgres_admin_url else "sqlite",
+    }

@@ -18,6 +18,11 @@ bench_app = typer.Typer(help="Benchmarks that print figures (use --json for one 
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+jobs_app = typer.Typer(help="Scheduled jobs: leaderboards, prizes, the nightly export, expiry, retention.",
+                       no_args_is_help=True)
+export_app = typer.Typer(help="The research export: make one, serve them, pull them.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(export_app, name="export")
 
 Language = Annotated[str, typer.Option("--lang", help="en or zh")]
 
@@ -158,8 +163,11 @@ def run() -> None:
     from storage.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scheduler = None
     try:
         settings = Settings()
+        if settings.jobs_in_bot_process:
+            scheduler = _start_background_jobs(settings)
         asyncio.run(run_bots(settings))
     except ValidationError as error:
         typer.echo(f"the settings are not valid:\n{error}", err=True)
@@ -167,6 +175,25 @@ def run() -> None:
     except ConfigurationError as error:
         typer.echo(f"cannot start: {error}", err=True)
         raise typer.Exit(2) from None
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+
+def _start_background_jobs(settings):
+    """The jobs in a thread of the bot process (STICKTIONARY_JOBS_IN_BOT_PROCESS=true)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from jobs.schedule import ScheduleError, add_jobs, time_zone
+
+    try:
+        scheduler = BackgroundScheduler(timezone=time_zone(settings))
+        add_jobs(scheduler, _engine(), settings)
+    except ScheduleError as error:
+        typer.echo(f"cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+    scheduler.start()
+    return scheduler
 
 
 @app.command()
@@ -231,6 +258,230 @@ def bench_bots_command(
     if framework not in FRAMEWORKS:
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
     _print(bench_bots(framework, players, steps, postgres_url, think_ms), as_json)
+
+
+@bench_app.command("export")
+def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str | None, typer.Option(
+        help="build the database on a throwaway database of this server instead of SQLite")] = None,
+                         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Seconds and peak memory of a full research export of a database with N queries."""
+    from sticktionary.bench import bench_export
+
+    _print(bench_export(queries=queries, postgres_admin_url=postgres_url), as_json)
+
+
+# ---------------------------------------------------------------------------- jobs
+JobName = Annotated[str, typer.Argument(help="leaderboard_daily, leaderboard_weekly, prizes, export, expiry or "
+                                             "export_retention")]
+
+
+def _parse_moment(value: str | None):
+    from datetime import UTC, datetime
+
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter("an ISO time, e.g. 2026-11-30T03:00:00+00:00", param_hint="--at") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@jobs_app.command("start")
+def jobs_start(only: Annotated[list[str] | None, typer.Option(help="run only these jobs (repeatable)")] = None
+               ) -> None:
+    """Run the scheduler until interrupted. Several processes may run it: each firing runs once."""
+    import logging
+
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from jobs.schedule import ScheduleError, add_jobs, time_zone
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = get_settings()
+    try:
+        scheduler = BlockingScheduler(timezone=time_zone(settings))
+        add_jobs(scheduler, _engine(), settings, only)
+    except ScheduleError as error:
+        typer.echo(f"cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+    for job in scheduler.get_jobs():
+        typer.echo(f"{job.id:>20}: {job.trigger}")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+@jobs_app.command("run")
+def jobs_run(name: JobName, at: Annotated[str | None, typer.Option(
+        help="the scheduled time this run stands for (ISO); default now")] = None) -> None:
+    """Run one job now, through the same exactly-once guard as the scheduler."""
+    from jobs.schedule import run_job
+    from jobs.tasks import JOBS, JobContext
+
+    if name not in JOBS:
+        raise typer.BadParameter(f"choose one of {', '.join(JOBS)}", param_hint="NAME")
+    outcome = run_job(JobContext(_engine(), get_settings()), name, _parse_moment(at))
+    typer.echo(json.dumps({"job": name, "scheduled_for": outcome.scheduled_for.isoformat(), "status": outcome.status,
+                           "result": outcome.result, "error": outcome.error}, ensure_ascii=False))
+    if outcome.status == "failed":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list() -> None:
+    """Each job's schedule, next firing and last run."""
+    from sqlmodel import Session, col, select
+
+    from jobs.schedule import ScheduleError, check_schedules
+    from jobs.tasks import JOBS
+    from storage.models import JobRun, utcnow
+
+    settings = get_settings()
+    try:
+        triggers = check_schedules(settings)
+    except ScheduleError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    engine = _engine()
+    now = utcnow()
+    with Session(engine) as session:
+        for name, spec in JOBS.items():
+            last = session.exec(select(JobRun).where(JobRun.job == name)
+                                .order_by(col(JobRun.scheduled_for).desc()).limit(1)).first()
+            following = triggers[name].get_next_fire_time(None, now)
+            typer.echo(f"{name:>20}  {spec.schedule(settings):<16} next {following.isoformat() if following else '–'}"
+                       f"  last {last.scheduled_for.isoformat() + ' ' + last.status if last else '–'}")
+            typer.echo(f"{'':>20}  {spec.description}")
+
+
+# ---------------------------------------------------------------------------- export
+@export_app.command("now")
+def export_now(progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    """Write a research export now (the nightly job's work) and print where it went."""
+    from tqdm import tqdm
+
+    from core.exports import run_export
+    from storage.locks import exclusive
+
+    settings = get_settings()
+    engine = _engine()
+    with exclusive(engine, "job:export") as acquired:
+        if not acquired:
+            typer.echo("an export is running in another process; try again when it is done", err=True)
+            raise typer.Exit(1)
+        with tqdm(unit=" queries", disable=not progress, desc="export") as bar:
+            summary = run_export(engine, settings, progress=bar.update)
+    typer.echo(json.dumps({"version": summary.version, "folder": str(summary.folder), "queries": summary.queries,
+                           "stickers": summary.stickers, "seconds": round(summary.seconds, 2)}))
+
+
+@export_app.command("list")
+def export_list() -> None:
+    """The complete exports in STICKTIONARY_EXPORT_DIR, newest last."""
+    from storage.export_files import latest_export, list_exports, read_manifest
+
+    root = get_settings().export_dir
+    latest = latest_export(root)
+    for version in list_exports(root):
+        manifest = read_manifest(root / version)
+        typer.echo(f"{version}  {manifest.get('queries', '?')} queries{'  (latest)' if version == latest else ''}")
+
+
+@export_app.command("serve")
+def export_serve(listen: Annotated[str | None, typer.Option(help="host:port (default STICKTIONARY_PULL_LISTEN)")]
+                 = None) -> None:
+    """Serve the exports to researchers over HTTP (bearer tokens from STICKTIONARY_PULL_TOKENS)."""
+    import logging
+
+    from jobs.pull_server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    tokens = [t.get_secret_value() for t in settings.pull_tokens]
+    if not tokens:
+        typer.echo('cannot start: no researcher tokens; set STICKTIONARY_PULL_TOKENS, e.g. ["a-long-random-token"]',
+                   err=True)
+        raise typer.Exit(2)
+    host, _, port = (listen or settings.pull_listen).rpartition(":")
+    serve(settings.export_dir, tokens, host or "0.0.0.0", int(port))
+
+
+@export_app.command("pull")
+def export_pull(
+    url: Annotated[str, typer.Argument(help="the export server, e.g. https://sticktionary.example.org")],
+    token: Annotated[str, typer.Option(envvar="STICKTIONARY_PULL_TOKEN", help="your bearer token")],
+    dest: Annotated[Path, typer.Option(help="local folder; one sub-folder per export version")],
+    version: Annotated[str, typer.Option(help="an export version, or latest")] = "latest",
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Download an export: only files that changed, resuming partial ones, every sha256 checked."""
+    from jobs.pull_client import PullError, pull
+
+    try:
+        result = pull(url, token, dest, version=version, progress=progress)
+    except PullError as error:
+        typer.echo(f"pull failed: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def report(
+    csv_files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
+                                                    help="StickerQueries CSVs (sticker_id,labeled_queries)")],
+    lang: Annotated[str | None, typer.Option("--lang", help="en or zh; default: from the file name "
+                                                            "(…_zh_…) or else detected")] = None,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs."""
+    from core.research import LanguageReport
+    from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries
+
+    results = {}
+    for path in csv_files:
+        try:
+            rows = list(read_sticker_queries(path))
+        except StickerQueriesFormatError as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from None
+        language = _check_language(lang) if lang else _language_of(path, rows)
+        language_report = LanguageReport(language)
+        for sticker, queries in rows:
+            language_report.add(sticker, queries)
+        results[str(path)] = {"language": language, "statistics": language_report.statistics_table(),
+                              **language_report.metrics()}
+    if as_json:
+        typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    for path, result in results.items():
+        _print_report(path, result)
+
+
+def _language_of(path: Path, rows) -> str:
+    name = path.name.lower()
+    for language in ("en", "zh"):
+        if f"_{language}_" in name or name.startswith(f"{language}_") or name.endswith(f"_{language}.csv"):
+            return language
+    import py3langid
+
+    sample = " ".join(q for _, queries in rows[:200] for q in queries)[:20000]
+    return "zh" if py3langid.classify(sample)[0] == "zh" else "en"
+
+
+def _print_report(path: str, result: dict) -> None:
+    stats, similarity, retrieval = result["statistics"], result["lexical_similarity"], result["bm25_retrieval"]
+    typer.echo(f"{path} ({result['language']})")
+    typer.echo(f"  stickers {stats['stickers']}, queries {stats['queries']}, queries/sticker "
+               f"{stats['queries_per_sticker']}, tokens/query {stats['tokens_per_query']}, vocabulary "
+               f"{stats['vocabulary_size']}")
+    typer.echo("  most frequent: " + ", ".join(f"{t} ({n})" for t, n in stats["most_frequent_terms"][:10]))
+    typer.echo(f"  BLEU {similarity['bleu']}, ROUGE-L F1 {similarity['rouge_l_f1']} "
+               f"({similarity['stickers_compared']} stickers, {similarity['pairs_compared']} pairs)")
+    typer.echo(f"  BM25 Recall@1 {retrieval['recall@1']}, @10 {retrieval['recall@10']}, @50 {retrieval['recall@50']} "
+               f"({retrieval['test_queries_evaluated']} test queries over {retrieval['corpus_documents']} stickers)")
 
 
 def _print(result: dict, as_json: bool) -> None:

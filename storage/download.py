@@ -44,7 +44,7 @@ def list_files(client: httpx.Client, endpoint: str, repo: str, revision: str = "
     return files
 
 
-def _safe_target(dest: Path, relative: str) -> Path:
+def safe_target(dest: Path, relative: str) -> Path:
     parts = PurePosixPath(relative).parts
     if not parts or any(p in ("..", "") for p in parts) or PurePosixPath(relative).is_absolute():
         raise DownloadError(f"refusing a path outside the destination: {relative!r}")
@@ -89,7 +89,7 @@ def download_usticker(
         with bar:
             for remote in files:
                 counts["files"] += 1
-                target = _safe_target(dest, remote.path)
+                target = safe_target(dest, remote.path)
                 if target.exists() and target.stat().st_size == remote.size and _matches(target, remote):
                     counts["skipped"] += 1
                     bar.update(remote.size)

@@ -107,6 +107,7 @@ class Player(SQLModel, table=True):
     banned: bool = False
     active: bool = True  # false once Telegram says the player blocked the bot
     flagged: bool = False  # failed gold checks: moderators look
+    leaderboard_opt_in: bool = False  # wants the daily and weekly leaderboard posts
     last_role: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(default_factory=utcnow)
     last_active_at: datetime = Field(default_factory=utcnow)
@@ -234,3 +235,42 @@ class ProcessedUpdate(SQLModel, table=True):
     bot_key: str = Field(primary_key=True, max_length=64)
     update_id: int = Field(primary_key=True, sa_type=BigInteger)
     processed_at: datetime = Field(default_factory=utcnow)
+
+
+class PrizeKind(StrEnum):
+    TOP = "top"  # among the top N of the period and language
+    PARTICIPATION = "participation"  # played a session of at least N tasks in the period
+
+
+class Prize(SQLModel, table=True):
+    """A prize a tally decided; moderators hand it out and mark it delivered."""
+
+    __table_args__ = (UniqueConstraint("kind", "period", "period_start", "language", "player_id", name="uq_prize"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    period: str = Field(max_length=8)  # day, week, month
+    period_start: datetime
+    period_end: datetime
+    language: str = Field(max_length=8)
+    player_id: int = Field(foreign_key="player.id", index=True)
+    rank: int | None = None  # top prizes
+    points: int = 0  # points in the period
+    sessions: int = 0  # qualifying sessions in the period
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = Field(default=None, index=True)
+    delivered_by: int | None = Field(default=None, foreign_key="player.id")
+
+
+class JobRun(SQLModel, table=True):
+    """One firing of a scheduled job. The unique slot is what makes a job fire once across processes."""
+
+    __table_args__ = (UniqueConstraint("job", "scheduled_for", name="uq_jobrun_slot"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=64)
+    scheduled_for: datetime
+    runner: str = Field(max_length=128)  # host:pid
+    status: str = Field(default="running", max_length=16)  # running, done, failed
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    result: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = Field(default=None, max_length=2000)

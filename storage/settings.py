@@ -67,6 +67,29 @@ class Settings(BaseSettings):
     task_expiry_minutes: int = 60
     min_context_words: int = 20
 
+    # Jobs (`sticktionary jobs`, or inside `sticktionary run` with jobs_in_bot_process). Schedules are
+    # cron expressions in jobs_timezone: five fields, or six with seconds first.
+    jobs_timezone: str = "UTC"
+    jobs_in_bot_process: bool = False
+    schedule_leaderboard_daily: str = "0 20 * * *"
+    schedule_leaderboard_weekly: str = "5 20 * * sun"
+    schedule_prizes: str = "15 0 * * *"  # tallies the last complete prize period
+    schedule_export: str = "0 3 * * *"
+    schedule_expiry: str = "*/10 * * * *"
+    schedule_export_retention: str = "30 3 * * *"
+    # Where leaderboards are posted besides the players who opted in: {"en": [chat ids], "zh": [...]}
+    leaderboard_chats: dict[Literal["en", "zh"], list[int]] = Field(default_factory=dict)
+    leaderboard_size: int = 10
+    prize_period: Literal["day", "week", "month"] = "week"
+    prize_top_n: int = 3
+
+    # Research export
+    export_keep: int = Field(default=14, ge=1, description="complete exports kept by the retention job")
+    export_similarity_stickers: int = 1_000  # BLEU/ROUGE-L sample (stickers)
+    export_eval_queries: int = 20_000  # BM25 Recall@k sample (test queries)
+    pull_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens of researchers")
+    pull_listen: str = "0.0.0.0:8080"
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

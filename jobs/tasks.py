@@ -1,0 +1,86 @@
+"""The scheduled jobs. Each takes the moment it was scheduled for, so tests drive them with any clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from core.engine import Game
+from core.exports import run_export
+from core.prizes import Prizes, last_complete_period
+from core.search import SearchIndexes
+from storage.export_files import apply_retention, remove_partials
+from storage.settings import Settings
+
+
+@dataclass(frozen=True)
+class JobContext:
+    db: Engine
+    settings: Settings
+
+    def game(self, now: datetime) -> Game:
+        # Jobs never search, so the game starts without loading the search index.
+        return Game(self.db, self.settings, indexes=SearchIndexes(), clock=lambda: now)
+
+
+def leaderboard_daily(context: JobContext, now: datetime) -> dict:
+    return {"posted": Prizes(context.game(now)).post_leaderboards("day", now)}
+
+
+def leaderboard_weekly(context: JobContext, now: datetime) -> dict:
+    return {"posted": Prizes(context.game(now)).post_leaderboards("week", now)}
+
+
+def prizes(context: JobContext, now: datetime) -> dict:
+    period = context.settings.prize_period
+    start, end = last_complete_period(period, now, ZoneInfo(context.settings.jobs_timezone))
+    counts = Prizes(context.game(now)).tally(start, end, period)
+    return {"period": period, "start": start.isoformat(), "end": end.isoformat(), "counts": counts}
+
+
+def export(context: JobContext, now: datetime) -> dict:
+    summary = run_export(context.db, context.settings, now=now)
+    return {"version": summary.version, "queries": summary.queries, "stickers": summary.stickers,
+            "seconds": round(summary.seconds, 2)}
+
+
+def expiry(context: JobContext, now: datetime) -> dict:
+    return context.game(now).expire_abandoned()
+
+
+def export_retention(context: JobContext, now: datetime) -> dict:
+    root = context.settings.export_dir
+    if not root.is_dir():
+        return {"removed": [], "partials": []}
+    return {"removed": apply_retention(root, context.settings.export_keep), "partials": remove_partials(root)}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    schedule_setting: str  # the Settings field holding its cron expression
+    run: Callable[[JobContext, datetime], dict]
+    description: str
+
+    def schedule(self, settings: Settings) -> str:
+        return getattr(settings, self.schedule_setting)
+
+
+JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
+    JobSpec("leaderboard_daily", "schedule_leaderboard_daily", leaderboard_daily,
+            "today's leaderboard per language, to the configured chats and opted-in players"),
+    JobSpec("leaderboard_weekly", "schedule_leaderboard_weekly", leaderboard_weekly,
+            "this week's leaderboard per language, likewise"),
+    JobSpec("prizes", "schedule_prizes", prizes,
+            "tally the last complete prize period (top N and participation) and tell moderators"),
+    JobSpec("export", "schedule_export", export, "the research export (a new versioned folder)"),
+    JobSpec("expiry", "schedule_expiry", expiry, "close rounds and tasks left open too long"),
+    JobSpec("export_retention", "schedule_export_retention", export_retention,
+            "keep only the newest export_keep exports"),
+)}
+
+__all__ = ["JOBS", "JobSpec", "JobContext"]

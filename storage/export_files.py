@@ -1,0 +1,209 @@
+"""Export folders on disk: written under a hidden temporary name, renamed only when complete.
+
+Layout of the export root::
+
+    2026-11-27T030000Z/      one complete export (it has a manifest.json)
+    2026-11-28T030000Z/
+    latest -> 2026-11-28T030000Z
+    .partial-…/              an export being written (or left by a killed run): never listed
+
+Readers (the pull server, the pull client, retention) only ever see complete folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+LATEST = "latest"
+PARTIAL_PREFIX = ".partial-"
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(?:-\d+)?$")
+
+
+def version_name(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H%M%SZ")
+
+
+def is_version_name(name: str) -> bool:
+    return bool(_VERSION.match(name))
+
+
+def list_exports(root: Path) -> list[str]:
+    """Complete exports, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and not p.is_symlink() and is_version_name(p.name) and (p / MANIFEST).is_file())
+
+
+def latest_export(root: Path) -> str | None:
+    link = Path(root) / LATEST
+    if link.is_symlink():
+        name = os.readlink(link)
+        if is_version_name(name) and (Path(root) / name / MANIFEST).is_file():
+            return name
+    versions = list_exports(root)
+    return versions[-1] if versions else None
+
+
+class ExportFolder:
+    """`with ExportFolder(root, moment) as folder:` write into `folder`; on success it becomes
+    `root/<version>` and `latest` points at it; on any error nothing of it stays."""
+
+    def __init__(self, root: Path, moment: datetime) -> None:
+        self.root = Path(root)
+        base = version_name(moment)
+        self.version, n = base, 1
+        while (self.root / self.version).exists():
+            n += 1
+            self.version = f"{base}-{n}"
+        self.partial = self.root / f"{PARTIAL_PREFIX}{self.version}-{os.getpid()}"
+
+    def __enter__(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        remove_partials(self.root)
+        self.partial.mkdir()
+        return self.partial
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.partial, ignore_errors=True)
+            return
+        final = self.root / self.version
+        os.rename(self.partial, final)
+        _fsync_dir(self.root)
+        point_latest(self.root, self.version)
+
+
+def point_latest(root: Path, version: str) -> None:
+    """Swap the `latest` symlink atomically (a reader sees the old or the new one, never none)."""
+    link = Path(root) / LATEST
+    staging = Path(root) / f"{PARTIAL_PREFIX}latest-{os.getpid()}"
+    staging.unlink(missing_ok=True)
+    os.symlink(version, staging)
+    os.replace(staging, link)
+
+
+def remove_partials(root: Path) -> list[str]:
+    """Leftovers of interrupted exports. Exports run one at a time (the job lock), so any is stale."""
+    removed = []
+    for path in Path(root).glob(f"{PARTIAL_PREFIX}*"):
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed
+
+
+def apply_retention(root: Path, keep: int) -> list[str]:
+    """Delete all but the newest `keep` exports (never the one `latest` points at)."""
+    versions = list_exports(root)
+    latest = latest_export(root)
+    doomed = [v for v in versions[:-keep] if v != latest] if keep > 0 else [v for v in versions if v != latest]
+    for version in doomed:
+        # Renamed first so a reader never sees a half-deleted export.
+        trash = Path(root) / f"{PARTIAL_PREFIX}deleting-{version}"
+        os.rename(Path(root) / version, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    return doomed
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+
+
+def write_json(path: Path, value) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(value, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+class JsonLines:
+    """A JSON Lines file written one record at a time; counts its rows."""
+
+    def __init__(self, path: Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = Path(path).open("wb", buffering=1 << 20)
+        self.rows = 0
+
+    def write(self, record: dict) -> None:
+        # orjson: UTF-8 as is (no \u escapes), compact, and several times faster than json.dumps.
+        self.file.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        self.rows += 1
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class Tsv:
+    def __init__(self, path: Path, header: Iterable[str]) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = Path(path).open("w", encoding="utf-8", newline="\n")
+        self.file.write("\t".join(header) + "\n")
+        self.rows = 0
+
+    def write(self, *fields) -> None:
+        self.file.write("\t".join(str(f) for f in fields) + "\n")
+        self.rows += 1
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ParquetRecords:
+    """Records buffered in column lists and written as one row group per batch: memory stays flat."""
+
+    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = 10_000) -> None:
+        self.schema = schema
+        self.writer = pq.ParquetWriter(str(path), schema, compression="zstd")
+        self.batch_rows = batch_rows
+        self.columns: dict[str, list] = {name: [] for name in schema.names}
+        self.buffered = 0
+        self.rows = 0
+
+    def write(self, record: dict) -> None:
+        for name, values in self.columns.items():
+            values.append(record.get(name))
+        self.buffered += 1
+        if self.buffered >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffered:
+            return
+        self.writer.write_table(pa.table(self.columns, schema=self.schema))
+        self.rows += self.buffered
+        self.columns = {name: [] for name in self.schema.names}
+        self.buffered = 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()

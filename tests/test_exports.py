@@ -1,0 +1,206 @@
+"""The research export: contents, filters, determinism, atomicity and retention (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from sqlmodel import Session
+
+import core.exports
+from core.exports import annotator_id, run_export
+from core.research import split_queries
+from storage.export_files import (
+    LATEST,
+    PARTIAL_PREFIX,
+    apply_retention,
+    latest_export,
+    list_exports,
+    read_manifest,
+    sha256_file,
+)
+from storage.models import Player, RetrievalTask
+from tests.helpers import make_player, make_world
+
+MOMENT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+
+
+def _target(db, task_id):
+    with Session(db) as session:
+        return session.get(RetrievalTask, task_id).sticker_id
+
+
+def _round_for_retrieval(game, labeler, retriever, queries, hit: bool):
+    """One labeler round with these queries, then one retrieval of it that hits or misses."""
+    label = game.next_task(labeler, prefer="labeler")
+    for text in queries:
+        game.add_query(labeler, label.round_id, text)
+    game.submit_round(labeler, label.round_id)
+    task = game.next_task(retriever, prefer="retriever")
+    assert task.role == "retriever"
+    target = _target(game.db, task.task_id)
+    picks = [target] if hit else [c.id for c in task.candidates if c.id != target][:1]
+    game.submit_ranking(retriever, task.task_id, picks)
+    return label.sticker
+
+
+@pytest.fixture
+def played(db, settings):
+    """Seeds, validated queries, a corrected, an accepted and a discarded one, and a player who
+    later withdrew consent, in both languages."""
+    game = make_world(db, settings, stickers=10, languages=("en", "zh"))
+    alice, bob = make_player(game, 1, "en"), make_player(game, 2, "en")
+    carol = make_player(game, 3, "en")
+    moderator = make_player(game, 9, "en")
+    game.set_moderator(moderator)
+    hit_sticker = _round_for_retrieval(game, alice, bob, ["happy dance", "party time"], hit=True)
+    miss_sticker = _round_for_retrieval(game, alice, bob, ["sleepy cat", "tired kitty", "nap time"], hit=False)
+    review = {item.query.text: item.query.id for item in game.pending_reviews(moderator, limit=10)}
+    game.correct_query(moderator, review["sleepy cat"], "sleepy kitten")
+    game.accept_query(moderator, review["tired kitty"])
+    game.discard_query(moderator, review["nap time"])
+    withdrawn_sticker = _round_for_retrieval(game, carol, bob, ["secret words"], hit=True)
+    game.withdraw_consent(carol)
+    zh_a, zh_b = make_player(game, 11, "zh"), make_player(game, 12, "zh")
+    _round_for_retrieval(game, zh_a, zh_b, ["开心跳舞"], hit=True)
+    return {"game": game, "hit": hit_sticker, "miss": miss_sticker, "withdrawn": withdrawn_sticker,
+            "alice": alice, "carol": carol}
+
+
+def _csv_rows(path):
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        assert next(reader) == ["sticker_id", "labeled_queries"]
+        return {row[0]: row[1].split(", ") for row in reader}
+
+
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_export_contents_and_filters(db, settings, played):
+    summary = run_export(db, settings, now=MOMENT)
+    folder = settings.export_dir / summary.version
+    assert summary.version == "2026-11-30T030000Z" and latest_export(settings.export_dir) == summary.version
+    assert (settings.export_dir / LATEST).resolve() == folder.resolve()
+
+    en = _csv_rows(folder / "sticker_queries_en_release.csv")
+    hit, miss, withdrawn = played["hit"].key, played["miss"].key, played["withdrawn"].key
+    assert {"happy dance", "party time"} <= set(en[hit])
+    assert "sleepy kitten" in en[miss] and "tired kitty" in en[miss]  # corrected text, accepted query
+    assert "sleepy cat" not in en[miss] and "nap time" not in en[miss]  # original of a correction; discarded
+    assert "secret words" not in en.get(withdrawn, [])  # withdrew consent
+    assert list(en) == sorted(en)  # release order
+    zh = _csv_rows(folder / "sticker_queries_zh_release.csv")
+    assert any("开心跳舞" in queries for queries in zh.values())
+
+    records = _jsonl(folder / "queries.jsonl")
+    assert len(records) == summary.queries == sum(map(len, en.values())) + sum(map(len, zh.values()))
+    table = pq.read_table(folder / "queries.parquet").to_pylist()
+    assert table == records
+    by_text = {r["text"]: r for r in records}
+    corrected = by_text["sleepy kitten"]
+    assert corrected["original_text"] == "sleepy cat" and corrected["review_decision"] == "correct"
+    assert by_text["tired kitty"]["review_decision"] == "accept"
+    assert by_text["happy dance"]["retrieved_by"] == 1 and by_text["happy dance"]["shown_to_retrievers"] == 1
+    alice_id = annotator_id(settings.pseudonym_key, played["alice"])
+    assert by_text["happy dance"]["annotator"] == alice_id
+    seeds = [r for r in records if r["source"] == "seed"]
+    assert seeds and all(r["annotator"] is None for r in seeds)
+    # Pseudonymous: neither Telegram ids nor names nor the in-game pseudonym appear anywhere.
+    with Session(db) as session:
+        alice = session.get(Player, played["alice"])
+    blob = (folder / "queries.jsonl").read_text(encoding="utf-8")
+    assert alice.display_name not in blob and alice.pseudonym not in blob and '"telegram' not in blob
+
+    manifest = read_manifest(folder)
+    for entry in manifest["files"]:
+        assert sha256_file(folder / entry["path"]) == entry["sha256"]
+    rows = {e["path"]: e["rows"] for e in manifest["files"]}
+    assert rows["queries.jsonl"] == rows["queries.parquet"] == len(records)
+    assert rows["sticker_queries_en_release.csv"] == len(en)
+    assert manifest["software"]["sticktionary"]
+
+    stats = json.loads((folder / "stats.json").read_text())["languages"]
+    assert stats["en"]["queries"]["queries"] == sum(map(len, en.values()))
+    assert stats["en"]["participation"]["labelers"] == 1  # carol withdrew; alice labeled
+    assert stats["en"]["participation"]["retrievers"] == 1
+    metrics = json.loads((folder / "metrics.json").read_text())["languages"]
+    assert set(metrics["en"]["bm25_retrieval"]) >= {"recall@1", "recall@10", "recall@50"}
+    assert metrics["en"]["lexical_similarity"]["bleu"] is not None
+
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlicense: mit\n") and "configs:" in card and "sticker_queries_zh_release.csv" in card
+
+
+def test_beir_split_is_deterministic_and_complete(db, settings, played):
+    first = run_export(db, settings, now=MOMENT)
+    second = run_export(db, settings, now=MOMENT + timedelta(days=1))
+    assert first.version != second.version
+    for language in ("en", "zh"):
+        a, b = (settings.export_dir / s.version / "beir" / language for s in (first, second))
+        for name in ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"):
+            assert (a / name).read_bytes() == (b / name).read_bytes()
+        corpus = {d["_id"]: d for d in _jsonl(a / "corpus.jsonl")}
+        queries = {q["_id"]: q for q in _jsonl(a / "queries.jsonl")}
+        qrels = {}
+        for split in ("train", "test"):
+            lines = (a / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+            assert lines[0] == "query-id\tcorpus-id\tscore"
+            for line in lines[1:]:
+                query_id, sticker, score = line.split("\t")
+                assert score == "1" and sticker in corpus and query_id not in qrels
+                qrels[query_id] = (split, sticker)
+        assert set(qrels) == set(queries)
+        for sticker, document in corpus.items():
+            mine = [(queries[q]["text"], split) for q, (split, s) in sorted(qrels.items(), key=lambda kv: int(
+                kv[0][1:])) if s == sticker]
+            train = [text for text, split in mine if split == "train"]
+            assert train and document["text"] == ", ".join(train)  # the document is its train queries
+            if len(mine) == 1:
+                assert mine[0][1] == "train"
+            assert document["metadata"]["file_path"].endswith(sticker)
+
+
+def test_split_is_eighty_twenty_and_independent_of_order():
+    queries = [f"query {i}" for i in range(10)]
+    train, test = split_queries("1.png", queries)
+    assert len(test) == 2 and len(train) == 8
+    shuffled = list(reversed(queries))
+    _, test_again = split_queries("1.png", shuffled)
+    assert {queries[i] for i in test} == {shuffled[i] for i in test_again}
+    assert split_queries("1.png", ["only one"]) == ([0], [])
+
+
+def test_an_interrupted_export_leaves_nothing_visible(db, settings, played, monkeypatch):
+    good = run_export(db, settings, now=MOMENT)
+
+    def broken_card(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(core.exports, "dataset_card", broken_card)
+    with pytest.raises(OSError):
+        run_export(db, settings, now=MOMENT + timedelta(days=1))
+    assert list_exports(settings.export_dir) == [good.version]
+    assert latest_export(settings.export_dir) == good.version
+    assert not list(settings.export_dir.glob(f"{PARTIAL_PREFIX}*"))
+
+    # A run killed outright leaves its partial folder: never listed, removed by the next export.
+    stale = settings.export_dir / f"{PARTIAL_PREFIX}2026-12-01T030000Z-4242"
+    (stale / "beir").mkdir(parents=True)
+    (stale / "queries.jsonl").write_text("{}\n")
+    assert list_exports(settings.export_dir) == [good.version]
+    monkeypatch.undo()
+    newer = run_export(db, settings, now=MOMENT + timedelta(days=2))
+    assert not stale.exists()
+    assert list_exports(settings.export_dir) == [good.version, newer.version]
+
+
+def test_retention_keeps_the_newest(db, settings, played):
+    versions = [run_export(db, settings, now=MOMENT + timedelta(days=d)).version for d in range(4)]
+    assert apply_retention(settings.export_dir, keep=2) == versions[:2]
+    assert list_exports(settings.export_dir) == versions[2:]
+    assert latest_export(settings.export_dir) == versions[-1]
