@@ -372,7 +372,7 @@ class Conversation:
             return
         lines = [t("prizes_title")]
         for prize in prizes:
-            values = dict(id=prize.id, language=prize.language, period=prize.period,
+            values = dict(id=prize.id, language=prize.language, period=t(f"period_{prize.period}"),
                           start=prize.period_start.date().isoformat(), name=prize.display_name or "?",
                           pseudonym=prize.pseudonym, rank=prize.rank, points=prize.points, sessions=prize.sessions)
             lines.append(t("prize_top" if prize.kind == "top" else "prize_participation", **values))
@@ -406,7 +406,7 @@ class Conversation:
                 lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
                            participation=counts.get("participation", 0))
                          for language, counts in sorted(payload.get("counts", {}).items())]
-                return t("prizes_tallied", period=payload.get("period"), start=payload.get("start", "")[:10],
+                return t("prizes_tallied", period=t(f"period_{payload.get('period', 'week')}"), start=payload.get("start", "")[:10],
                          end=payload.get("end", "")[:10], lines="\n".join(lines))
             return self._to_moderators(text)
         return []

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import DateTime, Engine, func, or_, select, type_coerce
 from sqlmodel import col
 
 from core.research import LanguageReport
@@ -81,11 +81,12 @@ QUERY_SCHEMA = pa.schema([
     ("retrieved_by", pa.int32()),
     ("resonant", pa.bool_()),
     ("review_decision", pa.string()),
-    ("reviewed_at", pa.string()),
-    ("created_at", pa.string()),
-    ("validated_at", pa.string()),
+    ("reviewed_at", pa.timestamp("us", tz="UTC")),
+    ("created_at", pa.timestamp("us", tz="UTC")),
+    ("validated_at", pa.timestamp("us", tz="UTC")),
     ("split", pa.string()),
 ])
+QUERY_FIELDS = tuple(QUERY_SCHEMA.names)
 
 
 def release_csv_name(language: str) -> str:
@@ -133,23 +134,30 @@ class QueryRecord(NamedTuple):
         return self.corrected_text or self.text
 
 
+def _utc(column):
+    """Read a UTC time as a plain DateTime: on SQLite a naive datetime parsed in C, skipping the
+    per-row Python of SQLModel's UTCDateTime (the writers treat naive times as UTC)."""
+    return type_coerce(column, DateTime(timezone=True))
+
+
 def query_records(db: Engine, language: str, batch: int = 5000) -> Iterator[QueryRecord]:
     """The dataset's queries of one language with their provenance, in release order, streamed."""
-    shown = (select(TaskQuery.query_id, func.count().label("shown")).group_by(TaskQuery.query_id).subquery())
-    last_review = (select(Review.query_id, func.max(Review.id).label("review_id"))
-                   .where(col(Review.query_id).is_not(None)).group_by(Review.query_id).subquery())
+    # Correlated subqueries, each one index lookup per row: cheaper than joining grouped subqueries.
+    shown = select(func.count()).where(TaskQuery.query_id == Query.id).scalar_subquery()
+    last_review = select(Review).where(Review.query_id == Query.id).order_by(col(Review.id).desc()).limit(1)
     statement = (
         select(Query.id, Sticker.key, Sticker.file_path, Sticker.format, Query.text, Query.corrected_text,
-               Query.source, Query.status, Query.author_id, Query.hit_count, func.coalesce(shown.c.shown, 0),
-               Review.action, Review.created_at, Query.created_at, Query.validated_at)
+               Query.source, Query.status, Query.author_id, Query.hit_count, shown,
+               last_review.with_only_columns(Review.action).scalar_subquery(),
+               _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
+               _utc(Query.created_at), _utc(Query.validated_at))
         .join(Sticker, Sticker.id == Query.sticker_id)
-        .outerjoin(shown, shown.c.query_id == Query.id)
-        .outerjoin(last_review, last_review.c.query_id == Query.id)
-        .outerjoin(Review, Review.id == last_review.c.review_id)
         .where(*consenting_usable(language))
         .order_by(release_order(db), Query.id)
     )
     with db.connect() as connection:
+        if db.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET TIME ZONE 'UTC'")  # times come back in UTC, as on SQLite
         result = connection.execution_options(yield_per=batch).execute(statement)
         yield from map(QueryRecord._make, result)
 
@@ -181,10 +189,6 @@ def participation(db: Engine, language: str) -> dict:
         "rounds_per_labeler": round(label_rounds / labelers, 4) if labelers else None,
         "tasks_per_retriever": round(retrieval_tasks / retrievers, 4) if retrievers else None,
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 class _LanguageWriter:
@@ -230,18 +234,13 @@ class _LanguageWriter:
             beir_id = f"q{record.query_id}"
             self.beir_queries.write({"_id": beir_id, "text": record.final_text, "metadata": {"split": part}})
             self.qrels[part].write(beir_id, record.sticker, 1)
-            row = {
-                "query_id": record.query_id, "language": self.language, "sticker_id": record.sticker,
-                "sticker_file": record.sticker_file, "sticker_format": record.sticker_format,
-                "text": record.final_text, "original_text": record.text, "corrected_text": record.corrected_text,
-                "source": record.source, "status": record.status, "annotator": self.annotator(record.author_id),
-                "shown_to_retrievers": record.shown, "retrieved_by": record.hit_count,
-                "resonant": record.hit_count >= self.settings.resonance_retrievers,
-                "review_decision": record.review_action, "reviewed_at": _iso(record.reviewed_at),
-                "created_at": _iso(record.created_at), "validated_at": _iso(record.validated_at), "split": part,
-            }
-            self.jsonl.write(row)
-            self.parquet.write(row)
+            values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
+                      record.final_text, record.text, record.corrected_text, record.source, record.status,
+                      self.annotator(record.author_id), record.shown, record.hit_count,
+                      record.hit_count >= self.settings.resonance_retrievers, record.review_action,
+                      record.reviewed_at, record.created_at, record.validated_at, part)
+            self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))
+            self.parquet.write(values)
 
     def close(self) -> None:
         self.csv.close()

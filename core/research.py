@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import sys
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from core.search import BM25Index
 from core.text import tokenize
@@ -148,38 +150,53 @@ def lexical_similarity(stickers: Iterable[Sequence[str]], language: str) -> dict
 
 
 # ---------------------------------------------------------------------------- Table 6
-@dataclass
 class RecallEvaluation:
-    """BM25 corpus of stickers (their train queries) and the test queries that search it."""
+    """BM25 corpus of stickers (their train queries) and the test queries that search it.
 
-    max_queries: int = DEFAULT_MAX_EVAL_QUERIES
-    index: BM25Index = field(default_factory=BM25Index)
-    _doc_number: dict = field(default_factory=dict)
-    _tests: BottomK | None = None
+    The corpus is kept as two flat integer arrays (document, term) while the stickers stream past,
+    and becomes a read-only BM25Index at the end: a few bytes per token instead of Python objects.
+    """
 
-    def __post_init__(self) -> None:
-        self._tests = BottomK(self.max_queries)
+    def __init__(self, max_queries: int = DEFAULT_MAX_EVAL_QUERIES) -> None:
+        self._doc_number: dict[str, int] = {}
+        self._term_ids: dict[str, int] = {}
+        self._token_docs = array("i")
+        self._token_terms = array("i")
+        self._tests = BottomK(max_queries)
 
     def add_sticker(self, sticker: str, train_tokens: Sequence[Sequence[str]],
                     test_queries: Sequence[tuple[str, Sequence[str]]]) -> None:
         doc = self._doc_number.setdefault(sticker, len(self._doc_number))
+        terms = self._term_ids
         for tokens in train_tokens:
-            # Interned: a corpus of a million queries repeats the same few hundred thousand words.
-            self.index.add_tokens(doc, [sys.intern(t) for t in tokens])
+            for token in tokens:
+                self._token_terms.append(terms.setdefault(token, len(terms)))
+            self._token_docs.extend([doc] * len(tokens))
         for text, tokens in test_queries:
-            self._tests.offer(stable_hash(sticker, text), (doc, tuple(sys.intern(t) for t in tokens)))
+            self._tests.offer(stable_hash(sticker, text), (doc, tuple(tokens)))
+
+    def index(self) -> BM25Index:
+        n_docs = len(self._doc_number)
+        docs = np.frombuffer(self._token_docs, dtype=np.int32).astype(np.int64)
+        terms = np.frombuffer(self._token_terms, dtype=np.int32).astype(np.int64)
+        # One posting per (term, document) with its count, sorted by term and then document.
+        pairs, tfs = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)
+        posting_terms, posting_docs = np.divmod(pairs, max(n_docs, 1))
+        offsets = np.searchsorted(posting_terms, np.arange(len(self._term_ids) + 1))
+        vocabulary = sorted(self._term_ids, key=self._term_ids.__getitem__)
+        return BM25Index.from_postings(np.bincount(docs, minlength=n_docs), vocabulary, offsets, posting_docs, tfs)
 
     def results(self) -> dict:
         tests = self._tests.items()
         ranks = []
-        if len(self.index):
-            # No prepare(): weights are computed only for the terms the test queries use.
+        if self._doc_number:
+            index = self.index()
             for doc, tokens in tests:
-                ranks.append(self.index.search(tokens, k=1, target=doc).target_rank if tokens else None)
+                ranks.append(index.search(tokens, k=1, target=doc).target_rank if tokens else None)
         found = {k: sum(1 for r in ranks if r is not None and r <= k) for k in RECALL_AT}
         return {
             **{f"recall@{k}": round(found[k] / len(ranks), 4) if ranks else None for k in RECALL_AT},
-            "corpus_documents": len(self.index),
+            "corpus_documents": len(self._doc_number),
             "test_queries": self._tests.seen,
             "test_queries_evaluated": len(ranks),
             "protocol": "BM25 (Okapi, k1=1.5, b=0.75) over one document per sticker made of its train "

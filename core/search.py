@@ -42,6 +42,9 @@ class _Postings:
     def changed(self) -> None:
         self.docs = self.tfs = self.weights = None
 
+    def document_frequency(self) -> int:
+        return len(self.docs) if self.tf_by_doc is None else len(self.tf_by_doc)
+
 
 class BM25Index:
     def __init__(self, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> None:
@@ -56,6 +59,29 @@ class BM25Index:
         self._idf: dict[str, float] = {}
         self._idf_version = -1
 
+    @classmethod
+    def from_postings(cls, doc_lengths: np.ndarray, vocabulary: Sequence[str], offsets: np.ndarray,
+                      docs: np.ndarray, tfs: np.ndarray, **parameters) -> BM25Index:
+        """A read-only index built in one go: documents 0..n-1, term i's postings are
+        docs[offsets[i]:offsets[i+1]] (ascending) with their term frequencies. No per-document token
+        lists and no per-posting Python objects, so a million-query corpus stays small (the export's
+        evaluation uses it); scores are the same as an index built with add_tokens."""
+        index = cls(**parameters)
+        n = len(doc_lengths)
+        index._sticker_of = list(range(n))
+        index._doc_of = dict(zip(index._sticker_of, index._sticker_of, strict=True))
+        index._doc_len = np.asarray(doc_lengths, dtype=np.float64)
+        index._total_tokens = int(index._doc_len.sum())
+        index._doc_tokens = None  # read-only: add_tokens and replace_document refuse
+        for i, term in enumerate(vocabulary):
+            postings = _Postings()
+            postings.tf_by_doc = None
+            postings.docs = docs[offsets[i]:offsets[i + 1]]
+            postings.tfs = tfs[offsets[i]:offsets[i + 1]].astype(np.float64)
+            index._postings[term] = postings
+        index._version = 1
+        return index
+
     # -- building ---------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._sticker_of)
@@ -65,6 +91,8 @@ class BM25Index:
 
     def add_tokens(self, sticker_id: int, tokens: Sequence[str]) -> None:
         """Append tokens (one more usable query) to a sticker's document."""
+        if self._doc_tokens is None:
+            raise TypeError("this index was built with from_postings and is read-only")
         if not tokens:
             return
         doc = self._doc_of.get(sticker_id)
@@ -88,6 +116,8 @@ class BM25Index:
 
     def replace_document(self, sticker_id: int, tokens: Sequence[str]) -> None:
         """Rebuild one sticker's document (after a correction or a removal)."""
+        if self._doc_tokens is None:
+            raise TypeError("this index was built with from_postings and is read-only")
         doc = self._doc_of.get(sticker_id)
         if doc is not None:
             old = self._doc_tokens[doc]
@@ -107,6 +137,8 @@ class BM25Index:
 
     def document(self, sticker_id: int) -> list[str]:
         doc = self._doc_of.get(sticker_id)
+        if self._doc_tokens is None:
+            raise TypeError("this index was built with from_postings and keeps no token lists")
         return list(self._doc_tokens[doc]) if doc is not None else []
 
     def sticker_ids(self) -> list[int]:
@@ -125,7 +157,7 @@ class BM25Index:
             return
         n = len(self._sticker_of)
         terms = list(self._postings)
-        df = np.fromiter((len(self._postings[t].tf_by_doc) for t in terms), dtype=np.float64,
+        df = np.fromiter((self._postings[t].document_frequency() for t in terms), dtype=np.float64,
                          count=len(terms))
         idf = np.log(n - df + 0.5) - np.log(df + 0.5)
         # BM25Okapi: negative idf (terms in more than half the documents) becomes a small floor.

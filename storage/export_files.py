@@ -155,8 +155,9 @@ class JsonLines:
         self.rows = 0
 
     def write(self, record: dict) -> None:
-        # orjson: UTF-8 as is (no \u escapes), compact, and several times faster than json.dumps.
-        self.file.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        # orjson: UTF-8 as is (no \u escapes), compact, several times faster than json.dumps, and
+        # times in ISO 8601 (a naive time is UTC, as the database stores it).
+        self.file.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC))
         self.rows += 1
 
     def close(self) -> None:
@@ -179,30 +180,28 @@ class Tsv:
 
 
 class ParquetRecords:
-    """Records buffered in column lists and written as one row group per batch: memory stays flat."""
+    """Rows (tuples in schema order) buffered and written as one row group per batch: memory stays flat."""
 
     def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = 10_000) -> None:
         self.schema = schema
         self.writer = pq.ParquetWriter(str(path), schema, compression="zstd")
         self.batch_rows = batch_rows
-        self.columns: dict[str, list] = {name: [] for name in schema.names}
-        self.buffered = 0
+        self.buffer: list[tuple] = []
         self.rows = 0
 
-    def write(self, record: dict) -> None:
-        for name, values in self.columns.items():
-            values.append(record.get(name))
-        self.buffered += 1
-        if self.buffered >= self.batch_rows:
+    def write(self, values: tuple) -> None:
+        self.buffer.append(values)
+        if len(self.buffer) >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
-        if not self.buffered:
+        if not self.buffer:
             return
-        self.writer.write_table(pa.table(self.columns, schema=self.schema))
-        self.rows += self.buffered
-        self.columns = {name: [] for name in self.schema.names}
-        self.buffered = 0
+        columns = [pa.array(column, type=field.type) for column, field in zip(zip(*self.buffer, strict=True),
+                                                                               self.schema, strict=True)]
+        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+        self.rows += len(self.buffer)
+        self.buffer = []
 
     def close(self) -> None:
         self.flush()

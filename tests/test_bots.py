@@ -404,3 +404,69 @@ async def test_gold_check_flags_reach_the_moderators(game_db, tmp_path):
             session.add(OutboxMessage(dedupe_key="flag:test2", kind="moderator_flag", payload={}))
             session.commit()
         assert await world.shell.runtime.deliver_outbox_once() == 0
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, language):
+    from core.prizes import Prizes
+
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        fan = world.player(5, language)
+        await onboard(fan, language)
+        assert texts(await fan.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
+        assert texts(await fan.send("/top on")) == [t("top_subscribed")]
+        assert texts(await fan.send("/top")) == [t("top_empty")]  # no hint once subscribed
+        with Session(world.game.db) as session:
+            fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 5)).one()
+            session.add(ScoreEvent(idempotency_key="t", player_id=fan_id, language=language, points=4, reason="x",
+                                   created_at=world.game.clock()))
+            session.commit()
+        Prizes(world.game).post_leaderboards("week", world.game.clock())
+        assert await world.shell.runtime.deliver_outbox_once() == 1
+        posted = texts(await fan.replies(settle=0.2))
+        assert posted[-1] == "\n".join([t("leaderboard_week"), t("top_row", rank=1, name="P5", points=4)])
+        assert texts(await fan.send("/top off")) == [t("top_unsubscribed")]
+        assert Prizes(world.game).post_leaderboards("day", world.game.clock())[language] == 0
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language):
+    from datetime import timedelta
+
+    from core.prizes import Prizes
+
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        winner, moderator = world.player(6, language), world.player(MODERATOR, language)
+        await onboard(winner, language)
+        await onboard(moderator, language)
+        assert texts(await moderator.send("/prizes")) == [t("prizes_empty")]
+        now = world.game.clock()
+        with Session(world.game.db) as session:
+            winner_id = session.exec(select(Player.id).where(Player.telegram_user_id == 6)).one()
+            session.add(ScoreEvent(idempotency_key="p", player_id=winner_id, language=language, points=9, reason="x",
+                                   created_at=now - timedelta(days=1)))
+            session.commit()
+        Prizes(world.game).tally(now - timedelta(days=7), now, "week")
+        assert await world.shell.runtime.deliver_outbox_once() == 1  # the moderators' notice
+        notice = texts(await moderator.replies(settle=0.2))[-1]
+        lines = "\n".join(t("prizes_tallied_line", language=lang, top=int(lang == language), participation=0)
+                          for lang in ("en", "zh"))
+        assert notice == t("prizes_tallied", period=t("period_week"), start=(now - timedelta(days=7)).date().isoformat(),
+                           end=now.date().isoformat(), lines=lines)
+        assert texts(await winner.send("/prizes")) == [t("moderator_only")]
+        listing = await moderator.send("/prizes")
+        [prize_id] = [int(b.split(":")[1]) for e in listing for b in moderator.buttons(e) if b.startswith("pz:")]
+        assert "P6" in texts(listing)[0] and "9" in texts(listing)[0]
+        # A player forging the moderator's button on a message of their own chat gets nothing.
+        await winner.press(f"pz:{prize_id}", message_id=(await winner.transcript())[-1]["message_id"])
+        assert (await winner.answer_to_last_press())["answer"] == t("moderator_only")
+        await moderator.press(f"pz:{prize_id}")
+        assert (await moderator.answer_to_last_press())["answer"] == t("prize_marked", id=prize_id)
+        edited = (await moderator.transcript())[-1]
+        assert texts([edited]) == [t("prizes_empty")]
+        await moderator.press(f"pz:{prize_id}", message_id=listing[0]["message_id"])  # a double tap
+        assert (await moderator.answer_to_last_press())["answer"] == t.error("prize_delivered")

@@ -21,7 +21,8 @@ def env(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-@pytest.mark.parametrize("command", [[], ["db"], ["data"], ["bench"], ["data", "import-usticker"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["db"], ["data"], ["bench"], ["data", "import-usticker"], ["demo"], ["jobs"],
+                                     ["jobs", "start"], ["export"], ["export", "pull"], ["report"]])
 def test_help_everywhere(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -82,3 +83,48 @@ def test_run_refuses_to_start_without_bots(tmp_path, monkeypatch):
     monkeypatch.setenv("STICKTIONARY_BOTS", '[{"token": "1:x", "framework": "telethon"}]')
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 2 and "not valid" in result.output
+
+
+def test_report_on_the_real_samples():
+    files = [SHARED_SAMPLES / f"sticker_queries_{lang}_release.first200.csv" for lang in ("en", "zh")]
+    if not all(f.exists() for f in files):
+        pytest.skip("real samples missing")
+    result = runner.invoke(app, ["report", *map(str, files), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    en, zh = (report[str(f)] for f in files)
+    assert (en["language"], zh["language"]) == ("en", "zh")
+    assert en["statistics"]["stickers"] == 200 and en["statistics"]["queries"] == 1598
+    assert zh["statistics"]["stickers"] == 200
+    assert 0 < en["bm25_retrieval"]["recall@1"] <= en["bm25_retrieval"]["recall@10"] <= en["bm25_retrieval"]["recall@50"]
+    assert en["lexical_similarity"]["bleu"] > 0 and zh["lexical_similarity"]["rouge_l_f1"] > 0
+    printed = runner.invoke(app, ["report", str(files[1])])
+    assert printed.exit_code == 0 and "BM25 Recall@1" in printed.output and "(zh)" in printed.output
+
+
+def test_report_refuses_a_file_that_is_not_sticker_queries(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = runner.invoke(app, ["report", str(bad)])
+    assert result.exit_code == 2 and "sticker_id,labeled_queries" in result.output
+
+
+def test_env_example_lists_every_setting():
+    from storage.settings import Settings
+    from tests.conftest import ROOT
+
+    listed = {line.split("=", 1)[0].lstrip("# ").strip() for line in (ROOT / ".env.example").read_text().splitlines()
+              if "=" in line and line.lstrip("# ").startswith("STICKTIONARY_")}
+    expected = {f"STICKTIONARY_{name.upper()}" for name in Settings.model_fields}
+    assert expected <= listed, sorted(expected - listed)
+
+
+def test_export_now_and_list(env, monkeypatch):
+    export_dir = env / "exports"
+    monkeypatch.setenv("STICKTIONARY_EXPORT_DIR", str(export_dir))
+    result = runner.invoke(app, ["export", "now", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    version = json.loads(result.output.strip().splitlines()[-1])["version"]
+    assert (export_dir / version / "manifest.json").exists()
+    listing = runner.invoke(app, ["export", "list"])
+    assert version in listing.output and "(latest)" in listing.output

@@ -100,7 +100,9 @@ def test_export_contents_and_filters(db, settings, played):
     records = _jsonl(folder / "queries.jsonl")
     assert len(records) == summary.queries == sum(map(len, en.values())) + sum(map(len, zh.values()))
     table = pq.read_table(folder / "queries.parquet").to_pylist()
-    assert table == records
+    times = ("reviewed_at", "created_at", "validated_at")
+    assert [{k: v.isoformat() if k in times and v else v for k, v in row.items()} for row in table] == records
+    assert all(r["created_at"].endswith("+00:00") for r in records)
     by_text = {r["text"]: r for r in records}
     corrected = by_text["sleepy kitten"]
     assert corrected["original_text"] == "sleepy cat" and corrected["review_decision"] == "correct"

@@ -78,3 +78,26 @@ def test_top_k_is_the_k_best_in_order_when_many_documents_match():
     assert result.hits[0].sticker_id == 7
     scores = index.scores(["common", "rare"])
     assert [h.sticker_id for h in result.hits] == sorted(range(500), key=lambda d: (-scores[d], d))[:3]
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_an_index_built_from_postings_scores_like_an_incremental_one(language):
+    from core.research import RecallEvaluation
+
+    rows = _sample(language)
+    evaluation = RecallEvaluation()
+    incremental = BM25Index()
+    for number, (sticker, queries) in enumerate(rows):
+        tokens = [tokenize(q) for q in queries]
+        evaluation.add_sticker(sticker, tokens, [])
+        for query_tokens in tokens:
+            incremental.add_tokens(number, query_tokens)
+    built = evaluation.index()
+    assert len(built) == len(incremental)
+    probes = [tokenize(q) for _, queries in rows[::7] for q in queries[:2]]
+    for probe in probes:
+        assert np.allclose(built.scores(probe), incremental.scores(probe), rtol=1e-12, atol=1e-12)
+        a, b = built.search(probe, k=5, target=3), incremental.search(probe, k=5, target=3)
+        assert a.target_rank == b.target_rank and [h.sticker_id for h in a.hits] == [h.sticker_id for h in b.hits]
+    with pytest.raises(TypeError):
+        built.add_tokens(0, ["more"])
