@@ -406,8 +406,8 @@ class Conversation:
                 lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
                            participation=counts.get("participation", 0))
                          for language, counts in sorted(payload.get("counts", {}).items())]
-                return t("prizes_tallied", period=t(f"period_{payload.get('period', 'week')}"), start=payload.get("start", "")[:10],
-                         end=payload.get("end", "")[:10], lines="\n".join(lines))
+                return t("prizes_tallied", period=t(f"period_{payload.get('period', 'week')}"),
+                         start=payload.get("start", "")[:10], end=payload.get("end", "")[:10], lines="\n".join(lines))
             return self._to_moderators(text)
         return []
 

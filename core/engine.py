@@ -711,14 +711,6 @@ class Game:
         current.last_activity_at = now
         session.add(current)
 
-    def qualifying_sessions(self, since: datetime | None = None) -> list[PlaySession]:
-        """Sessions long enough for the participation reward."""
-        with Session(self.db) as session:
-            statement = select(PlaySession).where(PlaySession.task_count >= self.settings.session_min_tasks)
-            if since is not None:
-                statement = statement.where(PlaySession.started_at >= since)
-            return list(session.exec(statement.order_by(PlaySession.id)).all())
-
     def expire_abandoned(self) -> dict[str, int]:
         """Close rounds and tasks left open past the expiry time; their slots go back to the pool."""
         cutoff = self.clock() - timedelta(minutes=self.settings.task_expiry_minutes)

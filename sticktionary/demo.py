@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
-from core.datasets import export_sticker_queries
 from core.engine import Game
+from core.exports import run_export
+from core.prizes import Prizes, period_start
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import Simulation, demo_vocabulary
 from storage.db import make_engine
@@ -45,13 +48,20 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
         echo(f"\nleaderboard ({language}):")
         for row in board:
             echo(f"  {row.rank}. {row.display_name:<14} {row.points:>4} points")
-        out = workdir / "export" / f"sticker_queries_{language}_release.csv"
-        rows = export_sticker_queries(db, language, out)
-        summary["exports"][language] = {"path": str(out), "stickers": rows}
-        echo(f"  StickerQueries export: {rows} stickers -> {out}")
-    qualifying = game.qualifying_sessions()
-    echo(f"\nsessions qualifying for the participation reward (>= {settings.session_min_tasks} tasks): "
-         f"{len(qualifying)}")
+    now = game.clock()
+    prizes = Prizes(game).tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
+    echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"
+                                             for language, c in prizes.items()))
+    export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports"}), now=now)
+    stats = json.loads((export.folder / "stats.json").read_text(encoding="utf-8"))["languages"]
+    metrics = json.loads((export.folder / "metrics.json").read_text(encoding="utf-8"))["languages"]
+    echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
+    for language in ("en", "zh"):
+        table, recall = stats[language]["queries"], metrics[language]["bm25_retrieval"]
+        out = export.folder / f"sticker_queries_{language}_release.csv"
+        summary["exports"][language] = {"path": str(out), "stickers": table["stickers"]}
+        echo(f"  {language}: {table['stickers']} stickers, {table['queries']} queries, "
+             f"BM25 Recall@10 {recall['recall@10']} -> {out.name}")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     echo(f"done in {summary['seconds']} s")
     db.dispose()

@@ -144,7 +144,7 @@ async def test_commands(game_db, tmp_path, framework, language):
         assert texts(await player.send("/help")) == [t("help")]
         me = texts(await player.send("/me"))[0]
         assert me.startswith(t("me", points=0, rank="–", accuracy="–", streak=0).split("\n")[0])
-        assert texts(await player.send("/top")) == [t("top_empty")]
+        assert texts(await player.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
         assert texts(await player.send("/lang")) == [t("choose_language")]
         assert texts(await player.send("/stop")) == [t("stopped")]
         assert texts(await player.send("/forget")) == [t("forgotten")]

@@ -70,7 +70,8 @@ def test_demo_plays_end_to_end(env, mode):
     result = runner.invoke(app, ["demo", "--workdir", str(env / "demo"), "--players", "2", "--turns", "3", *mode])
     assert result.exit_code == 0, result.output
     assert "leaderboard (en)" in result.output and "leaderboard (zh)" in result.output
-    assert (env / "demo" / "export" / "sticker_queries_zh_release.csv").exists()
+    assert (env / "demo" / "exports" / "latest" / "sticker_queries_zh_release.csv").exists()
+    assert (env / "demo" / "exports" / "latest" / "metrics.json").exists() and "research export" in result.output
     if not mode:
         assert "python-telegram-bot" in result.output and "rate-limited: 0" in result.output
 
@@ -128,3 +129,27 @@ def test_export_now_and_list(env, monkeypatch):
     assert (export_dir / version / "manifest.json").exists()
     listing = runner.invoke(app, ["export", "list"])
     assert version in listing.output and "(latest)" in listing.output
+
+
+def test_jobs_can_run_inside_the_bot_process(env):
+    from jobs.tasks import JOBS
+    from sticktionary.cli import _start_background_jobs
+    from storage.settings import Settings
+
+    scheduler = _start_background_jobs(Settings(database_url=f"sqlite:///{env}/cli.sqlite3", _env_file=None))
+    try:
+        assert scheduler.running and {job.id for job in scheduler.get_jobs()} == set(JOBS)
+        assert all(job.next_run_time is not None for job in scheduler.get_jobs())
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_jobs_list_and_a_bad_schedule(env, monkeypatch):
+    result = runner.invoke(app, ["jobs", "list"])
+    assert result.exit_code == 0 and "export" in result.output and "next" in result.output
+    monkeypatch.setenv("STICKTIONARY_SCHEDULE_PRIZES", "0 0 * * 1")
+    from storage.settings import get_settings
+
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["jobs", "list"])
+    assert result.exit_code == 2 and "weekdays as names" in result.output

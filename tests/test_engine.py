@@ -7,10 +7,12 @@ from sqlmodel import Session, func, select
 
 from core.datasets import dataset_rows
 from core.engine import Game, GameError
+from core.prizes import Prizes
 from storage.models import (
     ChatContext,
     LabelRound,
     OutboxMessage,
+    PlaySession,
     Query,
     QueryStatus,
     RetrievalTask,
@@ -328,8 +330,12 @@ def test_sessions_count_tasks_and_break_after_a_pause(db, settings):
         clock[0] += timedelta(minutes=1)
     clock[0] += timedelta(minutes=settings.session_gap_minutes + 1)
     labeled_round(game, player)
-    sessions = game.qualifying_sessions()
-    assert [s.task_count for s in sessions] == [3]
+    with Session(db) as session:
+        sessions = session.exec(select(PlaySession).order_by(PlaySession.id)).all()
+    assert [s.task_count for s in sessions] == [3, 1]
+    # Only the first qualifies for the participation reward.
+    counts = Prizes(game).tally(clock[0] - timedelta(days=1), clock[0] + timedelta(minutes=1), "day")
+    assert counts["en"]["participation"] == 1
 
 
 def test_abandoned_tasks_expire_and_free_their_slot(db, settings):
