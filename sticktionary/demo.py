@@ -52,7 +52,9 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
     prizes = Prizes(game).tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
     echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"
                                              for language, c in prizes.items()))
-    export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports"}), now=now)
+    # The demo has no operator secret: a key of its own keeps the default-key warning for real runs.
+    export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports", "pseudonym_key": "demo"}),
+                        now=now)
     stats = json.loads((export.folder / "stats.json").read_text(encoding="utf-8"))["languages"]
     metrics = json.loads((export.folder / "metrics.json").read_text(encoding="utf-8"))["languages"]
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
