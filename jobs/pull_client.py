@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
-from storage.download import safe_target
+from storage.download import fetch_resumable, safe_target
 from storage.export_files import MANIFEST, is_version_name, point_latest, sha256_file
 
 STATE = ".pull-state.json"
@@ -119,26 +119,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _download(client: httpx.Client, url: str, target: Path, entry: dict, counts: dict, bar) -> None:
-    part = target.with_name(target.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    if have > entry["bytes"]:
-        part.unlink()
-        have = 0
-    with client.stream("GET", url, headers={"Range": f"bytes={have}-"} if have else {}) as response:
-        if response.status_code == 416 and have == entry["bytes"]:
-            pass  # the part is already whole
-        else:
-            _check(response, entry["path"])
-            if have and response.status_code != 206:  # the server sent the whole file
-                have = 0
-            if have:
-                counts["resumed"] += 1
-            bar.update(have)
-            with part.open("ab" if have else "wb") as out:
-                for chunk in response.iter_bytes(1 << 16):
-                    out.write(chunk)
-                    counts["bytes"] += len(chunk)
-                    bar.update(len(chunk))
+    part = fetch_resumable(client, url, target, entry["bytes"], lambda response: _check(response, entry["path"]),
+                           counts, bar)
     if part.stat().st_size != entry["bytes"] or sha256_file(part) != entry["sha256"]:
         part.unlink(missing_ok=True)
         raise PullError(f"{entry['path']}: sha256 does not match the manifest; the corrupted file was removed, "

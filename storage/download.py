@@ -65,6 +65,33 @@ def _matches(path: Path, remote: RemoteFile) -> bool:
     return digest.hexdigest() == (remote.sha256 or remote.git_oid)
 
 
+def fetch_resumable(client: httpx.Client, url: str, target: Path, size: int,
+                    check: Callable[[httpx.Response], None], counts: dict, bar) -> Path:
+    """Download `url` into `target`.part, going on from what an earlier attempt left there (an HTTP
+    Range request); returns the part file, for the caller to verify and rename. `check` raises on a
+    response that is neither 200 nor 206."""
+    part = target.with_name(target.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    if have > size:
+        part.unlink()
+        have = 0
+    with client.stream("GET", url, headers={"Range": f"bytes={have}-"} if have else {}) as response:
+        if response.status_code == 416 and have == size:
+            return part  # the part is already whole
+        check(response)
+        if have and response.status_code != 206:  # the server ignored the range: start over
+            have = 0
+        if have:
+            counts["resumed"] += 1
+        bar.update(have)
+        with part.open("ab" if have else "wb") as out:
+            for chunk in response.iter_bytes(1 << 16):
+                out.write(chunk)
+                counts["bytes"] += len(chunk)
+                bar.update(len(chunk))
+    return part
+
+
 def download_usticker(
     dest: Path,
     *,
@@ -95,29 +122,13 @@ def download_usticker(
                     bar.update(remote.size)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
-                part = target.with_name(target.name + ".part")
-                have = part.stat().st_size if part.exists() else 0
-                if have > remote.size:
-                    part.unlink()
-                    have = 0
                 url = f"{endpoint}/datasets/{repo}/resolve/{revision}/{remote.path}"
-                request_headers = {"Range": f"bytes={have}-"} if have else {}
-                with client.stream("GET", url, headers=request_headers) as response:
-                    if response.status_code == 416:  # already complete
-                        pass
-                    elif response.status_code not in (200, 206):
-                        raise DownloadError(f"{remote.path}: HTTP {response.status_code} from {url}")
-                    else:
-                        if have and response.status_code == 200:  # server ignored the range: start over
-                            have = 0
-                        if have:
-                            counts["resumed"] += 1
-                        bar.update(have)
-                        with part.open("ab" if have else "wb") as out:
-                            for chunk in response.iter_bytes(1 << 16):
-                                out.write(chunk)
-                                counts["bytes"] += len(chunk)
-                                bar.update(len(chunk))
+
+                def check(response: httpx.Response, url: str = url, path: str = remote.path) -> None:
+                    if response.status_code not in (200, 206):
+                        raise DownloadError(f"{path}: HTTP {response.status_code} from {url}")
+
+                part = fetch_resumable(client, url, target, remote.size, check, counts, bar)
                 if part.stat().st_size != remote.size or not _matches(part, remote):
                     part.unlink(missing_ok=True)
                     raise DownloadError(f"{remote.path}: size or hash does not match the repository; "
