@@ -67,10 +67,11 @@ class Sender(Protocol):
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
                  *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
-                 overall_per_second: int = 30, attempts: int = 6, delivers_to_moderators: bool = True):
-        """`per_chat` (burst, seconds) paces each chat a little under one message a second, as
-        Telegram asks (the margin absorbs network jitter); None turns pacing off (only for a
-        sandbox whose limits are off too)."""
+                 overall_per_second: int = 25, attempts: int = 6, delivers_to_moderators: bool = True):
+        """`per_chat` (burst, seconds) paces each chat a little under one message a second, and
+        `overall_per_second` all chats a little under Telegram's 30 a second (the margins absorb
+        network jitter: calls may reach Telegram closer together than they left); per_chat None
+        turns pacing off (only for a sandbox whose limits are off too)."""
         self.bot_key = bot_key
         self.conversation = conversation
         self.sender = sender

@@ -18,8 +18,9 @@ bench_app = typer.Typer(help="Benchmarks that print figures (use --json for one 
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
-jobs_app = typer.Typer(help="Scheduled jobs: leaderboards, prizes, the nightly export, expiry, retention.",
-                       no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs: leaderboards, prizes, the nightly export, expiry, retention. "
+                            "Without a subcommand: run the scheduler (as `jobs start`).",
+                       invoke_without_command=True)
 export_app = typer.Typer(help="The research export: make one, serve them, pull them.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(export_app, name="export")
@@ -285,6 +286,12 @@ def _parse_moment(value: str | None):
     except ValueError:
         raise typer.BadParameter("an ISO time, e.g. 2026-11-30T03:00:00+00:00", param_hint="--at") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@jobs_app.callback()
+def jobs_main(context: typer.Context) -> None:
+    if context.invoked_subcommand is None:
+        jobs_start(only=None)
 
 
 @jobs_app.command("start")

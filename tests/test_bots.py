@@ -470,3 +470,28 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
         assert texts([edited]) == [t("prizes_empty")]
         await moderator.press(f"pz:{prize_id}", message_id=listing[0]["message_id"])  # a double tap
         assert (await moderator.answer_to_last_press())["answer"] == t.error("prize_delivered")
+
+
+async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(game_db, tmp_path):
+    from core.prizes import Prizes
+
+    async with running_bot(game_db, tmp_path, "aiogram", rate_limits=True) as world:
+        fans = [world.player(3000 + i) for i in range(40)]
+        await asyncio.gather(*(fan.send("/start") for fan in fans))
+        with Session(world.game.db) as session:
+            ids = session.exec(select(Player.id).where(col(Player.telegram_user_id) >= 3000)).all()
+        for player_id in ids:
+            world.game.set_language(player_id, "en")
+            world.game.give_consent(player_id)
+            world.game.set_leaderboard_opt_in(player_id, True)
+        assert Prizes(world.game).post_leaderboards("day", world.game.clock())["en"] == 40
+        started = asyncio.get_running_loop().time()
+        delivered = 0
+        while delivered < 40:
+            delivered += await world.shell.runtime.deliver_outbox_once()
+        elapsed = asyncio.get_running_loop().time() - started
+        stats = (await world.client.get("/sim/stats")).json()["result"]
+        assert stats.get("rate_limited", 0) == 0  # the sandbox answers 429 past 30 messages a second
+        assert elapsed >= 1.0  # 40 messages cannot all go out within one second
+        for fan in fans:
+            assert texts(await fan.transcript())[-1].startswith(catalogue("en")("leaderboard_day"))
