@@ -43,6 +43,11 @@ class Transient(TelegramError):
     """5xx, timeouts, dropped connections: worth another try."""
 
 
+class Rejected(TelegramError):
+    """400/404: Telegram refuses this call for good (unknown chat, a bot not in that group, an edit
+    of a message that is gone). Retrying cannot help."""
+
+
 class Sender(Protocol):
     async def send_text(self, chat_id: int, text: str, buttons: Buttons | None) -> int: ...
 
@@ -151,6 +156,8 @@ class BotRuntime:
                 await asyncio.to_thread(self.conversation.game.mark_inactive, outgoing.player_id)
         except Transient:
             log.warning("could not deliver to chat %s", outgoing.chat_id)
+        except Rejected as error:
+            log.warning("Telegram refused a message to chat %s: %s", outgoing.chat_id, error)
 
     async def _deliver_one(self, outgoing: Outgoing, reply) -> None:
         chat = outgoing.chat_id

@@ -10,14 +10,16 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
+    TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
 )
 from aiogram.types import BotCommand, BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bots.runtime import BotRuntime, Forbidden, RetryAfter, Transient
+from bots.runtime import BotRuntime, Forbidden, Rejected, RetryAfter, Transient
 from bots.screens import Buttons, incoming_from_update
 
 
@@ -35,6 +37,8 @@ async def _translated(call):
         raise RetryAfter(float(error.retry_after)) from None
     except TelegramForbiddenError as error:
         raise Forbidden(str(error)) from None
+    except (TelegramBadRequest, TelegramNotFound) as error:
+        raise Rejected(str(error)) from None
     except (TelegramServerError, TelegramNetworkError) as error:
         raise Transient(str(error)) from None
 

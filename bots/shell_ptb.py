@@ -15,7 +15,7 @@ from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
 
-from bots.runtime import BotRuntime, Forbidden, RetryAfter, Transient
+from bots.runtime import BotRuntime, Forbidden, Rejected, RetryAfter, Transient
 from bots.screens import Buttons, incoming_from_update
 
 
@@ -37,9 +37,9 @@ async def _translated(call):
         raise RetryAfter(seconds) from None
     except tg_error.Forbidden as error:
         raise Forbidden(str(error)) from None
+    except tg_error.BadRequest as error:  # before NetworkError, its base class
+        raise Rejected(str(error)) from None
     except (tg_error.TimedOut, tg_error.NetworkError) as error:
-        if isinstance(error, tg_error.BadRequest):
-            raise
         raise Transient(str(error)) from None
 
 

@@ -495,3 +495,24 @@ async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(ga
         assert elapsed >= 1.0  # 40 messages cannot all go out within one second
         for fan in fans:
             assert texts(await fan.transcript())[-1].startswith(catalogue("en")("leaderboard_day"))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_a_post_telegram_refuses_does_not_block_the_outbox(game_db, tmp_path, framework):
+    from storage.models import OutboxMessage
+
+    async with running_bot(game_db, tmp_path, framework) as world:
+        fan = world.player(7)
+        await onboard(fan, "en")
+        with Session(world.game.db) as session:
+            fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 7)).one()
+            payload = {"language": "en", "period": "day", "since": "", "rows": [[1, "P7", 3]]}
+            session.add(OutboxMessage(dedupe_key="to-a-group-the-bot-is-not-in", kind="leaderboard", chat_id=-100999,
+                                      payload=payload))
+            session.add(OutboxMessage(dedupe_key="to-the-fan", kind="leaderboard", player_id=fan_id, payload=payload))
+            session.commit()
+        assert await world.shell.runtime.deliver_outbox_once() == 2
+        stats = (await world.client.get("/sim/stats")).json()["result"]
+        assert stats.get("error:400") == 1  # "chat not found": refused, logged, not retried
+        assert texts(await fan.replies(settle=0.2))[-1].startswith(catalogue("en")("leaderboard_day"))
+        assert await world.shell.runtime.deliver_outbox_once() == 0  # nothing left to retry forever
