@@ -315,6 +315,10 @@ def build_export_database(url: str, queries: int, seed: int = 11, progress: bool
                     connection.execute(insert(table), batch)
         bar.update(len(rows))
     bar.close()
+    # Planner statistics, as a live database has them (PostgreSQL's autovacuum keeps them; right
+    # after a bulk load it has none, and the export's query would be planned blind).
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
     engine.dispose()
     return {"players": n_players, "stickers": n_stickers, "queries": made, "rounds": round_id}
 
