@@ -157,7 +157,8 @@ def query_records(db: Engine, language: str, batch: int = 5000) -> Iterator[Quer
     )
     with db.connect() as connection:
         if db.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET TIME ZONE 'UTC'")  # times come back in UTC, as on SQLite
+            # Times come back in UTC, as on SQLite; LOCAL: the pooled connection keeps its own setting.
+            connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         result = connection.execution_options(yield_per=batch).execute(statement)
         yield from map(QueryRecord._make, result)
 
