@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
-from core.exports import consenting_usable, release_order
 from core.text import normalize_query
-from storage.db import insert_ignoring_conflicts, session_scope
-from storage.models import Query, QuerySource, QueryStatus, Sticker, utcnow
+from storage.db import insert_ignoring_conflicts, is_postgres, session_scope
+from storage.models import USABLE_QUERY_STATUSES, Player, Query, QuerySource, QueryStatus, Sticker, utcnow
 from storage.sticker_queries import read_sticker_queries, write_sticker_queries
 from storage.usticker import sticker_format
 
@@ -51,6 +50,18 @@ def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[st
         session.add_all(new)
         added = len(new)
     return {"stickers": len(rows), "queries_added": added}
+
+
+def consenting_usable(language: str):
+    """The dataset filter: usable queries of one language, of players who have not withdrawn consent."""
+    withdrawn = select(Player.id).where(col(Player.consent_withdrawn_at).is_not(None))
+    return (Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES),
+            or_(col(Query.author_id).is_(None), col(Query.author_id).not_in(withdrawn)))
+
+
+def release_order(db: Engine):
+    """StickerQueries rows are ordered by code point; PostgreSQL's default collation would not be."""
+    return col(Sticker.key).collate("C") if is_postgres(db) else col(Sticker.key)
 
 
 def dataset_rows(db: Engine, language: str) -> Iterator[tuple[str, list[str]]]:

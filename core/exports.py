@@ -30,10 +30,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
-from sqlalchemy import DateTime, Engine, func, or_, select, type_coerce
+from sqlalchemy import DateTime, Engine, func, select, type_coerce
 from sqlmodel import col
 
+from core.datasets import consenting_usable, release_order
 from core.research import LanguageReport
+from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
     ExportFolder,
@@ -44,7 +46,6 @@ from storage.export_files import (
     write_json,
 )
 from storage.models import (
-    USABLE_QUERY_STATUSES,
     LabelRound,
     Player,
     Query,
@@ -100,18 +101,6 @@ def annotator_id(key: str, player_id: int | None) -> str | None:
     return "a" + hmac.new(key.encode(), f"player:{player_id}".encode(), sha256).hexdigest()[:16]
 
 
-def consenting_usable(language: str):
-    """The dataset filter: usable queries of one language, of players who have not withdrawn consent."""
-    withdrawn = select(Player.id).where(col(Player.consent_withdrawn_at).is_not(None))
-    return (Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES),
-            or_(col(Query.author_id).is_(None), col(Query.author_id).not_in(withdrawn)))
-
-
-def release_order(db: Engine):
-    """StickerQueries rows are ordered by code point; PostgreSQL's default collation would not be."""
-    return col(Sticker.key).collate("C") if db.dialect.name == "postgresql" else col(Sticker.key)
-
-
 class QueryRecord(NamedTuple):
     query_id: int
     sticker: str
@@ -156,7 +145,7 @@ def query_records(db: Engine, language: str, batch: int = 5000) -> Iterator[Quer
         .order_by(release_order(db), Query.id)
     )
     with db.connect() as connection:
-        if db.dialect.name == "postgresql":
+        if is_postgres(db):
             # Times come back in UTC, as on SQLite; LOCAL: the pooled connection keeps its own setting.
             connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
         result = connection.execution_options(yield_per=batch).execute(statement)

@@ -16,6 +16,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from sqlalchemy import Engine, text
 
+from storage.db import is_postgres
+
 
 def _advisory_key(name: str) -> int:
     # A signed 64-bit key, the same in every process.
@@ -32,7 +34,7 @@ def lock_path(engine: Engine, name: str) -> Path:
 
 @contextmanager
 def exclusive(engine: Engine, name: str) -> Iterator[bool]:
-    if engine.dialect.name == "postgresql":
+    if is_postgres(engine):
         with engine.connect() as connection:
             key = _advisory_key(name)
             acquired = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
