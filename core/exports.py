@@ -16,7 +16,6 @@ database (the search index for the evaluation is the one thing that does, and it
 
 from __future__ import annotations
 
-import csv
 import hmac
 import logging
 import platform
@@ -59,7 +58,7 @@ from storage.models import (
     utcnow,
 )
 from storage.settings import Settings
-from storage.sticker_queries import HEADER, SEPARATOR
+from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
 
 log = logging.getLogger(__name__)
 
@@ -188,11 +187,7 @@ class _LanguageWriter:
                  parquet: ParquetRecords) -> None:
         self.language = language
         self.settings = settings
-        self.csv_path = folder / release_csv_name(language)
-        self.csv = self.csv_path.open("w", encoding="utf-8", newline="")
-        self.csv_writer = csv.writer(self.csv, lineterminator="\n")
-        self.csv_writer.writerow(HEADER)
-        self.csv_rows = 0
+        self.csv = StickerQueriesWriter(folder / release_csv_name(language))
         beir = folder / "beir" / language
         self.corpus = JsonLines(beir / "corpus.jsonl")
         self.beir_queries = JsonLines(beir / "queries.jsonl")
@@ -213,8 +208,7 @@ class _LanguageWriter:
     def add_sticker(self, records: list[QueryRecord]) -> None:
         first = records[0]
         texts = [r.final_text for r in records]
-        self.csv_writer.writerow((first.sticker, SEPARATOR.join(texts)))
-        self.csv_rows += 1
+        self.csv.write(first.sticker, texts)
         split = self.report.add(first.sticker, texts)
         self.corpus.write({"_id": first.sticker, "title": "", "text": SEPARATOR.join(texts[i] for i in split.train),
                            "metadata": {"file_path": first.sticker_file, "format": first.sticker_format}})
@@ -270,7 +264,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                             progress(len(records))
                 finally:
                     writer.close()
-                stickers[language] = writer.csv_rows
+                stickers[language] = writer.csv.rows
                 stats[language] = {"participation": participation(db, language),
                                    "queries": writer.report.statistics_table()}
                 metrics[language] = writer.report.metrics()

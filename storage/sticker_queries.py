@@ -31,13 +31,29 @@ def read_sticker_queries(path: Path) -> Iterator[tuple[str, list[str]]]:
             yield row[0], [q for q in row[1].split(SEPARATOR) if q != ""]
 
 
+class StickerQueriesWriter:
+    """Rows written one at a time (already in release order), for writers that stream."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = Path(path).open("w", encoding="utf-8", newline="")
+        self.writer = csv.writer(self.file, lineterminator="\n")
+        self.writer.writerow(HEADER)
+        self.rows = 0
+
+    def write(self, sticker_id: str, queries: Iterable[str]) -> None:
+        self.writer.writerow((sticker_id, SEPARATOR.join(queries)))
+        self.rows += 1
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def write_sticker_queries(path: Path, rows: Iterable[tuple[str, list[str]]]) -> int:
     """Write rows (already in release order); returns the number of rows written."""
-    count = 0
-    with Path(path).open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(HEADER)
+    writer = StickerQueriesWriter(path)
+    try:
         for sticker_id, queries in rows:
-            writer.writerow((sticker_id, SEPARATOR.join(queries)))
-            count += 1
-    return count
+            writer.write(sticker_id, queries)
+    finally:
+        writer.close()
+    return writer.rows
