@@ -126,10 +126,9 @@ class Game:
         if language is not None and language not in LANGUAGES:
             raise GameError("bad_language", language)
         if telegram_user_id is not None:  # the common case, a returning player: a read is enough
-            with Session(self.db, expire_on_commit=False) as session:
-                existing = session.exec(select(Player).where(Player.telegram_user_id == telegram_user_id)).first()
-                if existing:
-                    return existing
+            existing = self.find_player(telegram_user_id)
+            if existing:
+                return existing
         with session_scope(self.db) as session:
             if telegram_user_id is not None:
                 existing = session.exec(
