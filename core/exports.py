@@ -41,7 +41,7 @@ from storage.export_files import (
     JsonLines,
     ParquetRecords,
     Tsv,
-    sha256_file,
+    sha256_and_lines,
     write_json,
 )
 from storage.models import (
@@ -279,14 +279,12 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                          (utcnow() - started).total_seconds())
 
 
-def _count_rows(path: Path) -> int | None:
+def _rows(path: Path, lines: int) -> int | None:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(str(path)).metadata.num_rows
     if path.suffix in (".jsonl", ".csv", ".tsv"):
-        with path.open("rb") as f:
-            lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 20), b""))
         # CSV and TSV files start with a header line; a CSV query text never contains a newline.
         return lines - 1 if path.suffix in (".csv", ".tsv") else lines
     return None
@@ -305,8 +303,9 @@ def software_versions() -> dict:
 def manifest(folder: Path, version: str, now: datetime, db: Engine, queries: int) -> dict:
     files = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest, lines = sha256_and_lines(path)
         files.append({"path": path.relative_to(folder).as_posix(), "bytes": path.stat().st_size,
-                      "sha256": sha256_file(path), "rows": _count_rows(path)})
+                      "sha256": digest, "rows": _rows(path, lines)})
     return {"version": version, "created_at": now.isoformat(), "queries": queries,
             "database": db.dialect.name, "software": software_versions(), "files": files}
 

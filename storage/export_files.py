@@ -130,11 +130,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    return sha256_and_lines(path)[0]
+
+
+def sha256_and_lines(path: Path) -> tuple[str, int]:
+    """The file's sha256 and its number of newlines, in one read."""
+    digest, lines = hashlib.sha256(), 0
     with Path(path).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+            lines += block.count(b"\n")
+    return digest.hexdigest(), lines
 
 
 def read_manifest(folder: Path) -> dict:
