@@ -39,8 +39,13 @@ class JobOutcome:
         return self.status in ("done", "failed")
 
 
+def job_lock(db: Engine, job: str):
+    """The lock a job holds while it runs (`export now` and retention take the export's too)."""
+    return exclusive(db, f"job:{job}")
+
+
 def run_once(db: Engine, job: str, scheduled_for: datetime, work: Callable[[], dict]) -> JobOutcome:
-    with exclusive(db, f"job:{job}") as acquired:
+    with job_lock(db, job) as acquired:
         if not acquired:
             return JobOutcome(job, scheduled_for, "locked")
         with session_scope(db) as session:

@@ -13,6 +13,7 @@ from core.engine import Game
 from core.exports import run_export
 from core.prizes import Prizes, last_complete_period
 from core.search import SearchIndexes
+from jobs.runner import job_lock
 from storage.export_files import apply_retention, remove_partials
 from storage.settings import Settings
 
@@ -56,7 +57,11 @@ def export_retention(context: JobContext, now: datetime) -> dict:
     root = context.settings.export_dir
     if not root.is_dir():
         return {"removed": [], "partials": []}
-    return {"removed": apply_retention(root, context.settings.export_keep), "partials": remove_partials(root)}
+    removed = apply_retention(root, context.settings.export_keep)
+    # A partial folder is a killed export's leftover only while no export runs (in any process).
+    with job_lock(context.db, "export") as no_export_running:
+        partials = remove_partials(root) if no_export_running else []
+    return {"removed": removed, "partials": partials}
 
 
 @dataclass(frozen=True)

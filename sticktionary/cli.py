@@ -371,11 +371,11 @@ def export_now(progress: bool = typer.Option(True, help="show a progress bar")) 
     from tqdm import tqdm
 
     from core.exports import run_export
-    from storage.locks import exclusive
+    from jobs.runner import job_lock
 
     settings = get_settings()
     engine = _engine()
-    with exclusive(engine, "job:export") as acquired:
+    with job_lock(engine, "export") as acquired:
         if not acquired:
             typer.echo("an export is running in another process; try again when it is done", err=True)
             raise typer.Exit(1)

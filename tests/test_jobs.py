@@ -236,3 +236,20 @@ def test_the_jobs_command_runs_one_job(db, tmp_path):
     assert '"status": "taken"' in second.stdout, second.stderr
     with Session(db) as session:
         assert len(session.exec(select(JobRun).where(col(JobRun.job) == "expiry")).all()) == 1
+
+
+def test_retention_leaves_the_folder_of_an_export_in_progress(db, settings):
+    from jobs.runner import job_lock
+    from storage.export_files import PARTIAL_PREFIX
+
+    make_world(db, settings, stickers=2)
+    context = JobContext(db, settings)
+    run_job(context, "export", datetime(2026, 11, 29, 3, tzinfo=UTC))
+    in_progress = settings.export_dir / f"{PARTIAL_PREFIX}2026-11-30T030000Z-999"
+    in_progress.mkdir()
+    with job_lock(db, "export") as acquired:  # another process is exporting
+        assert acquired
+        outcome = run_job(context, "export_retention", datetime(2026, 11, 30, 3, 30, tzinfo=UTC))
+    assert outcome.result["partials"] == [] and in_progress.exists()
+    outcome = run_job(context, "export_retention", datetime(2026, 11, 30, 4, 30, tzinfo=UTC))
+    assert outcome.result["partials"] == [in_progress.name] and not in_progress.exists()
