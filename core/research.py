@@ -43,11 +43,18 @@ def stable_hash(*parts: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def split_queries(sticker: str, queries: Sequence[str]) -> tuple[list[int], list[int]]:
+def query_keys(sticker: str, queries: Sequence[str]) -> list[int]:
+    """Each query's stable hash: it orders the split and picks the evaluation sample."""
+    return [stable_hash(sticker, query) for query in queries]
+
+
+def split_queries(sticker: str, queries: Sequence[str], keys: Sequence[int] | None = None
+                  ) -> tuple[list[int], list[int]]:
     """Positions of a sticker's queries in (train, test): 80/20, the same on every run."""
     n = len(queries)
     n_test = 0 if n < 2 else max(1, round(n * TEST_FRACTION))
-    order = sorted(range(n), key=lambda i: (stable_hash(sticker, queries[i]), i))
+    keys = keys if keys is not None else query_keys(sticker, queries)
+    order = sorted(range(n), key=lambda i: (keys[i], i))
     test = sorted(order[:n_test])
     test_set = set(test)
     return [i for i in range(n) if i not in test_set], test
@@ -165,15 +172,16 @@ class RecallEvaluation:
         self._tests = BottomK(max_queries)
 
     def add_sticker(self, sticker: str, train_tokens: Sequence[Sequence[str]],
-                    test_queries: Sequence[tuple[str, Sequence[str]]]) -> None:
+                    test_queries: Sequence[tuple[int, Sequence[str]]]) -> None:
+        """`test_queries`: (query key, tokens) of the sticker's test queries."""
         doc = self._doc_number.setdefault(sticker, len(self._doc_number))
         terms = self._term_ids
         for tokens in train_tokens:
             for token in tokens:
                 self._token_terms.append(terms.setdefault(token, len(terms)))
             self._token_docs.extend([doc] * len(tokens))
-        for text, tokens in test_queries:
-            self._tests.offer(stable_hash(sticker, text), (doc, tuple(tokens)))
+        for key, tokens in test_queries:
+            self._tests.offer(key, (doc, tuple(tokens)))
 
     def index(self) -> BM25Index:
         n_docs = len(self._doc_number)
@@ -229,9 +237,9 @@ class LanguageReport:
         queries = list(queries)
         token_lists = [tokenize(q) for q in queries]
         self.statistics.add(queries, token_lists)
-        train, test = split_queries(sticker, queries)
-        self.recall.add_sticker(sticker, [token_lists[i] for i in train],
-                                [(queries[i], token_lists[i]) for i in test])
+        keys = query_keys(sticker, queries)
+        train, test = split_queries(sticker, queries, keys)
+        self.recall.add_sticker(sticker, [token_lists[i] for i in train], [(keys[i], token_lists[i]) for i in test])
         if len(queries) >= 2:
             self._similarity_sample.offer(stable_hash(sticker), tuple(queries))
         return SplitSticker(sticker, queries, token_lists, train, test)
