@@ -516,3 +516,22 @@ async def test_a_post_telegram_refuses_does_not_block_the_outbox(game_db, tmp_pa
         assert stats.get("error:400") == 1  # "chat not found": refused, logged, not retried
         assert texts(await fan.replies(settle=0.2))[-1].startswith(catalogue("en")("leaderboard_day"))
         assert await world.shell.runtime.deliver_outbox_once() == 0  # nothing left to retry forever
+
+
+async def test_aiogram_reply_models_are_built_once():
+    """aiogram parametrises `Response[...]` inside a function for every call; pydantic caches it only
+    weakly, so unless the shell holds it, a garbage collection makes the next call rebuild it."""
+    import gc
+    import weakref
+
+    from aiogram.methods.base import Response
+    from aiogram.types import Message
+
+    import bots.shell_aiogram  # noqa: F401 - importing the shell is what holds the models
+
+    def parse_model():  # as aiogram does: from a function, keeping no reference
+        return weakref.ref(Response[Message])
+
+    model = parse_model()
+    gc.collect()
+    assert model() is not None
