@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from bots.conversation import Conversation
 from bots.media import Media
@@ -14,10 +14,11 @@ FRAMEWORKS = ("ptb", "aiogram")
 
 def make_shell(framework: str, token: str, api_base: str, game: Game, conversation: Conversation, media: Media,
                *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True,
-               delivers_to_moderators: bool = True):
+               delivers_to_moderators: bool = True, game_executor: Executor | None = None):
     def runtime_factory(sender):
         return BotRuntime(bot_key or token.split(":")[0], conversation, sender, game.db, media, languages=languages,
-                          per_chat=(3, 3.5) if pacing else None, delivers_to_moderators=delivers_to_moderators)
+                          per_chat=(3, 3.5) if pacing else None, delivers_to_moderators=delivers_to_moderators,
+                          game_executor=game_executor)
 
     if framework == "ptb":
         from bots.shell_ptb import PtbShell
@@ -30,5 +31,6 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
     raise ValueError(f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}")
 
 
-def default_media(sticker_root: Path, cache_dir: Path) -> Media:
-    return Media(sticker_root, cache_dir)
+def game_executor(threads: int) -> ThreadPoolExecutor:
+    """The threads that run game work for every bot of a process (see Settings.game_threads)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="game")

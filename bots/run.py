@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 
-from bots.app import make_shell
+from bots.app import game_executor, make_shell
 from bots.conversation import Conversation
 from bots.media import Media
 from bots.webhook import WebhookReceiver
@@ -52,6 +52,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     conversation = Conversation(game, moderators=set(settings.moderators))
     media = Media(settings.sticker_root, settings.media_cache)
     receiver = WebhookReceiver(settings.webhook_secret.get_secret_value()) if settings.webhook_url else None
+    executor = game_executor(settings.game_threads)
     shells, tasks = [], []
     try:
         for position, config in enumerate(settings.bots):
@@ -59,7 +60,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
             key = config.name or token.split(":")[0]
             shell = make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
                                bot_key=key, languages=tuple(config.languages),
-                               delivers_to_moderators=position == 0)
+                               delivers_to_moderators=position == 0, game_executor=executor)
             await shell.start(polling=receiver is None)
             shells.append(shell)
             await shell.runtime.register_commands()
@@ -84,6 +85,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
                 await shell.stop()
         if receiver is not None:
             await receiver.stop()
+        executor.shutdown(wait=True)
         db.dispose()
 
 

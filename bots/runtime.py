@@ -9,7 +9,10 @@ the framework's errors translated into the ones below.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections import OrderedDict
+from concurrent.futures import Executor
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
@@ -23,6 +26,9 @@ from storage.db import insert_ignoring_conflicts, session_scope
 from storage.models import ProcessedUpdate, TelegramFile, utcnow
 
 log = logging.getLogger(__name__)
+
+
+REMEMBERED_UPDATES = 10_000  # how many handled update ids wait_finished still knows
 
 
 class TelegramError(Exception):
@@ -72,11 +78,13 @@ class Sender(Protocol):
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
                  *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
-                 overall_per_second: int = 25, attempts: int = 6, delivers_to_moderators: bool = True):
+                 overall_per_second: int = 25, attempts: int = 6, delivers_to_moderators: bool = True,
+                 game_executor: Executor | None = None):
         """`per_chat` (burst, seconds) paces each chat a little under one message a second, and
         `overall_per_second` all chats a little under Telegram's 30 a second (the margins absorb
         network jitter: calls may reach Telegram closer together than they left); per_chat None
-        turns pacing off (only for a sandbox whose limits are off too)."""
+        turns pacing off (only for a sandbox whose limits are off too). `game_executor` runs the
+        database and engine work, off the event loop (None: the loop's default executor)."""
         self.bot_key = bot_key
         self.conversation = conversation
         self.sender = sender
@@ -86,12 +94,18 @@ class BotRuntime:
         # Outbox messages addressed to no player (moderator flags) go out through one bot only.
         self.delivers_to_moderators = delivers_to_moderators
         self.attempts = attempts
+        self.game_executor = game_executor
         self._per_chat = per_chat
         self._chat_limits: dict[int, AsyncLimiter] = {}
         self._overall = AsyncLimiter(overall_per_second, 1)
         self._chat_locks: dict[int, asyncio.Lock] = {}
-        self._finished: set[int] = set()  # update ids fully handled (tests and benchmarks wait on them)
-        self._finished_changed = asyncio.Event()
+        # Update ids fully handled, the most recent ones only (tests and benchmarks wait on them).
+        self._finished: OrderedDict[int, None] = OrderedDict()
+        self._waiting: dict[int, list[asyncio.Future]] = {}
+
+    async def _game(self, function, *args):
+        """Run blocking game work (database, engine) in the game executor."""
+        return await asyncio.get_running_loop().run_in_executor(self.game_executor, functools.partial(function, *args))
 
     # ------------------------------------------------------------------ updates
     def _first_time(self, update_id: int) -> bool:
@@ -106,24 +120,37 @@ class BotRuntime:
             # One update at a time per chat, so a player's screens arrive in order.
             lock = self._chat_locks.setdefault(incoming.chat_id, asyncio.Lock())
             async with lock:
-                if not await asyncio.to_thread(self._first_time, incoming.update_id):
+                if not await self._game(self._first_time, incoming.update_id):
                     return
-                outgoing = await asyncio.to_thread(self.conversation.handle, incoming)
+                outgoing = await self._game(self.conversation.handle, incoming)
                 await self.deliver(outgoing)
         except Exception:  # noqa: BLE001 - logged; the player gets nothing rather than a dead bot
             log.exception("update %s of %s failed", incoming.update_id, self.bot_key)
         finally:
-            self._finished.add(incoming.update_id)
-            self._finished_changed.set()
+            self._mark_finished(incoming.update_id)
+
+    def _mark_finished(self, update_id: int) -> None:
+        self._finished[update_id] = None
+        if len(self._finished) > REMEMBERED_UPDATES:
+            self._finished.popitem(last=False)
+        for waiter in self._waiting.pop(update_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def wait_finished(self, update_id: int, timeout: float = 30) -> None:
-        """Until the update has been handled and every reply to it delivered."""
-        async def wait() -> None:
-            while update_id not in self._finished:
-                self._finished_changed.clear()
-                await self._finished_changed.wait()
-
-        await asyncio.wait_for(wait(), timeout)
+        """Until the update has been handled and every reply to it delivered (it may already be)."""
+        if update_id in self._finished:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        waiters = self._waiting.setdefault(update_id, [])
+        waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        finally:
+            if not waiter.done() or waiter.cancelled():
+                waiters.remove(waiter)
+                if not waiters and self._waiting.get(update_id) is waiters:
+                    del self._waiting[update_id]
 
     # ------------------------------------------------------------------ delivery
     def _limit(self, chat_id: int) -> AsyncLimiter:
@@ -148,16 +175,25 @@ class BotRuntime:
         raise Transient(f"gave up after {self.attempts} attempts")
 
     async def deliver(self, outgoing: Outgoing) -> None:
+        # The answer to a button press goes out alongside the screens rather than after them: it is
+        # not a chat message, so it need not wait its turn, and it stops the spinner on the
+        # player's button sooner (Telegram asks bots to answer promptly).
+        answer = next((r for r in outgoing.replies if isinstance(r, AnswerCallback)), None)
+        answering = asyncio.create_task(self._deliver_one(outgoing, answer)) if answer is not None else None
         try:
             for reply in outgoing.replies:
-                await self._deliver_one(outgoing, reply)
+                if reply is not answer:
+                    await self._deliver_one(outgoing, reply)
         except Forbidden:
             if outgoing.player_id is not None:
-                await asyncio.to_thread(self.conversation.game.mark_inactive, outgoing.player_id)
+                await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
         except Transient:
             log.warning("could not deliver to chat %s", outgoing.chat_id)
         except Rejected as error:
             log.warning("Telegram refused a message to chat %s: %s", outgoing.chat_id, error)
+        finally:
+            if answering is not None:
+                await answering  # it never raises a TelegramError: a late answer is harmless
 
     async def _deliver_one(self, outgoing: Outgoing, reply) -> None:
         chat = outgoing.chat_id
@@ -175,6 +211,7 @@ class BotRuntime:
         elif isinstance(reply, SendSticker):
             await self._send_sticker(chat, reply)
         elif isinstance(reply, SendGrid):
+            # Images go to the default executor: Pillow lets go of the interpreter lock while it works.
             image = await asyncio.to_thread(self.media.grid, reply.stickers)
             await self._call(chat, lambda: sender.send_photo(chat, image, "grid.png", reply.caption, reply.buttons))
 
@@ -193,7 +230,7 @@ class BotRuntime:
         sticker = reply.sticker
         method = "animation" if sticker.format == "gif" else "sticker"  # sendSticker takes no GIF
         send = self.sender.send_animation if method == "animation" else self.sender.send_sticker
-        file_id = await asyncio.to_thread(self._cached_file_id, sticker.id, method)
+        file_id = await self._game(self._cached_file_id, sticker.id, method)
         if file_id:
             await self._call(chat, lambda: send(chat, file_id, ""))
             return
@@ -202,16 +239,16 @@ class BotRuntime:
         sent = getattr(message, method, None)
         new_id = getattr(sent, "file_id", None)
         if new_id:
-            await asyncio.to_thread(self._remember_file_id, sticker.id, method, new_id)
+            await self._game(self._remember_file_id, sticker.id, method, new_id)
 
     # ------------------------------------------------------------------ outbox and commands
     async def deliver_outbox_once(self) -> int:
         game = self.conversation.game
-        messages = await asyncio.to_thread(game.pending_outbox, 100)
+        messages = await self._game(game.pending_outbox, 100)
         done = []
         for message in messages:
             if message.player_id is not None:
-                player = await asyncio.to_thread(game.get_player, message.player_id)
+                player = await self._game(game.get_player, message.player_id)
                 if player.language not in self.languages:
                     continue  # the bot of that player's language delivers it
             elif message.chat_id is not None:
@@ -219,11 +256,11 @@ class BotRuntime:
                     continue  # a post to a chat (a leaderboard): the bot of its language
             elif not self.delivers_to_moderators:
                 continue
-            for outgoing in await asyncio.to_thread(self.conversation.render_outbox, message):
+            for outgoing in await self._game(self.conversation.render_outbox, message):
                 await self.deliver(outgoing)
             done.append(message.id)
         if done:
-            await asyncio.to_thread(game.mark_delivered, done)
+            await self._game(game.mark_delivered, done)
         return len(done)
 
     async def run_outbox(self, interval: float = 1.0) -> None:

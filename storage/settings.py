@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0:8443"
     media_cache: Path = Path("var/media-cache")
+    # Threads that run game work (database and engine) for all the bots of a process. Few is
+    # faster: the work holds Python's interpreter lock, so more threads only queue on it and on
+    # the database's writer lock; two keep one slow call from stalling everyone.
+    game_threads: int = Field(default=2, ge=1, le=32)
 
     # Game rules (DESIGN.md "The game"); defaults follow the paper.
     points_by_rank: tuple[int, int, int] = (3, 2, 1)

@@ -535,3 +535,22 @@ async def test_aiogram_reply_models_are_built_once():
     model = parse_model()
     gc.collect()
     assert model() is not None
+
+
+async def test_wait_finished_knows_recent_updates_and_forgets_old_ones():
+    from bots.runtime import REMEMBERED_UPDATES, BotRuntime
+
+    runtime = BotRuntime("1", conversation=None, sender=None, db=None, media=None)
+    runtime._mark_finished(1)
+    await runtime.wait_finished(1, timeout=0.1)  # finished before anyone asked
+    with pytest.raises(TimeoutError):
+        await runtime.wait_finished(2, timeout=0.05)
+    assert not runtime._waiting  # a waiter that gave up leaves nothing behind
+    both = [asyncio.create_task(runtime.wait_finished(3, timeout)) for timeout in (0.05, 5)]
+    await asyncio.sleep(0.1)
+    runtime._mark_finished(3)
+    results = await asyncio.gather(*both, return_exceptions=True)
+    assert isinstance(results[0], TimeoutError) and results[1] is None
+    for update_id in range(100, 100 + REMEMBERED_UPDATES + 10):
+        runtime._mark_finished(update_id)
+    assert len(runtime._finished) == REMEMBERED_UPDATES and 1 not in runtime._finished
