@@ -42,7 +42,7 @@ class WebhookReceiver:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        port = self._runner.addresses[0][1]  # the port the system chose when asked for 0
         return f"http://{host}:{port}"
 
     async def stop(self) -> None:

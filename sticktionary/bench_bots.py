@@ -1,29 +1,29 @@
 """`sticktionary bench bots`: interactions through the sandbox, against a bare echo bot on the
 same framework and sandbox, measured in the same run. The sandbox's rate limits and the bots'
-pacing are off: this measures the bot, not Telegram's cap."""
+pacing are off: this measures the bot, not Telegram's cap.
+
+Three processes, as in real life: the sandbox (Telegram), this one (the bots, and nothing else),
+and the simulated players (sticktionary.bench_players)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
+from aiohttp import web
 
-from bots.app import make_shell
+from bots.app import game_executor, make_shell
 from bots.conversation import Conversation
 from bots.media import Media
-from bots.oracle import database_oracle
-from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from core.engine import Game
 from sticktionary.bench import _percentile
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
-from sticktionary.simulation import demo_vocabulary
 from storage.db import make_engine, throwaway_postgres_database
 from storage.migrate import upgrade
 from storage.settings import Settings
@@ -95,75 +95,63 @@ def _start_sandbox_process() -> tuple[subprocess.Popen, str]:
     return process, line.split(" ", 1)[1]
 
 
+async def _finished_endpoint(runtime) -> tuple[web.AppRunner, str]:
+    """GET /finished?update_id=N: answers once the bot has delivered its last reply to update N
+    (504 past `timeout`). It lets the players' process time interactions exactly."""
+    async def finished(request: web.Request) -> web.Response:
+        try:
+            await runtime.wait_finished(int(request.query["update_id"]), float(request.query.get("timeout", 30)))
+        except TimeoutError:
+            return web.Response(status=504)
+        return web.Response(text="ok")
+
+    application = web.Application()
+    application.router.add_get("/finished", finished)
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/finished"
+
+
 async def _measure(framework: str, players: int, steps: int, database_url: str, workdir: Path, base: str,
                    think: float) -> dict:
     db = make_engine(database_url)
     upgrade(db)
     load_demo_pack(db)
-    game = Game(db, Settings(database_url=database_url, gold_rate=0.15, _env_file=None), rng=random.Random(1))
+    settings = Settings(database_url=database_url, gold_rate=0.15, _env_file=None)
+    game = Game(db, settings, rng=random.Random(1))
+    executor = game_executor(settings.game_threads)
     shell = make_shell(framework, GAME_TOKEN, base, game, Conversation(game), Media(PACK_DIR, workdir / "media"),
-                       pacing=False)
+                       pacing=False, game_executor=executor)
     echo = _echo_shell(framework, base)
     await shell.start(poll_timeout=1)
     await echo.start()
-    client = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=100))
+    endpoint, finished_url = await _finished_endpoint(shell.runtime)
+    spec = {"sandbox": base, "game_token": GAME_TOKEN, "echo_token": ECHO_TOKEN, "finished": finished_url,
+            "database_url": database_url, "players": players, "steps": steps, "think": think}
     try:
-        vocabulary = demo_vocabulary()
-        oracle = database_oracle(db)
-        languages = ["en", "zh"]
-        autos = [AutoPlayer(SandboxPlayer(client, GAME_TOKEN, 10_000 + i, f"bench{i}", languages[i % 2],
-                                          wait_finished=shell.runtime.wait_finished),
-                            languages[i % 2], oracle, vocabulary, random.Random(i), think=think)
-                 for i in range(players)]
-        for auto in autos:
-            auto.player.eager = False
-        await asyncio.gather(*(a.join() for a in autos))
-        for a in autos:
-            a.latencies.clear()
-            a.interactions = 0
-
-        async def play(auto: AutoPlayer) -> None:
-            while auto.interactions < steps:
-                await auto.step()
-
-        start = time.perf_counter()
-        await asyncio.gather(*(play(a) for a in autos))
-        game_seconds = time.perf_counter() - start
-        latencies = [x for a in autos for x in a.latencies]
-
-        async def echo_player(user_id: int) -> list[float]:
-            timings, seen, rng = [], 0, random.Random(user_id)
-            for n in range(steps):
-                if think:
-                    await asyncio.sleep(think * rng.uniform(0.5, 1.5))
-                began = time.perf_counter()
-                # The wait is asked for before the message goes in, so it costs no extra round trip.
-                waiting = asyncio.create_task(client.post("/sim/wait", json={
-                    "token": ECHO_TOKEN, "user_id": user_id, "after": seen + 1, "timeout": 30}))
-                await client.post("/sim/message", json={"token": ECHO_TOKEN, "user_id": user_id,
-                                                         "text": f"hello {n}"})
-                (await waiting).raise_for_status()
-                timings.append(time.perf_counter() - began)
-                seen += 2
-            return timings
-
-        start = time.perf_counter()
-        echo_latencies = [x for timings in await asyncio.gather(*(echo_player(20_000 + i) for i in range(players)))
-                          for x in timings]
-        echo_seconds = time.perf_counter() - start
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "sticktionary.bench_players",
+                                                       json.dumps(spec), stdout=asyncio.subprocess.PIPE)
+        output, _ = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"the simulated players failed (exit code {process.returncode})")
+        measured = json.loads(output.decode().strip().splitlines()[-1])
     finally:
-        await client.aclose()
+        await endpoint.cleanup()
         await echo.stop()
         await shell.stop()
+        executor.shutdown(wait=True)
         db.dispose()
-    milliseconds = [x * 1000 for x in latencies]
-    p50, p99 = _percentile(milliseconds, 50), _percentile(milliseconds, 99)
-    echo_p50 = _percentile([x * 1000 for x in echo_latencies], 50)
+    milliseconds = [x * 1000 for x in measured["game"]]
+    echo_milliseconds = [x * 1000 for x in measured["echo"]]
     return {
-        "framework": framework, "players": players, "interactions": len(latencies),
-        "interactions_per_s": round(len(latencies) / game_seconds, 1), "p50_ms": round(p50, 1),
-        "p99_ms": round(p99, 1), "echo_interactions_per_s": round(len(echo_latencies) / echo_seconds, 1),
-        "echo_p50_ms": round(echo_p50, 1), "think_ms": round(think * 1000),
+        "framework": framework, "players": players, "interactions": len(milliseconds),
+        "interactions_per_s": round(len(milliseconds) / measured["game_seconds"], 1),
+        "p50_ms": round(_percentile(milliseconds, 50), 1), "p99_ms": round(_percentile(milliseconds, 99), 1),
+        "echo_interactions_per_s": round(len(echo_milliseconds) / measured["echo_seconds"], 1),
+        "echo_p50_ms": round(_percentile(echo_milliseconds, 50), 1), "think_ms": round(think * 1000),
     }
 
 

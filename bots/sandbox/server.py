@@ -107,7 +107,7 @@ class Sandbox:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]
+        port = self._runner.addresses[0][1]  # the port the system chose when asked for 0
         self.base_url = f"http://{host}:{port}"
         return self.base_url
 
