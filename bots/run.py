@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
-from bots.app import game_executor, make_shell
+from bots.app import game_executor, make_shell, settle_heap
 from bots.conversation import Conversation
 from bots.media import Media
 from bots.webhook import WebhookReceiver
@@ -73,6 +74,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         if receiver is not None:
             host, _, port = settings.webhook_listen.rpartition(":")
             await receiver.start(host or "0.0.0.0", int(port))
+        settle_heap()
         stop = stop or _stop_on_signals()
         if on_ready is not None:
             on_ready(shells)
@@ -87,6 +89,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
             await receiver.stop()
         executor.shutdown(wait=True)
         db.dispose()
+        gc.unfreeze()  # what start-up built may be collected again once the bots are gone
 
 
 def _stop_on_signals() -> asyncio.Event:

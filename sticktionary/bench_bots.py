@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bots.app import game_executor, make_shell
+from bots.app import game_executor, make_shell, settle_heap
 from bots.conversation import Conversation
 from bots.media import Media
 from core.engine import Game
@@ -129,6 +129,7 @@ async def _measure(framework: str, players: int, steps: int, database_url: str, 
     await shell.start(poll_timeout=1)
     await echo.start()
     endpoint, finished_url = await _finished_endpoint(shell.runtime)
+    settle_heap()  # as `sticktionary run` does once its bots are up
     spec = {"sandbox": base, "game_token": GAME_TOKEN, "echo_token": ECHO_TOKEN, "finished": finished_url,
             "database_url": database_url, "players": players, "steps": steps, "think": think}
     try:
