@@ -98,7 +98,7 @@ class BotRuntime:
         self._per_chat = per_chat
         self._chat_limits: dict[int, AsyncLimiter] = {}
         self._overall = AsyncLimiter(overall_per_second, 1)
-        self._chat_locks: dict[int, asyncio.Lock] = {}
+        self._chat_locks: dict[int, list] = {}  # chat -> [lock, updates holding or awaiting it]
         # Update ids fully handled, the most recent ones only (tests and benchmarks wait on them).
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._waiting: dict[int, list[asyncio.Future]] = {}
@@ -114,19 +114,31 @@ class BotRuntime:
                 {"bot_key": self.bot_key, "update_id": update_id, "processed_at": utcnow()}],
                 ["bot_key", "update_id"]) == 1
 
+    def _handle_once(self, incoming: Incoming) -> Outgoing | None:
+        """The conversation's answer, or None for an update seen before: one trip to the game
+        threads for both, so an update queues for them once, not twice."""
+        if not self._first_time(incoming.update_id):
+            return None
+        return self.conversation.handle(incoming)
+
     async def process(self, incoming: Incoming) -> None:
         """Handle one update exactly once; never raises (a handler must not crash the bot)."""
+        chat = incoming.chat_id
+        # One update at a time per chat, so a player's screens arrive in order. The entry counts
+        # the updates holding or awaiting the lock, so the last one out removes it.
+        entry = self._chat_locks.setdefault(chat, [asyncio.Lock(), 0])
+        entry[1] += 1
         try:
-            # One update at a time per chat, so a player's screens arrive in order.
-            lock = self._chat_locks.setdefault(incoming.chat_id, asyncio.Lock())
-            async with lock:
-                if not await self._game(self._first_time, incoming.update_id):
-                    return
-                outgoing = await self._game(self.conversation.handle, incoming)
-                await self.deliver(outgoing)
+            async with entry[0]:
+                outgoing = await self._game(self._handle_once, incoming)
+                if outgoing is not None:
+                    await self.deliver(outgoing)
         except Exception:  # noqa: BLE001 - logged; the player gets nothing rather than a dead bot
             log.exception("update %s of %s failed", incoming.update_id, self.bot_key)
         finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._chat_locks[chat]
             self._mark_finished(incoming.update_id)
 
     def _mark_finished(self, update_id: int) -> None:

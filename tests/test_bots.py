@@ -152,6 +152,7 @@ async def test_commands(game_db, tmp_path, framework, language):
         assert texts(await player.send("/play")) == [t("consent")]
         commands = world.sandbox.bots[TOKEN].commands
         assert commands == {} or all(commands.values())
+        assert world.shell.runtime._chat_locks == {}  # a chat's lock goes when its last update is done
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
