@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 
-from bots.app import game_executor, make_shell, settle_heap
+from bots.app import game_executor, make_shell, settled_heap
 from bots.conversation import Conversation
 from bots.media import Media
 from bots.webhook import WebhookReceiver
@@ -74,11 +73,11 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         if receiver is not None:
             host, _, port = settings.webhook_listen.rpartition(":")
             await receiver.start(host or "0.0.0.0", int(port))
-        settle_heap()
         stop = stop or _stop_on_signals()
         if on_ready is not None:
             on_ready(shells)
-        await stop.wait()
+        with settled_heap():
+            await stop.wait()
     finally:
         for task in tasks:
             task.cancel()
@@ -89,7 +88,6 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
             await receiver.stop()
         executor.shutdown(wait=True)
         db.dispose()
-        gc.unfreeze()  # what start-up built may be collected again once the bots are gone
 
 
 def _stop_on_signals() -> asyncio.Event:

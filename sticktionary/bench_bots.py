@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bots.app import game_executor, make_shell, settle_heap
+from bots.app import game_executor, make_shell, settled_heap
 from bots.conversation import Conversation
 from bots.media import Media
 from core.engine import Game
@@ -129,13 +129,13 @@ async def _measure(framework: str, players: int, steps: int, database_url: str, 
     await shell.start(poll_timeout=1)
     await echo.start()
     endpoint, finished_url = await _finished_endpoint(shell.runtime)
-    settle_heap()  # as `sticktionary run` does once its bots are up
     spec = {"sandbox": base, "game_token": GAME_TOKEN, "echo_token": ECHO_TOKEN, "finished": finished_url,
             "database_url": database_url, "players": players, "steps": steps, "think": think}
     try:
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "sticktionary.bench_players",
-                                                       json.dumps(spec), stdout=asyncio.subprocess.PIPE)
-        output, _ = await process.communicate()
+        with settled_heap():  # as `sticktionary run` does once its bots are up
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "sticktionary.bench_players",
+                                                           json.dumps(spec), stdout=asyncio.subprocess.PIPE)
+            output, _ = await process.communicate()
         if process.returncode != 0:
             raise RuntimeError(f"the simulated players failed (exit code {process.returncode})")
         measured = json.loads(output.decode().strip().splitlines()[-1])

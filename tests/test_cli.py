@@ -153,3 +153,22 @@ def test_jobs_list_and_a_bad_schedule(env, monkeypatch):
     get_settings.cache_clear()
     result = runner.invoke(app, ["jobs", "list"])
     assert result.exit_code == 2 and "weekdays as names" in result.output
+
+
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+def test_bench_bots_measures_through_three_processes(env, framework):
+    """A small run of the real benchmark: sandbox, bots and players each in their own process."""
+    result = runner.invoke(app, ["bench", "bots", "--players", "2", "--steps", "3", "--think-ms", "0",
+                                 "--framework", framework, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert {"framework", "players", "interactions", "interactions_per_s", "p50_ms", "p99_ms",
+            "echo_interactions_per_s", "echo_p50_ms"} <= figures.keys()
+    assert figures["framework"] == framework and figures["database"] == "sqlite"
+    assert figures["interactions"] >= 2 * 3  # a retriever's turn may take a pick and Done in one step
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0
+
+
+def test_bench_bots_refuses_an_unknown_framework():
+    result = runner.invoke(app, ["bench", "bots", "--framework", "telethon"])
+    assert result.exit_code != 0 and "ptb" in result.output
