@@ -72,9 +72,9 @@ def is_brief_reply_stretch(window: Sequence[WindowMessage], max_share: float = 0
     return brief / len(texts) > max_share
 
 
-def detect_language(text: str) -> str:
+def detect_language(text: str, sample_chars: int = LANGUAGE_SAMPLE_CHARS) -> str:
     """Rule 5: language tag by identification (py3langid); en and zh enter the game."""
-    language, _score = py3langid.classify(text[:LANGUAGE_SAMPLE_CHARS])
+    language, _score = py3langid.classify(text[:sample_chars])
     return language
 
 

@@ -156,14 +156,13 @@ def make_demo_pack(out: Annotated[Path | None, typer.Option(help="output folder"
 def run() -> None:
     """Run every configured Telegram bot (STICKTIONARY_BOTS) until interrupted."""
     import asyncio
-    import logging
 
     from pydantic import ValidationError
 
     from bots.run import ConfigurationError, run_bots
     from storage.settings import Settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     scheduler = None
     try:
         settings = Settings()
@@ -185,16 +184,28 @@ def _start_background_jobs(settings):
     """The jobs in a thread of the bot process (STICKTIONARY_JOBS_IN_BOT_PROCESS=true)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    scheduler = _scheduler(BackgroundScheduler, settings)
+    scheduler.start()
+    return scheduler
+
+
+def _scheduler(kind, settings, only: list[str] | None = None):
+    """An APScheduler scheduler of `kind` with the jobs added; a bad schedule stops the command."""
     from jobs.schedule import ScheduleError, add_jobs, time_zone
 
     try:
-        scheduler = BackgroundScheduler(timezone=time_zone(settings))
-        add_jobs(scheduler, _engine(), settings)
+        scheduler = kind(timezone=time_zone(settings))
+        add_jobs(scheduler, _engine(), settings, only)
     except ScheduleError as error:
         typer.echo(f"cannot start: {error}", err=True)
         raise typer.Exit(2) from None
-    scheduler.start()
     return scheduler
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @app.command()
@@ -302,17 +313,9 @@ def jobs_start(only: Annotated[list[str] | None, typer.Option(help="run only the
 
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from jobs.schedule import ScheduleError, add_jobs, time_zone
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    settings = get_settings()
-    try:
-        scheduler = BlockingScheduler(timezone=time_zone(settings))
-        add_jobs(scheduler, _engine(), settings, only)
-    except ScheduleError as error:
-        typer.echo(f"cannot start: {error}", err=True)
-        raise typer.Exit(2) from None
+    scheduler = _scheduler(BlockingScheduler, get_settings(), only)
     for job in scheduler.get_jobs():
         typer.echo(f"{job.id:>20}: {job.trigger}")
     try:
@@ -401,11 +404,10 @@ def export_list() -> None:
 def export_serve(listen: Annotated[str | None, typer.Option(help="host:port (default STICKTIONARY_PULL_LISTEN)")]
                  = None) -> None:
     """Serve the exports to researchers over HTTP (bearer tokens from STICKTIONARY_PULL_TOKENS)."""
-    import logging
 
     from jobs.pull_server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _log_to_stderr()
     settings = get_settings()
     tokens = [t.get_secret_value() for t in settings.pull_tokens]
     if not tokens:
@@ -472,10 +474,11 @@ def _language_of(path: Path, rows) -> str:
     for language in ("en", "zh"):
         if f"_{language}_" in name or name.startswith(f"{language}_") or name.endswith(f"_{language}.csv"):
             return language
-    import py3langid
+    from core.curation import detect_language
 
-    sample = " ".join(q for _, queries in rows[:200] for q in queries)[:20000]
-    return "zh" if py3langid.classify(sample)[0] == "zh" else "en"
+    # Queries are short: a file's first 200 stickers say more than the 200 characters a chat needs.
+    sample = " ".join(q for _, queries in rows[:200] for q in queries)
+    return "zh" if detect_language(sample, sample_chars=20_000) == "zh" else "en"
 
 
 def _print_report(path: str, result: dict) -> None:
