@@ -239,6 +239,8 @@ class ExportSummary:
     queries: int
     stickers: dict[str, int]
     seconds: float
+    stats: dict  # per language, as in stats.json
+    metrics: dict  # per language, as in metrics.json
 
 
 def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
@@ -276,7 +278,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
         (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now), encoding="utf-8")
         write_json(folder / MANIFEST, manifest(folder, export.version, now, db, jsonl.rows))
     return ExportSummary(export.version, export.root / export.version, jsonl.rows, stickers,
-                         (utcnow() - started).total_seconds())
+                         (utcnow() - started).total_seconds(), stats, metrics)
 
 
 def _rows(path: Path, lines: int) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import shutil
 import time
@@ -55,11 +54,9 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
     # The demo has no operator secret: a key of its own keeps the default-key warning for real runs.
     export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports", "pseudonym_key": "demo"}),
                         now=now)
-    stats = json.loads((export.folder / "stats.json").read_text(encoding="utf-8"))["languages"]
-    metrics = json.loads((export.folder / "metrics.json").read_text(encoding="utf-8"))["languages"]
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
     for language in ("en", "zh"):
-        table, recall = stats[language]["queries"], metrics[language]["bm25_retrieval"]
+        table, recall = export.stats[language]["queries"], export.metrics[language]["bm25_retrieval"]
         out = export.folder / f"sticker_queries_{language}_release.csv"
         summary["exports"][language] = {"path": str(out), "stickers": table["stickers"]}
         echo(f"  {language}: {table['stickers']} stickers, {table['queries']} queries, "
