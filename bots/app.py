@@ -8,7 +8,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from bots.conversation import Conversation
+from bots.inbox import ChatLocks
 from bots.media import Media
+from bots.pacing import RedisPacer
 from bots.runtime import BotRuntime
 from core.engine import Game
 
@@ -17,11 +19,13 @@ FRAMEWORKS = ("ptb", "aiogram")
 
 def make_shell(framework: str, token: str, api_base: str, game: Game, conversation: Conversation, media: Media,
                *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True,
-               delivers_to_moderators: bool = True, game_executor: Executor | None = None):
+               delivers_to_moderators: bool = True, game_executor: Executor | None = None,
+               shared: SharedState | None = None):
     def runtime_factory(sender):
         return BotRuntime(bot_key or token.split(":")[0], conversation, sender, game.db, media, languages=languages,
                           per_chat=(3, 3.5) if pacing else None, delivers_to_moderators=delivers_to_moderators,
-                          game_executor=game_executor)
+                          game_executor=game_executor, chat_locks=shared.chat_locks if shared else None,
+                          pacer=shared.pacer if shared and pacing else None)
 
     if framework == "ptb":
         from bots.shell_ptb import PtbShell
@@ -32,6 +36,20 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
 
         return AiogramShell(token, api_base, runtime_factory)
     raise ValueError(f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}")
+
+
+class SharedState:
+    """What the processes serving one bot share through Redis: each chat's turn and the pacing."""
+
+    def __init__(self, redis_url: str):
+        import redis.asyncio
+
+        self.redis = redis.asyncio.Redis.from_url(redis_url)
+        self.chat_locks = ChatLocks(self.redis)
+        self.pacer = RedisPacer(redis_url)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
 
 
 def game_executor(threads: int) -> ThreadPoolExecutor:

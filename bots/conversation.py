@@ -28,6 +28,8 @@ from core.views import LabelTaskView, RetrievalTaskView
 from storage.models import OutboxMessage, Player
 
 _CALLBACK = re.compile(r"^([a-z]{1,8})(?::(-?\d{1,18}))?(?::(-?\d{1,18}))?$|^lang:(en|zh)$")
+# Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
+_STALE = ("stale", "task_closed", "round_closed")
 _SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
 
 
@@ -36,9 +38,6 @@ class Conversation:
         self.game = game
         self.prizes = Prizes(game)
         self.moderators = set(moderators)
-        # What a player's next text message answers, when it is not a query ("suggest", task) or
-        # ("correct", query). In memory: losing it on a restart only means asking again.
-        self.awaiting: dict[int, tuple[str, int]] = {}
 
     # ------------------------------------------------------------------ entry point
     def handle(self, incoming: Incoming) -> Outgoing:
@@ -48,17 +47,44 @@ class Conversation:
             player.is_moderator = True
         t = catalogue(player.language or _language_hint(incoming.language_code))
         out = Outgoing(incoming.chat_id, callback_id=incoming.callback_id, player_id=player.id)
+        if incoming.kind in ("command", "callback") and player.awaiting_kind is not None:
+            # A prompt for a suggestion or a correction is answered by the very next text only.
+            self.game.forget_expected_text(player.id)
         try:
             self._dispatch(incoming, player, t, out)
         except GameError as error:
             text = t.error(error.code, error.detail)
             if incoming.kind == "callback":
-                out.replies.append(AnswerCallback(text, alert=error.code not in ("task_closed", "round_closed")))
+                out.replies.append(AnswerCallback(text, alert=error.code not in _STALE))
+                if error.code in _STALE:
+                    self._current_screen(player, t, out)
             else:
                 out.replies.append(SendText(text))
         if incoming.kind == "callback" and not any(isinstance(r, AnswerCallback) for r in out.replies):
             out.replies.append(AnswerCallback())
         return out
+
+    def failure(self, incoming: Incoming) -> Outgoing:
+        """What a player is told when handling their update failed (a bug, logged): nothing of it
+        was kept, and /play goes on from where they were."""
+        player = self.game.find_player(incoming.user_id) if incoming.user_id else None
+        t = catalogue(player.language if player and player.language else _language_hint(incoming.language_code))
+        out = Outgoing(incoming.chat_id, [SendText(t("failed"))], callback_id=incoming.callback_id,
+                       player_id=player.id if player else None)
+        if incoming.kind == "callback":
+            out.replies.append(AnswerCallback())
+        return out
+
+    def _current_screen(self, player: Player, t: Catalogue, out: Outgoing) -> None:
+        """After a stale button (a finished task, a screen from before a restart): the player's
+        current screen, so that no button is a dead end."""
+        player = self.game.get_player(player.id)
+        if player.language is None or player.consent_at is None or player.consent_withdrawn_at is not None:
+            return
+        try:
+            self._next(player, t, out)
+        except GameError:
+            pass  # nothing to show (banned, no task): the answer to the button says enough
 
     def _dispatch(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
         replies = out.replies
@@ -111,11 +137,9 @@ class Conversation:
             replies.append(SendText(text if player.leaderboard_opt_in else f"{text}\n\n{t('top_hint')}"))
         elif command == "stop":
             self.game.pause(player.id)
-            self.awaiting.pop(player.id, None)
             replies.append(SendText(t("stopped")))
         elif command == "forget":
             self.game.withdraw_consent(player.id)
-            self.awaiting.pop(player.id, None)
             replies.append(SendText(t("forgotten")))
         else:
             replies.append(SendText(t("help")))
@@ -143,8 +167,7 @@ class Conversation:
     def _on_button(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
         match = _CALLBACK.match(incoming.callback_data or "")
         if not match:
-            out.replies.append(AnswerCallback(t("stale")))
-            return
+            raise GameError("stale")
         if match.group(4):
             self.game.set_language(player.id, match.group(4))
             player = self.game.get_player(player.id)
@@ -191,7 +214,6 @@ class Conversation:
             self._edit_grid(task, incoming.message_id, t, out)
         elif action == "pd" and first is not None:
             outcome = self.game.submit_drafted_ranking(player.id, first)
-            self.awaiting.pop(player.id, None)
             if outcome.hit_rank:
                 self._next(player, t, out, notice=t("hit", rank=outcome.hit_rank, points=outcome.points))
             else:
@@ -204,16 +226,15 @@ class Conversation:
             current = self.game.current_task(player.id)
             if not isinstance(current, RetrievalTaskView) or current.task_id != first:
                 raise GameError("task_closed")
-            self.awaiting[player.id] = ("suggest", first)
+            self.game.expect_text(player.id, "suggest", first)
             out.replies.append(SendText(t("suggest_prompt")))
         else:
-            out.replies.append(AnswerCallback(t("stale")))
+            raise GameError("stale")
 
     # ------------------------------------------------------------------ text
     def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:
-        waiting = self.awaiting.get(player.id)
+        waiting = self.game.take_expected_text(player.id) if player.awaiting_kind is not None else None
         if waiting and waiting[0] == "correct":
-            self.awaiting.pop(player.id)
             decided = self.game.correct_query(player.id, waiting[1], text)
             out.replies.append(SendText(t("review_done", status=decided.status)))
             self._review(player, t, out)
@@ -225,12 +246,12 @@ class Conversation:
             current = self.game.current_task(player.id)
             size = len(current.candidates) if isinstance(current, RetrievalTaskView) else 9
             if not match or not 1 <= int(match.group(1)) <= size:
+                self.game.expect_text(player.id, "suggest", waiting[1])  # the prompt stands: try again
                 out.replies.append(SendText(t("suggest_bad", n=size)))
                 return
             sticker_id = current.candidates[int(match.group(1)) - 1].id if isinstance(current, RetrievalTaskView) \
                 else -1
             query = self.game.suggest_query(player.id, waiting[1], sticker_id, match.group(2))
-            self.awaiting.pop(player.id, None)
             out.replies.append(SendText(t("suggest_thanks", query=query.text)))
             return
         current = self.game.current_task(player.id)
@@ -352,7 +373,7 @@ class Conversation:
                          if i.query.id == query_id), None)
             if item is None:
                 raise GameError("already_reviewed")
-            self.awaiting[player.id] = ("correct", query_id)
+            self.game.expect_text(player.id, "correct", query_id)
             out.replies.append(SendText(t("review_correct_prompt", query=item.query.text)))
             return
         if action == "rs":

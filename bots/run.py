@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 
-from bots.app import game_executor, make_shell, settled_heap
+from bots.app import SharedState, game_executor, make_shell, settled_heap
 from bots.conversation import Conversation
 from bots.media import Media
 from bots.webhook import WebhookReceiver
@@ -53,18 +53,18 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     media = Media(settings.sticker_root, settings.media_cache)
     receiver = WebhookReceiver(settings.webhook_secret.get_secret_value()) if settings.webhook_url else None
     executor = game_executor(settings.game_threads)
-    shells, tasks = [], []
+    shared = SharedState(settings.redis_url) if settings.redis_url else None
+    shells = []
     try:
         for position, config in enumerate(settings.bots):
             token = config.token.get_secret_value()
             key = config.name or token.split(":")[0]
             shell = make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
                                bot_key=key, languages=tuple(config.languages),
-                               delivers_to_moderators=position == 0, game_executor=executor)
+                               delivers_to_moderators=position == 0, game_executor=executor, shared=shared)
             await shell.start(polling=receiver is None)
             shells.append(shell)
             await shell.runtime.register_commands()
-            tasks.append(asyncio.create_task(shell.runtime.run_outbox()))
             if receiver is not None:
                 receiver.add(key, shell)
                 await shell.runtime.sender_set_webhook(f"{settings.webhook_url.rstrip('/')}/telegram/{key}",
@@ -79,13 +79,13 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         with settled_heap():
             await stop.wait()
     finally:
-        for task in tasks:
-            task.cancel()
+        if receiver is not None:
+            await receiver.stop()  # no new updates; those in flight are finished by the shells' stop
         for shell in shells:
             with contextlib.suppress(Exception):
                 await shell.stop()
-        if receiver is not None:
-            await receiver.stop()
+        if shared is not None:
+            await shared.close()
         executor.shutdown(wait=True)
         db.dispose()
 

@@ -13,22 +13,37 @@ import functools
 import logging
 from collections import OrderedDict
 from concurrent.futures import Executor
+from datetime import timedelta
 from typing import Protocol
 
-from aiolimiter import AsyncLimiter
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bots.conversation import Conversation
+from bots.inbox import ChatLocks, Inbox, update_id_of
 from bots.media import Media
-from bots.screens import COMMANDS, AnswerCallback, Buttons, EditText, Incoming, Outgoing, SendGrid, SendSticker, SendText
+from bots.pacing import LocalPacer, Pacer
+from bots.screens import (
+    COMMANDS,
+    AnswerCallback,
+    Buttons,
+    EditText,
+    Incoming,
+    Outgoing,
+    SendGrid,
+    SendSticker,
+    SendText,
+    incoming_from_update,
+)
 from storage.db import insert_ignoring_conflicts, session_scope
-from storage.models import ProcessedUpdate, TelegramFile, utcnow
+from storage.models import TelegramFile, utcnow
 
 log = logging.getLogger(__name__)
 
 
 REMEMBERED_UPDATES = 10_000  # how many handled update ids wait_finished still knows
+# The update kinds the bots ask Telegram for (polling and webhooks alike).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
 
 
 class TelegramError(Exception):
@@ -55,6 +70,12 @@ class Rejected(TelegramError):
 
 
 class Sender(Protocol):
+    async def get_updates(self, offset: int | None, timeout: int) -> list[dict]:
+        """getUpdates, the updates as Telegram sent them (JSON), not parsed yet."""
+
+    def parse_update(self, raw: dict) -> dict:
+        """The update as the framework reads it (raises when it cannot), as JSON."""
+
     async def send_text(self, chat_id: int, text: str, buttons: Buttons | None) -> int: ...
 
     # Files are bytes to upload or a file_id already on Telegram; each returns the framework's
@@ -75,16 +96,23 @@ class Sender(Protocol):
     async def set_webhook(self, url: str, secret: str) -> None: ...
 
 
+class Unauthorized(TelegramError):
+    """Telegram does not know this bot's token (401): nothing this bot sends can succeed."""
+
+
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
                  *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
                  overall_per_second: int = 25, attempts: int = 6, delivers_to_moderators: bool = True,
-                 game_executor: Executor | None = None):
+                 game_executor: Executor | None = None, chat_locks: ChatLocks | None = None,
+                 pacer: Pacer | None = None):
         """`per_chat` (burst, seconds) paces each chat a little under one message a second, and
         `overall_per_second` all chats a little under Telegram's 30 a second (the margins absorb
         network jitter: calls may reach Telegram closer together than they left); per_chat None
-        turns pacing off (only for a sandbox whose limits are off too). `game_executor` runs the
-        database and engine work, off the event loop (None: the loop's default executor)."""
+        turns pacing off (only for a sandbox whose limits are off too). `pacer` replaces both (one
+        shared through Redis by every process of the bot). `game_executor` runs the database and
+        engine work, off the event loop (None: the loop's default executor). `chat_locks` keeps a
+        chat's updates one at a time (shared through Redis by several workers)."""
         self.bot_key = bot_key
         self.conversation = conversation
         self.sender = sender
@@ -95,10 +123,15 @@ class BotRuntime:
         self.delivers_to_moderators = delivers_to_moderators
         self.attempts = attempts
         self.game_executor = game_executor
-        self._per_chat = per_chat
-        self._chat_limits: dict[int, AsyncLimiter] = {}
-        self._overall = AsyncLimiter(overall_per_second, 1)
-        self._chat_locks: dict[int, list] = {}  # chat -> [lock, updates holding or awaiting it]
+        if pacer is None and per_chat is not None:
+            pacer = LocalPacer(per_chat, overall_per_second)
+        self.pacer = pacer
+        self.chat_locks = chat_locks or ChatLocks()
+        self.inbox = Inbox(db, bot_key, self._parse, self._handle, self._failure)
+        self._scheduled: set[int] = set()  # lanes with a drain waiting for the lane
+        self._drains: set[asyncio.Task] = set()
+        self._background: list[asyncio.Task] = []
+        self._receiving = True
         # Update ids fully handled, the most recent ones only (tests and benchmarks wait on them).
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._waiting: dict[int, list[asyncio.Future]] = {}
@@ -108,38 +141,115 @@ class BotRuntime:
         return await asyncio.get_running_loop().run_in_executor(self.game_executor, functools.partial(function, *args))
 
     # ------------------------------------------------------------------ updates
-    def _first_time(self, update_id: int) -> bool:
-        with session_scope(self.db) as session:
-            return insert_ignoring_conflicts(session, ProcessedUpdate.__table__, [
-                {"bot_key": self.bot_key, "update_id": update_id, "processed_at": utcnow()}],
-                ["bot_key", "update_id"]) == 1
+    def _parse(self, raw: dict) -> Incoming | None:
+        return incoming_from_update(self.sender.parse_update(raw))
 
-    def _handle_once(self, incoming: Incoming) -> Outgoing | None:
-        """The conversation's answer, or None for an update seen before: one trip to the game
-        threads for both, so an update queues for them once, not twice."""
-        if not self._first_time(incoming.update_id):
-            return None
+    def _handle(self, incoming: Incoming) -> Outgoing:
         return self.conversation.handle(incoming)
 
-    async def process(self, incoming: Incoming) -> None:
-        """Handle one update exactly once; never raises (a handler must not crash the bot)."""
-        chat = incoming.chat_id
-        # One update at a time per chat, so a player's screens arrive in order. The entry counts
-        # the updates holding or awaiting the lock, so the last one out removes it.
-        entry = self._chat_locks.setdefault(chat, [asyncio.Lock(), 0])
-        entry[1] += 1
+    def _failure(self, incoming: Incoming) -> Outgoing | None:
+        return self.conversation.failure(incoming)
+
+    async def receive(self, updates: list[dict]) -> None:
+        """Store updates durably, then have them handled in the background. Telegram may be told
+        we have them (the next getUpdates offset, the webhook's 200) once this returns."""
+        if not self._receiving:
+            raise RuntimeError("the bot is stopping")
+        for update_id, lane in await self._game(self.inbox.store, updates):
+            self._schedule(lane)
+            del update_id
+
+    def _schedule(self, lane: int) -> None:
+        if lane in self._scheduled:
+            return  # a drain of this lane is already waiting: it will take this update too
+        self._scheduled.add(lane)
+        task = asyncio.create_task(self._drain(lane))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _drain(self, lane: int) -> None:
+        """Handle a lane's unfinished updates in order, delivering each one's replies before the next."""
         try:
-            async with entry[0]:
-                outgoing = await self._game(self._handle_once, incoming)
-                if outgoing is not None:
-                    await self.deliver(outgoing)
-        except Exception:  # noqa: BLE001 - logged; the player gets nothing rather than a dead bot
-            log.exception("update %s of %s failed", incoming.update_id, self.bot_key)
+            async with self.chat_locks.hold(self.bot_key, lane):
+                self._scheduled.discard(lane)
+                while True:
+                    taken = await self._game(self.inbox.take_next, lane)
+                    if taken is None:
+                        return
+                    update_id, outgoing = taken
+                    if outgoing is not None:
+                        await self.deliver(outgoing)
+                    await self._game(self.inbox.mark_done, update_id)
+                    self._mark_finished(update_id)
+        except Exception:  # noqa: BLE001 - logged; the sweep takes the lane up again
+            log.exception("bot %s: lane %s stopped", self.bot_key, lane)
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self._chat_locks[chat]
-            self._mark_finished(incoming.update_id)
+            self._scheduled.discard(lane)
+
+    async def sweep(self, older_than: float = 0.0) -> int:
+        """Drain every lane with unfinished updates (received before a restart, or by a worker that
+        died); returns how many lanes."""
+        lanes = await self._game(self.inbox.waiting_lanes, timedelta(seconds=older_than))
+        for lane in lanes:
+            self._schedule(lane)
+        return len(lanes)
+
+    async def run_sweeper(self, interval: float = 2.0) -> None:
+        while True:
+            try:
+                await self.sweep(older_than=interval)
+            except Exception:  # noqa: BLE001
+                log.exception("bot %s: inbox sweep failed", self.bot_key)
+            await asyncio.sleep(interval)
+
+    async def poll(self, timeout: int = 10) -> None:
+        """Long polling: each batch is stored before the next getUpdates call acknowledges it."""
+        offset = None
+        while self._receiving:
+            try:
+                updates = await self.sender.get_updates(offset, timeout)
+            except RetryAfter as wait:
+                await asyncio.sleep(min(wait.seconds, 60))
+                continue
+            except Unauthorized:
+                log.error("bot %s: Telegram refuses its token (401); it stops polling. Check the token in "
+                          "STICKTIONARY_BOTS", self.bot_key)
+                return
+            except (TelegramError, OSError) as error:
+                log.warning("bot %s: getUpdates failed (%s); trying again", self.bot_key, type(error).__name__)
+                await asyncio.sleep(1)
+                continue
+            if not self._receiving:
+                return  # not stored, so not acknowledged: Telegram gives them again after the restart
+            ids = [i for i in (update_id_of(u) for u in updates) if i is not None]
+            if updates:
+                await self.receive(updates)
+            if ids:
+                offset = max(ids) + 1
+
+    def start_background(self, *, polling: bool, poll_timeout: int = 10, sweep_interval: float = 2.0,
+                         outbox: bool = True) -> None:
+        """The sweep (updates left by a restart first), the outbox and, when polling, the poller."""
+        self._receiving = True
+        self._background.append(asyncio.create_task(self.run_sweeper(sweep_interval)))
+        if outbox:
+            self._background.append(asyncio.create_task(self.run_outbox()))
+        if polling:
+            self._background.append(asyncio.create_task(self.poll(poll_timeout)))
+
+    async def stop(self, timeout: float = 20.0) -> None:
+        """Stop receiving, let the updates in flight finish (up to `timeout`), stop the rest.
+        Whatever is left unfinished is still in the inbox for the next start."""
+        self._receiving = False
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._background.clear()
+        if self._drains:
+            done, pending = await asyncio.wait(set(self._drains), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _mark_finished(self, update_id: int) -> None:
         self._finished[update_id] = None
@@ -165,19 +275,11 @@ class BotRuntime:
                     del self._waiting[update_id]
 
     # ------------------------------------------------------------------ delivery
-    def _limit(self, chat_id: int) -> AsyncLimiter:
-        limiter = self._chat_limits.get(chat_id)
-        if limiter is None:
-            limiter = self._chat_limits[chat_id] = AsyncLimiter(*self._per_chat)
-        return limiter
-
     async def _call(self, paced_chat: int | None, call):
         """One Bot API call with pacing and retries; returns its result."""
         for attempt in range(self.attempts):
-            if paced_chat is not None and self._per_chat is not None:
-                async with self._limit(paced_chat):
-                    async with self._overall:
-                        pass
+            if paced_chat is not None and self.pacer is not None:
+                await self.pacer.wait(self.bot_key, paced_chat)
             try:
                 return await call()
             except RetryAfter as wait:

@@ -3,6 +3,7 @@ what a player did (`Incoming`) and what the bot does in reply (`Reply` and its k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cache
@@ -74,6 +75,37 @@ class Outgoing:
     replies: list[Reply] = field(default_factory=list)
     callback_id: str | None = None
     player_id: int | None = None
+
+
+_REPLY_KINDS: dict[str, type] = {"text": SendText, "sticker": SendSticker, "grid": SendGrid, "edit": EditText,
+                                  "answer": AnswerCallback}
+_KIND_OF = {cls: kind for kind, cls in _REPLY_KINDS.items()}
+
+
+def encode_outgoing(outgoing: Outgoing) -> dict:
+    """An Outgoing as JSON, to be stored with the update it answers until it is delivered."""
+    replies = []
+    for reply in outgoing.replies:
+        fields = dataclasses.asdict(reply)
+        fields["kind"] = _KIND_OF[type(reply)]
+        replies.append(fields)
+    return {"chat_id": outgoing.chat_id, "callback_id": outgoing.callback_id, "player_id": outgoing.player_id,
+            "replies": replies}
+
+
+def decode_outgoing(data: dict) -> Outgoing:
+    replies: list[Reply] = []
+    for fields in data["replies"]:
+        fields = dict(fields)
+        kind = _REPLY_KINDS[fields.pop("kind")]
+        if "buttons" in fields and fields["buttons"] is not None:
+            fields["buttons"] = [[tuple(button) for button in row] for row in fields["buttons"]]
+        if "sticker" in fields:
+            fields["sticker"] = StickerView(**fields["sticker"])
+        if "stickers" in fields:
+            fields["stickers"] = [StickerView(**sticker) for sticker in fields["stickers"]]
+        replies.append(kind(**fields))
+    return Outgoing(data["chat_id"], replies, callback_id=data.get("callback_id"), player_id=data.get("player_id"))
 
 
 LOCALES = Path(__file__).resolve().parent / "locales"

@@ -1,12 +1,12 @@
-"""The aiogram shell: a Dispatcher whose handlers hand every update to the shared runtime, and a
-Sender made of Bot calls. No game logic here."""
+"""The aiogram shell: a Sender made of the Bot's calls, and aiogram's reading of an update.
+Receiving (long polling into the inbox, or a webhook) is the shared runtime's, so that no update is
+acknowledged to Telegram before it is stored. No game logic here."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from typing import Any
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot
 from aiogram import methods as aiogram_methods
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -17,12 +17,13 @@ from aiogram.exceptions import (
     TelegramNotFound,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.methods.base import Response, TelegramMethod
 from aiogram.types import BotCommand, BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bots.runtime import BotRuntime, Forbidden, Rejected, RetryAfter, Transient
-from bots.screens import Buttons, incoming_from_update
+from bots.runtime import ALLOWED_UPDATES, BotRuntime, Forbidden, Rejected, RetryAfter, Transient, Unauthorized
+from bots.screens import Buttons
 
 
 def _response_models() -> dict:
@@ -39,7 +40,20 @@ def _response_models() -> dict:
     return models
 
 
+class GetRawUpdates(TelegramMethod[list[dict[str, Any]]]):
+    """getUpdates with the updates left as JSON: aiogram's GetUpdates parses the whole batch, and
+    one update it cannot read would fail them all."""
+
+    __returning__ = list[dict[str, Any]]
+    __api_method__ = "getUpdates"
+
+    offset: int | None = None
+    timeout: int | None = None
+    allowed_updates: list[str] | None = None
+
+
 _RESPONSE_MODELS = _response_models()
+_RESPONSE_MODELS[GetRawUpdates.__returning__] = Response[GetRawUpdates.__returning__]
 
 
 def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
@@ -54,6 +68,8 @@ async def _translated(call):
         return await call
     except TelegramRetryAfter as error:
         raise RetryAfter(float(error.retry_after)) from None
+    except TelegramUnauthorizedError as error:
+        raise Unauthorized(str(error)) from None
     except TelegramForbiddenError as error:
         raise Forbidden(str(error)) from None
     except (TelegramBadRequest, TelegramNotFound) as error:
@@ -69,6 +85,14 @@ def _file(file: bytes | str, filename: str):
 class AiogramSender:
     def __init__(self, bot: Bot):
         self.bot = bot
+
+    async def get_updates(self, offset, timeout):
+        method = GetRawUpdates(offset=offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES)
+        return await _translated(self.bot(method, request_timeout=timeout + 10))
+
+    def parse_update(self, raw):
+        update = Update.model_validate(raw, context={"bot": self.bot})
+        return update.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async def send_text(self, chat_id, text, buttons):
         message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
@@ -110,29 +134,15 @@ class AiogramShell:
         # aiogram's documented way to use another Bot API server.
         session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
         self.bot = Bot(token, session=session)
-        self.dispatcher = Dispatcher()
         self.runtime: BotRuntime = runtime_factory(AiogramSender(self.bot))
-        for observer in (self.dispatcher.message, self.dispatcher.edited_message, self.dispatcher.callback_query):
-            observer.register(self._on_event)
-        self._polling: asyncio.Task | None = None
 
-    async def _on_event(self, _event, event_update: Update) -> None:
-        incoming = incoming_from_update(event_update.model_dump(mode="json", by_alias=True, exclude_none=True))
-        if incoming is not None:
-            await self.runtime.process(incoming)
-
-    async def start(self, polling: bool = True, poll_timeout: int = 10) -> None:
-        if polling:
-            self._polling = asyncio.create_task(self.dispatcher.start_polling(
-                self.bot, polling_timeout=poll_timeout, handle_signals=False, close_bot_session=False))
+    async def start(self, polling: bool = True, poll_timeout: int = 10, outbox: bool = True) -> None:
+        self.runtime.start_background(polling=polling, poll_timeout=poll_timeout, outbox=outbox)
 
     async def feed(self, update: dict) -> None:
-        await self.dispatcher.feed_webhook_update(self.bot, update)
+        """An update from our webhook receiver: stored before the receiver answers Telegram."""
+        await self.runtime.receive([update])
 
     async def stop(self) -> None:
-        if self._polling is not None:
-            with contextlib.suppress(RuntimeError):
-                await self.dispatcher.stop_polling()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._polling, 10)
+        await self.runtime.stop()
         await self.bot.session.close()

@@ -1,11 +1,14 @@
-"""The python-telegram-bot shell: an Application whose one handler hands every update to the
-shared runtime, and a Sender made of Bot calls. No game logic here."""
+"""The python-telegram-bot shell: a Sender made of the Bot's calls, and PTB's reading of an update.
+Receiving (long polling into the inbox, or a webhook) is the shared runtime's, so that no update is
+acknowledged to Telegram before it is stored. No game logic here."""
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from datetime import timedelta
+from urllib.parse import urlencode
 
 # Opt in to PTB 22's coming behaviour (retry_after as a timedelta), which we handle, and which
 # silences its deprecation warning on every 429.
@@ -13,10 +16,10 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
 from telegram import error as tg_error
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import Application, ApplicationBuilder
 
-from bots.runtime import BotRuntime, Forbidden, Rejected, RetryAfter, Transient
-from bots.screens import Buttons, incoming_from_update
+from bots.runtime import ALLOWED_UPDATES, BotRuntime, Forbidden, Rejected, RetryAfter, Transient, Unauthorized
+from bots.screens import Buttons
 
 
 def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
@@ -35,6 +38,8 @@ async def _translated(call):
             wait = error.retry_after
         seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
         raise RetryAfter(seconds) from None
+    except tg_error.InvalidToken as error:  # 401 (and 404 on a token's own path)
+        raise Unauthorized(str(error)) from None
     except tg_error.Forbidden as error:
         raise Forbidden(str(error)) from None
     except tg_error.BadRequest as error:  # before NetworkError, its base class
@@ -46,6 +51,21 @@ async def _translated(call):
 class PtbSender:
     def __init__(self, bot: Bot):
         self.bot = bot
+
+    async def get_updates(self, offset, timeout):
+        # Through the Bot's own request object, to get the updates as JSON: Bot.get_updates parses
+        # the whole batch and one update it cannot read would fail them all.
+        params = {"timeout": timeout, "allowed_updates": json.dumps(ALLOWED_UPDATES)}
+        if offset is not None:
+            params["offset"] = offset
+        return await _translated(self.bot.request.post(f"{self.bot.base_url}/getUpdates?{urlencode(params)}",
+                                                       read_timeout=timeout + 10))
+
+    def parse_update(self, raw):
+        update = Update.de_json(raw, self.bot)
+        if update is None:
+            raise ValueError("not an update")
+        return update.to_dict()
 
     async def send_text(self, chat_id, text, buttons):
         message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
@@ -92,25 +112,15 @@ class PtbShell:
     def __init__(self, token: str, api_base: str, runtime_factory):
         self.application = build_application(token, api_base)
         self.runtime: BotRuntime = runtime_factory(PtbSender(self.application.bot))
-        self.application.add_handler(TypeHandler(Update, self._on_update))
 
-    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        incoming = incoming_from_update(update.to_dict())
-        if incoming is not None:
-            await self.runtime.process(incoming)
-
-    async def start(self, polling: bool = True, poll_timeout: int = 10) -> None:
+    async def start(self, polling: bool = True, poll_timeout: int = 10, outbox: bool = True) -> None:
         await self.application.initialize()
-        await self.application.start()
-        if polling:
-            await self.application.updater.start_polling(poll_interval=0, timeout=poll_timeout)
+        self.runtime.start_background(polling=polling, poll_timeout=poll_timeout, outbox=outbox)
 
     async def feed(self, update: dict) -> None:
-        """An update from our webhook receiver."""
-        await self.application.update_queue.put(Update.de_json(update, self.application.bot))
+        """An update from our webhook receiver: stored before the receiver answers Telegram."""
+        await self.runtime.receive([update])
 
     async def stop(self) -> None:
-        if self.application.updater.running:
-            await self.application.updater.stop()
-        await self.application.stop()
+        await self.runtime.stop()
         await self.application.shutdown()

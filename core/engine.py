@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.search import SearchIndexes
@@ -31,7 +32,7 @@ from core.views import (
     StickerView,
     SubmitResult,
 )
-from storage.db import insert_ignoring_conflicts, session_scope
+from storage.db import insert_ignoring_conflicts, read_session, session_scope
 from storage.models import (
     USABLE_QUERY_STATUSES,
     ChatContext,
@@ -57,6 +58,7 @@ from storage.settings import Settings
 
 LANGUAGES = ("en", "zh")
 LABELER, RETRIEVER = "labeler", "retriever"
+AWAITING_KINDS = ("suggest", "correct")
 
 # Words that only describe what a sticker looks like; a query made of nothing else is refused.
 _VISUAL_WORDS = {
@@ -106,7 +108,7 @@ class Game:
     def load_indexes(self) -> None:
         """(Re)build every language's index from the usable queries in the database."""
         fresh = SearchIndexes()
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             rows = session.exec(
                 select(Query.sticker_id, Query.language, Query.text, Query.corrected_text)
                 .where(col(Query.status).in_(USABLE_QUERY_STATUSES))
@@ -138,22 +140,22 @@ class Game:
                     return existing
             player = Player(telegram_user_id=telegram_user_id, display_name=display_name[:255],
                             pseudonym=secrets.token_hex(8), language=language)
-            session.add(player)
             try:
-                session.flush()
-            except Exception:  # a concurrent first contact created the row first
-                session.rollback()
+                with session.begin_nested():  # a savepoint: the outer transaction survives a conflict
+                    session.add(player)
+                    session.flush()
+            except IntegrityError:  # a concurrent first contact created the row first
                 return session.exec(
                     select(Player).where(Player.telegram_user_id == telegram_user_id)
                 ).one()
             return player
 
     def find_player(self, telegram_user_id: int) -> Player | None:
-        with Session(self.db, expire_on_commit=False) as session:
+        with read_session(self.db) as session:
             return session.exec(select(Player).where(Player.telegram_user_id == telegram_user_id)).first()
 
     def get_player(self, player_id: int) -> Player:
-        with Session(self.db, expire_on_commit=False) as session:
+        with read_session(self.db) as session:
             player = session.get(Player, player_id)
             if player is None:
                 raise GameError("unknown_player")
@@ -210,6 +212,40 @@ class Game:
             player.active = False
             session.add(player)
 
+    # ------------------------------------------------------------------ what the next text answers
+    def expect_text(self, player_id: int, kind: str, ref: int) -> None:
+        """The player's next text message answers `kind` ("suggest": for retrieval task `ref`;
+        "correct": the moderator's new text for query `ref`) instead of being a query."""
+        if kind not in AWAITING_KINDS:
+            raise ValueError(kind)
+        with session_scope(self.db) as session:
+            session.execute(update(Player).where(Player.id == player_id).values(awaiting_kind=kind, awaiting_ref=ref))
+
+    def take_expected_text(self, player_id: int) -> tuple[str, int] | None:
+        """What the player's next text message answers, if anything, and forget it: it is good for
+        one message only, and only while what it belongs to is still open (the retrieval task still
+        the player's open task, the query still waiting for review)."""
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            kind, ref = player.awaiting_kind, player.awaiting_ref
+            if kind is None:
+                return None
+            player.awaiting_kind = player.awaiting_ref = None
+            session.add(player)
+            if kind == "suggest":
+                open_task = session.exec(select(RetrievalTask.id).where(
+                    RetrievalTask.id == ref, RetrievalTask.retriever_id == player_id,
+                    RetrievalTask.status == TaskStatus.OPEN)).first()
+                return (kind, ref) if open_task is not None else None
+            waiting = session.exec(select(Query.id).where(Query.id == ref,
+                                                          Query.status == QueryStatus.NEEDS_REVIEW)).first()
+            return (kind, ref) if waiting is not None and player.is_moderator else None
+
+    def forget_expected_text(self, player_id: int) -> None:
+        with session_scope(self.db) as session:
+            session.execute(update(Player).where(Player.id == player_id, col(Player.awaiting_kind).is_not(None))
+                            .values(awaiting_kind=None, awaiting_ref=None))
+
     def _lock_player(self, session: Session, player_id: int) -> Player:
         player = session.exec(select(Player).where(Player.id == player_id).with_for_update()).first()
         if player is None:
@@ -232,7 +268,7 @@ class Game:
 
     # ------------------------------------------------------------------ task assignment
     def current_task(self, player_id: int) -> LabelTaskView | RetrievalTaskView | None:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             work = self._open_work(session, player_id)
             return self._view_of(session, work) if work else None
 
@@ -557,7 +593,7 @@ class Game:
 
     def submit_drafted_ranking(self, player_id: int, task_id: int) -> RankingOutcome:
         """Submit the picks made with toggle_pick."""
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             task = session.get(RetrievalTask, task_id)
             if task is None or task.retriever_id != player_id:
                 raise GameError("not_your_task")
@@ -755,7 +791,7 @@ class Game:
                                  self._stickers(session, task.candidate_ids), list(task.picks))
 
     def label_task(self, player_id: int, round_id: int) -> LabelTaskView:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             label_round = session.get(LabelRound, round_id)
             if label_round is None or label_round.player_id != player_id:
                 raise GameError("not_your_round")
@@ -763,7 +799,7 @@ class Game:
 
     # ------------------------------------------------------------------ scores
     def player_stats(self, player_id: int) -> PlayerStats:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             player = session.get(Player, player_id)
             if player is None:
                 raise GameError("unknown_player")
@@ -788,7 +824,7 @@ class Game:
                                len(outcomes), streak)
 
     def leaderboard(self, language: str, since: datetime | None = None, limit: int = 10) -> list[LeaderboardRow]:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             total = func.sum(ScoreEvent.points).label("total")
             statement = (select(Player.id, Player.display_name, total)
                          .join(Player, Player.id == ScoreEvent.player_id)
@@ -808,7 +844,7 @@ class Game:
 
     def pending_reviews(self, moderator_id: int, language: str | None = None, limit: int = 10,
                         after_id: int = 0) -> list[ReviewItem]:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             self.require_moderator(session, moderator_id)
             statement = select(Query).where(Query.status == QueryStatus.NEEDS_REVIEW, Query.id > after_id)
             if language:
@@ -831,7 +867,7 @@ class Game:
             return items
 
     def review_counts(self, moderator_id: int) -> dict[str, int]:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             self.require_moderator(session, moderator_id)
             rows = session.exec(select(Query.status, func.count()).group_by(Query.status)).all()
             counts = {status: 0 for status in QueryStatus}
@@ -879,7 +915,7 @@ class Game:
         return self._decide(moderator_id, query_id, "discard", QueryStatus.DISCARDED)
 
     def pending_contexts(self, moderator_id: int, language: str | None = None, limit: int = 10) -> list[ChatContext]:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             self.require_moderator(session, moderator_id)
             statement = select(ChatContext).where(ChatContext.status == ContextStatus.CANDIDATE)
             if language:
@@ -900,7 +936,7 @@ class Game:
 
     # ------------------------------------------------------------------ outbox
     def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             return list(session.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
                                      .order_by(OutboxMessage.id).limit(limit)).all())
 

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from core.engine import LANGUAGES, Game, GameError
-from storage.db import insert_ignoring_conflicts, session_scope
+from storage.db import insert_ignoring_conflicts, read_session, session_scope
 from storage.models import Player, PlaySession, Prize, PrizeKind, ScoreEvent
 
 PERIODS = ("day", "week", "month")
@@ -111,7 +111,7 @@ class Prizes:
 
     # ------------------------------------------------------------------ moderators
     def pending(self, moderator_id: int, limit: int = 10, include_delivered: bool = False) -> list[PrizeView]:
-        with Session(self.db) as session:
+        with read_session(self.db) as session:
             self.game.require_moderator(session, moderator_id)
             statement = select(Prize, Player).join(Player, Player.id == Prize.player_id)
             if not include_delivered:

@@ -66,15 +66,32 @@ def _writer_lock(engine: Engine) -> threading.RLock:
         return lock
 
 
+# The transaction a unit of work opened on this thread, if any (see unit_of_work).
+_ambient = threading.local()
+
+
+def _ambient_session(engine: Engine) -> Session | None:
+    session = getattr(_ambient, "session", None)
+    return session if session is not None and session.get_bind() is engine else None
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One write transaction: commit on success, roll back on any error.
+
+    Inside a unit_of_work it is a SAVEPOINT of that transaction instead: a step the rules refuse
+    undoes only itself, and nothing is committed until the whole unit is.
 
     On SQLite the writers of this process also queue on a lock of their own: SQLite's busy
     handler polls with growing sleeps (up to 100 ms), so waiting there makes long tails, while a
     lock hands over the moment the previous writer commits. Other processes still meet the
     database's own lock and busy timeout.
     """
+    outer = _ambient_session(engine)
+    if outer is not None:
+        with outer.begin_nested():
+            yield outer
+        return
     sqlite = engine.dialect.name == "sqlite"
     lock = _writer_lock(engine) if sqlite else contextlib.nullcontext()
     with lock, Session(engine, expire_on_commit=False) as session:
@@ -88,10 +105,52 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reading: the unit of work's, when one is open on this thread (so a read sees
+    what the unit wrote so far), else a fresh one."""
+    outer = _ambient_session(engine)
+    if outer is not None:
+        yield outer
+        return
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Session]:
+    """One transaction around many steps: every session_scope and read_session on this thread joins
+    it until it ends. The bots handle an update this way, so the update is marked handled in the
+    same transaction as everything it changed."""
+    if _ambient_session(engine) is not None:
+        raise RuntimeError("a unit of work is already open on this thread")
+    with session_scope(engine) as session:
+        _ambient.session = session
+        try:
+            yield session
+        finally:
+            _ambient.session = None
+
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected (PostgreSQL)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """A transaction the database aborted to resolve a conflict: running it again is safe."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) in RETRYABLE_SQLSTATES
+
+
 def insert_ignoring_conflicts(session: Session, table, rows: list[dict], conflict_columns: list[str]) -> int:
     """INSERT … ON CONFLICT DO NOTHING on SQLite and PostgreSQL; returns how many rows went in."""
+    return len(insert_new_rows(session, table, rows, conflict_columns))
+
+
+def insert_new_rows(session: Session, table, rows: list[dict], conflict_columns: list[str], returning=None) -> list:
+    """INSERT … ON CONFLICT DO NOTHING; returns the `returning` columns (default: the primary key)
+    of the rows that went in, not of those that were there already."""
     if not rows:
-        return 0
+        return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -99,10 +158,10 @@ def insert_ignoring_conflicts(session: Session, table, rows: list[dict], conflic
         from sqlalchemy.dialects.sqlite import insert
     else:  # pragma: no cover - only the two supported databases
         raise RuntimeError(f"unsupported database: {dialect}")
-    # RETURNING counts what went in; rowcount is not reliable for executemany on every driver.
+    # RETURNING says what went in; rowcount is not reliable for executemany on every driver.
     statement = insert(table).on_conflict_do_nothing(index_elements=conflict_columns).returning(
-        *table.primary_key.columns)
-    return len(session.execute(statement, rows).all())
+        *(returning if returning is not None else table.primary_key.columns))
+    return list(session.execute(statement, rows).all())
 
 
 @contextmanager

@@ -109,6 +109,11 @@ class Player(SQLModel, table=True):
     flagged: bool = False  # failed gold checks: moderators look
     leaderboard_opt_in: bool = False  # wants the daily and weekly leaderboard posts
     last_role: str | None = Field(default=None, max_length=16)
+    # What the player's next text message answers when it is not a query: ("suggest", task id) or
+    # ("correct", query id). Kept here, not in a process, so it survives restarts and every worker
+    # sees it; it is good only for the next text message and only while its task is still open.
+    awaiting_kind: str | None = Field(default=None, max_length=16)
+    awaiting_ref: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = Field(default_factory=utcnow)
     last_active_at: datetime = Field(default_factory=utcnow)
 
@@ -231,10 +236,33 @@ class TelegramFile(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class ProcessedUpdate(SQLModel, table=True):
+class InboxStatus(StrEnum):
+    RECEIVED = "received"  # stored and acknowledged to Telegram, not handled yet
+    HANDLED = "handled"  # its effects and its replies are committed; the replies may not be delivered yet
+    DONE = "done"  # replies delivered
+    SKIPPED = "skipped"  # not a move in the game (a group message, an update no framework could parse)
+    FAILED = "failed"  # the handler raised: logged, the player told, never retried
+
+
+class InboxUpdate(SQLModel, table=True):
+    """The transactional inbox: every update Telegram gave a bot, stored before it is acknowledged.
+
+    An update is handled in the same transaction that marks it handled and stores its replies, so
+    a crash at any moment leaves it either untouched (handled again after the restart) or handled
+    with its replies waiting to be delivered; (bot_key, update_id) makes a redelivery a no-op."""
+
+    __table_args__ = (Index("ix_inbox_lane", "bot_key", "chat_key", "status", "update_id"),
+                      Index("ix_inbox_status", "status", "received_at"))
     bot_key: str = Field(primary_key=True, max_length=64)
     update_id: int = Field(primary_key=True, sa_type=BigInteger)
-    processed_at: datetime = Field(default_factory=utcnow)
+    chat_key: int = Field(sa_type=BigInteger)  # a chat's updates are handled one at a time, in order
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default=InboxStatus.RECEIVED, max_length=16)
+    replies: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    error: str | None = Field(default=None, max_length=500)
+    received_at: datetime = Field(default_factory=utcnow)
+    handled_at: datetime | None = None
+    done_at: datetime | None = None
 
 
 class PrizeKind(StrEnum):

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # faster: the work holds Python's interpreter lock, so more threads only queue on it and on
     # the database's writer lock; two keep one slow call from stalling everyone.
     game_threads: int = Field(default=2, ge=1, le=32)
+    # Redis, for running several worker processes per bot: Telegram's pacing and the one-update-
+    # at-a-time order of each chat are then shared by all of them. Unset: kept in each process.
+    redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
 
     # Game rules (DESIGN.md "The game"); defaults follow the paper.
     points_by_rank: tuple[int, int, int] = (3, 2, 1)

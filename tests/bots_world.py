@@ -48,10 +48,10 @@ async def running_bot(db, tmp_path: Path, framework: str, *, rate_limits: bool =
         receiver = WebhookReceiver(webhook_secret)
         receiver.add("main", shell)
         hook_base = await receiver.start("127.0.0.1", 0)
-        await shell.start(polling=False)
+        await shell.start(polling=False, outbox=False)
         await shell.runtime.sender_set_webhook(f"{hook_base}/telegram/main", webhook_secret)
     else:
-        await shell.start(poll_timeout=1)
+        await shell.start(poll_timeout=1, outbox=False)  # the tests deliver the outbox themselves
     client = httpx.AsyncClient(base_url=base, timeout=30)
     world = BotWorld(sandbox, shell, game, client)
     world.webhook_url = f"{hook_base}/telegram/main" if receiver else None

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue
+from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
 from tests.bots_world import MODERATOR, TOKEN, prepare_database, running_bot
 
@@ -152,7 +153,11 @@ async def test_commands(game_db, tmp_path, framework, language):
         assert texts(await player.send("/play")) == [t("consent")]
         commands = world.sandbox.bots[TOKEN].commands
         assert commands == {} or all(commands.values())
-        assert world.shell.runtime._chat_locks == {}  # a chat's lock goes when its last update is done
+        for _ in range(100):  # the lane's drain ends once it finds the lane empty, just after the last reply
+            if len(world.shell.runtime.chat_locks) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert len(world.shell.runtime.chat_locks) == 0  # a chat's lock goes when its last update is done
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -419,11 +424,10 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
         assert texts(await fan.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
         assert texts(await fan.send("/top on")) == [t("top_subscribed")]
         assert texts(await fan.send("/top")) == [t("top_empty")]  # no hint once subscribed
-        with Session(world.game.db) as session:
+        with session_scope(world.game.db) as session:
             fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 5)).one()
             session.add(ScoreEvent(idempotency_key="t", player_id=fan_id, language=language, points=4, reason="x",
                                    created_at=world.game.clock()))
-            session.commit()
         Prizes(world.game).post_leaderboards("week", world.game.clock())
         assert await world.shell.runtime.deliver_outbox_once() == 1
         posted = texts(await fan.replies(settle=0.2))
@@ -493,7 +497,7 @@ async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(ga
         elapsed = asyncio.get_running_loop().time() - started
         stats = (await world.client.get("/sim/stats")).json()["result"]
         assert stats.get("rate_limited", 0) == 0  # the sandbox answers 429 past 30 messages a second
-        assert elapsed >= 1.0  # 40 messages cannot all go out within one second
+        assert elapsed >= 0.55  # paced: a burst of 25, then 25 a second (15 more take 0.6 s)
         for fan in fans:
             assert texts(await fan.transcript())[-1].startswith(catalogue("en")("leaderboard_day"))
 

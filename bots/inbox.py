@@ -1,0 +1,206 @@
+"""The transactional inbox: updates are stored before Telegram is told we have them, and each is
+handled in the same database transaction that marks it handled and keeps its replies.
+
+A chat's updates form a *lane*, handled one at a time in update order. Whoever holds a lane (see
+`ChatLocks`) takes its oldest unfinished update: a `received` one is handled now; a `handled` one
+was handled by a process that died before delivering its replies, so only the delivery is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from sqlalchemy import Engine, func, update
+from sqlmodel import col, select
+
+from bots.screens import Incoming, Outgoing, decode_outgoing, encode_outgoing
+from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
+from storage.models import InboxStatus, InboxUpdate, utcnow
+
+log = logging.getLogger(__name__)
+
+_INT64 = 2**63
+_UNFINISHED = (InboxStatus.RECEIVED, InboxStatus.HANDLED)
+_CHAT_CARRIERS = ("message", "edited_message", "channel_post", "edited_channel_post", "business_message",
+                  "edited_business_message")
+
+
+def _int64(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64 else None
+
+
+def update_id_of(update) -> int | None:
+    return _int64(update.get("update_id")) if isinstance(update, dict) else None
+
+
+def chat_key_of(update: dict) -> int:
+    """The lane an update belongs to: its chat, or for a button press the chat of the message it was
+    on (else the presser). 0 for updates that belong to no chat."""
+    for key in _CHAT_CARRIERS:
+        message = update.get(key)
+        chat = message.get("chat") if isinstance(message, dict) else None
+        if isinstance(chat, dict) and _int64(chat.get("id")) is not None:
+            return chat["id"]
+    press = update.get("callback_query")
+    if isinstance(press, dict):
+        message = press.get("message")
+        chat = message.get("chat") if isinstance(message, dict) else None
+        if isinstance(chat, dict) and _int64(chat.get("id")) is not None:
+            return chat["id"]
+        user = press.get("from")
+        if isinstance(user, dict) and _int64(user.get("id")) is not None:
+            return user["id"]
+    return 0
+
+
+class Inbox:
+    """One bot's inbox. Its methods block (database work): run them on the game threads."""
+
+    def __init__(self, db: Engine, bot_key: str, parse: Callable[[dict], Incoming | None],
+                 handle: Callable[[Incoming], Outgoing], failure: Callable[[Incoming], Outgoing | None]):
+        self.db = db
+        self.bot_key = bot_key
+        self.parse = parse  # raw update -> Incoming, or None for one that is no move in the game
+        self.handle = handle
+        self.failure = failure  # what the player is told when handling raised
+
+    def store(self, updates: Iterable[dict]) -> list[tuple[int, int]]:
+        """Store updates durably (one transaction); returns (update_id, lane) of each one that is
+        new. Updates without a usable update_id cannot be stored and are dropped with a log line."""
+        rows, now = [], utcnow()
+        for raw in updates:
+            update_id = update_id_of(raw)
+            if update_id is None:
+                log.warning("bot %s: an update without a usable update_id was dropped", self.bot_key)
+                continue
+            rows.append({"bot_key": self.bot_key, "update_id": update_id, "chat_key": chat_key_of(raw),
+                         "payload": raw, "status": InboxStatus.RECEIVED, "received_at": now})
+        if not rows:
+            return []
+        table = InboxUpdate.__table__
+        with session_scope(self.db) as session:
+            new = insert_new_rows(session, table, rows, ["bot_key", "update_id"],
+                                  returning=[table.c.update_id, table.c.chat_key])
+        return [(update_id, lane) for update_id, lane in new]
+
+    def take_next(self, lane: int) -> tuple[int, Outgoing | None] | None:
+        """Handle the lane's oldest unfinished update if it is not handled yet; returns its id and
+        the replies still to deliver, or None when the lane is empty. Call it holding the lane."""
+        for attempt in range(4):
+            try:
+                return self._take_next(lane)
+            except Exception as error:
+                if is_retryable(error) and attempt < 3:
+                    continue  # the database aborted us to break a deadlock: the whole unit again
+                raise
+        return None  # pragma: no cover
+
+    def _oldest_unfinished(self, lane: int):
+        return (select(InboxUpdate).where(InboxUpdate.bot_key == self.bot_key, InboxUpdate.chat_key == lane,
+                                          col(InboxUpdate.status).in_(_UNFINISHED))
+                .order_by(InboxUpdate.update_id).limit(1))
+
+    def _take_next(self, lane: int) -> tuple[int, Outgoing | None] | None:
+        # A read first: an empty lane (the common last look) costs no write transaction.
+        with read_session(self.db) as session:
+            if session.exec(self._oldest_unfinished(lane).with_only_columns(InboxUpdate.update_id)).first() is None:
+                return None
+        with unit_of_work(self.db) as session:
+            row = session.exec(self._oldest_unfinished(lane).with_for_update()).first()
+            if row is None:
+                return None
+            if row.status == InboxStatus.HANDLED:  # handled before a crash; only delivery is left
+                return row.update_id, decode_outgoing(row.replies) if row.replies else None
+            incoming = self._parsed(row.payload)
+            if incoming is None:
+                row.status, row.done_at = InboxStatus.SKIPPED, utcnow()
+                session.add(row)
+                return row.update_id, None
+            try:
+                with session.begin_nested():
+                    outgoing = self.handle(incoming)
+            except Exception as error:  # noqa: BLE001 - a bug must not wedge the lane: fail this update only
+                if is_retryable(error):
+                    raise
+                log.exception("bot %s: update %s failed", self.bot_key, row.update_id)
+                outgoing = self.failure(incoming)
+                row.status, row.error = InboxStatus.FAILED, f"{type(error).__name__}: {error}"[:500]
+            else:
+                row.status = InboxStatus.HANDLED
+            row.handled_at = utcnow()
+            row.replies = encode_outgoing(outgoing) if outgoing is not None else None
+            session.add(row)
+            return row.update_id, outgoing
+
+    def _parsed(self, payload: dict) -> Incoming | None:
+        try:
+            return self.parse(payload)
+        except Exception as error:  # noqa: BLE001 - an update no framework can read is skipped, once
+            log.warning("bot %s: skipped an update that could not be read (%s: %s)", self.bot_key,
+                        type(error).__name__, str(error)[:200])
+            return None
+
+    def mark_done(self, update_id: int) -> None:
+        with session_scope(self.db) as session:
+            session.execute(update(InboxUpdate).where(
+                InboxUpdate.bot_key == self.bot_key, InboxUpdate.update_id == update_id,
+                col(InboxUpdate.status).in_((InboxStatus.HANDLED, InboxStatus.FAILED)),
+                col(InboxUpdate.done_at).is_(None))
+                .values(status=InboxStatus.DONE, done_at=utcnow(), replies=None))
+
+    def waiting_lanes(self, older_than: timedelta = timedelta(0), limit: int = 1000) -> list[int]:
+        """Lanes with unfinished updates received at least `older_than` ago (left by a restart or
+        a dead worker)."""
+        cutoff = utcnow() - older_than
+        with read_session(self.db) as session:
+            return list(session.exec(
+                select(InboxUpdate.chat_key).where(
+                    InboxUpdate.bot_key == self.bot_key, col(InboxUpdate.status).in_(_UNFINISHED),
+                    InboxUpdate.received_at <= cutoff)
+                .group_by(InboxUpdate.chat_key).limit(limit)).all())
+
+    def last_update_id(self) -> int | None:
+        with read_session(self.db) as session:
+            return session.exec(select(func.max(InboxUpdate.update_id)).where(
+                InboxUpdate.bot_key == self.bot_key)).one()
+
+
+class ChatLocks:
+    """One update of a chat at a time: within this process (asyncio locks) and, with Redis, across
+    every process serving the bot (a redis-py Lock per chat, as aiogram's RedisEventIsolation)."""
+
+    def __init__(self, redis=None, timeout: float = 30.0):
+        self.redis = redis
+        self.timeout = timeout
+        self._local: dict[tuple[str, int], list] = {}  # lane -> [lock, holders and waiters]
+
+    @contextlib.asynccontextmanager
+    async def hold(self, bot_key: str, lane: int):
+        key = (bot_key, lane)
+        entry = self._local.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                if self.redis is None:
+                    yield
+                    return
+                lock = self.redis.lock(f"sticktionary:lane:{bot_key}:{lane}", timeout=self.timeout, sleep=0.01,
+                                       blocking_timeout=self.timeout * 2)
+                if not await lock.acquire():
+                    raise TimeoutError(f"lane {lane} of bot {bot_key} stayed locked")
+                try:
+                    yield
+                finally:
+                    with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
+                        await lock.release()
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._local[key]
+
+    def __len__(self) -> int:
+        return len(self._local)
