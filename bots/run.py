@@ -56,15 +56,19 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     shared = SharedState(settings.redis_url) if settings.redis_url else None
     shells = []
     try:
+        keys = []
         for position, config in enumerate(settings.bots):
             token = config.token.get_secret_value()
-            key = config.name or token.split(":")[0]
-            shell = make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
-                               bot_key=key, languages=tuple(config.languages),
-                               delivers_to_moderators=position == 0, game_executor=executor, shared=shared)
+            keys.append(config.name or token.split(":")[0])
+            shells.append(make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
+                                     bot_key=keys[-1], languages=tuple(config.languages),
+                                     delivers_to_moderators=position == 0, game_executor=executor, shared=shared))
+        # Every bot is set up before any receives: a bot's backlog then cannot hold up another's start.
+        for shell in shells:
+            await shell.open()
+        await asyncio.gather(*(shell.runtime.register_commands() for shell in shells))
+        for key, shell, config in zip(keys, shells, settings.bots, strict=True):
             await shell.start(polling=receiver is None)
-            shells.append(shell)
-            await shell.runtime.register_commands()
             if receiver is not None:
                 receiver.add(key, shell)
                 await shell.runtime.sender_set_webhook(f"{settings.webhook_url.rstrip('/')}/telegram/{key}",

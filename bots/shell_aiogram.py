@@ -136,6 +136,9 @@ class AiogramShell:
         self.bot = Bot(token, session=session)
         self.runtime: BotRuntime = runtime_factory(AiogramSender(self.bot))
 
+    async def open(self) -> None:
+        """Ready to call the Bot API (nothing to do for aiogram)."""
+
     async def start(self, polling: bool = True, poll_timeout: int = 10, outbox: bool = True) -> None:
         self.runtime.start_background(polling=polling, poll_timeout=poll_timeout, outbox=outbox)
 

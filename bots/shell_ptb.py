@@ -112,9 +112,16 @@ class PtbShell:
     def __init__(self, token: str, api_base: str, runtime_factory):
         self.application = build_application(token, api_base)
         self.runtime: BotRuntime = runtime_factory(PtbSender(self.application.bot))
+        self._opened = False
+
+    async def open(self) -> None:
+        """Ready to call the Bot API (PTB's Bot must be initialized first)."""
+        if not self._opened:
+            await self.application.initialize()
+            self._opened = True
 
     async def start(self, polling: bool = True, poll_timeout: int = 10, outbox: bool = True) -> None:
-        await self.application.initialize()
+        await self.open()
         self.runtime.start_background(polling=polling, poll_timeout=poll_timeout, outbox=outbox)
 
     async def feed(self, update: dict) -> None:

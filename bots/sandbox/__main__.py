@@ -12,8 +12,8 @@ import signal
 from bots.sandbox.server import Sandbox
 
 
-async def serve(host: str, port: int, bots: list[str], limits: bool) -> None:
-    sandbox = Sandbox(rate_limits=limits)
+async def serve(host: str, port: int, bots: list[str], limits: bool, spread: list[str] | None = None) -> None:
+    sandbox = Sandbox(rate_limits=limits, webhook_spread=spread)
     for spec in bots:
         token, _, username = spec.partition("=")
         sandbox.add_bot(token, username or f"bot{len(sandbox.bots) + 1}")
@@ -34,8 +34,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--bot", action="append", default=[], help="TOKEN=username, once per bot")
     parser.add_argument("--no-limits", action="store_true", help="no 429 for rate (injected faults still apply)")
+    parser.add_argument("--spread", default="", help="comma-separated base URLs that webhook deliveries go to "
+                        "in turn (a load balancer in front of several workers)")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.bot, not args.no_limits))
+    asyncio.run(serve(args.host, args.port, args.bot, not args.no_limits, [u for u in args.spread.split(",") if u]))
 
 
 if __name__ == "__main__":

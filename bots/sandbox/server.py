@@ -17,6 +17,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import ClientSession, web
 
@@ -60,6 +61,10 @@ class BotState:
     secret: str | None = None
     commands: dict = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # What the bot was given (getUpdates results, webhook deliveries answered 2xx) and what it
+    # confirmed (getUpdates offsets past them): chaos tests check every one was handled.
+    handed_out: set = field(default_factory=set)
+    confirmed_below: int = 0
 
 
 @dataclass
@@ -75,7 +80,11 @@ class Chat:
 
 
 class Sandbox:
-    def __init__(self, *, rate_limits: bool = True, seed: int = 0):
+    def __init__(self, *, rate_limits: bool = True, seed: int = 0, webhook_spread: list[str] | None = None):
+        """`webhook_spread`: base URLs (scheme://host:port) that webhook deliveries go to in turn,
+        keeping the path the bot set, as a load balancer in front of several workers would."""
+        self.webhook_spread = list(webhook_spread or [])
+        self._spread_turn = itertools.count()
         self.bots: dict[str, BotState] = {}
         self.chats: dict[tuple[str, int], Chat] = {}
         self.files: dict[str, tuple[bytes, str]] = {}
@@ -272,13 +281,16 @@ class Sandbox:
         timeout = float(params.get("timeout") or 0)
         while bot.updates and bot.updates[0]["update_id"] < offset:
             bot.updates.popleft()
+        bot.confirmed_below = max(bot.confirmed_below, offset)
         if not bot.updates and timeout:
             bot.arrived.clear()
             try:
                 await asyncio.wait_for(bot.arrived.wait(), timeout)
             except TimeoutError:
                 pass
-        return list(itertools.islice(bot.updates, 0, limit))
+        given = list(itertools.islice(bot.updates, 0, limit))
+        bot.handed_out.update(u["update_id"] for u in given)
+        return given
 
     async def m_setWebhook(self, bot, params):
         bot.webhook = params.get("url") or None
@@ -429,17 +441,28 @@ class Sandbox:
             if self._http is None:
                 self._http = ClientSession()
             headers = {"X-Telegram-Bot-Api-Secret-Token": bot.secret} if bot.secret else {}
-            for attempt in range(5):  # Telegram retries failed webhook deliveries
+            for attempt in range(8):  # Telegram retries failed webhook deliveries
                 try:
-                    async with self._http.post(bot.webhook, json=update, headers=headers) as response:
+                    async with self._http.post(self._webhook_target(bot.webhook), json=update,
+                                               headers=headers) as response:
+                        if response.status < 300:
+                            bot.handed_out.add(update["update_id"])
                         if response.status < 500:
                             return
                 except OSError:
                     pass
                 await asyncio.sleep(0.05 * (attempt + 1))
+            self.stats["webhook_undelivered"] += 1
         else:
             bot.updates.append(update)
             bot.arrived.set()
+
+    def _webhook_target(self, url: str) -> str:
+        if not self.webhook_spread:
+            return url
+        parts = urlsplit(url)
+        base = urlsplit(self.webhook_spread[next(self._spread_turn) % len(self.webhook_spread)])
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
 
     def user_message(self, token: str, user_id: int, *, text: str | None = None, kind: str = "text",
                      first_name: str = "Player", language_code: str = "en") -> tuple[BotState, Chat, dict]:
@@ -553,3 +576,9 @@ class Sandbox:
 
     async def sim_stats(self, body):
         return dict(self.stats)
+
+    async def sim_updates(self, body):
+        """The update ids a bot was given, and below which it confirmed them (getUpdates offset)."""
+        bot = self.bots[body["token"]]
+        return {"handed_out": sorted(bot.handed_out), "confirmed_below": bot.confirmed_below,
+                "last_update_id": bot.next_update_id - 1}
