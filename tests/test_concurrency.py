@@ -314,3 +314,32 @@ def test_a_finished_task_adds_to_its_play_session_in_sql(db, settings):
         submitted.result(timeout=15)
     with Session(db) as session:
         assert session.exec(select(PlaySession.task_count).where(PlaySession.player_id == bob)).one() == 3
+
+
+@on_postgres
+def test_pause_racing_the_expiry_job_releases_the_slot_once(db, settings):
+    game = make_world(db, settings)
+    alice, bob, carol = make_player(game, 1), make_player(game, 2), make_player(game, 3)
+    round_id = labeled_round(game, alice)
+    bob_task, _ = _retrieval(game, db, bob)
+    carol_task, target = _retrieval(game, db, carol)
+    game.submit_ranking(carol, carol_task.task_id, [target.sticker_id])
+    paused, expired = race(db, lambda: game.pause(bob), lambda: _later(game).expire_abandoned())
+    paused.result()
+    assert expired.result() == {"rounds": 0, "tasks": 0}
+    with Session(db) as session:
+        assert session.get(RetrievalTask, bob_task.task_id).status == TaskStatus.EXPIRED
+        assert session.get(LabelRound, round_id).retrieval_count == 1  # carol's answered task keeps its slot
+
+
+@on_postgres
+def test_two_quick_picks_both_stay_on_the_grid(db, settings):
+    game = make_world(db, settings)
+    alice, bob = make_player(game, 1), make_player(game, 2)
+    labeled_round(game, alice)
+    task, stored = _retrieval(game, db, bob)
+    first, second = race(db, lambda: game.toggle_pick(bob, task.task_id, 1),
+                         lambda: game.toggle_pick(bob, task.task_id, 2))
+    assert second.result().picks == stored.candidate_ids[:2]
+    with Session(db) as session:
+        assert session.get(RetrievalTask, task.task_id).picks == stored.candidate_ids[:2]
