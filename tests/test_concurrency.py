@@ -98,12 +98,15 @@ def _wait_until_waiting(engine, future, timeout: float = 15.0) -> None:
         time.sleep(0.01)
 
 
-def race(engine, first, second, timeout: float = 15.0):
-    """Hold `first` just before its COMMIT while `second` runs into its locks; returns both futures."""
+def race(engine, first, second, timeout: float = 15.0, at: str | None = None):
+    """Hold `first` just before its COMMIT (or before its first statement that starts with `at`)
+    while `second` runs into its locks; returns both futures."""
     reached, release = threading.Event(), threading.Event()
     holder: dict[str, int] = {}
 
-    def hold(_connection):
+    def hold(_connection, *statement):
+        if at is not None and not statement[1].lstrip().upper().startswith(at.upper()):
+            return
         if threading.get_ident() == holder.get("thread") and not reached.is_set():
             reached.set()
             release.wait(timeout)
@@ -112,7 +115,8 @@ def race(engine, first, second, timeout: float = 15.0):
         holder["thread"] = threading.get_ident()
         return first()
 
-    event.listen(engine, "commit", hold)
+    hook = "commit" if at is None else "before_cursor_execute"
+    event.listen(engine, hook, hold)
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
             held = pool.submit(run_first)
@@ -121,8 +125,8 @@ def race(engine, first, second, timeout: float = 15.0):
                 while not reached.wait(0.01):
                     if held.done():
                         held.result()  # raises what the first call raised
-                        raise AssertionError("the first call never committed")
-                    assert time.monotonic() < deadline, "the first call never reached its commit"
+                        raise AssertionError("the first call never reached its hold point")
+                    assert time.monotonic() < deadline, "the first call never reached its hold point"
                 racing = pool.submit(second)
                 _wait_until_waiting(engine, racing, timeout)
             finally:
@@ -130,7 +134,7 @@ def race(engine, first, second, timeout: float = 15.0):
             wait([held, racing], timeout=timeout)
             return held, racing
     finally:
-        event.remove(engine, "commit", hold)
+        event.remove(engine, hook, hold)
 
 
 def _later(game, hours: float = 2):
@@ -314,6 +318,21 @@ def test_a_finished_task_adds_to_its_play_session_in_sql(db, settings):
         submitted.result(timeout=15)
     with Session(db) as session:
         assert session.exec(select(PlaySession.task_count).where(PlaySession.player_id == bob)).one() == 3
+
+
+@on_postgres
+def test_pause_and_skip_of_one_task_take_locks_in_one_order(db, settings):
+    """pause locks the player, then the task; skip_task must too, or each waits for the other."""
+    game = make_world(db, settings)
+    alice, bob = make_player(game, 1), make_player(game, 2)
+    labeled_round(game, alice)
+    task, _ = _retrieval(game, db, bob)
+    paused, skipped = race(db, lambda: game.pause(bob), lambda: game.skip_task(bob, task.task_id),
+                           at="UPDATE retrievaltask")
+    paused.result()
+    with pytest.raises(GameError) as error:
+        skipped.result()
+    assert error.value.code == "task_closed"
 
 
 @on_postgres
