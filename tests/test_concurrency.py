@@ -10,15 +10,19 @@ from sqlalchemy import event, text, update
 from sqlmodel import Session, select
 
 from core.engine import Game, GameError, context_priority
+from core.prizes import Prizes
 from core.search import SearchIndexes
 from storage.models import (
     ChatContext,
     LabelRound,
+    OutboxMessage,
     Player,
     PlaySession,
+    Prize,
     Query,
     QueryStatus,
     RetrievalTask,
+    Review,
     RoundStatus,
     ScoreEvent,
     TaskStatus,
@@ -362,3 +366,59 @@ def test_two_quick_picks_both_stay_on_the_grid(db, settings):
     assert second.result().picks == stored.candidate_ids[:2]
     with Session(db) as session:
         assert session.get(RetrievalTask, task.task_id).picks == stored.candidate_ids[:2]
+
+
+# The engine calls below already resolved their race in the database before this change; these keep it so.
+
+@on_postgres
+def test_the_same_suggestion_twice_at_once_is_taken_once(db, settings):
+    game = make_world(db, settings)
+    alice, bob, carol = make_player(game, 1), make_player(game, 2), make_player(game, 3)
+    labeled_round(game, alice)
+    bob_task, target = _retrieval(game, db, bob)
+    carol_task, _ = _retrieval(game, db, carol)
+    first, second = race(db, lambda: game.suggest_query(bob, bob_task.task_id, target.sticker_id, "pure joy"),
+                         lambda: game.suggest_query(carol, carol_task.task_id, target.sticker_id, "Pure joy"))
+    assert first.result().status == QueryStatus.PENDING
+    with pytest.raises(GameError) as error:
+        second.result()
+    assert error.value.code == "taboo"
+
+
+@on_postgres
+def test_two_moderators_deciding_one_query_at_once_decide_it_once(db, settings):
+    game = make_world(db, settings)
+    alice, bob, first_moderator, second_moderator = (make_player(game, i) for i in (1, 2, 3, 4))
+    for moderator in (first_moderator, second_moderator):
+        game.set_moderator(moderator)
+    round_id = labeled_round(game, alice)
+    task, target = _retrieval(game, db, bob)
+    game.submit_ranking(bob, task.task_id, [next(c for c in target.candidate_ids if c != target.sticker_id)])
+    with Session(db) as session:
+        query_id = session.exec(select(Query.id).where(Query.label_round_id == round_id)).one()
+    accepted, discarded = race(db, lambda: game.accept_query(first_moderator, query_id),
+                               lambda: game.discard_query(second_moderator, query_id))
+    assert accepted.result().status == QueryStatus.ACCEPTED
+    with pytest.raises(GameError) as error:
+        discarded.result()
+    assert error.value.code == "already_reviewed"
+    with Session(db) as session:
+        assert session.get(Query, query_id).status == QueryStatus.ACCEPTED
+        assert len(session.exec(select(Review).where(Review.query_id == query_id)).all()) == 1
+
+
+@on_postgres
+def test_two_prize_tallies_at_once_award_each_prize_once(db, settings):
+    game = make_world(db, settings)
+    alice, bob = make_player(game, 1), make_player(game, 2)
+    labeled_round(game, alice)
+    task, target = _retrieval(game, db, bob)
+    game.submit_ranking(bob, task.task_id, [target.sticker_id])
+    now = utcnow()
+    start, end = now - timedelta(days=1), now + timedelta(minutes=1)
+    first, second = race(db, lambda: Prizes(game).tally(start, end, "day"),
+                         lambda: Prizes(game).tally(start, end, "day"))
+    assert first.result()["en"]["new"] + second.result()["en"]["new"] == first.result()["en"]["top"] == 2
+    with Session(db) as session:
+        assert len(session.exec(select(Prize)).all()) == 2
+        assert len(session.exec(select(OutboxMessage).where(OutboxMessage.kind == "prizes_tallied")).all()) == 1
