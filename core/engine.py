@@ -4,6 +4,9 @@ Every public method is one database transaction. Rules that must hold under conc
 enforced by the database, not by Python state: a task is answered by a conditional UPDATE that
 only one caller can win, every award goes through the ledger's unique idempotency key, and a
 player's next task is chosen while holding that player's row lock (SQLite: BEGIN IMMEDIATE).
+Every status change is an UPDATE … WHERE status = <old> whose rowcount or RETURNING decides what
+follows, and every counter is changed in SQL (x = x + 1 … RETURNING x), never read and written back.
+Locks are taken in one order: player, then their round or task, then the rows those touch.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -486,51 +489,65 @@ class Game:
 
     def remove_query(self, player_id: int, round_id: int, query_id: int) -> None:
         with session_scope(self.db) as session:
+            self._lock_player(session, player_id)
             self._own_open_round(session, player_id, round_id)
-            query = session.get(Query, query_id)
-            if query is None or query.label_round_id != round_id or query.status != QueryStatus.DRAFT:
+            removed = session.execute(delete(Query).where(Query.id == query_id, Query.label_round_id == round_id,
+                                                          Query.status == QueryStatus.DRAFT)
+                                      .execution_options(synchronize_session=False)).rowcount
+            if not removed:
                 raise GameError("not_your_query")
-            session.delete(query)
 
     def submit_round(self, player_id: int, round_id: int) -> SubmitResult:
         with session_scope(self.db) as session:
             self._playable_player(session, player_id)
             label_round = self._own_open_round(session, player_id, round_id)
-            drafts = session.exec(select(Query).where(Query.label_round_id == round_id,
-                                                      Query.status == QueryStatus.DRAFT)).all()
+            drafts = session.execute(update(Query).where(Query.label_round_id == round_id,
+                                                         Query.status == QueryStatus.DRAFT)
+                                     .values(status=QueryStatus.PENDING).returning(Query.id)
+                                     .execution_options(synchronize_session=False)).scalars().all()
             if not drafts:
                 raise GameError("no_queries")
-            for query in drafts:
-                query.status = QueryStatus.PENDING
-                session.add(query)
-            label_round.status = RoundStatus.SUBMITTED
-            label_round.submitted_at = self.clock()
-            session.add(label_round)
+            submitted = session.execute(update(LabelRound).where(LabelRound.id == round_id,
+                                                                 LabelRound.status == RoundStatus.OPEN)
+                                        .values(status=RoundStatus.SUBMITTED, submitted_at=self.clock())
+                                        .execution_options(synchronize_session=False)).rowcount
+            if not submitted:
+                raise GameError("round_closed")
             if label_round.context_id is not None:
-                context = session.get(ChatContext, label_round.context_id)
-                context.label_count += len(drafts)
-                context.priority = context_priority(context.label_count, context.skip_count)
-                session.add(context)
+                self._count_on_context(session, label_round.context_id, labels=len(drafts))
             self._finish_task(session, player_id, LABELER, label_round.language)
             return SubmitResult(round_id, len(drafts))
 
     def skip_round(self, player_id: int, round_id: int) -> None:
         with session_scope(self.db) as session:
+            self._lock_player(session, player_id)
             label_round = self._own_open_round(session, player_id, round_id)
-            self._close_round(session, label_round, RoundStatus.SKIPPED)
+            if not self._close_rounds(session, RoundStatus.SKIPPED, LabelRound.id == round_id):
+                raise GameError("round_closed")
             if label_round.context_id is not None:
-                context = session.get(ChatContext, label_round.context_id)
-                context.skip_count += 1
-                context.priority = context_priority(context.label_count, context.skip_count)
-                session.add(context)
+                self._count_on_context(session, label_round.context_id, skips=1)
             self._finish_task(session, player_id, LABELER, label_round.language, counts=False)
 
-    def _close_round(self, session: Session, label_round: LabelRound, status: str) -> None:
-        for query in session.exec(select(Query).where(Query.label_round_id == label_round.id,
-                                                      Query.status == QueryStatus.DRAFT)).all():
-            session.delete(query)
-        label_round.status = status
-        session.add(label_round)
+    def _close_rounds(self, session: Session, status: str, *where) -> list[int]:
+        """Close the open rounds matching `where`. Only the rounds this UPDATE changed lose their
+        drafts: a round submitted meanwhile keeps its queries."""
+        closed = session.execute(update(LabelRound).where(LabelRound.status == RoundStatus.OPEN, *where)
+                                 .values(status=status).returning(LabelRound.id)
+                                 .execution_options(synchronize_session=False)).scalars().all()
+        if closed:
+            session.execute(delete(Query).where(col(Query.label_round_id).in_(closed),
+                                                Query.status == QueryStatus.DRAFT)
+                            .execution_options(synchronize_session=False))
+        return list(closed)
+
+    def _count_on_context(self, session: Session, context_id: int, labels: int = 0, skips: int = 0) -> None:
+        """Counters and priority change in SQL, from the row's current values: concurrent rounds on
+        one sticker all count."""
+        label_count, skip_count = ChatContext.label_count + labels, ChatContext.skip_count + skips
+        session.execute(update(ChatContext).where(ChatContext.id == context_id)
+                        .values(label_count=label_count, skip_count=skip_count,
+                                priority=context_priority(label_count, skip_count))
+                        .execution_options(synchronize_session=False))
 
     # ------------------------------------------------------------------ retriever task
     def _own_open_task(self, session: Session, player_id: int, task_id: int) -> RetrievalTask:
@@ -544,10 +561,14 @@ class Game:
 
     def submit_ranking(self, player_id: int, task_id: int, picks: Sequence[int]) -> RankingOutcome:
         """Rank up to three candidates (sticker ids, best first). Scores exactly once."""
+        return self._answer(player_id, task_id, picks)
+
+    def _answer(self, player_id: int, task_id: int, picks: Sequence[int] | None) -> RankingOutcome:
+        """Answer the task with `picks`, or (None) with the picks drafted on it, read under its lock."""
         with session_scope(self.db) as session:
             self._playable_player(session, player_id)
             task = self._own_open_task(session, player_id, task_id)
-            picks = self._checked_picks(task, picks)
+            picks = self._checked_picks(task, list(task.picks) if picks is None else picks)
             hit_rank = picks.index(task.sticker_id) + 1 if task.sticker_id in picks else None
             now = self.clock()
             won = session.execute(
@@ -558,7 +579,7 @@ class Game:
             ).rowcount
             if not won:
                 raise GameError("task_closed", "answered")
-            task.status, task.picks, task.hit_rank = TaskStatus.ANSWERED, picks, hit_rank
+            # the UPDATE also set status, picks and hit_rank on `task` (synchronize_session)
             outcome = self._score(session, task)
             self._finish_task(session, player_id, RETRIEVER, task.language)
             return outcome
@@ -585,6 +606,7 @@ class Game:
 
     def undo_pick(self, player_id: int, task_id: int) -> RetrievalTaskView:
         with session_scope(self.db) as session:
+            self._lock_player(session, player_id)
             task = self._own_open_task(session, player_id, task_id)
             task.picks = list(task.picks)[:-1]
             session.add(task)
@@ -592,13 +614,9 @@ class Game:
             return self._retrieval_view(session, task)
 
     def submit_drafted_ranking(self, player_id: int, task_id: int) -> RankingOutcome:
-        """Submit the picks made with toggle_pick."""
-        with read_session(self.db) as session:
-            task = session.get(RetrievalTask, task_id)
-            if task is None or task.retriever_id != player_id:
-                raise GameError("not_your_task")
-            picks = list(task.picks)
-        return self.submit_ranking(player_id, task_id, picks)
+        """Submit the picks made with toggle_pick: those on the task when its lock is taken, so a
+        pick that committed just before is never lost."""
+        return self._answer(player_id, task_id, None)
 
     def _checked_picks(self, task: RetrievalTask, picks: Sequence[int]) -> list[int]:
         if not isinstance(picks, list | tuple) or not picks:
@@ -633,7 +651,6 @@ class Game:
         retriever_points = points_table[task.hit_rank - 1] if task.hit_rank else 0
         self._award(session, f"task:{task.id}:retriever", task.retriever_id, task.language, retriever_points,
                     "gold_hit" if task.is_gold else "retriever_hit", task_id=task.id)
-        queries = session.exec(select(Query).where(col(Query.id).in_(task.query_ids)).order_by(Query.id)).all()
         validated, to_review = [], False
         if task.is_gold:
             self._check_gold(session, task.retriever_id)
@@ -643,21 +660,13 @@ class Game:
             if task.hit_rank:
                 self._award(session, f"task:{task.id}:labeler", labeler_id, task.language, retriever_points,
                             "labeler_hit", task_id=task.id)
-            for query in queries:
-                if task.hit_rank:
-                    if query.status in (QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW):
-                        query.status = QueryStatus.VALIDATED
-                        query.validated_at = self.clock()
-                        self._index_query(query)
-                        validated.append(query.id)
-                    query.hit_count += 1
-                    if query.author_id and query.hit_count >= self.settings.resonance_retrievers:
-                        self._award(session, f"resonance:{query.id}", query.author_id, task.language,
-                                    self.settings.resonance_bonus, "resonance", query_id=query.id)
-                elif query.status == QueryStatus.PENDING:
-                    query.status = QueryStatus.NEEDS_REVIEW
-                    to_review = True
-                session.add(query)
+            if task.hit_rank:
+                validated = self._count_hit(session, task)
+            else:
+                to_review = bool(session.execute(
+                    update(Query).where(col(Query.id).in_(task.query_ids), Query.status == QueryStatus.PENDING)
+                    .values(status=QueryStatus.NEEDS_REVIEW).returning(Query.id)
+                    .execution_options(synchronize_session=False)).all())
             self.notify(session, f"feedback:task:{task.id}", "feedback_hit" if task.hit_rank else "feedback_miss",
                          {"task_id": task.id, "round_id": label_round.id, "sticker_id": task.sticker_id,
                           "rank": task.hit_rank, "points": retriever_points, "language": task.language},
@@ -665,34 +674,77 @@ class Game:
         target = self._stickers(session, [task.sticker_id])[0]
         return RankingOutcome(task.id, task.hit_rank, target, retriever_points, validated, to_review)
 
+    def _count_hit(self, session: Session, task: RetrievalTask) -> list[int]:
+        """The retriever found the sticker from the task's queries: pending or disputed ones become
+        validated, and each query counts this retriever once. Both are conditional UPDATEs on the
+        row's current values, so concurrent hits all count, a moderator's concurrent decision stands,
+        and the resonance bonus follows the count the database returns. One query at a time, in id
+        order, so concurrent hits lock the rows in the same order."""
+        now, validated = self.clock(), []
+        for query_id in sorted(task.query_ids):
+            if session.execute(update(Query).where(
+                    Query.id == query_id, col(Query.status).in_((QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW)))
+                    .values(status=QueryStatus.VALIDATED, validated_at=now).returning(Query.id)
+                    .execution_options(synchronize_session=False)).first():
+                validated.append(query_id)
+            # Resonance counts distinct retrievers. The retriever's row is locked by the caller, so
+            # their own earlier hits are all committed and visible here.
+            earlier_hit = (select(TaskQuery.task_id)
+                           .join(RetrievalTask, col(RetrievalTask.id) == TaskQuery.task_id)
+                           .where(TaskQuery.query_id == query_id, RetrievalTask.retriever_id == task.retriever_id,
+                                  RetrievalTask.id != task.id, RetrievalTask.status == TaskStatus.ANSWERED,
+                                  col(RetrievalTask.hit_rank).is_not(None), col(RetrievalTask.is_gold).is_(False)))
+            counted = session.execute(update(Query).where(Query.id == query_id, ~earlier_hit.exists())
+                                      .values(hit_count=Query.hit_count + 1)
+                                      .returning(Query.hit_count, Query.author_id)
+                                      .execution_options(synchronize_session=False)).first()
+            if counted and counted.author_id and counted.hit_count >= self.settings.resonance_retrievers:
+                self._award(session, f"resonance:{query_id}", counted.author_id, task.language,
+                            self.settings.resonance_bonus, "resonance", query_id=query_id)
+        if validated:
+            for query in session.exec(select(Query).where(col(Query.id).in_(validated)).order_by(Query.id)
+                                      .execution_options(populate_existing=True)).all():
+                self._index_query(query)
+        return validated
+
     def _check_gold(self, session: Session, player_id: int) -> None:
         answered, hits = session.exec(select(func.count(), func.count(RetrievalTask.hit_rank)).where(
             RetrievalTask.retriever_id == player_id, RetrievalTask.is_gold,
             RetrievalTask.status == TaskStatus.ANSWERED)).one()
         failures = answered - hits
-        player = session.get(Player, player_id)
-        if (not player.flagged and failures >= self.settings.gold_flag_failures
-                and hits / answered < self.settings.gold_flag_accuracy):
-            player.flagged = True
-            session.add(player)
+        if failures < self.settings.gold_flag_failures or hits / answered >= self.settings.gold_flag_accuracy:
+            return
+        flagged = session.execute(update(Player).where(Player.id == player_id, col(Player.flagged).is_(False))
+                                  .values(flagged=True)).rowcount
+        if flagged:
+            player = session.get(Player, player_id)
             self.notify(session, f"flag:{player_id}", "moderator_flag",
                          {"player_id": player_id, "pseudonym": player.pseudonym, "gold_answered": answered,
                           "gold_hits": hits})
 
     def skip_task(self, player_id: int, task_id: int) -> None:
         with session_scope(self.db) as session:
+            self._lock_player(session, player_id)
             task = self._own_open_task(session, player_id, task_id)
-            skipped = session.execute(update(RetrievalTask).where(
-                RetrievalTask.id == task_id, RetrievalTask.status == TaskStatus.OPEN
-            ).values(status=TaskStatus.SKIPPED, answered_at=self.clock())).rowcount
-            if not skipped:
+            if not self._close_tasks(session, TaskStatus.SKIPPED, RetrievalTask.id == task_id,
+                                     answered_at=self.clock()):
                 raise GameError("task_closed", "answered")
-            self._release_round(session, task)
             self._finish_task(session, player_id, RETRIEVER, task.language, counts=False)
 
-    def _release_round(self, session: Session, task: RetrievalTask) -> None:
-        if task.label_round_id is not None:
-            session.execute(update(LabelRound).where(LabelRound.id == task.label_round_id,
+    def _close_tasks(self, session: Session, status: str, *where, **values) -> list[int]:
+        """Close the open tasks matching `where`; only the tasks this UPDATE changed give their
+        round's retrieval slot back, so an answered or skipped task is never touched or released twice."""
+        closed = session.execute(update(RetrievalTask).where(RetrievalTask.status == TaskStatus.OPEN, *where)
+                                 .values(status=status, **values)
+                                 .returning(RetrievalTask.id, RetrievalTask.label_round_id)
+                                 .execution_options(synchronize_session=False)).all()
+        for _task_id, label_round_id in sorted(closed, key=lambda row: row.label_round_id or 0):
+            self._release_round(session, label_round_id)
+        return [task_id for task_id, _ in closed]
+
+    def _release_round(self, session: Session, label_round_id: int | None) -> None:
+        if label_round_id is not None:
+            session.execute(update(LabelRound).where(LabelRound.id == label_round_id,
                                                      LabelRound.retrieval_count > 0)
                             .values(retrieval_count=LabelRound.retrieval_count - 1))
 
@@ -736,40 +788,35 @@ class Game:
         session.add(player)
         if not counts:
             return
+        # The caller holds the player's row lock, so which session this task belongs to cannot race;
+        # the count itself changes in SQL.
         now = self.clock()
         gap = timedelta(minutes=self.settings.session_gap_minutes)
-        current = session.exec(select(PlaySession).where(PlaySession.player_id == player_id)
-                               .order_by(col(PlaySession.id).desc()).limit(1)).first()
-        if current is None or now - current.last_activity_at > gap or current.language != language:
-            current = PlaySession(player_id=player_id, language=language, started_at=now, last_activity_at=now)
-        current.task_count += 1
-        current.last_activity_at = now
-        session.add(current)
+        latest = session.exec(select(PlaySession.id).where(PlaySession.player_id == player_id)
+                              .order_by(col(PlaySession.id).desc()).limit(1)).first()
+        continued = latest is not None and session.execute(
+            update(PlaySession).where(PlaySession.id == latest, PlaySession.language == language,
+                                      PlaySession.last_activity_at >= now - gap)
+            .values(task_count=PlaySession.task_count + 1, last_activity_at=now)
+            .execution_options(synchronize_session=False)).rowcount
+        if not continued:
+            session.add(PlaySession(player_id=player_id, language=language, started_at=now, last_activity_at=now,
+                                    task_count=1))
 
     def expire_abandoned(self) -> dict[str, int]:
         """Close rounds and tasks left open past the expiry time; their slots go back to the pool."""
         cutoff = self.clock() - timedelta(minutes=self.settings.task_expiry_minutes)
+        # One conditional UPDATE per table: work answered, skipped or submitted meanwhile no longer
+        # matches `status = 'open'` (PostgreSQL re-checks a row it waited for), and only the rows
+        # changed here lose their drafts or give their slot back.
         with session_scope(self.db) as session:
-            rounds = session.exec(select(LabelRound).where(LabelRound.status == RoundStatus.OPEN,
-                                                           LabelRound.created_at < cutoff)).all()
-            for label_round in rounds:
-                self._close_round(session, label_round, RoundStatus.EXPIRED)
-            tasks = session.exec(select(RetrievalTask).where(RetrievalTask.status == TaskStatus.OPEN,
-                                                             RetrievalTask.created_at < cutoff)).all()
-            for task in tasks:
-                task.status = TaskStatus.EXPIRED
-                session.add(task)
-                self._release_round(session, task)
+            rounds = self._close_rounds(session, RoundStatus.EXPIRED, LabelRound.created_at < cutoff)
+            tasks = self._close_tasks(session, TaskStatus.EXPIRED, RetrievalTask.created_at < cutoff)
             return {"rounds": len(rounds), "tasks": len(tasks)}
 
     def _expire_open_work(self, session: Session, player_id: int) -> None:
-        work = self._open_work(session, player_id)
-        if isinstance(work, LabelRound):
-            self._close_round(session, work, RoundStatus.EXPIRED)
-        elif isinstance(work, RetrievalTask):
-            work.status = TaskStatus.EXPIRED
-            session.add(work)
-            self._release_round(session, work)
+        self._close_rounds(session, RoundStatus.EXPIRED, LabelRound.player_id == player_id)
+        self._close_tasks(session, TaskStatus.EXPIRED, RetrievalTask.retriever_id == player_id)
 
     # ------------------------------------------------------------------ views
     def _stickers(self, session: Session, sticker_ids: Sequence[int]) -> list[StickerView]:

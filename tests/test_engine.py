@@ -8,6 +8,7 @@ from sqlmodel import Session, func, select
 from core.datasets import dataset_rows
 from core.engine import Game, GameError
 from core.prizes import Prizes
+from storage.db import session_scope
 from storage.models import (
     ChatContext,
     LabelRound,
@@ -19,6 +20,7 @@ from storage.models import (
     Review,
     ScoreEvent,
     Sticker,
+    TaskQuery,
     utcnow,
 )
 from tests.helpers import labeled_round, make_player, make_world
@@ -252,6 +254,34 @@ def test_resonance_bonus_when_two_retrievers_find_the_sticker(db, settings):
         game.submit_ranking(retriever, task.task_id, [_target(db, task.task_id)])
     reasons = [e.reason for e in _ledger(db) if e.player_id == alice]
     assert reasons.count("resonance") == 1 and reasons.count("labeler_hit") == 2
+
+
+def test_resonance_counts_distinct_retrievers_not_hits(db, settings):
+    settings.retrievals_per_round = 3
+    game = make_world(db, settings)
+    alice, bob, carol = make_player(game, 1), make_player(game, 2), make_player(game, 3)
+    round_id = labeled_round(game, alice)
+    task = _retrieve(game, bob)
+    game.submit_ranking(bob, task.task_id, [_target(db, task.task_id)])
+    with session_scope(db) as session:  # bob is shown the same query again (the game never does this itself)
+        first = session.get(RetrievalTask, task.task_id)
+        again = RetrievalTask(retriever_id=bob, label_round_id=round_id, sticker_id=first.sticker_id,
+                              language="en", query_ids=first.query_ids, candidate_ids=first.candidate_ids)
+        session.add(again)
+        session.flush()
+        session.add_all([TaskQuery(task_id=again.id, query_id=q) for q in first.query_ids])
+        again_id = again.id
+    game.submit_ranking(bob, again_id, [_target(db, again_id)])
+
+    def hits_and_bonus():
+        with Session(db) as session:
+            query = session.exec(select(Query).where(Query.label_round_id == round_id)).one()
+            return query.hit_count, [e.reason for e in _ledger(db)].count("resonance")
+
+    assert hits_and_bonus() == (1, 0)
+    task = _retrieve(game, carol)
+    game.submit_ranking(carol, task.task_id, [_target(db, task.task_id)])
+    assert hits_and_bonus() == (2, 1)
 
 
 def test_skipping_lowers_a_stickers_priority(db, settings):
