@@ -455,7 +455,9 @@ class BM25Index:
         """Top k over a dense score array (most documents matched), without gathering it first."""
         n = len(dense)
         k = min(k, n)
-        kth_best = dense[np.argpartition(dense, n - k)[n - k:]].min()
+        # Selecting from the small end of the negated scores: argpartition(dense, n - k) degenerates
+        # on the many zeros and ties (5-7 ms instead of 0.2 at 100K documents).
+        kth_best = -np.partition(-dense, k - 1)[k - 1]
         greater = np.nonzero(dense > kth_best)[0]
         ties = np.nonzero(dense == kth_best)[0] if kth_best > 0 else greater[:0]
         wanted = k - len(greater)
