@@ -21,6 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from core.search import SearchIndexes
+from core.search_follower import SearchFollower
+from core.search_log import record_author_change, record_search_change
 from core.text import QueryTextError, clean_query_text, normalize_query, tokenize
 from core.views import (
     ContextMessage,
@@ -103,26 +105,37 @@ class Game:
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
-        self.indexes = indexes if indexes is not None else SearchIndexes()
+        # The indexes follow the database's change log (core/search_follower.py); indexes handed in
+        # (the jobs, which never search) stay as they are.
+        self.search: SearchFollower | None = None
+        self._fixed_indexes = indexes
         if indexes is None:
             self.load_indexes()
 
     # ------------------------------------------------------------------ search index
-    def load_indexes(self) -> None:
-        """(Re)build every language's index from the usable queries in the database."""
-        fresh = SearchIndexes()
-        with read_session(self.db) as session:
-            rows = session.exec(
-                select(Query.sticker_id, Query.language, Query.text, Query.corrected_text)
-                .where(col(Query.status).in_(USABLE_QUERY_STATUSES))
-                .order_by(Query.id)
-            )
-            for sticker_id, language, text, corrected in rows:
-                fresh[language].add_tokens(sticker_id, tokenize(corrected or text))
-        self.indexes = fresh
+    @property
+    def indexes(self) -> SearchIndexes:
+        """Every language's index, caught up with the change log when the last look is older than
+        the poll interval."""
+        if self.search is None:
+            return self._fixed_indexes
+        self.search.catch_up_if_due()
+        return self.search.indexes
 
-    def _index_query(self, query: Query) -> None:
-        self.indexes[query.language].add_tokens(query.sticker_id, tokenize(query.final_text))
+    def load_indexes(self) -> None:
+        """(Re)build every language's index in bulk from the usable queries in the database."""
+        if self.search is None:
+            self.search = SearchFollower(self.db)
+        self.search.load()
+
+    def follow_search_changes(self) -> None:
+        """Poll the change log from a background thread too (long-running processes: the bots)."""
+        if self.search is not None:
+            self.search.start()
+
+    def close(self) -> None:
+        if self.search is not None:
+            self.search.stop()
 
     # ------------------------------------------------------------------ players
     def register_player(self, telegram_user_id: int | None, display_name: str = "",
@@ -178,6 +191,8 @@ class Game:
         with session_scope(self.db) as session:
             player = self._lock_player(session, player_id)
             player.consent_at = self.clock()
+            if player.consent_withdrawn_at is not None:
+                record_author_change(session, player_id, "consent")
             player.consent_withdrawn_at = None
             session.add(player)
 
@@ -185,6 +200,8 @@ class Game:
         """The player's queries leave future exports; open work is dropped."""
         with session_scope(self.db) as session:
             player = self._lock_player(session, player_id)
+            if player.consent_withdrawn_at is None:
+                record_author_change(session, player_id, "withdrawn")
             player.consent_withdrawn_at = self.clock()
             session.add(player)
             self._expire_open_work(session, player_id)
@@ -702,9 +719,11 @@ class Game:
                 self._award(session, f"resonance:{query_id}", counted.author_id, task.language,
                             self.settings.resonance_bonus, "resonance", query_id=query_id)
         if validated:
-            for query in session.exec(select(Query).where(col(Query.id).in_(validated)).order_by(Query.id)
-                                      .execution_options(populate_existing=True)).all():
-                self._index_query(query)
+            stickers = session.exec(select(Query.language, Query.sticker_id).where(col(Query.id).in_(validated))
+                                    .distinct()).all()
+            for language in {language for language, _ in stickers}:
+                record_search_change(session, language, [s for lang, s in stickers if lang == language],
+                                     "validated")
         return validated
 
     def _check_gold(self, session: Session, player_id: int) -> None:
@@ -944,8 +963,7 @@ class Game:
                                old_text=query.text, new_text=corrected, created_at=self.clock()))
             session.flush()
             session.refresh(query)
-            if new_status in USABLE_QUERY_STATUSES:
-                self._index_query(query)
+            record_search_change(session, query.language, [query.sticker_id], action)
             return QueryView(query.id, query.final_text, query.status)
 
     def accept_query(self, moderator_id: int, query_id: int) -> QueryView:

@@ -227,11 +227,13 @@ def demo(
 
 
 @bench_app.command("search")
-def bench_search(stickers: int = 100_000, queries: int = 1000, as_json: bool = typer.Option(False, "--json")) -> None:
+def bench_search(stickers: int = 100_000, queries: int = 1000,
+                 write_every: Annotated[int, typer.Option(help="one index write per this many searches (0: none)")] = 0,
+                 as_json: bool = typer.Option(False, "--json")) -> None:
     """Search latency over N stickers, against rank_bm25 and bm25s on the same corpus."""
     from sticktionary.bench import bench_search as run
 
-    _print(run(stickers=stickers, n_queries=queries), as_json)
+    _print(run(stickers=stickers, n_queries=queries, write_every=write_every), as_json)
 
 
 @bench_app.command("import")

@@ -302,3 +302,16 @@ class JobRun(SQLModel, table=True):
     finished_at: datetime | None = None
     result: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str | None = Field(default=None, max_length=2000)
+
+
+class SearchChange(SQLModel, table=True):
+    """The ordered log of changes to the searchable queries: written in the transaction that makes the
+    change, applied by every process's search index after commit (it re-reads the sticker's usable
+    queries of that language, so a row says which document changed, not how)."""
+
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids never reused, even after pruning
+    id: int | None = Field(default=None, primary_key=True)
+    language: str = Field(max_length=8)
+    sticker_id: int = Field(foreign_key="sticker.id")
+    reason: str = Field(max_length=16)  # validated, accepted, corrected, discarded, consent, imported
+    created_at: datetime = Field(default_factory=utcnow)
