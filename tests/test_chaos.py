@@ -59,7 +59,7 @@ class BotProcess:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         running = 0
         while running < len(BOTS):
-            line = await asyncio.wait_for(self.process.stderr.readline(), 60)
+            line = await asyncio.wait_for(self.process.stderr.readline(), 180)
             if not line:
                 raise RuntimeError(f"the bot process died while starting; see {self.log}")
             with self.log.open("ab") as log:
