@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
+from core.outbox import Outbox
 from core.search import SearchIndexes
 from core.text import QueryTextError, clean_query_text, normalize_query, tokenize
 from core.views import (
@@ -37,7 +38,6 @@ from storage.models import (
     ChatContext,
     ContextStatus,
     LabelRound,
-    OutboxMessage,
     Player,
     PlaySession,
     Query,
@@ -99,6 +99,8 @@ class Game:
         self.clock = clock
         self.rng = rng or random.Random()
         self.indexes = indexes if indexes is not None else SearchIndexes()
+        self.outbox = Outbox(db, lambda: self.clock(), max_attempts=settings.outbox_max_attempts,
+                             lease_seconds=settings.outbox_lease_seconds)
         if indexes is None:
             self.load_indexes()
 
@@ -121,13 +123,16 @@ class Game:
 
     # ------------------------------------------------------------------ players
     def register_player(self, telegram_user_id: int | None, display_name: str = "",
-                        language: str | None = None) -> Player:
-        """Find or create the player for a Telegram user (idempotent)."""
+                        language: str | None = None, bot_key: str | None = None) -> Player:
+        """Find or create the player for a Telegram user (idempotent). `bot_key`: the bot they
+        just wrote to, which the outbox then delivers their messages through."""
         if language is not None and language not in LANGUAGES:
             raise GameError("bad_language", language)
         if telegram_user_id is not None:  # the common case, a returning player: a read is enough
             existing = self.find_player(telegram_user_id)
             if existing:
+                if bot_key is not None and existing.bot_key != bot_key:
+                    self._use_bot(existing, bot_key)
                 return existing
         with session_scope(self.db) as session:
             if telegram_user_id is not None:
@@ -135,9 +140,12 @@ class Game:
                     select(Player).where(Player.telegram_user_id == telegram_user_id)
                 ).first()
                 if existing:
+                    if bot_key is not None and existing.bot_key != bot_key:
+                        existing.bot_key = bot_key
+                        session.add(existing)
                     return existing
             player = Player(telegram_user_id=telegram_user_id, display_name=display_name[:255],
-                            pseudonym=secrets.token_hex(8), language=language)
+                            pseudonym=secrets.token_hex(8), language=language, bot_key=bot_key)
             session.add(player)
             try:
                 session.flush()
@@ -147,6 +155,11 @@ class Game:
                     select(Player).where(Player.telegram_user_id == telegram_user_id)
                 ).one()
             return player
+
+    def _use_bot(self, player: Player, bot_key: str) -> None:
+        with session_scope(self.db) as session:
+            session.execute(update(Player).where(col(Player.id) == player.id).values(bot_key=bot_key))
+        player.bot_key = bot_key
 
     def find_player(self, telegram_user_id: int) -> Player | None:
         with Session(self.db, expire_on_commit=False) as session:
@@ -588,9 +601,8 @@ class Game:
 
     def notify(self, session: Session, key: str, kind: str, payload: dict, player_id: int | None = None,
                 chat_id: int | None = None) -> None:
-        insert_ignoring_conflicts(session, OutboxMessage.__table__, [dict(
-            dedupe_key=key, player_id=player_id, chat_id=chat_id, kind=kind, payload=payload,
-            created_at=self.clock())], ["dedupe_key"])
+        """Queue a message for a player or a chat in this transaction (core/outbox.py delivers it)."""
+        self.outbox.enqueue(session, key, kind, payload, player_id=player_id, chat_id=chat_id)
 
     def _score(self, session: Session, task: RetrievalTask) -> RankingOutcome:
         points_table = self.settings.points_by_rank
@@ -898,17 +910,6 @@ class Game:
             session.add(Review(context_id=context_id, moderator_id=moderator.id,
                                action="approve_context" if approve else "reject_context", created_at=self.clock()))
 
-    # ------------------------------------------------------------------ outbox
-    def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
-        with Session(self.db) as session:
-            return list(session.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
-                                     .order_by(OutboxMessage.id).limit(limit)).all())
-
-    def mark_delivered(self, message_ids: Sequence[int]) -> None:
-        with session_scope(self.db) as session:
-            session.execute(update(OutboxMessage).where(col(OutboxMessage.id).in_(list(message_ids)),
-                                                        col(OutboxMessage.delivered_at).is_(None))
-                            .values(delivered_at=self.clock()))
 
 
 __all__ = ["Game", "GameError", "LABELER", "RETRIEVER", "LANGUAGES", "context_priority"]
