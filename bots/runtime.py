@@ -118,6 +118,7 @@ class BotRuntime:
         self.delivers_to_moderators = delivers_to_moderators
         self.claimer = claimer_id(bot_key)  # who holds the leases on the outbox rows this bot claims
         self.outbox_stopped: str | None = None  # why this bot's outbox stopped (a refused token)
+        self._moved_chats: dict[int, int] = {}  # groups seen migrating (the database has them too)
         self.attempts = attempts
         self.game_executor = game_executor
         self._per_chat = per_chat
@@ -198,6 +199,7 @@ class BotRuntime:
 
     async def _call(self, paced_chat: int | None, call):
         """One Bot API call with pacing and retries; returns its result."""
+        last: TelegramError | None = None
         for attempt in range(self.attempts):
             if paced_chat is not None and self._per_chat is not None:
                 async with self._limit(paced_chat):
@@ -206,10 +208,13 @@ class BotRuntime:
             try:
                 return await call()
             except RetryAfter as wait:
+                last = wait
                 await asyncio.sleep(min(wait.seconds, 60))
-            except Transient:
-                await asyncio.sleep(min(0.1 * 2 ** attempt, 5))
-        raise Transient(f"gave up after {self.attempts} attempts")
+            except Transient as error:
+                last = error
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(min(0.1 * 2 ** attempt, 5))
+        raise Transient(f"gave up after {self.attempts} attempts ({last})")
 
     async def deliver(self, outgoing: Outgoing) -> None:
         # The answer to a button press goes out alongside the screens rather than after them: it is
@@ -367,6 +372,7 @@ class BotRuntime:
 
     async def _send_outgoing(self, outgoing: Outgoing) -> None:
         """Every reply of one outgoing message, following a group that migrated to a supergroup."""
+        outgoing.chat_id = self._moved_chats.get(outgoing.chat_id, outgoing.chat_id)  # claimed before it moved
         for reply in outgoing.replies:
             for _ in range(3):  # a chat can migrate once; the loop only bounds a misbehaving server
                 try:
@@ -375,6 +381,7 @@ class BotRuntime:
                 except ChatMigrated as moved:
                     await self._game(self.conversation.game.outbox.migrate_chat, outgoing.chat_id, moved.new_chat_id)
                     log.info("chat %s migrated to %s: following it", outgoing.chat_id, moved.new_chat_id)
+                    self._moved_chats[outgoing.chat_id] = moved.new_chat_id
                     outgoing.chat_id = moved.new_chat_id
             else:
                 raise Rejected(f"chat {outgoing.chat_id} keeps migrating")

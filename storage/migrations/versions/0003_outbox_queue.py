@@ -58,13 +58,14 @@ def downgrade() -> None:
     with op.batch_alter_table('outboxmessage', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_due')
         batch_op.alter_column('sent_at', new_column_name='delivered_at')
-        batch_op.create_index('ix_outboxmessage_delivered_at', ['delivered_at'], unique=False)
         batch_op.drop_column('last_error')
         batch_op.drop_column('lease_until')
         batch_op.drop_column('claimed_by')
         batch_op.drop_column('next_attempt_at')
         batch_op.drop_column('attempts')
         batch_op.drop_column('status')
+    with op.batch_alter_table('outboxmessage', schema=None) as batch_op:
+        batch_op.create_index('ix_outboxmessage_delivered_at', ['delivered_at'], unique=False)
 
     with op.batch_alter_table('player', schema=None) as batch_op:
         batch_op.drop_column('bot_key')
