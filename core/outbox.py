@@ -201,4 +201,4 @@ class Outbox:
                 col(OutboxMessage.status) == SENT, col(OutboxMessage.sent_at) < before)).rowcount
 
 
-__all__ = ["Outbox", "Route", "claimer_id", "PENDING", "SENDING", "SENT", "DEAD"]
+__all__ = ["Outbox", "OutboxStatus", "Route", "claimer_id", "PENDING", "SENDING", "SENT", "DEAD"]
