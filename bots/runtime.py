@@ -233,6 +233,8 @@ class BotRuntime:
             log.warning("could not deliver to chat %s", outgoing.chat_id)
         except Rejected as error:
             log.warning("Telegram refused a message to chat %s: %s", outgoing.chat_id, error)
+        except TelegramError as error:  # a migrated group, a refused token, a conflict, anything else
+            log.warning("could not deliver to chat %s: %s: %s", outgoing.chat_id, type(error).__name__, error)
         finally:
             if answering is not None:
                 await answering  # it never raises a TelegramError: a late answer is harmless
