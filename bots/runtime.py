@@ -340,7 +340,7 @@ class BotRuntime:
             return 0
         if not outgoings:
             await self._game(outbox.dead_letter, message.id, self.claimer,
-                             "nobody to send it to (the player stopped, blocked the bot or is unknown)")
+                             "nobody to send it to (the player is inactive or has no chat; or no moderators)")
             return 0
         delivered, permanent, temporary = 0, [], []
         for outgoing in outgoings:

@@ -40,7 +40,11 @@ _REASON_CHARS = 500  # OutboxMessage.last_error
 class Route:
     """Which rows a bot may claim: messages to players who use it (`Player.bot_key`) and, for the
     one designated bot, messages addressed to no player (moderator notices, posts to chats).
-    A player who has not written since bot keys were recorded falls back to the bot's languages."""
+
+    A player with no bot recorded (they have not written since bot keys were) falls back to a bot
+    of their language; with two bots of one language that can be a bot they never started (a dead
+    letter, "chat not found") until their next message records theirs. Messages for players of a
+    bot that no longer runs wait: `sticktionary outbox reroute OLD NEW` moves those players."""
 
     bot_key: str
     languages: tuple[str, ...] = ("en", "zh")
@@ -153,6 +157,12 @@ class Outbox:
             return session.execute(update(OutboxMessage).where(self._held(ids, claimer)).values(
                 status=PENDING, claimed_by=None, lease_until=None, next_attempt_at=self.clock(),
                 attempts=OutboxMessage.attempts - 1)).rowcount
+
+    def reroute(self, old_bot_key: str, new_bot_key: str) -> int:
+        """Players of a bot renamed or retired go through another; returns how many players."""
+        with session_scope(self.db) as session:
+            return session.execute(update(Player).where(col(Player.bot_key) == old_bot_key)
+                                   .values(bot_key=new_bot_key)).rowcount
 
     def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
         """A group became a supergroup: remember its new id for later posts, and re-address what

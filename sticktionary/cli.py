@@ -428,6 +428,17 @@ def outbox_retry(
                    err=True)
 
 
+@outbox_app.command("reroute")
+def outbox_reroute(
+    old: Annotated[str, typer.Argument(help="the key of a bot that no longer runs (its name, or token number)")],
+    new: Annotated[str, typer.Argument(help="the key of the bot its players should hear from")],
+) -> None:
+    """Messages to a player go through the bot they last wrote to: after renaming or retiring a bot,
+    move its players (and what waits for them) to another."""
+    moved = _outbox().reroute(old, new)
+    typer.echo(f"{moved} players of bot {old} now hear from bot {new}")
+
+
 @outbox_app.command("purge")
 def outbox_purge(
     sent_before: Annotated[str, typer.Option(help="delete messages sent before this date or time (ISO 8601, UTC)")],

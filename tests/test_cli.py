@@ -178,10 +178,12 @@ def test_bench_bots_refuses_an_unknown_framework():
 def test_outbox_lists_retries_and_purges(env):
     from datetime import timedelta
 
+    from sqlmodel import select
+
     from core.outbox import Outbox, Route
     from storage.db import make_engine, session_scope
     from storage.migrate import upgrade
-    from storage.models import utcnow
+    from storage.models import Player, utcnow
 
     engine = make_engine(f"sqlite:///{env}/cli.sqlite3")
     upgrade(engine)
@@ -211,4 +213,9 @@ def test_outbox_lists_retries_and_purges(env):
     tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
     assert runner.invoke(app, ["outbox", "purge", "--sent-before", tomorrow]).output == "1 sent messages deleted\n"
     assert outbox.counts() == {"pending": 2, "sending": 0, "sent": 0, "dead": 0}
+    with session_scope(engine) as session:
+        session.add(Player(telegram_user_id=1, pseudonym="p1", bot_key="old"))
+    assert runner.invoke(app, ["outbox", "reroute", "old", "new"]).output == "1 players of bot old now hear from bot new\n"
+    with session_scope(engine) as session:
+        assert session.exec(select(Player.bot_key)).all() == ["new"]
     engine.dispose()
