@@ -597,3 +597,16 @@ async def test_a_killed_senders_rows_are_sent_once_by_another_after_its_lease(db
         assert await runtime.deliver_outbox_once() == 4
         assert await world.chat_texts("main", -100) == [board(f"post{i}") for i in range(4)]
         assert {(row.status, row.attempts) for row in rows(db).values()} == {(SENT, 2)}
+
+
+def test_every_process_designates_the_same_moderator_bot(tmp_path):
+    from bots.run import ConfigurationError, check_configuration, moderator_bot_key
+
+    bots = [{"token": "111:a", "languages": ["en"]}, {"token": "222:b", "name": "zh-bot", "languages": ["zh"]}]
+    assert moderator_bot_key(Settings(bots=bots, _env_file=None)) == "111"  # the first, by its token's number
+    assert moderator_bot_key(Settings(bots=list(reversed(bots)), _env_file=None)) == "zh-bot"
+    assert moderator_bot_key(Settings(bots=bots, moderator_bot="zh-bot", _env_file=None)) == "zh-bot"
+    twins = Settings(bots=[{"token": "111:a", "name": "x"}, {"token": "222:b", "name": "x"}], sticker_root=tmp_path,
+                     _env_file=None)
+    with pytest.raises(ConfigurationError, match="same name"):
+        check_configuration(twins)
