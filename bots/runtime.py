@@ -353,7 +353,7 @@ class BotRuntime:
                 permanent.append(f"chat {outgoing.chat_id}: forbidden: {error}")
             except Rejected as error:
                 permanent.append(f"chat {outgoing.chat_id}: refused: {error}")
-            except (Transient, Conflict, UnexpectedError, ChatMigrated) as error:
+            except (Transient, Conflict, UnexpectedError) as error:
                 temporary.append(f"chat {outgoing.chat_id}: {type(error).__name__}: {error}")
         problems = "; ".join(permanent + temporary)
         if delivered:

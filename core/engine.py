@@ -911,5 +911,4 @@ class Game:
                                action="approve_context" if approve else "reject_context", created_at=self.clock()))
 
 
-
 __all__ = ["Game", "GameError", "LABELER", "RETRIEVER", "LANGUAGES", "context_priority"]
