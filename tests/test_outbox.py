@@ -610,3 +610,59 @@ def test_every_process_designates_the_same_moderator_bot(tmp_path):
                      _env_file=None)
     with pytest.raises(ConfigurationError, match="same name"):
         check_configuration(twins)
+
+
+def _raising(error):
+    async def call():
+        raise error
+    return call()
+
+
+@pytest.mark.asyncio
+async def test_every_framework_error_is_translated_by_both_shells():
+    """Each shell's `_translated` leaves no framework error escaping untranslated: what the sandbox
+    cannot easily provoke (a 409, an unknown error) is raised here as the framework raises it."""
+    from aiogram import exceptions as ag
+    from aiogram.methods import SendMessage
+    from telegram import error as ptb
+
+    import bots.runtime as rt
+    from bots.shell_aiogram import _translated as aiogram_translated
+    from bots.shell_ptb import _translated as ptb_translated
+
+    method = SendMessage(chat_id=-100, text="x")
+    cases = [
+        (ptb_translated, ptb.RetryAfter(3), rt.RetryAfter),
+        (ptb_translated, ptb.ChatMigrated(-1001), rt.ChatMigrated),
+        (ptb_translated, ptb.Forbidden("Forbidden: bot was blocked by the user"), rt.Forbidden),
+        (ptb_translated, ptb.InvalidToken("Unauthorized"), rt.Unauthorized),
+        (ptb_translated, ptb.Conflict("terminated by other getUpdates request"), rt.Conflict),
+        (ptb_translated, ptb.BadRequest("Chat not found"), rt.Rejected),
+        (ptb_translated, ptb.EndPointNotFound("Not Found"), rt.Rejected),
+        (ptb_translated, ptb.TimedOut(), rt.Transient),
+        (ptb_translated, ptb.NetworkError("Bad Gateway"), rt.Transient),
+        (ptb_translated, ptb.PassportDecryptionError("odd"), rt.UnexpectedError),
+        (ptb_translated, ptb.TelegramError("odd"), rt.UnexpectedError),
+        (aiogram_translated, ag.TelegramRetryAfter(method, "Too Many Requests", 3), rt.RetryAfter),
+        (aiogram_translated, ag.TelegramMigrateToChat(method, "upgraded", -1001), rt.ChatMigrated),
+        (aiogram_translated, ag.TelegramForbiddenError(method, "Forbidden: bot was blocked"), rt.Forbidden),
+        (aiogram_translated, ag.TelegramUnauthorizedError(method, "Unauthorized"), rt.Unauthorized),
+        (aiogram_translated, ag.TelegramConflictError(method, "Conflict"), rt.Conflict),
+        (aiogram_translated, ag.TelegramBadRequest(method, "Bad Request: chat not found"), rt.Rejected),
+        (aiogram_translated, ag.TelegramNotFound(method, "Not Found"), rt.Rejected),
+        (aiogram_translated, ag.TelegramEntityTooLarge(method, "Request Entity Too Large"), rt.Rejected),
+        (aiogram_translated, ag.TelegramServerError(method, "Bad Gateway"), rt.Transient),
+        (aiogram_translated, ag.RestartingTelegram(method, "Restarting"), rt.Transient),
+        (aiogram_translated, ag.TelegramNetworkError(method, "connection reset"), rt.Transient),
+        (aiogram_translated, ag.TelegramAPIError(method, "something new"), rt.UnexpectedError),
+    ]
+    for translated, raised, expected in cases:
+        with pytest.raises(rt.TelegramError) as caught:
+            await translated(_raising(raised))
+        assert type(caught.value) is expected, (raised, caught.value)
+    with pytest.raises(rt.ChatMigrated) as moved:
+        await ptb_translated(_raising(ptb.ChatMigrated(-1001)))
+    assert moved.value.new_chat_id == -1001
+    with pytest.raises(rt.RetryAfter) as wait:
+        await aiogram_translated(_raising(ag.TelegramRetryAfter(method, "Too Many Requests", 3)))
+    assert wait.value.seconds == 3
