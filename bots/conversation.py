@@ -40,8 +40,9 @@ class Conversation:
         self.moderators = set(moderators)
 
     # ------------------------------------------------------------------ entry point
-    def handle(self, incoming: Incoming) -> Outgoing:
-        player = self.game.register_player(incoming.user_id, incoming.display_name)
+    def handle(self, incoming: Incoming, bot_key: str | None = None) -> Outgoing:
+        """`bot_key`: the bot the update came through; the player's outbox messages follow it."""
+        player = self.game.register_player(incoming.user_id, incoming.display_name, bot_key=bot_key)
         if incoming.user_id in self.moderators and not player.is_moderator:
             self.game.set_moderator(player.id)
             player.is_moderator = True

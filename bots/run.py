@@ -34,12 +34,20 @@ def check_configuration(settings: Settings) -> None:
         raise ConfigurationError("a bot token looks wrong: it is <digits>:<secret>, as @BotFather gives it")
     if len(set(tokens)) != len(tokens):
         raise ConfigurationError("the same token is configured twice")
+    keys = [b.key for b in settings.bots]
+    if len(set(keys)) != len(keys):
+        raise ConfigurationError("two bots have the same name: give each a different \"name\" in STICKTIONARY_BOTS")
     if settings.webhook_url and not settings.webhook_secret:
         raise ConfigurationError("STICKTIONARY_WEBHOOK_URL is set but STICKTIONARY_WEBHOOK_SECRET is not: "
                                  "webhooks need a secret token")
     if not settings.sticker_root.exists():
         raise ConfigurationError(f"the sticker folder {settings.sticker_root} does not exist: "
                                  "set STICKTIONARY_STICKER_ROOT or import stickers first")
+
+
+def moderator_bot_key(settings: Settings) -> str:
+    """The one bot, the same in every process, that delivers what is addressed to no player."""
+    return settings.moderator_bot or settings.bots[0].key
 
 
 async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_ready=None) -> None:
@@ -56,14 +64,19 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     executor = game_executor(settings.game_threads)
     shared = SharedState(settings.redis_url) if settings.redis_url else None
     shells = []
+    moderator_bot = moderator_bot_key(settings)
+    if moderator_bot not in {config.key for config in settings.bots}:
+        log.warning("the moderator bot %s is not among this process's bots: another process must run it, or "
+                    "moderator notices and posts to chats stay queued", moderator_bot)
     try:
         keys = []
-        for position, config in enumerate(settings.bots):
+        for config in settings.bots:
             token = config.token.get_secret_value()
-            keys.append(config.name or token.split(":")[0])
+            keys.append(config.key)
             shells.append(make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
-                                     bot_key=keys[-1], languages=tuple(config.languages),
-                                     delivers_to_moderators=position == 0, game_executor=executor, shared=shared))
+                                     bot_key=config.key, languages=tuple(config.languages),
+                                     delivers_to_moderators=config.key == moderator_bot, game_executor=executor,
+                                     shared=shared))
         # Every bot is set up before any receives: a bot's backlog then cannot hold up another's start.
         for shell in shells:
             await shell.open()

@@ -35,8 +35,9 @@ from bots.screens import (
     SendText,
     incoming_from_update,
 )
+from core.outbox import Route, claimer_id
 from storage.db import insert_ignoring_conflicts, session_scope
-from storage.models import TelegramFile, utcnow
+from storage.models import OutboxMessage, TelegramFile, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,27 @@ class Rejected(TelegramError):
     of a message that is gone). Retrying cannot help."""
 
 
+class ChatMigrated(TelegramError):
+    """The group became a supergroup with a new id: send there instead (and remember it)."""
+
+    def __init__(self, new_chat_id: int):
+        super().__init__(f"the chat migrated to {new_chat_id}")
+        self.new_chat_id = new_chat_id
+
+
+class Unauthorized(TelegramError):
+    """401 (or PTB's InvalidToken): Telegram does not know this bot's token, revoked or mistyped.
+    Nothing this bot sends can succeed until an operator fixes the token."""
+
+
+class Conflict(TelegramError):
+    """409: another process polls with this token, or a webhook is set while we poll."""
+
+
+class UnexpectedError(TelegramError):
+    """Any other error the framework reports: not known to be permanent, so worth a later try."""
+
+
 class Sender(Protocol):
     async def get_updates(self, offset: int | None, timeout: int) -> list[dict]:
         """getUpdates, the updates as Telegram sent them (JSON), not parsed yet."""
@@ -96,10 +118,6 @@ class Sender(Protocol):
     async def set_webhook(self, url: str, secret: str) -> None: ...
 
 
-class Unauthorized(TelegramError):
-    """Telegram does not know this bot's token (401): nothing this bot sends can succeed."""
-
-
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
                  *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
@@ -119,8 +137,12 @@ class BotRuntime:
         self.db = db
         self.media = media
         self.languages = languages
-        # Outbox messages addressed to no player (moderator flags) go out through one bot only.
+        # Outbox messages addressed to no player (moderator notices, posts to chats) go out through
+        # one bot only, the same one in every process (Settings.moderator_bot).
         self.delivers_to_moderators = delivers_to_moderators
+        self.claimer = claimer_id(bot_key)  # who holds the leases on the outbox rows this bot claims
+        self.outbox_stopped: str | None = None  # why this bot's outbox stopped (a refused token)
+        self._moved_chats: dict[int, int] = {}  # groups seen migrating (the database has them too)
         self.attempts = attempts
         self.game_executor = game_executor
         if pacer is None and per_chat is not None:
@@ -145,7 +167,7 @@ class BotRuntime:
         return incoming_from_update(self.sender.parse_update(raw))
 
     def _handle(self, incoming: Incoming) -> Outgoing:
-        return self.conversation.handle(incoming)
+        return self.conversation.handle(incoming, bot_key=self.bot_key)
 
     def _failure(self, incoming: Incoming) -> Outgoing | None:
         return self.conversation.failure(incoming)
@@ -277,16 +299,20 @@ class BotRuntime:
     # ------------------------------------------------------------------ delivery
     async def _call(self, paced_chat: int | None, call):
         """One Bot API call with pacing and retries; returns its result."""
+        last: TelegramError | None = None
         for attempt in range(self.attempts):
             if paced_chat is not None and self.pacer is not None:
                 await self.pacer.wait(self.bot_key, paced_chat)
             try:
                 return await call()
             except RetryAfter as wait:
+                last = wait
                 await asyncio.sleep(min(wait.seconds, 60))
-            except Transient:
-                await asyncio.sleep(min(0.1 * 2 ** attempt, 5))
-        raise Transient(f"gave up after {self.attempts} attempts")
+            except Transient as error:
+                last = error
+                if attempt + 1 < self.attempts:
+                    await asyncio.sleep(min(0.1 * 2 ** attempt, 5))
+        raise Transient(f"gave up after {self.attempts} attempts ({last})")
 
     async def deliver(self, outgoing: Outgoing) -> None:
         # The answer to a button press goes out alongside the screens rather than after them: it is
@@ -305,6 +331,8 @@ class BotRuntime:
             log.warning("could not deliver to chat %s", outgoing.chat_id)
         except Rejected as error:
             log.warning("Telegram refused a message to chat %s: %s", outgoing.chat_id, error)
+        except TelegramError as error:  # a migrated group, a refused token, a conflict, anything else
+            log.warning("could not deliver to chat %s: %s: %s", outgoing.chat_id, type(error).__name__, error)
         finally:
             if answering is not None:
                 await answering  # it never raises a TelegramError: a late answer is harmless
@@ -355,36 +383,120 @@ class BotRuntime:
         if new_id:
             await self._game(self._remember_file_id, sticker.id, method, new_id)
 
-    # ------------------------------------------------------------------ outbox and commands
-    async def deliver_outbox_once(self) -> int:
-        game = self.conversation.game
-        messages = await self._game(game.pending_outbox, 100)
-        done = []
-        for message in messages:
-            if message.player_id is not None:
-                player = await self._game(game.get_player, message.player_id)
-                if player.language not in self.languages:
-                    continue  # the bot of that player's language delivers it
-            elif message.chat_id is not None:
-                if message.payload.get("language") not in self.languages:
-                    continue  # a post to a chat (a leaderboard): the bot of its language
-            elif not self.delivers_to_moderators:
-                continue
-            for outgoing in await self._game(self.conversation.render_outbox, message):
-                await self.deliver(outgoing)
-            done.append(message.id)
-        if done:
-            await self._game(game.mark_delivered, done)
-        return len(done)
+    # ------------------------------------------------------------------ outbox
+    @property
+    def route(self) -> Route:
+        return Route(self.bot_key, self.languages, self.delivers_to_moderators)
+
+    async def deliver_outbox_once(self, limit: int = 20) -> int:
+        """Claim a batch of this bot's due outbox messages and deliver them, one at a time, each
+        marked sent, retried later or dead-lettered as soon as its outcome is known. Returns how
+        many were sent."""
+        if self.outbox_stopped:
+            return 0
+        outbox = self.conversation.game.outbox
+        messages = await self._game(outbox.claim, self.route, self.claimer, limit)
+        if not messages:
+            return 0
+        remaining = [message.id for message in messages]
+        heartbeat = asyncio.create_task(self._keep_leases(remaining))
+        sent = 0
+        try:
+            for message in messages:
+                try:
+                    sent += await self._deliver_message(message)
+                except Unauthorized as error:
+                    self.outbox_stopped = str(error)
+                    log.error("bot %s: Telegram refuses this bot's token (%s). Its outbox is stopped and %d "
+                              "messages stay queued for it: fix the token in STICKTIONARY_BOTS and restart.",
+                              self.bot_key, error, len(remaining))
+                    await self._game(outbox.release, list(remaining), self.claimer)
+                    break
+                remaining.remove(message.id)
+        finally:
+            heartbeat.cancel()
+        return sent
+
+    async def _keep_leases(self, ids: list[int]) -> None:
+        """Renew the leases of a batch still being sent (`ids` shrinks as messages are done)."""
+        outbox = self.conversation.game.outbox
+        while True:
+            await asyncio.sleep(outbox.lease_seconds / 3)
+            try:
+                await self._game(outbox.renew, list(ids), self.claimer)
+            except Exception:  # noqa: BLE001 - the next beat tries again; a lost lease only risks a repeat
+                log.exception("could not renew outbox leases of %s", self.bot_key)
+
+    async def _deliver_message(self, message: OutboxMessage) -> int:
+        """Send one claimed message to everyone it concerns; 1 if it went out."""
+        outbox = self.conversation.game.outbox
+        try:
+            outgoings = await self._game(self.conversation.render_outbox, message)
+        except Exception as error:  # noqa: BLE001 - a rendering bug: it is retried, then dead-lettered
+            log.exception("could not render outbox message %s", message.id)
+            await self._game(outbox.retry_later, message.id, self.claimer, f"rendering failed: {error!r}")
+            return 0
+        if not outgoings:
+            await self._game(outbox.dead_letter, message.id, self.claimer,
+                             "nobody to send it to (the player is inactive or has no chat; or no moderators)")
+            return 0
+        delivered, permanent, temporary = 0, [], []
+        for outgoing in outgoings:
+            try:
+                await self._send_outgoing(outgoing)
+                delivered += 1
+            except Forbidden as error:  # 403: the player blocked the bot, or the bot left that group
+                if outgoing.player_id is not None:
+                    await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
+                permanent.append(f"chat {outgoing.chat_id}: forbidden: {error}")
+            except Rejected as error:
+                permanent.append(f"chat {outgoing.chat_id}: refused: {error}")
+            except (Transient, Conflict, UnexpectedError) as error:
+                temporary.append(f"chat {outgoing.chat_id}: {type(error).__name__}: {error}")
+        problems = "; ".join(permanent + temporary)
+        if delivered:
+            # Some recipients have it (several moderators): sending it again would repeat it to them.
+            if problems:
+                log.warning("outbox message %s reached %d of %d chats: %s", message.id, delivered, len(outgoings),
+                            problems)
+            if not await self._game(outbox.mark_sent, message.id, self.claimer):
+                log.warning("outbox message %s was sent after its lease was lost: it may go out twice", message.id)
+            return 1
+        if temporary:
+            status = await self._game(outbox.retry_later, message.id, self.claimer, problems)
+            log.warning("outbox message %s not sent (%s): %s", message.id, status or "lease lost", problems)
+        else:
+            await self._game(outbox.dead_letter, message.id, self.claimer, problems)
+            log.warning("outbox message %s dead-lettered: %s", message.id, problems)
+        return 0
+
+    async def _send_outgoing(self, outgoing: Outgoing) -> None:
+        """Every reply of one outgoing message, following a group that migrated to a supergroup."""
+        outgoing.chat_id = self._moved_chats.get(outgoing.chat_id, outgoing.chat_id)  # claimed before it moved
+        for reply in outgoing.replies:
+            for _ in range(3):  # a chat can migrate once; the loop only bounds a misbehaving server
+                try:
+                    await self._deliver_one(outgoing, reply)
+                    break
+                except ChatMigrated as moved:
+                    await self._game(self.conversation.game.outbox.migrate_chat, outgoing.chat_id, moved.new_chat_id)
+                    log.info("chat %s migrated to %s: following it", outgoing.chat_id, moved.new_chat_id)
+                    self._moved_chats[outgoing.chat_id] = moved.new_chat_id
+                    outgoing.chat_id = moved.new_chat_id
+            else:
+                raise Rejected(f"chat {outgoing.chat_id} keeps migrating")
 
     async def run_outbox(self, interval: float = 1.0) -> None:
-        while True:
+        """Deliver the outbox until cancelled, or until Telegram refuses the token."""
+        while not self.outbox_stopped:
             try:
-                await self.deliver_outbox_once()
+                while await self.deliver_outbox_once():
+                    pass  # a full queue drains without pausing between batches
             except Exception:  # noqa: BLE001
                 log.exception("outbox delivery failed")
             await asyncio.sleep(interval)
 
+    # ------------------------------------------------------------------ commands
     async def sender_set_webhook(self, url: str, secret: str) -> None:
         await self._call(None, lambda: self.sender.set_webhook(url, secret))
 

@@ -11,8 +11,12 @@ from aiogram import methods as aiogram_methods
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
+    TelegramConflictError,
+    TelegramEntityTooLarge,
     TelegramForbiddenError,
+    TelegramMigrateToChat,
     TelegramNetworkError,
     TelegramNotFound,
     TelegramRetryAfter,
@@ -22,7 +26,18 @@ from aiogram.exceptions import (
 from aiogram.methods.base import Response, TelegramMethod
 from aiogram.types import BotCommand, BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Update
 
-from bots.runtime import ALLOWED_UPDATES, BotRuntime, Forbidden, Rejected, RetryAfter, Transient, Unauthorized
+from bots.runtime import (
+    ALLOWED_UPDATES,
+    BotRuntime,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    Rejected,
+    RetryAfter,
+    Transient,
+    Unauthorized,
+    UnexpectedError,
+)
 from bots.screens import Buttons
 
 
@@ -64,18 +79,25 @@ def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
 
 
 async def _translated(call):
+    """aiogram's errors as the runtime's (bots/runtime.py); every TelegramAPIError becomes one of them."""
     try:
         return await call
     except TelegramRetryAfter as error:
         raise RetryAfter(float(error.retry_after)) from None
-    except TelegramUnauthorizedError as error:
-        raise Unauthorized(str(error)) from None
+    except TelegramMigrateToChat as error:
+        raise ChatMigrated(int(error.migrate_to_chat_id)) from None
     except TelegramForbiddenError as error:
         raise Forbidden(str(error)) from None
-    except (TelegramBadRequest, TelegramNotFound) as error:
+    except TelegramUnauthorizedError as error:
+        raise Unauthorized(str(error)) from None
+    except TelegramConflictError as error:
+        raise Conflict(str(error)) from None
+    except (TelegramBadRequest, TelegramNotFound, TelegramEntityTooLarge) as error:  # 413 before NetworkError
         raise Rejected(str(error)) from None
     except (TelegramServerError, TelegramNetworkError) as error:
         raise Transient(str(error)) from None
+    except TelegramAPIError as error:
+        raise UnexpectedError(f"{type(error).__name__}: {error}") from None
 
 
 def _file(file: bytes | str, filename: str):

@@ -18,7 +18,18 @@ from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
-from bots.runtime import ALLOWED_UPDATES, BotRuntime, Forbidden, Rejected, RetryAfter, Transient, Unauthorized
+from bots.runtime import (
+    ALLOWED_UPDATES,
+    BotRuntime,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    Rejected,
+    RetryAfter,
+    Transient,
+    Unauthorized,
+    UnexpectedError,
+)
 from bots.screens import Buttons
 
 
@@ -30,6 +41,7 @@ def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
 
 
 async def _translated(call):
+    """PTB's errors as the runtime's (bots/runtime.py); every TelegramError becomes one of them."""
     try:
         return await call
     except tg_error.RetryAfter as error:
@@ -38,14 +50,20 @@ async def _translated(call):
             wait = error.retry_after
         seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
         raise RetryAfter(seconds) from None
-    except tg_error.InvalidToken as error:  # 401 (and 404 on a token's own path)
-        raise Unauthorized(str(error)) from None
+    except tg_error.ChatMigrated as error:
+        raise ChatMigrated(int(error.new_chat_id)) from None
     except tg_error.Forbidden as error:
         raise Forbidden(str(error)) from None
-    except tg_error.BadRequest as error:  # before NetworkError, its base class
+    except tg_error.InvalidToken as error:  # PTB's name for 401 (and the 404 of a malformed token)
+        raise Unauthorized(str(error)) from None
+    except tg_error.Conflict as error:
+        raise Conflict(str(error)) from None
+    except (tg_error.BadRequest, tg_error.EndPointNotFound) as error:  # before NetworkError, BadRequest's base
         raise Rejected(str(error)) from None
     except (tg_error.TimedOut, tg_error.NetworkError) as error:
         raise Transient(str(error)) from None
+    except tg_error.TelegramError as error:
+        raise UnexpectedError(f"{type(error).__name__}: {error}") from None
 
 
 class PtbSender:

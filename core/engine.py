@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from core.outbox import Outbox
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
 from core.search_log import record_author_change, record_search_change
@@ -43,7 +44,6 @@ from storage.models import (
     ChatContext,
     ContextStatus,
     LabelRound,
-    OutboxMessage,
     Player,
     PlaySession,
     Query,
@@ -109,6 +109,8 @@ class Game:
         # (the jobs, which never search) stay as they are.
         self.search: SearchFollower | None = None
         self._fixed_indexes = indexes
+        self.outbox = Outbox(db, lambda: self.clock(), max_attempts=settings.outbox_max_attempts,
+                             lease_seconds=settings.outbox_lease_seconds)
         if indexes is None:
             self.load_indexes()
 
@@ -139,13 +141,16 @@ class Game:
 
     # ------------------------------------------------------------------ players
     def register_player(self, telegram_user_id: int | None, display_name: str = "",
-                        language: str | None = None) -> Player:
-        """Find or create the player for a Telegram user (idempotent)."""
+                        language: str | None = None, bot_key: str | None = None) -> Player:
+        """Find or create the player for a Telegram user (idempotent). `bot_key`: the bot they
+        just wrote to, which the outbox then delivers their messages through."""
         if language is not None and language not in LANGUAGES:
             raise GameError("bad_language", language)
         if telegram_user_id is not None:  # the common case, a returning player: a read is enough
             existing = self.find_player(telegram_user_id)
             if existing:
+                if bot_key is not None and existing.bot_key != bot_key:
+                    self._use_bot(existing, bot_key)
                 return existing
         with session_scope(self.db) as session:
             if telegram_user_id is not None:
@@ -153,9 +158,12 @@ class Game:
                     select(Player).where(Player.telegram_user_id == telegram_user_id)
                 ).first()
                 if existing:
+                    if bot_key is not None and existing.bot_key != bot_key:
+                        existing.bot_key = bot_key
+                        session.add(existing)
                     return existing
             player = Player(telegram_user_id=telegram_user_id, display_name=display_name[:255],
-                            pseudonym=secrets.token_hex(8), language=language)
+                            pseudonym=secrets.token_hex(8), language=language, bot_key=bot_key)
             try:
                 with session.begin_nested():  # a savepoint: the outer transaction survives a conflict
                     session.add(player)
@@ -165,6 +173,11 @@ class Game:
                     select(Player).where(Player.telegram_user_id == telegram_user_id)
                 ).one()
             return player
+
+    def _use_bot(self, player: Player, bot_key: str) -> None:
+        with session_scope(self.db) as session:
+            session.execute(update(Player).where(col(Player.id) == player.id).values(bot_key=bot_key))
+        player.bot_key = bot_key
 
     def find_player(self, telegram_user_id: int) -> Player | None:
         with read_session(self.db) as session:
@@ -659,9 +672,8 @@ class Game:
 
     def notify(self, session: Session, key: str, kind: str, payload: dict, player_id: int | None = None,
                 chat_id: int | None = None) -> None:
-        insert_ignoring_conflicts(session, OutboxMessage.__table__, [dict(
-            dedupe_key=key, player_id=player_id, chat_id=chat_id, kind=kind, payload=payload,
-            created_at=self.clock())], ["dedupe_key"])
+        """Queue a message for a player or a chat in this transaction (core/outbox.py delivers it)."""
+        self.outbox.enqueue(session, key, kind, payload, player_id=player_id, chat_id=chat_id)
 
     def _score(self, session: Session, task: RetrievalTask) -> RankingOutcome:
         points_table = self.settings.points_by_rank
@@ -998,18 +1010,6 @@ class Game:
                 raise GameError("already_reviewed")
             session.add(Review(context_id=context_id, moderator_id=moderator.id,
                                action="approve_context" if approve else "reject_context", created_at=self.clock()))
-
-    # ------------------------------------------------------------------ outbox
-    def pending_outbox(self, limit: int = 100) -> list[OutboxMessage]:
-        with read_session(self.db) as session:
-            return list(session.exec(select(OutboxMessage).where(col(OutboxMessage.delivered_at).is_(None))
-                                     .order_by(OutboxMessage.id).limit(limit)).all())
-
-    def mark_delivered(self, message_ids: Sequence[int]) -> None:
-        with session_scope(self.db) as session:
-            session.execute(update(OutboxMessage).where(col(OutboxMessage.id).in_(list(message_ids)),
-                                                        col(OutboxMessage.delivered_at).is_(None))
-                            .values(delivered_at=self.clock()))
 
 
 __all__ = ["Game", "GameError", "LABELER", "RETRIEVER", "LANGUAGES", "context_priority"]

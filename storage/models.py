@@ -114,6 +114,8 @@ class Player(SQLModel, table=True):
     # sees it; it is good only for the next text message and only while its task is still open.
     awaiting_kind: str | None = Field(default=None, max_length=16)
     awaiting_ref: int | None = Field(default=None, sa_type=BigInteger)
+    # The bot the player last wrote to (its key): what reaches them from the outbox goes through it.
+    bot_key: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     last_active_at: datetime = Field(default_factory=utcnow)
 
@@ -213,9 +215,18 @@ class PlaySession(SQLModel, table=True):
     task_count: int = 0
 
 
-class OutboxMessage(SQLModel, table=True):
-    """What the engine and jobs want a player or chat to see; the running bots deliver it."""
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for a bot (again, after a failed attempt: from next_attempt_at on)
+    SENDING = "sending"  # claimed by one bot until lease_until; claimable again once that has passed
+    SENT = "sent"  # Telegram accepted it
+    DEAD = "dead"  # given up on, with the reason in last_error
 
+
+class OutboxMessage(SQLModel, table=True):
+    """What the engine and jobs want a player or chat to see; the running bots deliver it
+    (core/outbox.py: claimed with a lease, sent, then marked sent or dead-lettered)."""
+
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
     id: int | None = Field(default=None, primary_key=True)
     dedupe_key: str = Field(unique=True, max_length=128)
     player_id: int | None = Field(default=None, foreign_key="player.id", index=True)
@@ -223,7 +234,21 @@ class OutboxMessage(SQLModel, table=True):
     kind: str = Field(max_length=32)
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
-    delivered_at: datetime | None = Field(default=None, index=True)
+    status: str = Field(default=OutboxStatus.PENDING, max_length=16)
+    attempts: int = 0  # claims so far, the current one included
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    claimed_by: str | None = Field(default=None, max_length=128)  # the runtime holding the lease
+    lease_until: datetime | None = None
+    sent_at: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class ChatMigration(SQLModel, table=True):
+    """A group that became a supergroup has a new chat id: posts to the old one follow it."""
+
+    old_chat_id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    new_chat_id: int = Field(sa_type=BigInteger)
+    migrated_at: datetime = Field(default_factory=utcnow)
 
 
 class TelegramFile(SQLModel, table=True):

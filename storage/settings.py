@@ -21,6 +21,11 @@ class BotConfig(BaseModel):
     languages: list[Literal["en", "zh"]] = Field(default_factory=lambda: ["en", "zh"], min_length=1)
     name: str | None = None  # a short key for logs, the file_id cache and the webhook path
 
+    @property
+    def key(self) -> str:
+        """The bot's key: its name, or the numeric id its token starts with (never the secret part)."""
+        return self.name or self.token.get_secret_value().split(":")[0]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -47,6 +52,13 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0:8443"
     media_cache: Path = Path("var/media-cache")
+    # The one bot (by key) that delivers outbox messages addressed to no player: moderator notices and
+    # posts to chats. Unset: the first bot in STICKTIONARY_BOTS. Every process must agree on it.
+    moderator_bot: str | None = None
+    # Outbox delivery: a claimed message is leased this long (a killed sender's rows are claimable
+    # again after it); a message failing this many times is dead-lettered (`sticktionary outbox`).
+    outbox_lease_seconds: float = Field(default=120, gt=0)
+    outbox_max_attempts: int = Field(default=8, ge=1)
     # Threads that run game work (database and engine) for all the bots of a process. Few is
     # faster: the work holds Python's interpreter lock, so more threads only queue on it and on
     # the database's writer lock; two keep one slow call from stalling everyone.

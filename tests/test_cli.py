@@ -22,7 +22,8 @@ def env(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("command", [[], ["db"], ["data"], ["bench"], ["data", "import-usticker"], ["demo"], ["jobs"],
-                                     ["jobs", "start"], ["export"], ["export", "pull"], ["report"]])
+                                     ["jobs", "start"], ["export"], ["export", "pull"], ["report"], ["outbox"],
+                                     ["outbox", "retry"], ["outbox", "purge"]])
 def test_help_everywhere(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -172,3 +173,49 @@ def test_bench_bots_measures_through_three_processes(env, framework):
 def test_bench_bots_refuses_an_unknown_framework():
     result = runner.invoke(app, ["bench", "bots", "--framework", "telethon"])
     assert result.exit_code != 0 and "ptb" in result.output
+
+
+def test_outbox_lists_retries_and_purges(env):
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from core.outbox import Outbox, Route
+    from storage.db import make_engine, session_scope
+    from storage.migrate import upgrade
+    from storage.models import Player, utcnow
+
+    engine = make_engine(f"sqlite:///{env}/cli.sqlite3")
+    upgrade(engine)
+    outbox = Outbox(engine)
+    with session_scope(engine) as session:
+        for key in ("refused", "sent-long-ago", "waiting"):
+            outbox.enqueue(session, key, "leaderboard", {}, chat_id=-100)
+    refused, sent, waiting = outbox.claim(Route("bot", moderator_bot=True), "me", 3)
+    outbox.dead_letter(refused.id, "me", "chat -100: refused: Chat not found")
+    outbox.mark_sent(sent.id, "me")
+    outbox.release([waiting.id], "me")
+    listing = runner.invoke(app, ["outbox"])
+    assert listing.exit_code == 0, listing.output
+    lines = listing.output.splitlines()
+    assert lines[0] == "pending 1  sending 0  sent 1  dead 1"
+    assert f"#{refused.id:<7} dead" in lines[1] and "chat -100" in lines[1] and lines[2].strip() == \
+        "chat -100: refused: Chat not found"
+    assert f"#{waiting.id:<7} pending" in lines[3] and "attempts 0" in lines[3]
+    assert runner.invoke(app, ["outbox", "list", "--status", "nonsense"]).exit_code == 2
+    assert runner.invoke(app, ["outbox", "retry"]).exit_code == 2  # says which, rather than retrying all
+    result = runner.invoke(app, ["outbox", "retry", str(refused.id), str(waiting.id)])
+    assert result.exit_code == 0 and "1 dead letters back in the queue" in result.output
+    assert "1 of the ids given are not dead letters" in result.output
+    assert runner.invoke(app, ["outbox", "list", "--status", "dead"]).output.splitlines()[1:] == []
+    assert runner.invoke(app, ["outbox", "retry", "--all"]).output.startswith("0 dead letters")
+    assert runner.invoke(app, ["outbox", "purge", "--sent-before", "yesterday"]).exit_code == 2
+    tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
+    assert runner.invoke(app, ["outbox", "purge", "--sent-before", tomorrow]).output == "1 sent messages deleted\n"
+    assert outbox.counts() == {"pending": 2, "sending": 0, "sent": 0, "dead": 0}
+    with session_scope(engine) as session:
+        session.add(Player(telegram_user_id=1, pseudonym="p1", bot_key="old"))
+    assert runner.invoke(app, ["outbox", "reroute", "old", "new"]).output == "1 players of bot old now hear from bot new\n"
+    with session_scope(engine) as session:
+        assert session.exec(select(Player.bot_key)).all() == ["new"]
+    engine.dispose()

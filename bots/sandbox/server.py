@@ -25,9 +25,11 @@ SEND_METHODS = {"sendMessage", "sendSticker", "sendPhoto", "sendAnimation", "sen
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, description: str, retry_after: int | None = None):
+    def __init__(self, code: int, description: str, retry_after: int | None = None,
+                 migrate_to_chat_id: int | None = None):
         super().__init__(description)
         self.code, self.description, self.retry_after = code, description, retry_after
+        self.migrate_to_chat_id = migrate_to_chat_id
 
 
 @dataclass
@@ -65,6 +67,7 @@ class BotState:
     # confirmed (getUpdates offsets past them): chaos tests check every one was handled.
     handed_out: set = field(default_factory=set)
     confirmed_below: int = 0
+    revoked: bool = False  # the token was revoked: every call answers 401
 
 
 @dataclass
@@ -75,6 +78,9 @@ class Chat:
     transcript: list = field(default_factory=list)  # everything, in order, as the player saw it
     next_message_id: int = 1
     blocked: bool = False
+    type: str = "private"  # or "group", "supergroup"
+    title: str = ""
+    migrated_to: int | None = None  # a group upgraded to a supergroup with this id
     bucket: Bucket = field(default_factory=lambda: Bucket(3, 1))
     bot_sent: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -149,7 +155,7 @@ class Sandbox:
     async def _api(self, request: web.Request) -> web.StreamResponse:
         bot = self.bots.get(request.match_info["token"])
         method = request.match_info["method"]
-        if bot is None:
+        if bot is None or bot.revoked:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         try:
             params = await self._params(request)
@@ -167,6 +173,8 @@ class Sandbox:
             body = {"ok": False, "error_code": error.code, "description": error.description}
             if error.retry_after is not None:
                 body["parameters"] = {"retry_after": error.retry_after}
+            if error.migrate_to_chat_id is not None:
+                body["parameters"] = {"migrate_to_chat_id": error.migrate_to_chat_id}
             self.stats[f"error:{error.code}"] += 1
             return web.json_response(body, status=error.code)
         except (ValueError, KeyError, TypeError) as error:
@@ -201,8 +209,12 @@ class Sandbox:
         chat = self.chats.get(key)
         if chat is None:
             raise ApiError(400, "Bad Request: chat not found")
+        if chat.migrated_to is not None:
+            raise ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                           migrate_to_chat_id=chat.migrated_to)
         if chat.blocked:
-            raise ApiError(403, "Forbidden: bot was blocked by the user")
+            raise ApiError(403, "Forbidden: bot was blocked by the user" if chat.type == "private"
+                           else "Forbidden: bot was kicked from the group chat")
         return chat
 
     def _limit(self, bot: BotState, chat: Chat) -> None:
@@ -245,7 +257,8 @@ class Sandbox:
 
     def _bot_message(self, bot: BotState, chat: Chat, params: dict, **content) -> dict:
         message = {"message_id": chat.next_message_id, "date": int(time.time()),
-                   "chat": {"id": chat.id, "type": "private", "first_name": chat.user.get("first_name", "")},
+                   "chat": ({"id": chat.id, "type": "private", "first_name": chat.user.get("first_name", "")}
+                            if chat.type == "private" else {"id": chat.id, "type": chat.type, "title": chat.title}),
                    "from": {"id": bot.id, "is_bot": True, "first_name": bot.username, "username": bot.username},
                    **content}
         markup = self._markup(params.get("reply_markup"))
@@ -572,6 +585,30 @@ class Sandbox:
 
     async def sim_block(self, body):
         self.chats[(body["token"], int(body["user_id"]))].blocked = bool(body.get("blocked", True))
+        return True
+
+    async def sim_group(self, body):
+        """A group the bot was added to (`chat_id` negative, as Telegram's are)."""
+        chat_id = int(body["chat_id"])
+        if chat_id >= 0:
+            raise ValueError("group chat ids are negative")
+        self.bots[body["token"]]  # noqa: B018 - a KeyError for an unknown bot
+        self.chats[(body["token"], chat_id)] = Chat(chat_id, {}, type=body.get("type", "group"),
+                                                    title=body.get("title", "Group"))
+        return True
+
+    async def sim_migrate(self, body):
+        """The group becomes a supergroup with a new id: sends to the old id now fail with
+        migrate_to_chat_id, as Telegram's do."""
+        token, old, new = body["token"], int(body["chat_id"]), int(body["new_chat_id"])
+        chat = self.chats[(token, old)]
+        chat.migrated_to = new
+        self.chats[(token, new)] = Chat(new, {}, type="supergroup", title=chat.title)
+        return True
+
+    async def sim_revoke(self, body):
+        """The bot's token is revoked (or restored): every Bot API call answers 401 Unauthorized."""
+        self.bots[body["token"]].revoked = bool(body.get("revoked", True))
         return True
 
     async def sim_stats(self, body):
