@@ -320,7 +320,7 @@ async def bots_world(db, tmp_path, framework: str, bots: list[tuple[str, str, tu
                 shell = make_shell(framework, token, base, game, Conversation(game, moderators={MODERATOR}),
                                    Media(tmp_path, tmp_path / "media"), bot_key=key, languages=languages,
                                    pacing=False, delivers_to_moderators=key == moderator_bot)
-                await shell.start(polling=copy == 0, poll_timeout=1)
+                await shell.start(polling=copy == 0, poll_timeout=1, outbox=False)  # the tests drain it
                 shells.setdefault(key, []).append(shell)
         yield World(sandbox, client, shells, {key: token for key, token, _ in bots})
     finally:
