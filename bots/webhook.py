@@ -34,13 +34,16 @@ class WebhookReceiver:
             return web.Response(status=400, text="not JSON")
         if not isinstance(update, dict) or "update_id" not in update:
             return web.Response(status=400, text="not an update")
+        # Stored before Telegram hears 200: a worker killed after this still has it in the inbox.
         await shell.feed(update)
         return web.Response(text="ok")
 
     async def start(self, host: str, port: int) -> str:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        # reuse_port: the workers of `sticktionary run --workers N` all listen here; the kernel
+        # spreads connections over them.
+        site = web.TCPSite(self._runner, host, port, reuse_port=True)
         await site.start()
         port = self._runner.addresses[0][1]  # the port the system chose when asked for 0
         return f"http://{host}:{port}"

@@ -16,7 +16,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine
 
-from jobs.runner import JobOutcome, run_once
+from jobs.runner import JobOutcome, run_once, unfinished_slots
 from jobs.tasks import JOBS, JobContext
 from storage.models import utcnow
 from storage.settings import Settings
@@ -91,9 +91,18 @@ def run_job(context: JobContext, name: str, slot: datetime) -> JobOutcome:
     return outcome
 
 
+def retry_unfinished(context: JobContext, only: Iterable[str] | None = None) -> list[JobOutcome]:
+    """Run again the recent slots that failed or whose runner died (jobs/runner.py says which)."""
+    names = set(only or JOBS)
+    return [run_job(context, name, slot) for name, slot in unfinished_slots(context.db) if name in names]
+
+
 def add_jobs(scheduler: BaseScheduler, db: Engine, settings: Settings, only: Iterable[str] | None = None) -> None:
     triggers = check_schedules(settings)
     context = JobContext(db, settings)
+    # Every minute, and once at start-up: slots that failed or were cut short by a crash.
+    scheduler.add_job(retry_unfinished, "interval", minutes=1, args=(context, only), id="retry-unfinished",
+                      name="retry-unfinished", max_instances=1, coalesce=True, next_run_time=utcnow())
     for name in only or JOBS:
         if name not in JOBS:
             raise ScheduleError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")

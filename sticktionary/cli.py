@@ -156,19 +156,27 @@ def make_demo_pack(out: Annotated[Path | None, typer.Option(help="output folder"
 
 
 @app.command()
-def run() -> None:
+def run(workers: Annotated[int, typer.Option(
+        min=1, max=64, help="processes serving the bots by webhook (more than 1 needs STICKTIONARY_WEBHOOK_URL "
+                            "and STICKTIONARY_REDIS_URL)")] = 1) -> None:
     """Run every configured Telegram bot (STICKTIONARY_BOTS) until interrupted."""
     import asyncio
 
     from pydantic import ValidationError
 
     from bots.run import ConfigurationError, run_bots
+    from bots.workers import supervise, worker_problem
     from storage.settings import Settings
 
     _log_to_stderr()
     scheduler = None
     try:
         settings = Settings()
+        if workers > 1:
+            problem = worker_problem(settings, workers)
+            if problem:
+                raise ConfigurationError(problem)
+            raise typer.Exit(supervise(workers))
         if settings.jobs_in_bot_process:
             scheduler = _start_background_jobs(settings)
         asyncio.run(run_bots(settings))

@@ -323,6 +323,7 @@ class JobRun(SQLModel, table=True):
     scheduled_for: datetime
     runner: str = Field(max_length=128)  # host:pid
     status: str = Field(default="running", max_length=16)  # running, done, failed
+    attempts: int = 1  # runs of this slot so far (a failed or crashed one is tried again)
     started_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     result: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

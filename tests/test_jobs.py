@@ -253,3 +253,37 @@ def test_retention_leaves_the_folder_of_an_export_in_progress(db, settings):
     assert outcome.result["partials"] == [] and in_progress.exists()
     outcome = run_job(context, "export_retention", datetime(2026, 11, 30, 4, 30, tzinfo=UTC))
     assert outcome.result["partials"] == [in_progress.name] and not in_progress.exists()
+
+
+def test_a_slot_whose_runner_died_or_that_failed_is_run_again(db):
+    from datetime import timedelta
+
+    from jobs.runner import MAX_ATTEMPTS, RETRY_AFTER, run_once, unfinished_slots
+    from storage.db import session_scope
+    from storage.models import utcnow
+
+    now = utcnow()
+    crashed, failing = now - timedelta(hours=1), now - timedelta(hours=2)
+    with session_scope(db) as session:  # a runner killed mid-run: its row still says running
+        session.add(JobRun(job="expiry", scheduled_for=crashed, runner="gone:1", status="running", started_at=crashed,
+                           result={}))
+    assert unfinished_slots(db) == [("expiry", crashed)]
+    ran = []
+    outcome = run_once(db, "expiry", crashed, lambda: ran.append(1) or {"ok": 1})
+    assert outcome.status == "done" and ran == [1]
+    assert run_once(db, "expiry", crashed, lambda: ran.append(2) or {}).status == "taken"  # done stays done
+
+    def broken() -> dict:
+        raise RuntimeError("the export disk is full")
+
+    assert run_once(db, "prizes", failing, broken).status == "failed"
+    assert unfinished_slots(db) == []  # not before RETRY_AFTER
+    assert unfinished_slots(db, now + 2 * RETRY_AFTER) == [("prizes", failing)]
+    for _ in range(MAX_ATTEMPTS - 1):
+        assert run_once(db, "prizes", failing, broken).status == "failed"
+    assert run_once(db, "prizes", failing, lambda: {}).status == "taken"  # attempts used up: a person looks
+    assert unfinished_slots(db, now + 2 * RETRY_AFTER) == []
+    with Session(db) as session:
+        rows = {run.job: run for run in session.exec(select(JobRun)).all()}
+    assert rows["expiry"].attempts == 2 and rows["expiry"].status == "done"
+    assert rows["prizes"].attempts == MAX_ATTEMPTS and rows["prizes"].status == "failed"

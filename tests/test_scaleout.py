@@ -1,0 +1,241 @@
+"""Many processes on one PostgreSQL database, as an operator deploys them: three webhook workers
+serve one bot behind a round-robin load balancer (the sandbox spreads webhook deliveries over
+them), a second bot of the same language runs in a process of its own, and `sticktionary jobs`
+posts leaderboards every few seconds. Redis shares each chat's turn and Telegram's pacing.
+
+Afterwards: every update was handled once, no outbox message went out twice or not at all, every
+message to a player went through the bot that player uses, a chat's replies kept its order,
+the sandbox never answered 429, and a query validated anywhere is in every index within 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from bots.conversation import Conversation
+from bots.oracle import database_oracle
+from bots.sandbox import Sandbox
+from bots.sandbox.players import AutoPlayer, SandboxPlayer
+from bots.screens import SendText, catalogue
+from core.engine import Game
+from core.text import tokenize
+from sticktionary.demo_pack import PACK_DIR, load_demo_pack
+from sticktionary.simulation import demo_vocabulary
+from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Query
+from storage.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = int(os.environ.get("STICKTIONARY_SCALEOUT_STEPS", "6"))
+A = {"token": "4001:scale-a", "framework": "ptb", "languages": ["en"], "name": "a"}
+B = {"token": "4002:scale-b", "framework": "aiogram", "languages": ["en"], "name": "b"}
+SECRET = "scale-out-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis_url() -> str:
+    url = f"redis://127.0.0.1:6379/{random.Random(os.getpid()).randint(1, 15)}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.flushdb()
+        client.close()
+    except redis.RedisError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis on 127.0.0.1:6379 is required under CI: {error}")
+        pytest.skip(f"no Redis server: {error}")
+    return url
+
+
+async def _start(name: str, args: list[str], env: dict, log: Path, ready: str, count: int = 1):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from sticktionary.cli import app; app()", *args, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    seen = 0
+    with log.open("ab") as out:
+        while seen < count:
+            line = await asyncio.wait_for(process.stderr.readline(), 180)
+            if not line:
+                raise RuntimeError(f"{name} died while starting; see {log}")
+            out.write(line)
+            seen += ready.encode() in line
+
+    async def keep_log():
+        with log.open("ab") as out:
+            while line := await process.stderr.readline():
+                out.write(line)
+
+    return process, asyncio.create_task(keep_log())
+
+
+async def _scale_out(db, tmp_path: Path) -> None:
+    load_demo_pack(db)
+    ports = [_free_port() for _ in range(3)]
+    sandbox = Sandbox(rate_limits=True, seed=3, webhook_spread=[f"http://127.0.0.1:{p}" for p in ports])
+    sandbox.add_bot(A["token"], "scale_a_bot")
+    sandbox.add_bot(B["token"], "scale_b_bot")
+    base = await sandbox.start()
+    url = db.url.render_as_string(hide_password=False)
+    common = {key: value for key, value in os.environ.items() if not key.startswith("STICKTIONARY_")}
+    common.update({"STICKTIONARY_DATABASE_URL": url, "STICKTIONARY_TELEGRAM_API": base,
+                   "STICKTIONARY_STICKER_ROOT": str(PACK_DIR), "STICKTIONARY_MEDIA_CACHE": str(tmp_path / "media"),
+                   "STICKTIONARY_REDIS_URL": _redis_url(), "STICKTIONARY_GOLD_RATE": "0",
+                   "STICKTIONARY_MODERATOR_BOT": "a", "STICKTIONARY_MODERATORS": "[]"})
+    workers_env = {**common, "STICKTIONARY_BOTS": json.dumps([A]), "STICKTIONARY_WEBHOOK_SECRET": SECRET,
+                   "STICKTIONARY_WEBHOOK_URL": f"http://127.0.0.1:{ports[0]}"}
+    processes = []
+    # The jobs process: leaderboards every 5 s (to the players who asked), the rest not in this test.
+    never = "0 0 1 1 *"
+    jobs_env = {**common, "STICKTIONARY_BOTS": json.dumps([A, B]), "STICKTIONARY_SCHEDULE_LEADERBOARD_DAILY":
+                "*/5 * * * * *", "STICKTIONARY_SCHEDULE_LEADERBOARD_WEEKLY": never,
+                "STICKTIONARY_SCHEDULE_PRIZES": never, "STICKTIONARY_SCHEDULE_EXPORT": never,
+                "STICKTIONARY_SCHEDULE_EXPORT_RETENTION": never, "STICKTIONARY_SCHEDULE_EXPIRY": never}
+    client = httpx.AsyncClient(base_url=base, timeout=60)
+    game = Game(db, Settings(database_url=url, _env_file=None))
+    try:
+        for port in ports:
+            processes.append(await _start(f"worker {port}", ["run"], {
+                **workers_env, "STICKTIONARY_WEBHOOK_LISTEN": f"127.0.0.1:{port}"}, tmp_path / f"worker{port}.log",
+                "is running"))
+        processes.append(await _start("bot b", ["run"], {**common, "STICKTIONARY_BOTS": json.dumps([B])},
+                                      tmp_path / "bot-b.log", "is running"))
+        processes.append(await _start("jobs", ["jobs"], jobs_env, tmp_path / "jobs.log", "Scheduler started"))
+        oracle, vocabulary, rng = database_oracle(db), demo_vocabulary(), random.Random(5)
+        players = [AutoPlayer(SandboxPlayer(client, bot["token"], user, f"{bot['name']}{user}", "en"), "en", oracle,
+                              vocabulary, random.Random(rng.random()), skill=0.6)
+                   for bot, users in ((A, range(61_001, 61_004)), (B, range(62_001, 62_003))) for user in users]
+
+        async def play(auto: AutoPlayer) -> None:
+            await auto.join()
+            await auto.player.send("/top on")
+            for _ in range(STEPS):
+                try:
+                    await auto.step()
+                except LookupError:
+                    await auto.player.send("/play")
+
+        await asyncio.gather(*(play(a) for a in players))
+        # A chat's order across workers: three queries sent at once reach three different workers.
+        prober = players[0]
+        await prober.player.send("/play")
+        screen_text = ""
+        for _ in range(10):  # until the prober faces a label round
+            entries = await prober.player.transcript()
+            buttons = [b for e in entries[-3:] for b in prober.player.buttons(e)]
+            if any(b.startswith("lx:") for b in buttons):
+                break
+            await prober.step()
+        probes = ["order probe one", "order probe two", "order probe three"]
+        before = len(await prober.player.transcript())
+        await asyncio.gather(*(client.post("/sim/message", json={"token": A["token"], "user_id": prober.player.user_id,
+                                                                   "text": text}) for text in probes))
+        del screen_text
+        await asyncio.sleep(5)  # the leaderboard job fires at least once more
+        await _quiet(db)
+        sent_order = [e["text"] for e in (await prober.player.transcript())[before:] if e["by"] == "user"]
+        replies = [(e.get("text") or e.get("caption") or "") for e in prober.player.entries[before:] if e["by"] == "bot"]
+        answered = [next(i for i, r in enumerate(replies) if f"“{text}”" in r or text in r) for text in sent_order
+                    if any(text in r for r in replies)]
+        assert answered == sorted(answered), (sent_order, replies)
+        # A query validated anywhere is in this process's index within 2 s (as in every worker's).
+        with Session(db) as session:
+            usable = session.exec(select(Query.sticker_id, Query.language, Query.text).where(
+                col(Query.status).in_(USABLE_QUERY_STATUSES))).all()
+        deadline = time.monotonic() + 2
+        while True:
+            game.search.catch_up()
+            missing = [(s, t) for s, lang, t in usable
+                       if s not in game.indexes[lang] or not set(tokenize(t)) <= set(game.indexes[lang].document(s))]
+            if not missing or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        assert not missing
+        stats = (await client.get("/sim/stats")).json()["result"]
+        given = {bot["name"]: (await client.get("/sim/updates", params={"token": bot["token"]})).json()["result"]
+                 for bot in (A, B)}
+        for auto in players:
+            await auto.player.transcript()
+    finally:
+        for process, _log_task in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process, log_task in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+            await log_task
+        game.close()
+        await client.aclose()
+        await sandbox.stop()
+
+    logs = {path.name: path.read_text(errors="replace") for path in tmp_path.glob("*.log")}
+    for name, text in logs.items():
+        assert "Traceback" not in text, (name, text[-3000:])
+    assert stats.get("rate_limited", 0) == 0, stats  # pacing held across the workers
+    assert stats.get("error:400", 0) == 0, stats  # no message to a chat the bot never had
+    assert stats.get("webhook_undelivered", 0) == 0, stats
+    with Session(db) as session:
+        for bot in (A, B):
+            rows = dict(session.exec(select(InboxUpdate.update_id, InboxUpdate.status)
+                                     .where(InboxUpdate.bot_key == bot["name"])).all())
+            assert set(rows) == set(given[bot["name"]]["handed_out"]) == set(
+                range(1, given[bot["name"]]["last_update_id"] + 1))
+            assert set(rows.values()) == {InboxStatus.DONE}
+        messages = session.exec(select(OutboxMessage)).all()
+        assert messages and {m.status for m in messages} == {"sent"}
+        assert any(m.kind == "leaderboard" for m in messages)
+        # Each message to a player once, in the chat with the bot that player uses.
+        conversation = Conversation(game)
+        for auto in players:
+            user = auto.player.user_id
+            expected = Counter()
+            for message in messages:
+                for outgoing in conversation.render_outbox(message):
+                    if outgoing.chat_id == user:
+                        expected.update(r.text for r in outgoing.replies if isinstance(r, SendText))
+            texts = Counter(e.get("text") for e in auto.player.entries if e["by"] == "bot")
+            assert {text: texts[text] for text in expected} == dict(expected), auto.player.name
+            other = B if auto.player.token == A["token"] else A
+            assert (other["token"], user) not in sandbox.chats  # never through a bot they did not start
+    assert catalogue("en")("leaderboard_day")
+
+
+async def _quiet(db, timeout: float = 120) -> None:
+    """Until nothing is waiting in the inbox or the outbox."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(db) as session:
+            inbox = session.exec(select(func.count()).select_from(InboxUpdate).where(
+                col(InboxUpdate.status).in_((InboxStatus.RECEIVED, InboxStatus.HANDLED)))).one()
+            outbox = session.exec(select(func.count()).select_from(OutboxMessage).where(
+                col(OutboxMessage.status).in_(("pending", "sending")))).one()
+        if not inbox and not outbox:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("the processes did not finish their work")
+
+
+@pytest.mark.postgres
+def test_three_workers_a_second_bot_and_the_jobs_on_one_postgresql(db, tmp_path):
+    if db.dialect.name != "postgresql":
+        pytest.skip("several processes on one database: PostgreSQL (SQLite serialises writers)")
+    asyncio.run(_scale_out(db, tmp_path))
