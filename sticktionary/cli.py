@@ -69,6 +69,7 @@ def import_usticker_command(
     """Stream U-Sticker conversations, curate chat contexts and store them (idempotent)."""
     from core.curation import RULES
     from core.importing import ImportStopped, import_usticker
+    from storage.usticker import RefusedFile
 
     def show(problem) -> None:
         typer.echo(f"malformed: {problem}", err=True)
@@ -77,7 +78,14 @@ def import_usticker_command(
         report = import_usticker(_engine(), folder, sticker_root=sticker_root or folder, min_words=min_words,
                                  stop_on_error=stop_on_error, approve=approve, on_malformed=show)
     except ImportStopped as stop:
-        typer.echo(f"stopped at a malformed record: {stop}\nfix the file, or run with --skip-malformed", err=True)
+        typer.echo(f"stopped at a malformed record, nothing imported: {stop}\n"
+                   "fix the file, or run with --skip-malformed", err=True)
+        raise typer.Exit(2) from None
+    except RefusedFile as refused:
+        typer.echo(f"refused, nothing imported: {refused}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"cannot read the data, nothing imported: {error}", err=True)
         raise typer.Exit(2) from None
     summary = report.as_dict()
     typer.echo(f"{summary['messages']} messages in {summary['files']} files, "
