@@ -98,6 +98,32 @@ def refused_character(text: str) -> str | None:
     return None
 
 
+MAX_SEED_QUERY_CHARS = 256
+_ONLY_SEPARATORS = re.compile(r"[\s,，、]+")
+
+
+def seed_query_problem(text: str, *, max_chars: int = MAX_SEED_QUERY_CHARS) -> str | None:
+    """Why a query read from a dataset file may not be stored, or None. Seed queries are kept
+    verbatim (the released files must round-trip byte for byte, emoji joiners included), so they
+    are checked rather than rewritten: no control or invisible characters, no blank or
+    separator-only query, no space around it, a bounded length."""
+    if not text.strip():
+        return "an empty query"
+    if len(text) > max_chars:
+        return f"a query longer than {max_chars} characters"
+    refused = refused_character(text)
+    if refused is not None:
+        return f"a control character (U+{ord(refused):04X}) in a query"
+    invisible = next((ch for ch in text if is_invisible(ch) and ch != "\u200d"), None)  # ZWJ joins emoji
+    if invisible is not None:
+        return f"an invisible character (U+{ord(invisible):04X}) in a query"
+    if text != text.strip():
+        return "a space at the start or end of a query"
+    if _ONLY_SEPARATORS.fullmatch(text):
+        return "a query of nothing but separators"
+    return None
+
+
 def normalize_query(text: str) -> str:
     """The form two queries are compared in for the taboo rule: case, width, spacing, invisible
     characters and surrounding punctuation do not make a query new."""

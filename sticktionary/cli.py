@@ -104,10 +104,14 @@ def import_queries(csv_path: Annotated[Path, typer.Argument(exists=True, dir_oka
     from core.datasets import import_sticker_queries
     from storage.sticker_queries import StickerQueriesFormatError
 
+    language = _check_language(lang)
     try:
-        result = import_sticker_queries(_engine(), csv_path, _check_language(lang))
+        result = import_sticker_queries(_engine(), csv_path, language)
     except StickerQueriesFormatError as error:
-        typer.echo(f"not a StickerQueries file: {error}", err=True)
+        typer.echo(f"not a StickerQueries file, nothing imported: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"cannot read the file, nothing imported: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{result['stickers']} stickers, {result['queries_added']} new queries ({lang})")
 
