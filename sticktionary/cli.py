@@ -28,6 +28,18 @@ app.add_typer(export_app, name="export")
 Language = Annotated[str, typer.Option("--lang", help="en or zh")]
 
 
+@app.callback()
+def main() -> None:
+    """Settings are checked before any command runs: a wrong one is named in one line, with an example."""
+    from storage.settings import SettingsProblem
+
+    try:
+        get_settings()
+    except SettingsProblem as problem:
+        typer.echo(f"the settings are not valid: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _engine(upgrade_first: bool = True):
     from storage.db import make_engine
     from storage.migrate import upgrade
@@ -169,21 +181,15 @@ def run() -> None:
     """Run every configured Telegram bot (STICKTIONARY_BOTS) until interrupted."""
     import asyncio
 
-    from pydantic import ValidationError
-
     from bots.run import ConfigurationError, run_bots
-    from storage.settings import Settings
 
     _log_to_stderr()
     scheduler = None
     try:
-        settings = Settings()
+        settings = get_settings()
         if settings.jobs_in_bot_process:
             scheduler = _start_background_jobs(settings)
         asyncio.run(run_bots(settings))
-    except ValidationError as error:
-        typer.echo(f"the settings are not valid:\n{error}", err=True)
-        raise typer.Exit(2) from None
     except ConfigurationError as error:
         typer.echo(f"cannot start: {error}", err=True)
         raise typer.Exit(2) from None
@@ -215,9 +221,9 @@ def _scheduler(kind, settings, only: list[str] | None = None):
 
 
 def _log_to_stderr() -> None:
-    import logging
+    from sticktionary.logs import setup
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup(secrets=get_settings().secrets())
 
 
 @app.command()
