@@ -182,11 +182,16 @@ def run() -> None:
     import asyncio
 
     from bots.run import ConfigurationError, run_bots
+    from storage.settings import SettingsProblem, load_settings
 
-    _log_to_stderr()
+    try:
+        settings = load_settings()
+    except SettingsProblem as problem:
+        typer.echo(f"the settings are not valid: {problem}", err=True)
+        raise typer.Exit(2) from None
+    _log_to_stderr(settings)
     scheduler = None
     try:
-        settings = get_settings()
         if settings.jobs_in_bot_process:
             scheduler = _start_background_jobs(settings)
         asyncio.run(run_bots(settings))
@@ -220,10 +225,10 @@ def _scheduler(kind, settings, only: list[str] | None = None):
     return scheduler
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(settings=None) -> None:
     from sticktionary.logs import setup
 
-    setup(secrets=get_settings().secrets())
+    setup(secrets=(settings or get_settings()).secrets())
 
 
 @app.command()
