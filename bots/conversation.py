@@ -10,7 +10,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from bots import callbacks
 from bots.screens import (
+    CAPTION_LIMIT,
+    TEXT_LIMIT,
     AnswerCallback,
     Buttons,
     Catalogue,
@@ -21,15 +24,18 @@ from bots.screens import (
     SendSticker,
     SendText,
     catalogue,
+    shorten,
+    utf16_units,
 )
 from core.engine import Game, GameError
 from core.prizes import Prizes
 from core.views import LabelTaskView, RetrievalTaskView
 from storage.models import OutboxMessage, Player
 
-_CALLBACK = re.compile(r"^([a-z]{1,8})(?::(-?\d{1,18}))?(?::(-?\d{1,18}))?$|^lang:(en|zh)$")
 # Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
 _STALE = ("stale", "task_closed", "round_closed")
+# Room kept free at the head of a task's first message for the outcome of the last task (see _next).
+NOTICE_ROOM = 300
 _SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
 
 
@@ -91,6 +97,9 @@ class Conversation:
         replies = out.replies
         if incoming.kind == "edited":
             replies.append(SendText(t("edited")))
+            return
+        if incoming.kind == "unreadable":
+            replies.append(SendText(t.error("invalid_chars")))
             return
         if incoming.kind in ("other", "sticker"):
             replies.append(SendText(t("unsupported")))
@@ -156,81 +165,81 @@ class Conversation:
         if player.language is None:
             out.replies.append(self._language_choice(t))
         elif player.consent_at is None or player.consent_withdrawn_at is not None:
-            out.replies.append(SendText(t("consent"), [[(t("button_agree"), "consent")]]))
+            out.replies.append(SendText(t("consent"), [[(t("button_agree"), callbacks.GiveConsent().encode())]]))
         else:
             out.replies.append(SendText(t("welcome")))
             self._next(player, t, out)
 
     def _language_choice(self, t: Catalogue) -> SendText:
-        return SendText(t("choose_language"), [[("English", "lang:en"), ("中文", "lang:zh")]])
+        return SendText(t("choose_language"), [[("English", callbacks.ChooseLanguage("en").encode()),
+                                                   ("中文", callbacks.ChooseLanguage("zh").encode())]])
 
     # ------------------------------------------------------------------ buttons
     def _on_button(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
-        match = _CALLBACK.match(incoming.callback_data or "")
-        if not match:
+        button = callbacks.decode(incoming.callback_data)
+        if button is None:
             raise GameError("stale")
-        if match.group(4):
-            self.game.set_language(player.id, match.group(4))
+        if isinstance(button, callbacks.ChooseLanguage):
+            self.game.set_language(player.id, button.language)
             player = self.game.get_player(player.id)
             t = catalogue(player.language)
             out.replies.append(AnswerCallback(t("language_set")))
             self._onboard(player, t, out)
             return
-        action = match.group(1)
-        first = int(match.group(2)) if match.group(2) else None
-        second = int(match.group(3)) if match.group(3) else None
-        if action == "consent":
+        if isinstance(button, callbacks.GiveConsent):
             self.game.give_consent(player.id)
             self._onboard(self.game.get_player(player.id), t, out)
             return
-        if action in ("ra", "rc", "rd", "rs") and first is not None:
-            self._review_button(action, first, player, t, out)
+        if isinstance(button, callbacks.ReviewAccept | callbacks.ReviewCorrect | callbacks.ReviewDiscard
+                      | callbacks.ReviewSkip):
+            self._review_button(button, player, t, out)
             return
-        if action == "pz" and first is not None:
+        if isinstance(button, callbacks.PrizeDelivered):
             if not player.is_moderator:
                 out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
                 return
-            self.prizes.mark_delivered(player.id, first)
-            out.replies.append(AnswerCallback(t("prize_marked", id=first)))
+            self.prizes.mark_delivered(player.id, button.prize_id)
+            out.replies.append(AnswerCallback(t("prize_marked", id=button.prize_id)))
             self._prizes(player, t, out, edit=incoming.message_id)
             return
         if not self._ready(player, t, out):
             return
-        if action == "next":
-            self._next(player, t, out)
-        elif action == "ls" and first is not None:
-            result = self.game.submit_round(player.id, first)
-            self._next(player, t, out, notice=t("submitted", count=result.query_count))
-        elif action == "lx" and first is not None:
-            self.game.skip_round(player.id, first)
-            self._next(player, t, out)
-        elif action == "lr" and first is not None and second is not None:
-            self.game.remove_query(player.id, first, second)
-            self._show_round_queries(player, first, t, out)
-        elif action == "pk" and first is not None and second is not None:
-            task = self.game.toggle_pick(player.id, first, second)
-            self._edit_grid(task, incoming.message_id, t, out)
-        elif action == "pu" and first is not None:
-            task = self.game.undo_pick(player.id, first)
-            self._edit_grid(task, incoming.message_id, t, out)
-        elif action == "pd" and first is not None:
-            outcome = self.game.submit_drafted_ranking(player.id, first)
-            if outcome.hit_rank:
-                self._next(player, t, out, notice=t("hit", rank=outcome.hit_rank, points=outcome.points))
-            else:
-                out.replies += [SendText(t("miss")), SendSticker(outcome.target)]
+        match button:
+            case callbacks.NextTask():
                 self._next(player, t, out)
-        elif action == "ps" and first is not None:
-            self.game.skip_task(player.id, first)
-            self._next(player, t, out)
-        elif action == "pg" and first is not None:
-            current = self.game.current_task(player.id)
-            if not isinstance(current, RetrievalTaskView) or current.task_id != first:
-                raise GameError("task_closed")
-            self.game.expect_text(player.id, "suggest", first)
-            out.replies.append(SendText(t("suggest_prompt")))
-        else:
-            raise GameError("stale")
+            case callbacks.SubmitRound(round_id):
+                result = self.game.submit_round(player.id, round_id)
+                self._next(player, t, out, notice=t("submitted", count=result.query_count))
+            case callbacks.SkipRound(round_id):
+                self.game.skip_round(player.id, round_id)
+                self._next(player, t, out)
+            case callbacks.RemoveQuery(round_id, query_id):
+                self.game.remove_query(player.id, round_id, query_id)
+                self._show_round_queries(player, round_id, t, out)
+            case callbacks.TogglePick(task_id, position):
+                task = self.game.toggle_pick(player.id, task_id, position)
+                self._edit_grid(task, incoming.message_id, t, out)
+            case callbacks.UndoPick(task_id):
+                task = self.game.undo_pick(player.id, task_id)
+                self._edit_grid(task, incoming.message_id, t, out)
+            case callbacks.SubmitRanking(task_id):
+                outcome = self.game.submit_drafted_ranking(player.id, task_id)
+                if outcome.hit_rank:
+                    self._next(player, t, out, notice=t("hit", rank=outcome.hit_rank, points=outcome.points))
+                else:
+                    out.replies += [SendText(t("miss")), SendSticker(outcome.target)]
+                    self._next(player, t, out)
+            case callbacks.SkipTask(task_id):
+                self.game.skip_task(player.id, task_id)
+                self._next(player, t, out)
+            case callbacks.SuggestQuery(task_id):
+                current = self.game.current_task(player.id)
+                if not isinstance(current, RetrievalTaskView) or current.task_id != task_id:
+                    raise GameError("task_closed")
+                self.game.expect_text(player.id, "suggest", task_id)
+                out.replies.append(SendText(t("suggest_prompt")))
+            case _:
+                raise GameError("stale")
 
     # ------------------------------------------------------------------ text
     def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:
@@ -260,7 +269,7 @@ class Conversation:
             if isinstance(current, RetrievalTaskView):
                 out.replies.append(SendText(t("retrieve_prompt", queries=_quoted(current.queries))))
             else:
-                out.replies.append(SendText(t("no_open_round"), [[(t("next"), "next")]]))
+                out.replies.append(SendText(t("no_open_round"), [[(t("next"), callbacks.NextTask().encode())]]))
             return
         preview = self.game.add_query(player.id, current.round_id, text)
         line = (t("preview_rank", query=preview.query.text, rank=preview.target_rank) if preview.target_rank
@@ -280,7 +289,7 @@ class Conversation:
         task = self.game.next_task(player.id)
         start = len(out.replies)
         if task is None:
-            out.replies.append(SendText(t("no_task"), [[(t("next"), "next")]]))
+            out.replies.append(SendText(t("no_task"), [[(t("next"), callbacks.NextTask().encode())]]))
         elif isinstance(task, LabelTaskView):
             self._label_screen(task, t, out)
         else:
@@ -295,18 +304,25 @@ class Conversation:
     def _label_screen(self, task: LabelTaskView, t: Catalogue, out: Outgoing) -> None:
         context = "\n".join(f"{m.sender}: {m.text}" for m in task.context if m.text) or "…"
         # Context and question in one message, then the sticker: two sends per screen.
-        text = f"{t('label_context', context=_blockquote(context))}\n\n{t('label_prompt')}"
+        after = f"\n\n{t('label_prompt')}"
         if task.queries:
-            text += "\n" + t("label_queries", queries=_quoted([q.text for q in task.queries]))
+            after += "\n" + t("label_queries", queries=_quoted([q.text for q in task.queries]))
             buttons = self._round_buttons(task.round_id, task.queries, t)
         else:
-            buttons = [[(t("button_skip"), f"lx:{task.round_id}")]]
+            buttons = [[(t("button_skip"), callbacks.SkipRound(task.round_id).encode())]]
+        # A long context is cut at its start (the messages nearest the sticker matter most), so the
+        # question always shows, and room is left for a notice heading the screen (see _next).
+        frame = utf16_units(t("label_context", context="") + after) + NOTICE_ROOM
+        context = shorten(context, max(200, TEXT_LIMIT - frame - context.count("\n") * 2 - 2), keep="end")
+        text = t("label_context", context=_blockquote(context)) + after
         out.replies += [SendText(text, buttons), SendSticker(task.sticker)]
 
     def _round_buttons(self, round_id: int, queries, t: Catalogue) -> Buttons:
-        rows: Buttons = [[(t("button_submit"), f"ls:{round_id}"), (t("button_skip"), f"lx:{round_id}")]]
+        rows: Buttons = [[(t("button_submit"), callbacks.SubmitRound(round_id).encode()),
+                          (t("button_skip"), callbacks.SkipRound(round_id).encode())]]
         for query in queries:
-            rows.append([(t("button_remove", query=query.text[:24]), f"lr:{round_id}:{query.id}")])
+            rows.append([(t("button_remove", query=shorten(query.text, 24)),
+                          callbacks.RemoveQuery(round_id, query.id).encode())])
         return rows
 
     def _show_round_queries(self, player: Player, round_id: int, t: Catalogue, out: Outgoing) -> None:
@@ -318,17 +334,23 @@ class Conversation:
         positions = {c.id: n for n, c in enumerate(task.candidates, start=1)}
         ranking = (t("ranking", ranking="  ".join(f"#{r}→{positions[p]}" for r, p in enumerate(task.picks, 1)))
                    if task.picks else t("ranking_empty"))
-        return f"{t('retrieve_prompt', queries=_quoted(task.queries))}\n{ranking}"
+        # The queries share what the caption leaves: the ranking line below them must always show.
+        room = CAPTION_LIMIT - NOTICE_ROOM - utf16_units(t("retrieve_prompt", queries="") + "\n" + ranking)
+        each = max(16, room // max(1, len(task.queries)) - 4)
+        queries = shorten(_quoted([shorten(q, each) for q in task.queries]), max(16, room))
+        return f"{t('retrieve_prompt', queries=queries)}\n{ranking}"
 
     def _retrieval_buttons(self, task: RetrievalTaskView, t: Catalogue) -> Buttons:
         rank_of = {p: r for r, p in enumerate(task.picks, start=1)}
         numbers = []
         for n, candidate in enumerate(task.candidates, start=1):
             label = f"{n} · #{rank_of[candidate.id]}" if candidate.id in rank_of else str(n)
-            numbers.append((label, f"pk:{task.task_id}:{n}"))
+            numbers.append((label, callbacks.TogglePick(task.task_id, n).encode()))
         rows = [numbers[i:i + 3] for i in range(0, len(numbers), 3)]
-        rows.append([(t("button_done"), f"pd:{task.task_id}"), (t("button_undo"), f"pu:{task.task_id}")])
-        rows.append([(t("button_skip"), f"ps:{task.task_id}"), (t("button_suggest"), f"pg:{task.task_id}")])
+        rows.append([(t("button_done"), callbacks.SubmitRanking(task.task_id).encode()),
+                     (t("button_undo"), callbacks.UndoPick(task.task_id).encode())])
+        rows.append([(t("button_skip"), callbacks.SkipTask(task.task_id).encode()),
+                     (t("button_suggest"), callbacks.SuggestQuery(task.task_id).encode())])
         return rows
 
     def _retrieval_screen(self, task: RetrievalTaskView, t: Catalogue, out: Outgoing) -> None:
@@ -359,17 +381,20 @@ class Conversation:
                  round=_quoted([q.text for q in item.round_queries]),
                  picks=", ".join(s.key for s in item.retriever_picks) or "–")
         qid = item.query.id
-        buttons = [[(t("button_accept"), f"ra:{qid}"), (t("button_correct"), f"rc:{qid}")],
-                   [(t("button_discard"), f"rd:{qid}"), (t("button_skip"), f"rs:{qid}")]]
+        buttons = [[(t("button_accept"), callbacks.ReviewAccept(qid).encode()),
+                    (t("button_correct"), callbacks.ReviewCorrect(qid).encode())],
+                   [(t("button_discard"), callbacks.ReviewDiscard(qid).encode()),
+                    (t("button_skip"), callbacks.ReviewSkip(qid).encode())]]
         # The retriever's picks carry the item's text and buttons: two messages an item, not three.
         out.replies += [SendSticker(item.sticker), SendGrid(item.retriever_picks, text, buttons)
                         if item.retriever_picks else SendText(text, buttons)]
 
-    def _review_button(self, action: str, query_id: int, player: Player, t: Catalogue, out: Outgoing) -> None:
+    def _review_button(self, button: callbacks.ButtonData, player: Player, t: Catalogue, out: Outgoing) -> None:
         if not player.is_moderator:
             out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
             return
-        if action == "rc":
+        query_id = button.query_id  # type: ignore[attr-defined]
+        if isinstance(button, callbacks.ReviewCorrect):
             item = next((i for i in self.game.pending_reviews(player.id, limit=1, after_id=query_id - 1)
                          if i.query.id == query_id), None)
             if item is None:
@@ -377,10 +402,11 @@ class Conversation:
             self.game.expect_text(player.id, "correct", query_id)
             out.replies.append(SendText(t("review_correct_prompt", query=item.query.text)))
             return
-        if action == "rs":
+        if isinstance(button, callbacks.ReviewSkip):
             self._review(player, t, out, after=query_id)
             return
-        decided = (self.game.accept_query if action == "ra" else self.game.discard_query)(player.id, query_id)
+        decide = self.game.accept_query if isinstance(button, callbacks.ReviewAccept) else self.game.discard_query
+        decided = decide(player.id, query_id)
         out.replies.append(AnswerCallback(t("review_done", status=decided.status)))
         self._review(player, t, out)
 
@@ -398,7 +424,7 @@ class Conversation:
                           start=prize.period_start.date().isoformat(), name=prize.display_name or "?",
                           pseudonym=prize.pseudonym, rank=prize.rank, points=prize.points, sessions=prize.sessions)
             lines.append(t("prize_top" if prize.kind == "top" else "prize_participation", **values))
-        buttons = [[(t("button_delivered", id=prize.id), f"pz:{prize.id}")] for prize in prizes]
+        buttons = [[(t("button_delivered", id=prize.id), callbacks.PrizeDelivered(prize.id).encode())] for prize in prizes]
         text = "\n".join(lines)
         out.replies.append(EditText(edit, text, buttons) if edit else SendText(text, buttons))
 

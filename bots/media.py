@@ -7,8 +7,11 @@ with its number and a play mark. Converted files and grids are cached on disk.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +37,13 @@ class Media:
         self._tiles: dict[str, Image.Image | None] = {}  # first frames, already scaled to a tile
 
     def _path(self, sticker: StickerView) -> Path:
-        return self.sticker_root / sticker.file_path
+        """The sticker's file, which must lie inside the sticker folder (the importers check this
+        too; a row written another way must not make the bot read and upload any file)."""
+        root = self.sticker_root.resolve()
+        path = (root / sticker.file_path).resolve()
+        if not path.is_relative_to(root):
+            raise FileNotFoundError(f"sticker {sticker.key}: its path leads outside the sticker folder")
+        return path
 
     def sticker_file(self, sticker: StickerView) -> StickerFile:
         path = self._path(sticker)
@@ -44,20 +53,25 @@ class Media:
         if sticker.format in ("webp", "webm", "tgs"):
             return StickerFile(f"{stem}.{sticker.format}", path.read_bytes())
         cached = self.cache_dir / f"{stem}.webp"
-        if not cached.exists():
-            with Image.open(path) as image:
-                image = image.convert("RGBA")
-                image.thumbnail((512, 512))  # Telegram stickers are at most 512 px a side
-                buffer = io.BytesIO()
-                image.save(buffer, "WEBP", lossless=True)
-            _atomic_write(cached, buffer.getvalue())
-        return StickerFile(f"{stem}.webp", cached.read_bytes())
+        try:
+            return StickerFile(f"{stem}.webp", cached.read_bytes())
+        except FileNotFoundError:
+            pass
+        with Image.open(path) as image:
+            image = image.convert("RGBA")
+            image.thumbnail((512, 512))  # Telegram stickers are at most 512 px a side
+            buffer = io.BytesIO()
+            image.save(buffer, "WEBP", lossless=True)
+        _atomic_write(cached, buffer.getvalue())
+        return StickerFile(f"{stem}.webp", buffer.getvalue())
 
     def grid(self, stickers: list[StickerView]) -> bytes:
         key = hashlib.sha1("|".join(s.key for s in stickers).encode(), usedforsecurity=False).hexdigest()
         cached = self.cache_dir / f"grid-{key}.png"
-        if cached.exists():
+        try:
             return cached.read_bytes()
+        except FileNotFoundError:
+            pass
         rows = (len(stickers) + COLUMNS - 1) // COLUMNS
         canvas = Image.new("RGB", (COLUMNS * TILE, max(rows, 1) * TILE), "white")
         draw = ImageDraw.Draw(canvas)
@@ -95,6 +109,15 @@ class Media:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
+    """Write through a temporary file of a name unique to this writer, then rename it into place:
+    concurrent conversions of one sticker each write their own file, and a reader sees either
+    no file or a whole one (the last rename wins; all writers wrote the same bytes)."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as f:
+            f.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

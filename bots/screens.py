@@ -1,17 +1,95 @@
 """Framework-neutral values that flow between the conversation layer and the Telegram shells:
-what a player did (`Incoming`) and what the bot does in reply (`Reply` and its kinds)."""
+what a player did (`Incoming`) and what the bot does in reply (`Reply` and its kinds).
+
+Every reply is made to fit Telegram's limits when it is built (`SendText`, `SendGrid` and
+`EditText` shorten themselves), so no screen can be refused for its size, whatever the data in it:
+text 4,096 and captions 1,024 (counted in UTF-16 code units, as Telegram counts), at most 8 buttons
+a row and 100 a keyboard, button labels kept short, and callback data of 1–64 bytes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from core.views import StickerView
 
+log = logging.getLogger(__name__)
+
 Buttons = list[list[tuple[str, str]]]  # rows of (label, callback_data)
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+BUTTON_LABEL_LIMIT = 64  # Telegram shows little more, and cuts labels it finds too long
+BUTTONS_PER_ROW = 8
+BUTTONS_PER_KEYBOARD = 100
+CALLBACK_DATA_BYTES = 64
+ELLIPSIS = "…"
+
+
+def utf16_units(text: str) -> int:
+    """Length as Telegram counts it: characters outside the BMP (most emoji) count twice."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def without_surrogates(text: str) -> str:
+    """Lone surrogates cannot be encoded to send; each becomes U+FFFD."""
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text) if _has_surrogate(text) else text
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def shorten(text: str, limit: int, *, keep: str = "start") -> str:
+    """`text` within `limit` UTF-16 units; when cut, a visible ellipsis marks where. keep="end"
+    keeps the end (the newest messages of a chat context) and cuts the start."""
+    text = without_surrogates(text)
+    if utf16_units(text) <= limit:
+        return text
+    budget = limit - 1
+    chars = reversed(text) if keep == "end" else iter(text)
+    kept: list[str] = []
+    for ch in chars:
+        budget -= 2 if ord(ch) > 0xFFFF else 1
+        if budget < 0:
+            break
+        kept.append(ch)
+    if keep == "end":
+        return ELLIPSIS + "".join(reversed(kept))
+    return "".join(kept) + ELLIPSIS
+
+
+def fit_text(text: str, limit: int) -> str:
+    text = shorten(text, limit)
+    return text if text.strip() else ELLIPSIS  # Telegram refuses an empty message
+
+
+def fit_buttons(buttons: Buttons | None) -> Buttons | None:
+    """Rows of at most 8, at most 100 buttons, labels short and never empty. Callback data is
+    the codec's to keep within 64 bytes (bots/callbacks.py); data that is not is a bug, so it
+    raises here instead of being cut into another action."""
+    if not buttons:
+        return buttons
+    rows: Buttons = []
+    total = 0
+    for row in buttons:
+        fitted = []
+        for label, data in row:
+            if total >= BUTTONS_PER_KEYBOARD:
+                log.warning("a keyboard of more than %d buttons was cut", BUTTONS_PER_KEYBOARD)
+                break
+            size = len(data.encode("utf-8"))
+            if not 1 <= size <= CALLBACK_DATA_BYTES:
+                raise ValueError(f"callback data of {size} bytes: {data!r}")
+            fitted.append((fit_text(label.replace("\n", " "), BUTTON_LABEL_LIMIT), data))
+            total += 1
+        rows.extend(fitted[i:i + BUTTONS_PER_ROW] for i in range(0, len(fitted), BUTTONS_PER_ROW))
+    return [row for row in rows if row]
 
 
 @dataclass(frozen=True)
@@ -35,6 +113,10 @@ class SendText:
     text: str
     buttons: Buttons | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", fit_text(self.text, TEXT_LIMIT))
+        object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+
 
 @dataclass(frozen=True)
 class SendSticker:
@@ -49,6 +131,10 @@ class SendGrid:
     caption: str
     buttons: Buttons | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "caption", shorten(self.caption, CAPTION_LIMIT))
+        object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+
 
 @dataclass(frozen=True)
 class EditText:
@@ -59,11 +145,18 @@ class EditText:
     buttons: Buttons | None = None
     caption: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", fit_text(self.text, CAPTION_LIMIT if self.caption else TEXT_LIMIT))
+        object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+
 
 @dataclass(frozen=True)
 class AnswerCallback:
     text: str = ""
     alert: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", shorten(self.text, 200))  # Telegram: 0-200 characters
 
 
 Reply = SendText | SendSticker | SendGrid | EditText | AnswerCallback
@@ -144,27 +237,46 @@ COMMANDS = {
 
 
 def incoming_from_update(update: dict) -> Incoming | None:
-    """A Bot API update (as JSON, whichever framework parsed it) as a player action."""
-    update_id = int(update.get("update_id", 0))
+    """A Bot API update (as JSON, whichever framework parsed it) as a player action, or None
+    for an update that is no move in the game. An update without a sender (`from`) or a chat is
+    skipped with one log line: it must not become a player with id 0 shared by several chats."""
+    update_id = update.get("update_id")
+    if type(update_id) is not int:
+        return _skipped(update_id, "no update_id")
     if "callback_query" in update:
         query = update["callback_query"]
-        user = query.get("from") or {}
+        user = _sender(query)
+        if user is None:
+            return _skipped(update_id, "a button press without a sender")
         message = query.get("message") or {}
-        chat_id = (message.get("chat") or {}).get("id", user.get("id"))
-        return Incoming("callback", user.get("id", 0), chat_id, update_id, _name(user), user.get("language_code"),
-                        callback_id=str(query.get("id")), callback_data=query.get("data") or "",
-                        message_id=message.get("message_id"))
+        chat_id = (message.get("chat") or {}).get("id", user["id"])
+        if type(chat_id) is not int:
+            return _skipped(update_id, "a button press in a chat without an id")
+        data = query.get("data")
+        return Incoming("callback", user["id"], chat_id, update_id, _name(user), _language_code(user),
+                        callback_id=str(query.get("id")), callback_data=data if isinstance(data, str) else "",
+                        message_id=message.get("message_id") if type(message.get("message_id")) is int else None)
     for key, kind in (("message", None), ("edited_message", "edited")):
         if key not in update:
             continue
         message = update[key]
-        user = message.get("from") or {}
-        chat = message.get("chat") or {}
+        if not isinstance(message, dict):
+            return _skipped(update_id, f"a {key} that is not an object")
+        chat = message.get("chat")
+        if not isinstance(chat, dict) or type(chat.get("id")) is not int:
+            return _skipped(update_id, f"a {key} without a chat")
         if chat.get("type", "private") != "private":
             return None  # groups come later; nothing in a group is a move in the game yet
-        common = dict(user_id=user.get("id", 0), chat_id=chat.get("id", 0), update_id=update_id,
-                      display_name=_name(user), language_code=user.get("language_code"))
+        user = _sender(message)
+        if user is None:
+            return _skipped(update_id, f"a {key} without a sender")
+        common = dict(user_id=user["id"], chat_id=chat["id"], update_id=update_id,
+                      display_name=_name(user), language_code=_language_code(user))
         text = message.get("text")
+        if text is not None and not isinstance(text, str):
+            return _skipped(update_id, f"a {key} whose text is not a string")
+        if text is not None and _has_surrogate(text):
+            return Incoming("unreadable", **common)  # answered with a message, never echoed
         if kind:
             return Incoming(kind, **common, text=text or "")
         if text is None:
@@ -176,5 +288,24 @@ def incoming_from_update(update: dict) -> Incoming | None:
     return None
 
 
+def _skipped(update_id, reason: str) -> None:
+    log.warning("skipped update %r: %s", update_id, reason)
+    return None
+
+
+def _sender(holder: dict) -> dict | None:
+    user = holder.get("from")
+    if not isinstance(user, dict) or type(user.get("id")) is not int or user["id"] <= 0:
+        return None
+    return user
+
+
+def _language_code(user: dict) -> str | None:
+    code = user.get("language_code")
+    return code if isinstance(code, str) else None
+
+
 def _name(user: dict) -> str:
-    return " ".join(p for p in (user.get("first_name"), user.get("last_name")) if p) or user.get("username") or ""
+    parts = [p for p in (user.get("first_name"), user.get("last_name")) if isinstance(p, str) and p]
+    name = " ".join(parts) or (user.get("username") if isinstance(user.get("username"), str) else "") or ""
+    return without_surrogates(name)[:128]

@@ -11,7 +11,7 @@ from pathlib import Path
 import py3langid
 
 from core.text import count_words
-from storage.usticker import MalformedRecord, read_conversation, sticker_format
+from storage.usticker import FileShape, MalformedRecord, read_conversation, sticker_format
 
 GAME_LANGUAGES = ("en", "zh")
 CONTEXT_MESSAGES = 8  # how many messages before the sticker are kept and shown
@@ -121,7 +121,8 @@ class FileCuration:
     stopped: str | None = None
 
 
-def curate_conversation(path: Path, min_words: int, domain: str | None, stop_on_error: bool) -> FileCuration:
+def curate_conversation(path: Path, min_words: int, domain: str | None, stop_on_error: bool,
+                        shape: FileShape | None = None) -> FileCuration:
     """Apply the per-conversation rules to one file (windows never cross files). Language
     identification and the across-files duplicate rule are left to the caller."""
     result = FileCuration(path.name)
@@ -139,7 +140,7 @@ def curate_conversation(path: Path, min_words: int, domain: str | None, stop_on_
 
     window: deque[WindowMessage] = deque(maxlen=CONTEXT_MESSAGES)
     try:
-        for message in read_conversation(path, on_malformed=malformed):
+        for message in read_conversation(path, on_malformed=malformed, shape=shape):
             result.messages += 1
             if message.sticker is None:
                 window.append(WindowMessage(message.message_id, message.from_id, message.text, False,

@@ -16,16 +16,23 @@ from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
 from core.search_log import record_search_change
-from core.text import normalize_query
+from core.text import normalize_query, seed_query_problem
 from storage.db import insert_ignoring_conflicts, is_postgres, session_scope
 from storage.models import USABLE_QUERY_STATUSES, Player, Query, QuerySource, QueryStatus, Sticker, utcnow
-from storage.sticker_queries import read_sticker_queries, write_sticker_queries
+from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries, write_sticker_queries
 from storage.usticker import sticker_format
 
 
 def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[str, int]:
-    """Idempotent: a query already stored for that sticker and language (same text) is not added."""
+    """Idempotent: a query already stored for that sticker and language (same text) is not added.
+    All or nothing: the whole file is read and checked before anything is written, and a file
+    with one bad row or query (StickerQueriesFormatError) adds nothing."""
     rows = list(read_sticker_queries(csv_path))
+    for line, (key, queries) in enumerate(rows, start=2):
+        for text in queries:
+            problem = seed_query_problem(text)
+            if problem:
+                raise StickerQueriesFormatError(f"{csv_path}: sticker {key} (row {line}): {problem}: {text[:40]!r}")
     now = utcnow()
     added = 0
     with session_scope(db) as session:

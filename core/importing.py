@@ -2,6 +2,11 @@
 
 Idempotent: stickers are keyed by file name and contexts by (sticker, language), and both are
 inserted with ON CONFLICT DO NOTHING, so importing the same folder twice adds nothing.
+
+All or nothing: every file is inspected before anything is written (a file that cannot be read is
+refused with `RefusedFile`), and the whole import is one transaction, so a stop at a malformed
+record leaves the database as it was. A sticker file is used only when its path stays inside the
+sticker folder and its content is the format its name says (magic bytes, then a decode).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from tqdm import tqdm
 
 from core.curation import GAME_LANGUAGES, FileCuration, curate_conversation, detect_language
 from storage.db import insert_ignoring_conflicts, session_scope
+from storage.media_check import StickerFileError, check_sticker_file
 from storage.models import ChatContext, ContextStatus, Sticker, utcnow
 from storage.usticker import (
     conversation_files,
+    inspect,
     read_domains,
+    sticker_path_problem,
 )
 
 BATCH = 2000
@@ -55,12 +63,24 @@ class ImportReport:
                 "malformed": len(self.malformed)}
 
 
-def _file_facts(sticker_root: Path | None, relative: str) -> tuple[str | None, int | None]:
+def _file_facts(sticker_root: Path | None, relative: str, fmt: str) -> tuple[str | None, int | None]:
+    """sha256 and size of a sticker file that is present (None, None when it is not: the data may
+    be imported before the sticker archive). Raises StickerFileError for a path that leaves the
+    sticker folder or a file whose content is not the format its name says."""
+    problem = sticker_path_problem(relative)
+    if problem:
+        raise StickerFileError(problem)
     if sticker_root is None:
         return None, None
-    path = sticker_root / relative
-    if not path.is_file():
+    root = Path(sticker_root).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise StickerFileError("the sticker path leads outside the sticker folder")
+    if not path.exists():
         return None, None
+    if not path.is_file():
+        raise StickerFileError("the sticker path is not a file")
+    check_sticker_file(path, fmt)
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -69,12 +89,22 @@ def _file_facts(sticker_root: Path | None, relative: str) -> tuple[str | None, i
 
 
 class _Writer:
-    """Buffers stickers and contexts and writes them in batches."""
+    """Buffers stickers and contexts and writes them in batches, all in one transaction that
+    `commit` ends (an exception before it leaves nothing written)."""
 
     def __init__(self, db: Engine, report: ImportReport):
         self.db, self.report = db, report
         self.stickers: dict[str, dict] = {}
         self.contexts: list[tuple[str, dict]] = []
+        self._scope = session_scope(db)
+        self.session = self._scope.__enter__()
+
+    def commit(self) -> None:
+        self.flush()
+        self._scope.__exit__(None, None, None)
+
+    def abandon(self, error: BaseException) -> None:
+        self._scope.__exit__(type(error), error, error.__traceback__)
 
     def sticker(self, row: dict) -> None:
         self.stickers.setdefault(row["key"], row)
@@ -89,15 +119,16 @@ class _Writer:
     def flush(self) -> None:
         if not self.stickers and not self.contexts:
             return
-        with session_scope(self.db) as session:
-            self.report.stickers_added += insert_ignoring_conflicts(
-                session, Sticker.__table__, list(self.stickers.values()), ["key"])
-            keys = list({key for key, _ in self.contexts})
-            ids = dict(session.exec(select(Sticker.key, Sticker.id).where(col(Sticker.key).in_(keys))).all()) \
-                if keys else {}
-            rows = [dict(row, sticker_id=ids[key]) for key, row in self.contexts]
-            self.report.contexts_added += insert_ignoring_conflicts(
-                session, ChatContext.__table__, rows, ["sticker_id", "language"])
+        session = self.session
+        self.report.stickers_added += insert_ignoring_conflicts(
+            session, Sticker.__table__, list(self.stickers.values()), ["key"])
+        keys = list({key for key, _ in self.contexts})
+        ids = dict(session.exec(select(Sticker.key, Sticker.id).where(col(Sticker.key).in_(keys))).all()) \
+            if keys else {}
+        rows = [dict(row, sticker_id=ids[key]) for key, row in self.contexts]
+        self.report.contexts_added += insert_ignoring_conflicts(
+            session, ChatContext.__table__, rows, ["sticker_id", "language"])
+        session.flush()
         self.stickers.clear()
         self.contexts.clear()
 
@@ -127,8 +158,10 @@ def import_usticker(
     if not files:
         raise FileNotFoundError(f"no conversation files (*.json, *.jsonl) in {folder}")
     domains = read_domains(folder / "idx_to_domain.txt")
+    shapes = {}
+    for path in tqdm(files, desc="check", unit=" file", disable=not progress):
+        shapes[path] = inspect(path)  # raises RefusedFile before anything is written
     report = ImportReport()
-    writer = _Writer(db, report)
     with Session(db) as session:
         kept = {(k, lang) for k, lang in session.exec(
             select(Sticker.key, ChatContext.language).join(ChatContext, ChatContext.sticker_id == Sticker.id))}
@@ -143,9 +176,10 @@ def import_usticker(
         return domains.get(path.name) or domains.get(path.stem) or (
             domains.get(str(int(path.stem))) if path.stem.isdigit() else None)
 
-    jobs = [(path, min_words, domain_of(path), stop_on_error) for path in files]
+    jobs = [(path, min_words, domain_of(path), stop_on_error, shapes[path]) for path in files]
     bar = tqdm(total=None, unit=" msg", unit_scale=True, disable=not progress, desc="import", mininterval=0.5)
     executor = None
+    writer = _Writer(db, report)
     try:
         if workers > 1:
             executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -153,15 +187,19 @@ def import_usticker(
         else:
             results = (curate_conversation(*job) for job in jobs)
         for curated in results:
+            before = len(report.malformed)
             _merge(curated, report, writer, seen_stickers, kept, status, sticker_root, domains, domain_of)
             bar.update(curated.messages)
-            for problem in curated.malformed:
+            for problem in report.malformed[before:]:
                 if on_malformed is not None:
                     on_malformed(problem)
-            if curated.stopped:
-                writer.flush()
-                raise ImportStopped(curated.stopped)
-        writer.flush()
+            stopped = curated.stopped or (stop_on_error and len(report.malformed) > before and report.malformed[-1])
+            if stopped:
+                raise ImportStopped(stopped)
+        writer.commit()
+    except BaseException as error:
+        writer.abandon(error)
+        raise
     finally:
         bar.close()
         if executor is not None:
@@ -178,15 +216,24 @@ def _merge(curated: FileCuration, report: ImportReport, writer: _Writer, seen_st
     report.malformed.extend(curated.malformed)
     domain = domain_of(Path(curated.name))
     now = utcnow()
+    refused: set[str] = set()
     for key, path, fmt in curated.stickers:
         if key in seen_stickers:
             continue
+        try:
+            sha256, size = _file_facts(sticker_root, path, fmt)
+        except StickerFileError as error:
+            report.malformed.append(f"{curated.name}: sticker {path[:200]!r}: {error}")
+            report.removed["unknown_format"] += 1
+            refused.add(key)
+            continue
         seen_stickers.add(key)
         report.stickers_seen += 1
-        sha256, size = _file_facts(sticker_root, path)
         writer.sticker({"created_at": now, "key": key, "file_path": path, "format": fmt, "sha256": sha256,
                         "size_bytes": size, "domain": domains.get(key) or domain})
     for key, guess, text, row in curated.contexts:
+        if key in refused or key not in seen_stickers:
+            continue
         if (key, guess) in kept:  # an earlier file used this sticker first: no need to identify
             report.removed["duplicate_sticker"] += 1
             continue

@@ -22,8 +22,9 @@ _EMOJI = (
 # Joiners, variation selectors and skin-tone modifiers belong to the emoji before them.
 _EMOJI_PARTS = re.compile(r"[\u200d\ufe0e\ufe0f\U0001F3FB-\U0001F3FF]")
 _TOKEN = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<emoji>[{_EMOJI}])|(?P<word>[^\W_]+(?:['’][^\W_]+)*)")
-# Any control character, newlines and tabs included: a query is one line of text.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u2028\u2029]")
+# What no line of text may hold: control characters (newlines and tabs included: a query is one
+# line), line and paragraph separators, and lone surrogates (not text at all: they cannot be encoded).
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 _EMOJI_ONLY = re.compile(rf"[{_EMOJI}]")
 _SPACES = re.compile(r"\s+")
 
@@ -32,8 +33,11 @@ class QueryTextError(ValueError):
     """Player text that cannot become a query; `code` selects the message shown to the player."""
 
     def __init__(self, code: str, detail: str = ""):
-        super().__init__(f"{code}: {detail}" if detail else code)
-        self.code = code
+        super().__init__(detail)  # args[0] is the detail, as the player's message shows it
+        self.code, self.detail = code, detail
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}" if self.detail else self.code
 
 
 @lru_cache(maxsize=65536)
@@ -69,10 +73,61 @@ def count_words(text: str) -> int:
     return count
 
 
+def is_invisible(char: str) -> bool:
+    """An invisible format character (Unicode category Cf): soft hyphen, zero-width spaces and
+    joiners, bidirectional marks and overrides, word joiner, BOM, tag characters…"""
+    return unicodedata.category(char) == "Cf"
+
+
+def strip_invisible(text: str) -> str:
+    return "".join(ch for ch in text if not is_invisible(ch)) if any(map(is_invisible, text)) else text
+
+
+def normalize_text(text: str) -> str:
+    """The one normal form of anything a person writes: invisible format characters removed and
+    Unicode NFKC (full-width letters, ligatures and compatibility forms folded). Removing before
+    and after NFKC makes it idempotent: removal may bring a base and a combining mark together."""
+    return strip_invisible(unicodedata.normalize("NFKC", strip_invisible(text)))
+
+
+def refused_character(text: str) -> str | None:
+    """The first character no line of player text may contain, or None."""
+    for char in text:
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            return char
+    return None
+
+
+MAX_SEED_QUERY_CHARS = 256
+_ONLY_SEPARATORS = re.compile(r"[\s,，、]+")
+
+
+def seed_query_problem(text: str, *, max_chars: int = MAX_SEED_QUERY_CHARS) -> str | None:
+    """Why a query read from a dataset file may not be stored, or None. Seed queries are kept
+    verbatim (the released files must round-trip byte for byte, emoji joiners included), so they
+    are checked rather than rewritten: no control or invisible characters, no blank or
+    separator-only query, no space around it, a bounded length."""
+    if not text.strip():
+        return "an empty query"
+    if len(text) > max_chars:
+        return f"a query longer than {max_chars} characters"
+    refused = refused_character(text)
+    if refused is not None:
+        return f"a control character (U+{ord(refused):04X}) in a query"
+    invisible = next((ch for ch in text if is_invisible(ch) and ch != "\u200d"), None)  # ZWJ joins emoji
+    if invisible is not None:
+        return f"an invisible character (U+{ord(invisible):04X}) in a query"
+    if text != text.strip():
+        return "a space at the start or end of a query"
+    if _ONLY_SEPARATORS.fullmatch(text):
+        return "a query of nothing but separators"
+    return None
+
+
 def normalize_query(text: str) -> str:
-    """The form two queries are compared in for the taboo rule: case, width, spacing and
-    surrounding punctuation do not make a query new."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    """The form two queries are compared in for the taboo rule: case, width, spacing, invisible
+    characters and surrounding punctuation do not make a query new."""
+    text = strip_invisible(unicodedata.normalize("NFKC", strip_invisible(text)).casefold())
     text = _SPACES.sub(" ", text).strip()
     start, end = 0, len(text)
     while start < end and _is_edge_noise(text[start]):
@@ -87,18 +142,25 @@ def _is_edge_noise(char: str) -> bool:
 
 
 def clean_query_text(text: str | None, *, max_chars: int) -> str:
-    """Validate and tidy what a player typed. Raises QueryTextError with a reason code."""
+    """Validate and normalise what a player typed (a query, a suggestion, a correction).
+    Raises QueryTextError with a reason code; returns the text in its normal form (normalize_text)."""
     if text is None:
         raise QueryTextError("empty")
-    if _CONTROL.search(text):
-        raise QueryTextError("control_chars")
-    text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    refused = refused_character(text)
+    if refused is not None:
+        raise QueryTextError("invalid_chars" if unicodedata.category(refused) == "Cs" else "control_chars",
+                             f"U+{ord(refused):04X}")
+    text = _SPACES.sub(" ", normalize_text(text)).strip()
+    refused = refused_character(text)  # NFKC maps no character to a control one; checked, not assumed
+    if refused is not None:
+        raise QueryTextError("control_chars", f"U+{ord(refused):04X}")
     if not text:
         raise QueryTextError("empty")
     if len(text) > max_chars:
         raise QueryTextError("too_long", str(max_chars))
-    # StickerQueries joins a sticker's queries with ", ": a query may not contain that separator.
-    text = text.replace(", ", ",").replace("，", ",") if ", " in text else text
+    # StickerQueries joins a sticker's queries with ", ": a query may not contain that separator
+    # (NFKC has already made a full-width comma a plain one).
+    text = text.replace(", ", ",")
     if text.startswith("/"):
         raise QueryTextError("command")
     tokens = tokenize(text)

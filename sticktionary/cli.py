@@ -31,6 +31,18 @@ app.add_typer(outbox_app, name="outbox")
 Language = Annotated[str, typer.Option("--lang", help="en or zh")]
 
 
+@app.callback()
+def main() -> None:
+    """Settings are checked before any command runs: a wrong one is named in one line, with an example."""
+    from storage.settings import SettingsProblem
+
+    try:
+        get_settings()
+    except SettingsProblem as problem:
+        typer.echo(f"the settings are not valid: {problem}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _engine(upgrade_first: bool = True):
     from storage.db import make_engine
     from storage.migrate import upgrade
@@ -72,6 +84,7 @@ def import_usticker_command(
     """Stream U-Sticker conversations, curate chat contexts and store them (idempotent)."""
     from core.curation import RULES
     from core.importing import ImportStopped, import_usticker
+    from storage.usticker import RefusedFile
 
     def show(problem) -> None:
         typer.echo(f"malformed: {problem}", err=True)
@@ -80,7 +93,14 @@ def import_usticker_command(
         report = import_usticker(_engine(), folder, sticker_root=sticker_root or folder, min_words=min_words,
                                  stop_on_error=stop_on_error, approve=approve, on_malformed=show)
     except ImportStopped as stop:
-        typer.echo(f"stopped at a malformed record: {stop}\nfix the file, or run with --skip-malformed", err=True)
+        typer.echo(f"stopped at a malformed record, nothing imported: {stop}\n"
+                   "fix the file, or run with --skip-malformed", err=True)
+        raise typer.Exit(2) from None
+    except RefusedFile as refused:
+        typer.echo(f"refused, nothing imported: {refused}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"cannot read the data, nothing imported: {error}", err=True)
         raise typer.Exit(2) from None
     summary = report.as_dict()
     typer.echo(f"{summary['messages']} messages in {summary['files']} files, "
@@ -99,10 +119,14 @@ def import_queries(csv_path: Annotated[Path, typer.Argument(exists=True, dir_oka
     from core.datasets import import_sticker_queries
     from storage.sticker_queries import StickerQueriesFormatError
 
+    language = _check_language(lang)
     try:
-        result = import_sticker_queries(_engine(), csv_path, _check_language(lang))
+        result = import_sticker_queries(_engine(), csv_path, language)
     except StickerQueriesFormatError as error:
-        typer.echo(f"not a StickerQueries file: {error}", err=True)
+        typer.echo(f"not a StickerQueries file, nothing imported: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:
+        typer.echo(f"cannot read the file, nothing imported: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{result['stickers']} stickers, {result['queries_added']} new queries ({lang})")
 
@@ -162,16 +186,18 @@ def run(workers: Annotated[int, typer.Option(
     """Run every configured Telegram bot (STICKTIONARY_BOTS) until interrupted."""
     import asyncio
 
-    from pydantic import ValidationError
-
     from bots.run import ConfigurationError, run_bots
     from bots.workers import supervise, worker_problem
-    from storage.settings import Settings
+    from storage.settings import SettingsProblem, load_settings
 
-    _log_to_stderr()
+    try:
+        settings = load_settings()
+    except SettingsProblem as problem:
+        typer.echo(f"the settings are not valid: {problem}", err=True)
+        raise typer.Exit(2) from None
+    _log_to_stderr(settings)
     scheduler = None
     try:
-        settings = Settings()
         if workers > 1:
             problem = worker_problem(settings, workers)
             if problem:
@@ -180,9 +206,6 @@ def run(workers: Annotated[int, typer.Option(
         if settings.jobs_in_bot_process:
             scheduler = _start_background_jobs(settings)
         asyncio.run(run_bots(settings))
-    except ValidationError as error:
-        typer.echo(f"the settings are not valid:\n{error}", err=True)
-        raise typer.Exit(2) from None
     except ConfigurationError as error:
         typer.echo(f"cannot start: {error}", err=True)
         raise typer.Exit(2) from None
@@ -213,10 +236,10 @@ def _scheduler(kind, settings, only: list[str] | None = None):
     return scheduler
 
 
-def _log_to_stderr() -> None:
-    import logging
+def _log_to_stderr(settings=None) -> None:
+    from sticktionary.logs import setup
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup(secrets=(settings or get_settings()).secrets())
 
 
 @app.command()

@@ -76,12 +76,14 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     from bots.run import run_bots
     from bots.sandbox import Sandbox
     from bots.sandbox.players import AutoPlayer, SandboxPlayer
+    from sticktionary.logs import protect
     from storage.settings import BotConfig
 
     started = time.perf_counter()
     db, database = _prepare(workdir, echo)
     sandbox = Sandbox(rate_limits=True, seed=seed)
     tokens = {"en": "1001:demo-en", "zh": "1002:demo-zh"}
+    protect(tokens.values())  # the HTTP clients' loggers quiet, and the tokens masked in any log line
     sandbox.add_bot(tokens["en"], "sticktionary_en_bot")
     sandbox.add_bot(tokens["zh"], "sticktionary_zh_bot")
     base = await sandbox.start()

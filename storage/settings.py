@@ -5,12 +5,25 @@ Every variable is prefixed ``STICKTIONARY_``, e.g. ``STICKTIONARY_DATABASE_URL``
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+# What a right value looks like, for the one-line message about a wrong one.
+EXAMPLES = {
+    "bots": '[{"token": "123456:ABC-your-bot-token", "framework": "ptb", "languages": ["en"]}]',
+    "moderators": "12345  or  12345,67890  or  [12345, 67890]",
+    "pull_tokens": "a-long-random-token  or  token-one,token-two  or  [\"token-one\"]",
+    "leaderboard_chats": '{"en": [-1001234567890], "zh": []}',
+    "points_by_rank": "[3, 2, 1]",
+    "database_url": "postgresql+psycopg://user:password@localhost:5432/sticktionary",
+    "prize_period": "week",
+}
 
 
 class BotConfig(BaseModel):
@@ -45,8 +58,10 @@ class Settings(BaseSettings):
     # Telegram. STICKTIONARY_BOTS is JSON, e.g.
     # [{"token": "123:abc", "framework": "ptb", "languages": ["en"]},
     #  {"token": "456:def", "framework": "aiogram", "languages": ["zh"]}]
-    bots: list[BotConfig] = Field(default_factory=list)
-    moderators: list[int] = Field(default_factory=list, description="Telegram user ids of moderators")
+    bots: Annotated[list[BotConfig], NoDecode] = Field(default_factory=list)
+    # Lists read from the environment may be one value (12345), comma-separated (1,2,3) or JSON.
+    moderators: Annotated[list[int], NoDecode] = Field(default_factory=list,
+                                                       description="Telegram user ids of moderators")
     telegram_api: str = "https://api.telegram.org"
     webhook_url: str | None = Field(default=None, description="public base URL; unset: long polling")
     webhook_secret: SecretStr | None = None
@@ -97,7 +112,7 @@ class Settings(BaseSettings):
     schedule_expiry: str = "*/10 * * * *"
     schedule_export_retention: str = "30 3 * * *"
     # Where leaderboards are posted besides the players who opted in: {"en": [chat ids], "zh": [...]}
-    leaderboard_chats: dict[Literal["en", "zh"], list[int]] = Field(default_factory=dict)
+    leaderboard_chats: Annotated[dict[Literal["en", "zh"], list[int]], NoDecode] = Field(default_factory=dict)
     leaderboard_size: int = 10
     prize_period: Literal["day", "week", "month"] = "week"
     prize_top_n: int = 3
@@ -106,10 +121,69 @@ class Settings(BaseSettings):
     export_keep: int = Field(default=14, ge=1, description="complete exports kept by the retention job")
     export_similarity_stickers: int = 1_000  # BLEU/ROUGE-L sample (stickers)
     export_eval_queries: int = 20_000  # BM25 Recall@k sample (test queries)
-    pull_tokens: list[SecretStr] = Field(default_factory=list, description="bearer tokens of researchers")
+    pull_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list,
+                                                              description="bearer tokens of researchers")
     pull_listen: str = "0.0.0.0:8080"
+
+    @field_validator("moderators", "pull_tokens", mode="before")
+    @classmethod
+    def _list_from_text(cls, value):
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return _json(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("bots", "leaderboard_chats", mode="before")
+    @classmethod
+    def _json_from_text(cls, value):
+        if not isinstance(value, str):
+            return value
+        return _json(value.strip()) if value.strip() else None
+
+    def secrets(self) -> list[str]:
+        """Every secret this configuration holds, for the log redaction filter."""
+        found = [b.token.get_secret_value() for b in self.bots] + [t.get_secret_value() for t in self.pull_tokens]
+        if self.webhook_secret is not None:
+            found.append(self.webhook_secret.get_secret_value())
+        if self.pseudonym_key != "change-me":
+            found.append(self.pseudonym_key)
+        return [secret for secret in found if secret]
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        # json's message names a line and column but never echoes the value (it may hold a secret).
+        raise ValueError(f"not valid JSON ({error.msg} at character {error.pos})") from None
+
+
+class SettingsProblem(ValueError):
+    """Settings that cannot be used; the message is one line: what is wrong, and an example."""
+
+
+def load_settings(**values) -> Settings:
+    """Settings from the environment / .env (and `values`), or SettingsProblem in one line. The
+    message never repeats the value given: it may be a token."""
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = error.errors(include_input=False, include_url=False)
+        first = problems[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        where = ".".join(str(part) for part in first["loc"][1:])
+        reason = " ".join(str(first["msg"]).split())
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        example = EXAMPLES.get(name)
+        raise SettingsProblem(f"STICKTIONARY_{name.upper()}{'[' + where + ']' if where else ''} is not valid: "
+                              f"{reason}{more}" + (f"; for example STICKTIONARY_{name.upper()}={example}"
+                                                   if example else "")) from None
+    except SettingsError as error:
+        raise SettingsProblem(" ".join(str(error).split())) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

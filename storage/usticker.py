@@ -6,9 +6,15 @@ plausible shapes, found by looking at where the first ``message_id`` key sits:
 * a JSON array of records: ``[{...}, ...]``
 * records under a key, at any depth: ``{"messages": [{...}]}``
 * an object keyed by message id: ``{"123": {...}, ...}``
-* JSON Lines: one record per line
+* JSON Lines (or any run of JSON objects): one record per value
 
-Files are never loaded whole: ijson parses them incrementally.
+Files come from outside and are never trusted, nor loaded whole. Before a file is read,
+`inspect` walks it once with ijson's event parser (which keeps no path, so its memory does not
+grow with the nesting) and refuses, with `RefusedFile`, anything that is not UTF-8 JSON of a
+known shape: an empty file, another encoding, nesting deeper than `MAX_DEPTH`, garbage after the
+value, several values that are not all records. Records are then streamed; fields that would
+harm the database or the bots (oversized text, ids out of range, sticker paths that leave the
+sticker folder) make the record malformed.
 """
 
 from __future__ import annotations
@@ -17,11 +23,21 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import ijson
 
 RECORD_KEY = "message_id"
+MAX_DEPTH = 64  # U-Sticker records sit at depth 2 or 3; 64 leaves room for any plausible wrapper
+MAX_TEXT_CHARS = 65_536  # one chat message (Telegram's own limit is 4,096)
+MAX_PATH_CHARS = 1024
+MAX_ID = 2**63 - 1  # message ids are 64-bit integer columns
+UTF8_BOM = b"\xef\xbb\xbf"
+_FOREIGN_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+                 b"\xfe\xff": "UTF-16"}
+# C0 controls other than tab, newline and carriage return; PostgreSQL refuses NUL in text.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +56,102 @@ class MalformedRecord(ValueError):
         self.path, self.index, self.reason = path, index, reason
 
 
-class UnknownShape(ValueError):
+class RefusedFile(ValueError):
+    """A file that cannot be imported at all; the message names the file and says why."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{Path(path).name}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+class UnknownShape(RefusedFile):
     pass
 
 
-def _shape(path: Path) -> tuple[str, str]:
-    """('jsonl', '') | ('items', prefix) | ('kvitems', prefix)."""
+@dataclass(frozen=True)
+class FileShape:
+    kind: str  # "jsonl" | "items" | "kvitems"
+    prefix: str
+    bom: bool
+
+
+def _check_encoding(path: Path, head: bytes) -> bool:
+    """True when the file starts with a UTF-8 byte order mark (allowed, and skipped)."""
+    if not head.strip(b" \t\r\n" + UTF8_BOM):
+        raise RefusedFile(path, "the file is empty")
+    for bom, name in _FOREIGN_BOMS.items():
+        if head.startswith(bom):
+            raise RefusedFile(path, f"the file is {name}-encoded; save it as UTF-8")
+    if b"\x00" in head[:4096]:
+        raise RefusedFile(path, "the file holds NUL bytes: not UTF-8 JSON (UTF-16 without a byte order mark?)")
+    return head.startswith(UTF8_BOM)
+
+
+def inspect(path: Path) -> FileShape:
+    """Check a whole conversation file in one streaming pass and say where its records are.
+
+    Memory stays constant whatever the file holds: the event parser keeps only a small stack
+    per level, the walk keeps the keys of at most `MAX_DEPTH` levels, and every string it sees
+    is dropped at once."""
+    path = Path(path)
     with path.open("rb") as f:
-        head = f.read(4096).lstrip()
-    if head[:1] == b"{":
-        first_line = head.split(b"\n", 1)[0]
+        bom = _check_encoding(path, f.read(4096))
+        f.seek(len(UTF8_BOM) if bom else 0)
+        stack: list[object] = []  # per open container: the current key of a map, or None for an array
+        found: tuple[str, str] | None = None
+        values = 0  # top-level values
+        records_at_top = True
         try:
-            if RECORD_KEY in json.loads(first_line):
-                return "jsonl", ""
-        except (ValueError, TypeError):
-            pass
-    with path.open("rb") as f:
-        try:
-            for prefix, event, value in ijson.parse(f):
-                if event == "map_key" and value == RECORD_KEY:
-                    parent, _, last = prefix.rpartition(".")
-                    if last == "item" or prefix == "item":
-                        return "items", prefix
-                    return "kvitems", parent
+            for event, value in ijson.basic_parse(f, multiple_values=True):
+                if event in ("start_map", "start_array"):
+                    if not stack:
+                        values += 1
+                        records_at_top = records_at_top and event == "start_map"
+                    if len(stack) >= MAX_DEPTH:
+                        raise RefusedFile(path, f"nested deeper than {MAX_DEPTH} levels")
+                    stack.append("" if event == "start_map" else None)
+                elif event in ("end_map", "end_array"):
+                    stack.pop()
+                elif event == "map_key":
+                    stack[-1] = value
+                    if value == RECORD_KEY and found is None:
+                        found = _locate(stack)
+                elif not stack:
+                    values += 1
+                    records_at_top = False
         except ijson.JSONError as error:
-            raise UnknownShape(f"{path.name}: not valid JSON ({error})") from None
-    raise UnknownShape(f"{path.name}: no record with a '{RECORD_KEY}' field found")
+            raise RefusedFile(path, f"not valid JSON near byte {f.tell()}: {_first_line(error)}") from None
+        except UnicodeDecodeError as error:
+            raise RefusedFile(path, f"not UTF-8 text near byte {f.tell()}: {error.reason}") from None
+    if found is None:
+        raise UnknownShape(path, f"no record with a '{RECORD_KEY}' field found")
+    kind, prefix = found
+    if values > 1 and not (kind == "jsonl" and records_at_top):
+        raise RefusedFile(path, f"{values} JSON values in one file; JSON Lines must hold one record object per line")
+    if kind == "jsonl" and values == 1:
+        kind = "jsonl"  # a single record object: read as a run of one
+    return FileShape(kind, prefix, bom)
+
+
+def _locate(stack: list[object]) -> tuple[str, str]:
+    """Where the records are, from the open containers when the first record key is met
+    (the record itself is the innermost map)."""
+    if len(stack) == 1:
+        return "jsonl", ""
+    parents = stack[:-1]
+    names = ["item" if key is None else str(key) for key in parents]
+    if parents[-1] is None:  # the record is an element of an array
+        return "items", ".".join(names)
+    return "kvitems", ".".join(names[:-1])  # the record is a value of a map keyed by id
+
+
+def _first_line(error: Exception) -> str:
+    """ijson's messages span lines (and may come as bytes): the first line, as text."""
+    message = error.args[0] if error.args else ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    lines = str(message).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
 
 
 _DECODER = json.JSONDecoder()
@@ -74,11 +160,12 @@ _SKIP = re.compile(r"[\s,]*")
 
 def _array_records(path: Path, chunk_size: int = 1 << 20) -> Iterator[object]:
     """Top-level JSON array, decoded record by record with the C decoder over a sliding buffer
-    (several times faster than an event parser, and still never the whole file in memory)."""
-    with path.open(encoding="utf-8") as f:
+    (several times faster than an event parser, and still never the whole file in memory).
+    Only for files `inspect` has passed, so the structure is known to be sound."""
+    with path.open(encoding="utf-8-sig") as f:
         buffer = f.read(chunk_size).lstrip()
         if not buffer.startswith("["):
-            raise UnknownShape(f"{path.name}: expected a JSON array")
+            raise UnknownShape(path, "expected a JSON array")
         position, at_end = 1, False
         while True:
             position = _SKIP.match(buffer, position).end()
@@ -86,7 +173,7 @@ def _array_records(path: Path, chunk_size: int = 1 << 20) -> Iterator[object]:
                 return
             try:
                 record, end = _DECODER.raw_decode(buffer, position)
-            except ValueError as error:
+            except (ValueError, RecursionError) as error:
                 if at_end:
                     yield MalformedJson(str(error))
                     return
@@ -105,25 +192,19 @@ def _array_records(path: Path, chunk_size: int = 1 << 20) -> Iterator[object]:
                 buffer, position = buffer[position:], 0
 
 
-def _raw_records(path: Path) -> Iterator[object]:
-    kind, prefix = _shape(path)
-    if kind == "items" and prefix == "item":
+def _raw_records(path: Path, shape: FileShape | None = None) -> Iterator[object]:
+    shape = shape or inspect(path)
+    if shape.kind == "items" and shape.prefix == "item":
         yield from _array_records(path)
         return
-    if kind == "jsonl":
-        with path.open("rb") as f:
-            for line in f:
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError as error:
-                        yield MalformedJson(str(error))
-        return
     with path.open("rb") as f:
-        if kind == "items":
-            yield from ijson.items(f, prefix, use_float=True)
+        f.seek(len(UTF8_BOM) if shape.bom else 0)
+        if shape.kind == "jsonl":
+            yield from ijson.items(f, "", multiple_values=True, use_float=True)
+        elif shape.kind == "items":
+            yield from ijson.items(f, shape.prefix, use_float=True)
         else:
-            for _key, value in ijson.kvitems(f, prefix, use_float=True):
+            for _key, value in ijson.kvitems(f, shape.prefix, use_float=True):
                 yield value
 
 
@@ -140,17 +221,48 @@ def _as_int(value: object) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return int(str(value).strip())
+        number = int(value)
+    else:
+        text = str(value).strip()
+        if len(text) > 20:
+            raise ValueError("id too long")
+        number = int(text)
+    return _in_range(number)
 
 
-def read_conversation(path: Path, on_malformed=None) -> Iterator[ChatMessage]:
-    """Yield the messages of one conversation file in file order.
+def _in_range(number: int) -> int:
+    if not 0 <= number <= MAX_ID:
+        raise ValueError(f"id {number} out of range")
+    return number
+
+
+def sticker_path_problem(relative: str) -> str | None:
+    """Why a sticker path may not be used, or None: it must be a relative path that stays inside
+    the sticker folder, of reasonable length, with no control characters."""
+    if len(relative) > MAX_PATH_CHARS:
+        return f"sticker path longer than {MAX_PATH_CHARS} characters"
+    if _CONTROLS.search(relative) or "\n" in relative or "\r" in relative or "\t" in relative:
+        return "control characters in the sticker path"
+    if _SURROGATES.search(relative):
+        return "a broken character (lone surrogate) in the sticker path"
+    if "\\" in relative:
+        return "backslashes in the sticker path"
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or re.match(r"^[A-Za-z]:", relative):
+        return "absolute sticker path"
+    if any(part in ("..", "") for part in relative.split("/")[:-1]) or pure.name in ("", ".", ".."):
+        return "sticker path leaves the sticker folder"
+    return None
+
+
+def read_conversation(path: Path, on_malformed=None, shape: FileShape | None = None) -> Iterator[ChatMessage]:
+    """Yield the messages of one conversation file in file order (`shape`: what `inspect` found,
+    when it has already been called; a file it refuses raises RefusedFile).
 
     A malformed record is passed to ``on_malformed(MalformedRecord)``; without a callback it raises.
     """
     conversation = path.name
-    for index, raw in enumerate(_raw_records(path)):
+    for index, raw in enumerate(_raw_records(path, shape)):
         try:
             if type(raw) is not dict:
                 if isinstance(raw, MalformedJson):
@@ -161,18 +273,34 @@ def read_conversation(path: Path, on_malformed=None) -> Iterator[ChatMessage]:
                 message_id = _as_int(message_id)
                 if message_id is None:
                     raise ValueError(f"no '{RECORD_KEY}'")
+            else:
+                _in_range(message_id)
             reply_id = raw.get("reply_id")
-            if reply_id is not None and type(reply_id) is not int:
-                reply_id = _as_int(reply_id)
+            if reply_id is not None:
+                reply_id = _as_int(reply_id) if type(reply_id) is not int else _in_range(reply_id)
             sticker = raw.get("sticker") or None
-            if sticker is not None and type(sticker) is not str:
-                raise ValueError("'sticker' is not a path")
+            if sticker is not None:
+                if type(sticker) is not str:
+                    raise ValueError("'sticker' is not a path")
+                problem = sticker_path_problem(sticker)
+                if problem:
+                    raise ValueError(problem)
             text = raw.get("text") or ""
             if type(text) is not str:
+                if isinstance(text, dict | list):
+                    raise ValueError("'text' is not a string")
                 text = str(text)
+            if len(text) > MAX_TEXT_CHARS:
+                raise ValueError(f"'text' longer than {MAX_TEXT_CHARS} characters")
+            if _CONTROLS.search(text):
+                text = _CONTROLS.sub("", text)
+            if _SURROGATES.search(text):  # a lone surrogate is not text, nor can it be stored
+                text = _SURROGATES.sub("\ufffd", text)
             from_id = raw.get("from_id")
-            yield ChatMessage(conversation, message_id, "" if from_id is None else str(from_id), reply_id,
-                              sticker, text)
+            from_id = "" if from_id is None else str(from_id)
+            if len(from_id) > 64 or isinstance(raw.get("from_id"), dict | list):
+                raise ValueError("'from_id' is not an id")
+            yield ChatMessage(conversation, message_id, from_id, reply_id, sticker, text)
         except (ValueError, TypeError) as error:
             problem = MalformedRecord(path, index, str(error))
             if on_malformed is None:

@@ -1,6 +1,7 @@
 """The command line, run as a user runs it, on a real SQLite file."""
 
 import json
+import logging
 
 import pytest
 from typer.testing import CliRunner
@@ -67,7 +68,8 @@ def test_synth_writes_usticker_format(env):
 
 
 @pytest.mark.parametrize("mode", [["--engine-only"], []])
-def test_demo_plays_end_to_end(env, mode):
+def test_demo_plays_end_to_end(env, mode, caplog):
+    caplog.set_level(logging.DEBUG)  # every record of every logger, at any level, is captured
     result = runner.invoke(app, ["demo", "--workdir", str(env / "demo"), "--players", "2", "--turns", "3", *mode])
     assert result.exit_code == 0, result.output
     assert "leaderboard (en)" in result.output and "leaderboard (zh)" in result.output
@@ -75,6 +77,13 @@ def test_demo_plays_end_to_end(env, mode):
     assert (env / "demo" / "exports" / "latest" / "metrics.json").exists() and "research export" in result.output
     if not mode:
         assert "python-telegram-bot" in result.output and "rate-limited: 0" in result.output
+        # No bot token in any log line: the HTTP clients do not log requests, and the filter is a safety net.
+        assert len(caplog.records) > 10
+        logged = caplog.text + "\n".join(record.getMessage() for record in caplog.records)
+        for token in ("1001:demo-en", "1002:demo-zh", "demo-en", "demo-zh"):
+            assert token not in logged and token not in result.output
+        assert not [r for r in caplog.records if r.name.split(".")[0] in ("httpx", "httpcore")
+                    and r.levelno < logging.WARNING]
 
 
 def test_run_refuses_to_start_without_bots(tmp_path, monkeypatch):

@@ -168,3 +168,34 @@ def test_pull_command_line(server, exported, tmp_path):
     refused = CliRunner().invoke(app, ["export", "pull", server, "--token", "nope", "--dest", str(tmp_path / "n"),
                                        "--no-progress"])
     assert refused.exit_code == 1 and "token" in refused.output
+
+
+def test_malformed_requests_get_a_400_and_ranges_follow_rfc_9110(server, exported):
+    settings, first = exported
+    url = f"{server}/exports/{first.version}/sticker_queries_en_release.csv"
+    whole = (first.folder / "sticker_queries_en_release.csv").read_bytes()
+    assert httpx.get(url, headers={"Authorization": b"Bearer \xff\xfe"}).status_code == 400
+    for bad in (f"/exports/{first.version}/%00", f"/exports/{first.version}/a%00b.csv", "/exports/%00/manifest.json",
+                f"/exports/{first.version}/" + "x" * 6000, f"/exports/{first.version}/" + "y/" * 2000 + "z",
+                f"/exports/{first.version}/a%5Cb", f"/exports/{first.version}/%ff%fe"):
+        response = httpx.get(server + bad, headers=_auth())
+        assert response.status_code in (400, 404), (bad[:80], response.status_code)
+    assert httpx.get(f"{server}/exports/{first.version}/%00", headers=_auth()).status_code == 400
+    assert httpx.get(f"{server}/exports/{first.version}/" + "x" * 6000, headers=_auth()).status_code == 400
+
+    etag = httpx.get(url, headers=_auth()).headers["ETag"]
+    ranged = {**_auth(), "Range": "bytes=0-9"}
+    # If-Range with this file's ETag: the range; with another ETag, or a date it does not match: the whole file
+    assert httpx.get(url, headers={**ranged, "If-Range": etag}).status_code == 206
+    for other in ('"another-etag"', 'W/' + etag, "Tue, 01 Jan 2008 00:00:00 GMT", "not a date"):
+        response = httpx.get(url, headers={**ranged, "If-Range": other})
+        assert response.status_code == 200 and response.content == whole, other
+    # bytes=-0 and a start past the end cannot be satisfied; what is not one byte range is ignored
+    for unsatisfiable in ("bytes=-0", f"bytes={len(whole)}-", f"bytes={len(whole) + 5}-{len(whole) + 9}"):
+        response = httpx.get(url, headers={**_auth(), "Range": unsatisfiable})
+        assert response.status_code == 416 and response.headers["Content-Range"] == f"bytes */{len(whole)}"
+    for ignored in ("bytes=5-1", "bytes=0-1,4-5", "items=0-5", "bytes=", "bytes=-", "bytes=" + "9" * 40 + "-"):
+        response = httpx.get(url, headers={**_auth(), "Range": ignored})
+        assert response.status_code == 200 and response.content == whole, ignored
+    suffix = httpx.get(url, headers={**_auth(), "Range": "bytes=-5"})
+    assert suffix.status_code == 206 and suffix.content == whole[-5:]

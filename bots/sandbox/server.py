@@ -22,6 +22,24 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import ClientSession, web
 
 SEND_METHODS = {"sendMessage", "sendSticker", "sendPhoto", "sendAnimation", "sendDocument"}
+TEXT_LIMIT, CAPTION_LIMIT = 4096, 1024  # in UTF-16 code units, as Telegram counts
+BUTTONS_PER_ROW, BUTTONS_PER_KEYBOARD = 8, 100
+
+
+def _units(text: str) -> int:
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _checked(text: Any, limit: int, what: str, *, empty_ok: bool = False) -> str:
+    """Telegram's checks on a text or caption: a string, valid Unicode, not blank, within `limit`."""
+    text = "" if text is None else str(text)
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise ApiError(400, "Bad Request: strings must be encoded in UTF-8")
+    if not empty_ok and not text.strip():
+        raise ApiError(400, f"Bad Request: {what} is empty")
+    if _units(text) > limit:
+        raise ApiError(400, f"Bad Request: {what} is too long")
+    return text
 
 
 class ApiError(Exception):
@@ -234,12 +252,21 @@ class Sandbox:
         rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
             raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
+        if sum(len(row) for row in rows) > BUTTONS_PER_KEYBOARD:
+            raise ApiError(400, "Bad Request: reply markup is too long")
         for row in rows:
+            if len(row) > BUTTONS_PER_ROW:
+                raise ApiError(400, "Bad Request: too many buttons in a row")
             for button in row:
-                if not isinstance(button, dict) or not button.get("text"):
+                if not isinstance(button, dict) or not str(button.get("text") or "").strip():
                     raise ApiError(400, "Bad Request: inline keyboard button text is empty")
+                _checked(button["text"], 4096, "button text")
                 data = button.get("callback_data")
-                if data is not None and not 1 <= len(str(data).encode()) <= 64:
+                try:
+                    size = len(str(data).encode()) if data is not None else 1
+                except UnicodeEncodeError:
+                    size = 0
+                if not 1 <= size <= 64:
                     raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
         return markup
 
@@ -329,20 +356,14 @@ class Sandbox:
 
     async def m_sendMessage(self, bot, params):
         chat = self._chat(bot, params.get("chat_id"))
-        text = params.get("text") or ""
-        if not text.strip():
-            raise ApiError(400, "Bad Request: message text is empty")
-        if len(text) > 4096:
-            raise ApiError(400, "Bad Request: message is too long")
+        text = _checked(params.get("text"), TEXT_LIMIT, "message text")
         self._markup(params.get("reply_markup"))
         self._limit(bot, chat)
         return self._bot_message(bot, chat, params, text=text)
 
     async def _send_media(self, bot, params, field_name: str, build) -> dict:
         chat = self._chat(bot, params.get("chat_id"))
-        caption = params.get("caption")
-        if caption and len(caption) > 1024:
-            raise ApiError(400, "Bad Request: message caption is too long")
+        caption = _checked(params.get("caption"), CAPTION_LIMIT, "message caption", empty_ok=True) or None
         self._markup(params.get("reply_markup"))
         if field_name not in params:
             raise ApiError(400, f"Bad Request: there is no {field_name} in the request")
@@ -388,16 +409,12 @@ class Sandbox:
 
     async def m_editMessageText(self, bot, params):
         chat, message = self._existing(bot, params)
-        text = params.get("text") or ""
-        if not text.strip() or len(text) > 4096:
-            raise ApiError(400, "Bad Request: message text is empty or too long")
+        text = _checked(params.get("text"), TEXT_LIMIT, "message text")
         return self._edited(chat, message, params, text=text)
 
     async def m_editMessageCaption(self, bot, params):
         chat, message = self._existing(bot, params)
-        caption = params.get("caption") or ""
-        if len(caption) > 1024:
-            raise ApiError(400, "Bad Request: message caption is too long")
+        caption = _checked(params.get("caption"), CAPTION_LIMIT, "message caption", empty_ok=True)
         return self._edited(chat, message, params, caption=caption)
 
     async def m_editMessageReplyMarkup(self, bot, params):
@@ -425,7 +442,7 @@ class Sandbox:
         entry = self.presses.get(callback)
         if entry is None:
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
-        entry["answer"] = params.get("text") or ""
+        entry["answer"] = _checked(params.get("text"), 200, "callback answer text", empty_ok=True)
         entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
         return True
 
