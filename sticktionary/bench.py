@@ -329,7 +329,7 @@ def _export_worker(url: str, export_dir: str, queue) -> None:
     from storage.settings import Settings
 
     engine = make_engine(url)
-    settings = Settings(database_url=url, export_dir=Path(export_dir), pseudonym_key="bench")
+    settings = Settings(database_url=url, export_dir=Path(export_dir), pseudonym_key="bench", export_semantic=False)
     start = time.perf_counter()
     summary = run_export(engine, settings)
     seconds = time.perf_counter() - start

@@ -190,6 +190,7 @@ class ParquetRecords:
 
     def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = 10_000) -> None:
         self.schema = schema
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.writer = pq.ParquetWriter(str(path), schema, compression="zstd")
         self.batch_rows = batch_rows
         self.buffer: list[tuple] = []
