@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from core.research import PAIRS_PROTOCOL, AnnotatedSticker, figures
@@ -103,12 +104,18 @@ class SemanticScorer:
         return torch.cat(vectors) if vectors else torch.zeros(0)
 
 
+@lru_cache(maxsize=2)
+def loaded_scorer(model: str, language: str) -> SemanticScorer:
+    """Loading costs seconds: a process that scores again (the nightly export, tests) loads once."""
+    return SemanticScorer(model, language)
+
+
 def semantic_similarity(stickers: Sequence[AnnotatedSticker], language: str, model: str) -> dict:
     """CS and BERTScore P/R/F1 over the sample of stickers, or None with the reason."""
     started = time.perf_counter()
     base = {"model": model, "figures": figures(SEMANTIC_FIGURES), "pairs": PAIRS_PROTOCOL}
     try:
-        scorer = SemanticScorer(model, language)
+        scorer = loaded_scorer(model, language)
     except SemanticUnavailable as error:
         log.warning("semantic figures left out: %s", error)
         return {**dict.fromkeys(SEMANTIC_FIGURES), **base, "unavailable": str(error)}
