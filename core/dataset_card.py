@@ -37,8 +37,10 @@ def configs() -> list[dict]:
     for layout in ("beir", "beir-stickers"):
         for language in LANGUAGES:
             for part, splits in BEIR_PARTS.items():
-                files = [{"split": split, "path": data_file(layout, language, part if part != "qrels"
-                                                            else f"qrels_{split}")} for split in splits]
+                # Both layouts have the same queries: one file serves both configs.
+                files = [{"split": split, "path": data_file("beir" if part == "queries" else layout, language,
+                                                            part if part != "qrels" else f"qrels_{split}")}
+                         for split in splits]
                 result.append({"config_name": config_name(layout, language, part), "data_files": files})
     return result
 

@@ -45,6 +45,7 @@ from sqlmodel import col
 from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
 from core.datasets import consenting_usable, release_order
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
+from core.text import normalize_query
 from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
@@ -188,6 +189,7 @@ class QueryRecord(NamedTuple):
     sticker_file: str
     sticker_format: str
     text: str
+    normalized_text: str  # the game's taboo form of `text` (core.text.normalize_query)
     corrected_text: str | None
     source: str
     status: str
@@ -217,7 +219,8 @@ def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: b
     shown = select(func.count()).where(TaskQuery.query_id == Query.id).scalar_subquery()
     last_review = select(Review).where(Review.query_id == Query.id).order_by(col(Review.id).desc()).limit(1)
     statement = (
-        select(Query.id, Sticker.key, Sticker.file_path, Sticker.format, Query.text, Query.corrected_text,
+        select(Query.id, Sticker.key, Sticker.file_path, Sticker.format, Query.text, Query.normalized_text,
+               Query.corrected_text,
                Query.source, Query.status, Query.author_id, Query.label_round_id, Query.hit_count, shown,
                last_review.with_only_columns(Review.action).scalar_subquery(),
                _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
@@ -271,18 +274,15 @@ def data_file(*parts: str) -> str:
 
 
 class _BeirWriter:
-    """One BEIR layout of one language: the JSONL/TSV files BEIR's loader reads, and their parquet mirrors."""
+    """One BEIR layout of one language: the JSONL/TSV files BEIR's loader reads. Their parquet mirrors
+    are made afterwards from queries.parquet (derive_config_files), except the corpus'."""
 
     def __init__(self, folder: Path, layout: str, language: str) -> None:
         beir = folder / layout / language
         self.corpus = JsonLines(beir / "corpus.jsonl")
         self.queries = JsonLines(beir / "queries.jsonl")
         self.qrels = {split: Tsv(beir / "qrels" / f"{split}.tsv", BEIR_QRELS_HEADER) for split in ("train", "test")}
-        mirror = (layout, language)
-        self.corpus_parquet = ParquetRecords(folder / data_file(*mirror, "corpus"), CORPUS_SCHEMA)
-        self.queries_parquet = ParquetRecords(folder / data_file(*mirror, "queries"), BEIR_QUERY_SCHEMA)
-        self.qrels_parquet = {split: ParquetRecords(folder / data_file(*mirror, f"qrels_{split}"), QRELS_SCHEMA)
-                              for split in ("train", "test")}
+        self.corpus_parquet = ParquetRecords(folder / data_file(layout, language, "corpus"), CORPUS_SCHEMA)
 
     def document(self, sticker: str, text: str, metadata: dict) -> None:
         self.corpus.write({"_id": sticker, "title": "", "text": text, "metadata": metadata})
@@ -290,40 +290,89 @@ class _BeirWriter:
 
     def query(self, query_id: str, text: str, sticker: str, split: str) -> None:
         self.queries.write({"_id": query_id, "text": text, "metadata": {"split": split}})
-        self.queries_parquet.write((query_id, text))
         self.qrels[split].write(query_id, sticker, 1)
-        self.qrels_parquet[split].write((query_id, sticker, 1))
 
     def close(self) -> None:
-        for sink in (self.corpus, self.queries, *self.qrels.values(), self.corpus_parquet, self.queries_parquet,
-                     *self.qrels_parquet.values()):
+        for sink in (self.corpus, self.queries, *self.qrels.values(), self.corpus_parquet):
             sink.close()
+
+
+class ConfigMirrors:
+    """The `datasets` configs' parquet files that hold query rows (the default config's train/test,
+    BEIR queries and qrels of both layouts), cut by Arrow from each batch of queries.parquet as it is
+    written: no per-row Python and no second read."""
+
+    def __init__(self, folder: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.schemas = {data_file("queries", split): QUERY_SCHEMA for split in ("train", "test")}
+        for language in LANGUAGES:
+            self.schemas[data_file("beir", language, "queries")] = BEIR_QUERY_SCHEMA
+            for layout in BEIR_LAYOUTS:
+                for split in ("train", "test"):
+                    self.schemas[data_file(layout, language, f"qrels_{split}")] = QRELS_SCHEMA
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        for path, schema in self.schemas.items():  # every file exists, if need be with no rows
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            self.writers[path] = pq.ParquetWriter(str(folder / path), schema, compression="zstd")
+
+    def _write(self, path: str, columns: list) -> None:
+        if len(columns[0]):
+            self.writers[path].write_table(pa.Table.from_arrays(columns, schema=self.schemas[path]))
+
+    def add(self, table: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        for split in ("train", "test"):
+            self._write(data_file("queries", split), table.filter(pc.equal(table["split"], split)).columns)
+        for language in LANGUAGES:
+            mine = table.filter(pc.equal(table["language"], language))
+            if not mine.num_rows:
+                continue
+            ids = pc.binary_join_element_wise("q", pc.cast(mine["query_id"], pa.string()), "")
+            self._write(data_file("beir", language, "queries"), [ids, mine["text"]])
+            for layout, column in (("beir", "split"), ("beir-stickers", "sticker_split")):
+                for split in ("train", "test"):
+                    mask = pc.equal(mine[column], split)
+                    chosen = ids.filter(mask)
+                    self._write(data_file(layout, language, f"qrels_{split}"), [
+                        chosen, mine["sticker_id"].filter(mask), pa.nulls(len(chosen), pa.int32()).fill_null(1)])
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
 
 
 class _LanguageWriter:
     """Everything one language contributes to an export, written as its stickers stream past."""
 
-    def __init__(self, folder: Path, language: str, settings: Settings, sinks: dict[str, ParquetRecords],
+    def __init__(self, folder: Path, language: str, settings: Settings, parquet: ParquetRecords,
                  jsonl: JsonLines) -> None:
         self.language = language
         self.settings = settings
         self.csv = StickerQueriesWriter(folder / release_csv_name(language))
         self.release = ParquetRecords(folder / data_file("release", language), RELEASE_SCHEMA)
         self.beir = {layout: _BeirWriter(folder, layout, language) for layout in BEIR_LAYOUTS}
-        self.jsonl, self.sinks = jsonl, sinks
+        self.jsonl, self.parquet = jsonl, parquet
         self.report = LanguageReport(language, max_similarity_stickers=settings.export_similarity_stickers,
                                      max_eval_queries=settings.export_eval_queries)
         self.provenance: Counter = Counter()
         self.sticker_split: Counter = Counter()
-        self._pseudonyms: dict[tuple[str, int], str] = {}
+        self._annotators: dict[int, str] = {}
+        self._round: tuple[int | None, str | None] = (None, None)
 
-    def pseudonym(self, kind: str, number: int | None) -> str | None:
-        if number is None:
+    def annotator(self, player_id: int | None) -> str | None:
+        if player_id is None:
             return None
-        if (kind, number) not in self._pseudonyms:
-            make = annotator_id if kind == "player" else round_id
-            self._pseudonyms[kind, number] = make(self.settings.pseudonym_key, number)
-        return self._pseudonyms[kind, number]
+        if player_id not in self._annotators:  # few players, many queries each
+            self._annotators[player_id] = annotator_id(self.settings.pseudonym_key, player_id)
+        return self._annotators[player_id]
+
+    def label_round(self, label_round_id: int | None) -> str | None:
+        # A round's queries arrive together (one sticker each): remember the last one, not all of them.
+        if label_round_id != self._round[0]:
+            self._round = (label_round_id, round_id(self.settings.pseudonym_key, label_round_id))
+        return self._round[1]
 
     def add_sticker(self, records: list[QueryRecord]) -> None:
         settings, first = self.settings, records[0]
@@ -333,7 +382,8 @@ class _LanguageWriter:
         # Authors known: inter-annotator pairs come from different players, and a round never straddles the split.
         authors = [r.author_id for r in records]
         units = [(r.author_id, r.label_round_id) if r.author_id is not None else None for r in records]
-        split = self.report.add(first.sticker, texts, authors=authors, units=units)
+        normalized = [normalize_query(r.corrected_text) if r.corrected_text else r.normalized_text for r in records]
+        split = self.report.add(first.sticker, texts, authors=authors, units=units, normalized=normalized)
         metadata = {"file_path": first.sticker_file, "format": first.sticker_format}
         self.beir["beir"].document(first.sticker, SEPARATOR.join(texts[i] for i in split.train), metadata)
         # Sticker-level: the document is the sticker itself (no query text in it, so none leaks).
@@ -352,13 +402,12 @@ class _LanguageWriter:
             original = record.text if settings.export_original_text and record.corrected_text else None
             values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
                       record.final_text, original, record.corrected_text, record.source, validation, record.status,
-                      self.pseudonym("player", record.author_id), self.pseudonym("round", record.label_round_id),
+                      self.annotator(record.author_id), self.label_round(record.label_round_id),
                       record.shown, record.hit_count, record.hit_count >= settings.resonance_retrievers,
                       record.review_action, coarsen(record.reviewed_at, resolution),
                       coarsen(record.created_at, resolution), coarsen(record.validated_at, resolution), part, whole)
             self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))
-            self.sinks["all"].write(values)
-            self.sinks[part].write(values)
+            self.parquet.write(values)
 
     def close(self) -> None:
         self.csv.close()
@@ -398,13 +447,12 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
     export = ExportFolder(Path(settings.export_dir), now)
     with export as folder:
         jsonl = JsonLines(folder / "queries.jsonl")
-        sinks = {"all": ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA),
-                 "train": ParquetRecords(folder / data_file("queries", "train"), QUERY_SCHEMA),
-                 "test": ParquetRecords(folder / data_file("queries", "test"), QUERY_SCHEMA)}
+        mirrors = ConfigMirrors(folder)
+        parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA, on_flush=mirrors.add)
         stats, metrics, stickers, provenance = {}, {}, {}, {}
         try:
             for language in LANGUAGES:
-                writer = _LanguageWriter(folder, language, settings, sinks, jsonl)
+                writer = _LanguageWriter(folder, language, settings, parquet, jsonl)
                 try:
                     records = query_records(db, language, with_seeds=not settings.export_without_seeds)
                     for _, group in groupby(records, key=lambda r: r.sticker):
@@ -422,8 +470,8 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                 metrics[language] = writer.metrics()
         finally:
             jsonl.close()
-            for sink in sinks.values():
-                sink.close()
+            parquet.close()
+            mirrors.close()
         about = {"generated_at": now.isoformat(), "seeds_included": not settings.export_without_seeds,
                  "time_resolution": settings.export_time_resolution}
         write_json(folder / "stats.json", {**about, "languages": stats})

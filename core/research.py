@@ -68,8 +68,13 @@ def query_keys(sticker: str, queries: Sequence[str]) -> list[int]:
     return [stable_hash(sticker, query) for query in queries]
 
 
-def split_groups(queries: Sequence[str], units: Sequence[object | None] | None = None) -> list[int]:
-    """A group number per query: same unit (author and round) or same normalised text, same group."""
+def split_groups(queries: Sequence[str], units: Sequence[object | None] | None = None,
+                 normalized: Sequence[str] | None = None) -> list[int]:
+    """A group number per query: same unit (author and round) or same normalised text, same group.
+    `normalized`: the queries' normal forms where the caller has them (the database stores them)."""
+    forms = normalized if normalized is not None else [normalize_query(q) for q in queries]
+    group_of_form: dict[str, int] = {}
+    group_of_unit: dict[object, int] = {}
     parent = list(range(len(queries)))
 
     def find(i: int) -> int:
@@ -78,25 +83,28 @@ def split_groups(queries: Sequence[str], units: Sequence[object | None] | None =
             i = parent[i]
         return i
 
-    first_of: dict[tuple, int] = {}
-    for i, query in enumerate(queries):
-        for key in (("text", normalize_query(query)),
-                    ("unit", units[i]) if units is not None and units[i] is not None else None):
-            if key is None:
-                continue
-            j = first_of.setdefault(key, i)
+    for i, form in enumerate(forms):
+        j = group_of_form.setdefault(form, i)
+        if j != i:
+            parent[find(i)] = find(j)
+        unit = units[i] if units is not None else None
+        if unit is not None:
+            j = group_of_unit.setdefault(unit, i)
             if j != i:
                 parent[find(i)] = find(j)
     return [find(i) for i in range(len(queries))]
 
 
 def split_queries(sticker: str, queries: Sequence[str], keys: Sequence[int] | None = None,
-                  units: Sequence[object | None] | None = None) -> tuple[list[int], list[int]]:
+                  units: Sequence[object | None] | None = None, normalized: Sequence[str] | None = None
+                  ) -> tuple[list[int], list[int]]:
     """Positions of a sticker's queries in (train, test): about 80/20, grouped, the same on every run."""
     n = len(queries)
+    if n < 2:
+        return list(range(n)), []
     keys = keys if keys is not None else query_keys(sticker, queries)
     members: dict[int, list[int]] = {}
-    for i, group in enumerate(split_groups(queries, units)):
+    for i, group in enumerate(split_groups(queries, units, normalized)):
         members.setdefault(group, []).append(i)
     if len(members) < 2:
         return list(range(n)), []
@@ -403,12 +411,12 @@ class LanguageReport:
         self.split_counts = Counter()
 
     def add(self, sticker: str, queries: Sequence[str], *, authors: Sequence[object | None] | None = None,
-            units: Sequence[object | None] | None = None) -> SplitSticker:
+            units: Sequence[object | None] | None = None, normalized: Sequence[str] | None = None) -> SplitSticker:
         queries = list(queries)
         token_lists = [tokenize(q) for q in queries]
         self.statistics.add(queries, token_lists)
         keys = query_keys(sticker, queries)
-        train, test = split_queries(sticker, queries, keys, units)
+        train, test = split_queries(sticker, queries, keys, units, normalized)
         self.split_counts["train"] += len(train)
         self.split_counts["test"] += len(test)
         self.recall.add_sticker(sticker, [token_lists[i] for i in train], [(keys[i], token_lists[i]) for i in test])
