@@ -73,14 +73,14 @@ class SemanticScorer:
     """One loaded model: sentence embeddings for CS and a BERTScorer over the same weights folder."""
 
     def __init__(self, model: str, language: str) -> None:
+        self.model_name = model
+        self.path = resolve_model(model)  # first: it fails in milliseconds, importing torch takes seconds
         try:
             import torch
             from bert_score import BERTScorer
             from transformers import AutoModel, AutoTokenizer
         except ImportError as error:
             raise SemanticUnavailable(_install_hint(error)) from None
-        self.model_name = model
-        self.path = resolve_model(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
