@@ -2,16 +2,25 @@
 
     sticker_queries_{en,zh}_release.csv   the released StickerQueries format, exactly
     queries.jsonl, queries.parquet        one record per query, with provenance
-    beir/{en,zh}/corpus.jsonl, queries.jsonl, qrels/train.tsv, qrels/test.tsv
+    data/                                 parquet files behind the card's `datasets` configs (one format
+                                          for every config, as `datasets.load_dataset` requires)
+    beir/{en,zh}/                         BEIR layout, query-level split: corpus.jsonl, queries.jsonl,
+                                          qrels/train.tsv, qrels/test.tsv
+    beir-stickers/{en,zh}/                BEIR layout, sticker-level split (whole stickers held out)
     README.md                             dataset card (Hugging Face YAML front matter)
     stats.json                            Table 2 and Table 3 of the paper, per language
-    metrics.json                          Table 4 (BLEU, ROUGE-L) and Table 6 (BM25 Recall@k)
+    metrics.json                          Table 4 (BLEU, ROUGE-L, CS, BERTScore) and Table 6 (BM25)
     manifest.json                         sha256, bytes and rows of every file; software version
 
 What enters: queries a retriever validated, moderators accepted or corrected (the corrected text),
-and seed queries; never discarded ones, never those of players who withdrew consent. Everything is
-streamed sticker by sticker from one ordered query per language, so memory does not grow with the
-database (the search index for the evaluation is the one thing that does, and it is compact).
+and seed queries unless the operator leaves them out (`export_without_seeds`); never discarded ones,
+never those of players who withdrew consent. Every record says where the query came from and how it
+was validated. Everything is streamed sticker by sticker from one ordered query per language, so
+memory does not grow with the database (the search index for the evaluation is the one thing that
+does, and it is compact).
+
+Privacy by default: no export with the default pseudonym key, times truncated to the hour, and a
+player's uncorrected text only when the operator asks for it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import hmac
 import logging
 import platform
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,8 +42,10 @@ import pyarrow as pa
 from sqlalchemy import DateTime, Engine, func, select, type_coerce
 from sqlmodel import col
 
+from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
 from core.datasets import consenting_usable, release_order
-from core.research import LanguageReport
+from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
+from core.text import normalize_query
 from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
@@ -48,6 +60,8 @@ from storage.models import (
     LabelRound,
     Player,
     Query,
+    QuerySource,
+    QueryStatus,
     RetrievalTask,
     Review,
     RoundKind,
@@ -63,7 +77,13 @@ from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
 log = logging.getLogger(__name__)
 
 LANGUAGES = ("en", "zh")
+DEFAULT_PSEUDONYM_KEY = "change-me"
 BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
+BEIR_LAYOUTS = ("beir", "beir-stickers")
+
+# Where a query came from, and what made it ground truth (derived from Query.source and Query.status).
+VALIDATION_OF_STATUS = {QueryStatus.VALIDATED: "retrieval_hit", QueryStatus.ACCEPTED: "moderator_accept",
+                        QueryStatus.CORRECTED: "moderator_correct"}
 
 QUERY_SCHEMA = pa.schema([
     ("query_id", pa.int64()),
@@ -75,8 +95,10 @@ QUERY_SCHEMA = pa.schema([
     ("original_text", pa.string()),
     ("corrected_text", pa.string()),
     ("source", pa.string()),
+    ("validation", pa.string()),
     ("status", pa.string()),
     ("annotator", pa.string()),
+    ("label_round", pa.string()),
     ("shown_to_retrievers", pa.int32()),
     ("retrieved_by", pa.int32()),
     ("resonant", pa.bool_()),
@@ -85,8 +107,43 @@ QUERY_SCHEMA = pa.schema([
     ("created_at", pa.timestamp("us", tz="UTC")),
     ("validated_at", pa.timestamp("us", tz="UTC")),
     ("split", pa.string()),
+    ("sticker_split", pa.string()),
 ])
 QUERY_FIELDS = tuple(QUERY_SCHEMA.names)
+QUERY_FIELD_DOCS = {
+    "query_id": "the query's id in this database (stable across exports)",
+    "language": "en or zh",
+    "sticker_id": "the sticker's file name, as in the StickerQueries CSVs",
+    "sticker_file": "the sticker's path in the sticker archive",
+    "sticker_format": "png, gif or webm",
+    "text": "the query as released (a moderator's correction where there is one)",
+    "original_text": "the player's own text before a correction; null unless the operator exported it",
+    "corrected_text": "the moderator's correction, null if none",
+    "source": "seed (imported, never shown to a player), labeler (typed in a labeler round) or suggestion "
+              "(suggested by a retriever)",
+    "validation": "seed (imported as is), retrieval_hit (a retriever found the sticker from it), moderator_accept "
+                  "or moderator_correct (a moderator reviewed it after a miss)",
+    "status": "the game's status: validated, accepted or corrected",
+    "annotator": "keyed pseudonym of the player who wrote it; null for seeds",
+    "label_round": "keyed pseudonym of the labeler round it was written in; null for seeds and suggestions",
+    "shown_to_retrievers": "how many retrieval tasks showed it",
+    "retrieved_by": "distinct retrievers who found the sticker from it",
+    "resonant": "found by at least the resonance number of distinct retrievers",
+    "review_decision": "the last moderator decision on it (accept, correct), null if never reviewed",
+    "reviewed_at": "time of that decision (UTC, truncated)",
+    "created_at": "when it was written (UTC, truncated)",
+    "validated_at": "when it became ground truth (UTC, truncated)",
+    "split": "train or test in the query-level split (beir/)",
+    "sticker_split": "train or test in the sticker-level split (beir-stickers/)",
+}
+RELEASE_SCHEMA = pa.schema([("sticker_id", pa.string()), ("labeled_queries", pa.string())])
+CORPUS_SCHEMA = pa.schema([("_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
+BEIR_QUERY_SCHEMA = pa.schema([("_id", pa.string()), ("text", pa.string())])
+QRELS_SCHEMA = pa.schema([("query-id", pa.string()), ("corpus-id", pa.string()), ("score", pa.int32())])
+
+
+class ExportRefused(ValueError):
+    """The settings would make an export that is not safe to publish; the message says what to set."""
 
 
 def release_csv_name(language: str) -> str:
@@ -100,16 +157,44 @@ def annotator_id(key: str, player_id: int | None) -> str | None:
     return "a" + hmac.new(key.encode(), f"player:{player_id}".encode(), sha256).hexdigest()[:16]
 
 
+def round_id(key: str, label_round_id: int | None) -> str | None:
+    if label_round_id is None:
+        return None
+    return "r" + hmac.new(key.encode(), f"round:{label_round_id}".encode(), sha256).hexdigest()[:16]
+
+
+_TRUNCATE = {"hour": {"minute": 0, "second": 0, "microsecond": 0}, "minute": {"second": 0, "microsecond": 0},
+             "second": {"microsecond": 0}}
+
+
+def coarsen(moment: datetime | None, resolution: str) -> datetime | None:
+    """A time truncated to the export's resolution: no exact activity times leave the database."""
+    return None if moment is None else moment.replace(**_TRUNCATE[resolution])
+
+
+def validation_of(source: str, status: str) -> str:
+    if source == QuerySource.SEED:
+        return "seed"
+    return VALIDATION_OF_STATUS[QueryStatus(status)]
+
+
+def check_export_settings(settings: Settings) -> None:
+    if settings.pseudonym_key == DEFAULT_PSEUDONYM_KEY or not settings.pseudonym_key.strip():
+        raise ExportRefused(DEFAULT_KEY_HINT)
+
+
 class QueryRecord(NamedTuple):
     query_id: int
     sticker: str
     sticker_file: str
     sticker_format: str
     text: str
+    normalized_text: str  # the game's taboo form of `text` (core.text.normalize_query)
     corrected_text: str | None
     source: str
     status: str
     author_id: int | None
+    label_round_id: int | None
     hit_count: int
     shown: int
     review_action: str | None
@@ -128,14 +213,15 @@ def _utc(column):
     return type_coerce(column, DateTime(timezone=True))
 
 
-def query_records(db: Engine, language: str, batch: int = 5000) -> Iterator[QueryRecord]:
+def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: bool = True) -> Iterator[QueryRecord]:
     """The dataset's queries of one language with their provenance, in release order, streamed."""
     # Correlated subqueries, each one index lookup per row: cheaper than joining grouped subqueries.
     shown = select(func.count()).where(TaskQuery.query_id == Query.id).scalar_subquery()
     last_review = select(Review).where(Review.query_id == Query.id).order_by(col(Review.id).desc()).limit(1)
     statement = (
-        select(Query.id, Sticker.key, Sticker.file_path, Sticker.format, Query.text, Query.corrected_text,
-               Query.source, Query.status, Query.author_id, Query.hit_count, shown,
+        select(Query.id, Sticker.key, Sticker.file_path, Sticker.format, Query.text, Query.normalized_text,
+               Query.corrected_text,
+               Query.source, Query.status, Query.author_id, Query.label_round_id, Query.hit_count, shown,
                last_review.with_only_columns(Review.action).scalar_subquery(),
                _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
                _utc(Query.created_at), _utc(Query.validated_at))
@@ -143,6 +229,8 @@ def query_records(db: Engine, language: str, batch: int = 5000) -> Iterator[Quer
         .where(*consenting_usable(language))
         .order_by(release_order(db), Query.id)
     )
+    if not with_seeds:
+        statement = statement.where(Query.source != QuerySource.SEED)
     with db.connect() as connection:
         if is_postgres(db):
             # Times come back in UTC, as on SQLite; LOCAL: the pooled connection keeps its own setting.
@@ -180,56 +268,162 @@ def participation(db: Engine, language: str) -> dict:
     }
 
 
+def data_file(*parts: str) -> str:
+    """Where a config's parquet file lies in the export (relative, POSIX)."""
+    return "/".join(("data", *parts)) + ".parquet"
+
+
+class _BeirWriter:
+    """One BEIR layout of one language: the JSONL/TSV files BEIR's loader reads. Their parquet mirrors
+    are made afterwards from queries.parquet (derive_config_files), except the corpus'."""
+
+    def __init__(self, folder: Path, layout: str, language: str) -> None:
+        beir = folder / layout / language
+        self.corpus = JsonLines(beir / "corpus.jsonl")
+        self.queries = JsonLines(beir / "queries.jsonl")
+        self.qrels = {split: Tsv(beir / "qrels" / f"{split}.tsv", BEIR_QRELS_HEADER) for split in ("train", "test")}
+        self.corpus_parquet = ParquetRecords(folder / data_file(layout, language, "corpus"), CORPUS_SCHEMA)
+
+    def document(self, sticker: str, text: str, metadata: dict) -> None:
+        self.corpus.write({"_id": sticker, "title": "", "text": text, "metadata": metadata})
+        self.corpus_parquet.write((sticker, "", text))
+
+    def query(self, query_id: str, text: str, sticker: str, split: str) -> None:
+        self.queries.write({"_id": query_id, "text": text, "metadata": {"split": split}})
+        self.qrels[split].write(query_id, sticker, 1)
+
+    def close(self) -> None:
+        for sink in (self.corpus, self.queries, *self.qrels.values(), self.corpus_parquet):
+            sink.close()
+
+
+class ConfigMirrors:
+    """The `datasets` configs' parquet files that hold query rows (the default config's train/test,
+    BEIR queries and qrels of both layouts), cut by Arrow from each batch of queries.parquet as it is
+    written: no per-row Python and no second read."""
+
+    def __init__(self, folder: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.schemas = {data_file("queries", split): QUERY_SCHEMA for split in ("train", "test")}
+        for language in LANGUAGES:
+            self.schemas[data_file("beir", language, "queries")] = BEIR_QUERY_SCHEMA
+            for layout in BEIR_LAYOUTS:
+                for split in ("train", "test"):
+                    self.schemas[data_file(layout, language, f"qrels_{split}")] = QRELS_SCHEMA
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        for path, schema in self.schemas.items():  # every file exists, if need be with no rows
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            self.writers[path] = pq.ParquetWriter(str(folder / path), schema, compression="zstd")
+
+    def _write(self, path: str, columns: list) -> None:
+        if len(columns[0]):
+            self.writers[path].write_table(pa.Table.from_arrays(columns, schema=self.schemas[path]))
+
+    def add(self, table: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        for split in ("train", "test"):
+            self._write(data_file("queries", split), table.filter(pc.equal(table["split"], split)).columns)
+        for language in LANGUAGES:
+            mine = table.filter(pc.equal(table["language"], language))
+            if not mine.num_rows:
+                continue
+            ids = pc.binary_join_element_wise("q", pc.cast(mine["query_id"], pa.string()), "")
+            self._write(data_file("beir", language, "queries"), [ids, mine["text"]])
+            for layout, column in (("beir", "split"), ("beir-stickers", "sticker_split")):
+                for split in ("train", "test"):
+                    mask = pc.equal(mine[column], split)
+                    chosen = ids.filter(mask)
+                    self._write(data_file(layout, language, f"qrels_{split}"), [
+                        chosen, mine["sticker_id"].filter(mask), pa.nulls(len(chosen), pa.int32()).fill_null(1)])
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
 class _LanguageWriter:
     """Everything one language contributes to an export, written as its stickers stream past."""
 
-    def __init__(self, folder: Path, language: str, settings: Settings, jsonl: JsonLines,
-                 parquet: ParquetRecords) -> None:
+    def __init__(self, folder: Path, language: str, settings: Settings, parquet: ParquetRecords,
+                 jsonl: JsonLines) -> None:
         self.language = language
         self.settings = settings
         self.csv = StickerQueriesWriter(folder / release_csv_name(language))
-        beir = folder / "beir" / language
-        self.corpus = JsonLines(beir / "corpus.jsonl")
-        self.beir_queries = JsonLines(beir / "queries.jsonl")
-        self.qrels = {"train": Tsv(beir / "qrels" / "train.tsv", BEIR_QRELS_HEADER),
-                      "test": Tsv(beir / "qrels" / "test.tsv", BEIR_QRELS_HEADER)}
+        self.release = ParquetRecords(folder / data_file("release", language), RELEASE_SCHEMA)
+        self.beir = {layout: _BeirWriter(folder, layout, language) for layout in BEIR_LAYOUTS}
         self.jsonl, self.parquet = jsonl, parquet
         self.report = LanguageReport(language, max_similarity_stickers=settings.export_similarity_stickers,
                                      max_eval_queries=settings.export_eval_queries)
+        self.provenance: Counter = Counter()
+        self.sticker_split: Counter = Counter()
         self._annotators: dict[int, str] = {}
+        self._round: tuple[int | None, str | None] = (None, None)
 
     def annotator(self, player_id: int | None) -> str | None:
         if player_id is None:
             return None
-        if player_id not in self._annotators:
+        if player_id not in self._annotators:  # few players, many queries each
             self._annotators[player_id] = annotator_id(self.settings.pseudonym_key, player_id)
         return self._annotators[player_id]
 
+    def label_round(self, label_round_id: int | None) -> str | None:
+        # A round's queries arrive together (one sticker each): remember the last one, not all of them.
+        if label_round_id != self._round[0]:
+            self._round = (label_round_id, round_id(self.settings.pseudonym_key, label_round_id))
+        return self._round[1]
+
     def add_sticker(self, records: list[QueryRecord]) -> None:
-        first = records[0]
+        settings, first = self.settings, records[0]
         texts = [r.final_text for r in records]
         self.csv.write(first.sticker, texts)
-        split = self.report.add(first.sticker, texts)
-        self.corpus.write({"_id": first.sticker, "title": "", "text": SEPARATOR.join(texts[i] for i in split.train),
-                           "metadata": {"file_path": first.sticker_file, "format": first.sticker_format}})
+        self.release.write((first.sticker, SEPARATOR.join(texts)))
+        # Authors known: inter-annotator pairs come from different players, and a round never straddles the split.
+        authors = [r.author_id for r in records]
+        units = [(r.author_id, r.label_round_id) if r.author_id is not None else None for r in records]
+        normalized = [normalize_query(r.corrected_text) if r.corrected_text else r.normalized_text for r in records]
+        split = self.report.add(first.sticker, texts, authors=authors, units=units, normalized=normalized)
+        metadata = {"file_path": first.sticker_file, "format": first.sticker_format}
+        self.beir["beir"].document(first.sticker, SEPARATOR.join(texts[i] for i in split.train), metadata)
+        # Sticker-level: the document is the sticker itself (no query text in it, so none leaks).
+        self.beir["beir-stickers"].document(first.sticker, "", metadata)
+        whole = "test" if sticker_in_test(first.sticker) else "train"
+        self.sticker_split[whole] += 1
         test = set(split.test)
+        resolution = settings.export_time_resolution
         for i, record in enumerate(records):
             part = "test" if i in test else "train"
             beir_id = f"q{record.query_id}"
-            self.beir_queries.write({"_id": beir_id, "text": record.final_text, "metadata": {"split": part}})
-            self.qrels[part].write(beir_id, record.sticker, 1)
+            self.beir["beir"].query(beir_id, record.final_text, record.sticker, part)
+            self.beir["beir-stickers"].query(beir_id, record.final_text, record.sticker, whole)
+            validation = validation_of(record.source, record.status)
+            self.provenance[record.source, validation] += 1
+            original = record.text if settings.export_original_text and record.corrected_text else None
             values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
-                      record.final_text, record.text, record.corrected_text, record.source, record.status,
-                      self.annotator(record.author_id), record.shown, record.hit_count,
-                      record.hit_count >= self.settings.resonance_retrievers, record.review_action,
-                      record.reviewed_at, record.created_at, record.validated_at, part)
+                      record.final_text, original, record.corrected_text, record.source, validation, record.status,
+                      self.annotator(record.author_id), self.label_round(record.label_round_id),
+                      record.shown, record.hit_count, record.hit_count >= settings.resonance_retrievers,
+                      record.review_action, coarsen(record.reviewed_at, resolution),
+                      coarsen(record.created_at, resolution), coarsen(record.validated_at, resolution), part, whole)
             self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))
             self.parquet.write(values)
 
     def close(self) -> None:
         self.csv.close()
-        for sink in (self.corpus, self.beir_queries, *self.qrels.values()):
-            sink.close()
+        self.release.close()
+        for writer in self.beir.values():
+            writer.close()
+
+    def metrics(self) -> dict:
+        settings = self.settings
+        model = getattr(settings, f"semantic_model_{self.language}") if settings.export_semantic else None
+        metrics = self.report.metrics(semantic_model=model)
+        if model is None:
+            metrics["semantic_similarity"] = {"unavailable": "turned off (STICKTIONARY_EXPORT_SEMANTIC=false)"}
+        metrics["sticker_split"] = {"train_stickers": self.sticker_split["train"],
+                                    "test_stickers": self.sticker_split["test"], "protocol": STICKER_SPLIT_PROTOCOL}
+        return metrics
 
 
 @dataclass(frozen=True)
@@ -245,37 +439,44 @@ class ExportSummary:
 
 def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                progress: Callable[[int], None] | None = None) -> ExportSummary:
-    """Write a complete export under settings.export_dir; returns where and how much."""
+    """Write a complete export under settings.export_dir; returns where and how much.
+    Raises ExportRefused (before touching anything) when the settings are not safe to publish."""
+    check_export_settings(settings)
     started = utcnow()
     now = now or started
-    if settings.pseudonym_key == "change-me":
-        log.warning("STICKTIONARY_PSEUDONYM_KEY is the default: annotator ids can be recomputed by anyone")
     export = ExportFolder(Path(settings.export_dir), now)
     with export as folder:
         jsonl = JsonLines(folder / "queries.jsonl")
-        parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA)
-        stats, metrics, stickers = {}, {}, {}
+        mirrors = ConfigMirrors(folder)
+        parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA, on_flush=mirrors.add)
+        stats, metrics, stickers, provenance = {}, {}, {}, {}
         try:
             for language in LANGUAGES:
-                writer = _LanguageWriter(folder, language, settings, jsonl, parquet)
+                writer = _LanguageWriter(folder, language, settings, parquet, jsonl)
                 try:
-                    for _, group in groupby(query_records(db, language), key=lambda r: r.sticker):
-                        records = list(group)
-                        writer.add_sticker(records)
+                    records = query_records(db, language, with_seeds=not settings.export_without_seeds)
+                    for _, group in groupby(records, key=lambda r: r.sticker):
+                        group = list(group)
+                        writer.add_sticker(group)
                         if progress is not None:
-                            progress(len(records))
+                            progress(len(group))
                 finally:
                     writer.close()
                 stickers[language] = writer.csv.rows
+                provenance[language] = [{"source": source, "validation": validation, "queries": n}
+                                        for (source, validation), n in sorted(writer.provenance.items())]
                 stats[language] = {"participation": participation(db, language),
-                                   "queries": writer.report.statistics_table()}
-                metrics[language] = writer.report.metrics()
+                                   "queries": writer.report.statistics_table(), "provenance": provenance[language]}
+                metrics[language] = writer.metrics()
         finally:
             jsonl.close()
             parquet.close()
-        write_json(folder / "stats.json", {"generated_at": now.isoformat(), "languages": stats})
-        write_json(folder / "metrics.json", {"generated_at": now.isoformat(), "languages": metrics})
-        (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now), encoding="utf-8")
+            mirrors.close()
+        about = {"generated_at": now.isoformat(), "seeds_included": not settings.export_without_seeds,
+                 "time_resolution": settings.export_time_resolution}
+        write_json(folder / "stats.json", {**about, "languages": stats})
+        write_json(folder / "metrics.json", {**about, "languages": metrics})
+        (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now, settings), encoding="utf-8")
         write_json(folder / MANIFEST, manifest(folder, export.version, now, db, jsonl.rows))
     return ExportSummary(export.version, export.root / export.version, jsonl.rows, stickers,
                          (utcnow() - started).total_seconds(), stats, metrics)
@@ -294,7 +495,8 @@ def _rows(path: Path, lines: int) -> int | None:
 
 def software_versions() -> dict:
     versions = {"python": platform.python_version()}
-    for package in ("sticktionary", "sqlalchemy", "rank-bm25", "jieba", "sacrebleu", "rouge-score", "pyarrow"):
+    for package in ("sticktionary", "sqlalchemy", "rank-bm25", "jieba", "nltk", "sacrebleu", "rouge-score", "pyarrow",
+                    "torch", "transformers", "bert-score"):
         try:
             versions[package] = package_version(package)
         except Exception:  # noqa: BLE001 - a missing distribution is reported, not fatal
@@ -310,103 +512,3 @@ def manifest(folder: Path, version: str, now: datetime, db: Engine, queries: int
                       "sha256": digest, "rows": _rows(path, lines)})
     return {"version": version, "created_at": now.isoformat(), "queries": queries,
             "database": db.dialect.name, "software": software_versions(), "files": files}
-
-
-def _size_category(n: int) -> str:
-    for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                         (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
-        if n < limit:
-            return label
-    return "10M<n<100M"
-
-
-def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime) -> str:
-    rows = []
-    for language in LANGUAGES:
-        table3 = stats[language]["queries"]
-        table2 = stats[language]["participation"]
-        recall = metrics[language]["bm25_retrieval"]
-        similarity = metrics[language]["lexical_similarity"]
-        rows.append(f"| {language} | {table3['stickers']} | {table3['queries']} | {table3['queries_per_sticker']} | "
-                    f"{table3['tokens_per_query']} | {table3['vocabulary_size']} | {table2['players']} | "
-                    f"{similarity['bleu']} | {similarity['rouge_l_f1']} | {recall['recall@1']} | "
-                    f"{recall['recall@10']} | {recall['recall@50']} |")
-    return f"""---
-license: mit
-language:
-- en
-- zh
-pretty_name: StickerQueries (Sticktionary live export)
-size_categories:
-- {_size_category(queries)}
-task_categories:
-- text-retrieval
-task_ids:
-- document-retrieval
-tags:
-- stickers
-- query-generation
-- games-with-a-purpose
-configs:
-- config_name: en
-  data_files:
-  - split: train
-    path: {release_csv_name("en")}
-- config_name: zh
-  data_files:
-  - split: train
-    path: {release_csv_name("zh")}
-- config_name: queries
-  data_files:
-  - split: train
-    path: queries.parquet
----
-
-# StickerQueries — Sticktionary export of {now.date().isoformat()}
-
-Sticker search queries written by players of Sticktionary, a Telegram game with a purpose after
-"Small Stickers, Big Meanings" (Chee et al., ACM MM 2025). A *labeler* sees a sticker in a real chat
-context from U-Sticker and writes the queries they would type to find it; a *retriever* must find the
-sticker among candidates from those queries. A query is in this dataset only if a retriever found the
-sticker from it or a moderator accepted (or corrected) it.
-
-## Files
-
-- `{release_csv_name("en")}`, `{release_csv_name("zh")}`: the released StickerQueries format
-  (`sticker_id,labeled_queries`, queries joined by ", ").
-- `queries.jsonl`, `queries.parquet`: one record per query with its provenance: sticker, language,
-  text (corrected where a moderator corrected it), original text, source, status, pseudonymous
-  annotator id, how many retrievers were shown it and found the sticker, resonance, the review
-  decision, timestamps and its split.
-- `beir/<language>/`: a BEIR-format retrieval benchmark. `corpus.jsonl` has one document per sticker
-  (its train queries; its file path in `metadata`), `queries.jsonl` every query, `qrels/train.tsv` and
-  `qrels/test.tsv` the 80/20 split of each sticker's queries (by a hash of the text; a sticker with
-  one query keeps it in train).
-- `stats.json` (the paper's Tables 2 and 3), `metrics.json` (Table 4's lexical similarity and
-  Table 6's BM25 Recall@k), `manifest.json` (sha256 and row count of every file).
-
-## Summary
-
-| lang | stickers | queries | queries/sticker | tokens/query | vocabulary | players | BLEU | ROUGE-L | R@1 | R@10 | R@50 |
-|---|---|---|---|---|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
-
-## Privacy and licence
-
-Players consented to the research use of their queries; the only player id here is a keyed hash
-that cannot be traced back without the operator's secret. Queries of players who withdrew consent
-are removed from every later export. Queries: MIT. Sticker images are third-party artwork and are
-not part of this export (see U-Sticker for them).
-
-## Citation
-
-```bibtex
-@inproceedings{{chee2025stickers,
-  title     = {{Small Stickers, Big Meanings: A Multilingual Sticker Semantic Understanding Dataset
-               with a Gamified Approach}},
-  author    = {{Chee, Heng Er Metilda and others}},
-  booktitle = {{Proceedings of the 33rd ACM International Conference on Multimedia}},
-  year      = {{2025}}
-}}
-```
-"""

@@ -1,25 +1,32 @@
 """What researchers get besides the data: the paper's statistics and its evaluation protocols.
 
-Everything here works on a stream of (sticker, [queries]) for one language, so it serves both the
-nightly export (rows straight from the database) and `sticktionary report` (any StickerQueries
-CSV), and memory stays bounded whatever the size:
+Everything here works on a stream of stickers, each with its queries (and, where known, who wrote
+them in which round) for one language, so it serves both the nightly export (rows straight from the
+database) and `sticktionary report` (any StickerQueries CSV), and memory stays bounded whatever the size:
 
 - Table 3 (stickers, queries, queries per sticker, tokens per query, vocabulary, frequent terms);
-- the train/test split: each sticker's queries split 80/20 by a hash of their text, so the split
-  does not depend on database order (a sticker with one query keeps it in train);
-- Table 4's lexical inter-annotator similarity: BLEU (sacrebleu) of each query against the other
-  queries of its sticker, and ROUGE-L F1 (rouge-score) over each pair of them;
+- the train/test split, leak-free: a sticker's queries are split 80/20 in *groups* that never
+  straddle it — every query of one author's round is one group, and queries equal after
+  normalisation ("Thumbs up" / "thumbs up") join the same group; groups are ordered by a hash of their
+  text, so the split does not depend on database order (a sticker with one group keeps it in train);
+- a sticker-level split (whole stickers held out, 20% by a hash of the sticker id) for training retrievers;
+- Table 4's inter-annotator similarity on the paper's 0-1 scale: NLTK sentence BLEU and best-match
+  ROUGE-L F1, with the project's earlier variants (sacrebleu BLEU, pairwise ROUGE-L, 0-100) kept
+  under their own names; the semantic figures (CS, BERTScore) live in core.semantic;
 - Table 6's protocol: BM25 over a corpus of stickers (their train queries), searched by the test
-  queries; Recall@1/10/50 with ties counted against the target.
+  queries; Recall@1/10/50 with ties against the target and in trec_eval's tie order, nDCG@10, MRR@10.
 
-The two metric families cost per query, so past a cap they run on a deterministic sample (the
-stickers or test queries with the smallest hashes); the output says how many were evaluated.
+Every figure comes with its scale and its protocol in words (`figures` in each section), which
+`report` prints and metrics.json carries. The two metric families cost per query, so past a cap they
+run on a deterministic sample (the stickers or test queries with the smallest hashes); the output
+says how many were evaluated.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -28,13 +35,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.search import BM25Index
-from core.text import tokenize
+from core.text import normalize_query, tokenize
 
 RECALL_AT = (1, 10, 50)
+RANK_CUTOFF = 10  # nDCG@10 and MRR@10
 TEST_FRACTION = 0.2
+STICKER_TEST_PERCENT = 20
 DEFAULT_MAX_SIMILARITY_STICKERS = 1_000
 DEFAULT_MAX_EVAL_QUERIES = 20_000
 TOP_TERMS = 20
+
+SPLIT_PROTOCOL = (
+    "query-level 80/20 split per sticker, in groups that never straddle it: all queries of one author's "
+    "labeler round form one group, and queries equal after normalisation (NFKC, case, spacing, edge "
+    "punctuation) join the same group; groups are taken into test in the order of a stable hash of their "
+    "text while that brings the sticker's test share closer to 20%, always leaving train non-empty "
+    "(a sticker with a single group keeps it in train). Without authors (a StickerQueries CSV) only the "
+    "normalisation groups apply.")
+STICKER_SPLIT_PROTOCOL = (
+    f"sticker-level split: a sticker and all its queries are in test when a stable hash of its id "
+    f"falls in the lowest {STICKER_TEST_PERCENT}%, else in train; no query text is in any corpus document")
 
 
 def stable_hash(*parts: str) -> int:
@@ -48,16 +68,60 @@ def query_keys(sticker: str, queries: Sequence[str]) -> list[int]:
     return [stable_hash(sticker, query) for query in queries]
 
 
-def split_queries(sticker: str, queries: Sequence[str], keys: Sequence[int] | None = None
+def split_groups(queries: Sequence[str], units: Sequence[object | None] | None = None,
+                 normalized: Sequence[str] | None = None) -> list[int]:
+    """A group number per query: same unit (author and round) or same normalised text, same group.
+    `normalized`: the queries' normal forms where the caller has them (the database stores them)."""
+    forms = normalized if normalized is not None else [normalize_query(q) for q in queries]
+    group_of_form: dict[str, int] = {}
+    group_of_unit: dict[object, int] = {}
+    parent = list(range(len(queries)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, form in enumerate(forms):
+        j = group_of_form.setdefault(form, i)
+        if j != i:
+            parent[find(i)] = find(j)
+        unit = units[i] if units is not None else None
+        if unit is not None:
+            j = group_of_unit.setdefault(unit, i)
+            if j != i:
+                parent[find(i)] = find(j)
+    return [find(i) for i in range(len(queries))]
+
+
+def split_queries(sticker: str, queries: Sequence[str], keys: Sequence[int] | None = None,
+                  units: Sequence[object | None] | None = None, normalized: Sequence[str] | None = None
                   ) -> tuple[list[int], list[int]]:
-    """Positions of a sticker's queries in (train, test): 80/20, the same on every run."""
+    """Positions of a sticker's queries in (train, test): about 80/20, grouped, the same on every run."""
     n = len(queries)
-    n_test = 0 if n < 2 else max(1, round(n * TEST_FRACTION))
+    if n < 2:
+        return list(range(n)), []
     keys = keys if keys is not None else query_keys(sticker, queries)
-    order = sorted(range(n), key=lambda i: (keys[i], i))
-    test = sorted(order[:n_test])
+    members: dict[int, list[int]] = {}
+    for i, group in enumerate(split_groups(queries, units, normalized)):
+        members.setdefault(group, []).append(i)
+    if len(members) < 2:
+        return list(range(n)), []
+    target = max(1, round(n * TEST_FRACTION))
+    test: list[int] = []
+    # A group's key is its smallest query hash: independent of the order the queries come in.
+    for group in sorted(members.values(), key=lambda m: min(keys[i] for i in m)):
+        size = len(test) + len(group)
+        if abs(size - target) < abs(len(test) - target) and size < n:
+            test.extend(group)
     test_set = set(test)
-    return [i for i in range(n) if i not in test_set], test
+    return [i for i in range(n) if i not in test_set], sorted(test)
+
+
+def sticker_in_test(sticker: str) -> bool:
+    """The sticker-level split (beir-stickers/): whole stickers held out."""
+    return stable_hash("sticker-split", sticker) % 100 < STICKER_TEST_PERCENT
 
 
 # ---------------------------------------------------------------------------- Table 3
@@ -118,6 +182,37 @@ class BottomK:
 
 
 # ---------------------------------------------------------------------------- Table 4
+@dataclass(frozen=True)
+class AnnotatedSticker:
+    """One sticker's queries and, where known, each query's author (None: unknown, counted as distinct)."""
+
+    queries: tuple[str, ...]
+    authors: tuple[object | None, ...] | None = None
+
+    def author(self, i: int) -> object | None:
+        return None if self.authors is None else self.authors[i]
+
+    def others(self, i: int) -> list[int]:
+        """Positions of the queries another annotator wrote: the references of query i."""
+        mine = self.author(i)
+        return [j for j in range(len(self.queries)) if j != i and (mine is None or self.author(j) != mine)]
+
+
+PAIRS_PROTOCOL = ("inter-annotator: per sticker, a query is compared only with queries other annotators wrote "
+                  "(where authors are known; queries of unknown authorship count as distinct annotators)")
+LEXICAL_FIGURES = {
+    "bleu": ("0-1", "NLTK sentence BLEU, 4-gram, uniform weights, smoothing method 1, of each query (hypothesis) "
+                    "against the sticker's other queries (references), tokens from core.text.tokenize "
+                    "(lower-cased words, jieba for Chinese); mean over queries (the paper's protocol)"),
+    "rouge_l_f1": ("0-1", "ROUGE-L F1 (rouge-score) of each query against its best-matching other query, tokens "
+                          "from core.text.tokenize so Chinese is kept; mean over queries (the paper's protocol)"),
+    "sacrebleu_bleu": ("0-100", "sacrebleu sentence BLEU (effective order; 13a tokenizer, zh for Chinese) of each "
+                                "query against the sticker's other queries; mean over queries (earlier variant)"),
+    "rouge_l_f1_pairwise": ("0-100", "ROUGE-L F1 of every pair of queries by different annotators, mean over "
+                                     "pairs (earlier variant)"),
+}
+
+
 class _RougeTokenizer:
     """rouge-score's default tokenizer drops every non-ASCII character; ours keeps Chinese."""
 
@@ -125,38 +220,106 @@ class _RougeTokenizer:
         return tokenize(text)
 
 
-def lexical_similarity(stickers: Iterable[Sequence[str]], language: str) -> dict:
+def lexical_similarity(stickers: Iterable[AnnotatedSticker | Sequence[str]], language: str) -> dict:
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
     from rouge_score.rouge_scorer import RougeScorer
     from sacrebleu.metrics import BLEU
 
-    bleu = BLEU(tokenize="zh" if language == "zh" else "13a", effective_order=True)
+    sacre = BLEU(tokenize="zh" if language == "zh" else "13a", effective_order=True)
     rouge = RougeScorer(["rougeL"], tokenizer=_RougeTokenizer())
-    bleu_sum = rouge_sum = 0.0
-    bleu_n = rouge_n = used = 0
-    for queries in stickers:
-        if len(queries) < 2:
-            continue
-        used += 1
+    smoothing = SmoothingFunction().method1
+    sums = dict.fromkeys(LEXICAL_FIGURES, 0.0)
+    queries_n = pairs_n = used = 0
+    for sticker in stickers:
+        if not isinstance(sticker, AnnotatedSticker):
+            sticker = AnnotatedSticker(tuple(sticker))
+        queries = sticker.queries
+        tokens = [tokenize(q) for q in queries]
+        compared = False
+        rouge_cache: dict[tuple[int, int], float] = {}
         for i, query in enumerate(queries):
-            others = list(queries[:i]) + list(queries[i + 1:])
-            bleu_sum += bleu.sentence_score(query, others).score
-            bleu_n += 1
-            for other in queries[i + 1:]:
-                rouge_sum += rouge.score(other, query)["rougeL"].fmeasure
-                rouge_n += 1
+            others = sticker.others(i)
+            if not others:
+                continue
+            compared = True
+            queries_n += 1
+            sums["bleu"] += sentence_bleu([tokens[j] for j in others], tokens[i], smoothing_function=smoothing)
+            sums["sacrebleu_bleu"] += sacre.sentence_score(query, [queries[j] for j in others]).score
+            best = 0.0
+            for j in others:
+                pair = (min(i, j), max(i, j))
+                if pair not in rouge_cache:
+                    # ROUGE-L F1 is symmetric: one score per unordered pair.
+                    rouge_cache[pair] = rouge.score(queries[j], query)["rougeL"].fmeasure
+                    sums["rouge_l_f1_pairwise"] += rouge_cache[pair]
+                    pairs_n += 1
+                best = max(best, rouge_cache[pair])
+            sums["rouge_l_f1"] += best
+        used += compared
+    values = {
+        "bleu": sums["bleu"] / queries_n if queries_n else None,
+        "rouge_l_f1": sums["rouge_l_f1"] / queries_n if queries_n else None,
+        "sacrebleu_bleu": sums["sacrebleu_bleu"] / queries_n if queries_n else None,
+        "rouge_l_f1_pairwise": 100 * sums["rouge_l_f1_pairwise"] / pairs_n if pairs_n else None,
+    }
     return {
-        "bleu": round(bleu_sum / bleu_n, 4) if bleu_n else None,
-        "rouge_l_f1": round(100 * rouge_sum / rouge_n, 4) if rouge_n else None,
+        **{name: None if value is None else round(value, 4) for name, value in values.items()},
         "stickers_compared": used,
-        "queries_compared": bleu_n,
-        "pairs_compared": rouge_n,
-        "protocol": "per sticker with 2+ queries: sentence BLEU (sacrebleu, effective order) of each query "
-                    "against the sticker's other queries as references; ROUGE-L F1 of every pair; both "
-                    "averaged over all queries / pairs, on a 0-100 scale",
+        "queries_compared": queries_n,
+        "pairs_compared": pairs_n,
+        "pairs": PAIRS_PROTOCOL,
+        "figures": figures(LEXICAL_FIGURES),
     }
 
 
+def figures(table: dict[str, tuple[str, str]]) -> dict:
+    return {name: {"scale": scale, "protocol": protocol} for name, (scale, protocol) in table.items()}
+
+
 # ---------------------------------------------------------------------------- Table 6
+RETRIEVAL_FIGURES = {
+    **{f"recall@{k}": ("0-1", f"share of test queries whose target sticker ranks in the top {k}, every "
+                              f"sticker tied with the target counted ahead of it") for k in RECALL_AT},
+    **{f"recall@{k}_trec": ("0-1", f"share of test queries whose target ranks in the top {k} in trec_eval's "
+                                   f"order (score descending, ties by document id descending), as pytrec_eval "
+                                   f"and BEIR compute it") for k in RECALL_AT},
+    f"ndcg@{RANK_CUTOFF}": ("0-1", f"nDCG@{RANK_CUTOFF} with the one relevant sticker per query (gain 1), "
+                                   f"trec_eval's tie order: 1/log2(rank+1) when rank <= {RANK_CUTOFF}, else 0"),
+    f"mrr@{RANK_CUTOFF}": ("0-1", f"mean reciprocal rank cut at {RANK_CUTOFF}, trec_eval's tie order: 1/rank "
+                                  f"when rank <= {RANK_CUTOFF}, else 0"),
+}
+RETRIEVAL_PROTOCOL = ("BM25 (Okapi, k1=1.5, b=0.75) over one document per sticker made of its train queries, "
+                      "searched by each test query of the query-level split; a target with score 0 is a miss")
+
+
+def ranks_of_target(scores: np.ndarray, target: int, id_order: np.ndarray) -> tuple[int, int] | None:
+    """The target's rank with ties counted against it, and its rank in trec_eval's order (score
+    descending, then document id descending). None when the target scored 0 (not retrieved).
+    `id_order[d]` is document d's position when the document ids are sorted."""
+    score = scores[target]
+    if score <= 0:
+        return None
+    above = int(np.count_nonzero(scores > score))
+    tied = np.flatnonzero(scores == score)
+    return above + len(tied), above + 1 + int(np.count_nonzero(id_order[tied] > id_order[target]))
+
+
+def rank_metrics(pessimistic: Sequence[int | None], trec: Sequence[int | None]) -> dict:
+    """Recall@k (both tie rules), nDCG@10 and MRR@10 from the targets' ranks (None: a miss)."""
+    n = len(trec)
+    if not n:
+        return dict.fromkeys(RETRIEVAL_FIGURES)
+    result = {}
+    for k in RECALL_AT:
+        result[f"recall@{k}"] = sum(1 for r in pessimistic if r is not None and r <= k) / n
+    for k in RECALL_AT:
+        result[f"recall@{k}_trec"] = sum(1 for r in trec if r is not None and r <= k) / n
+    hits = [r for r in trec if r is not None and r <= RANK_CUTOFF]
+    result[f"ndcg@{RANK_CUTOFF}"] = sum(1 / math.log2(r + 1) for r in hits) / n
+    result[f"mrr@{RANK_CUTOFF}"] = sum(1 / r for r in hits) / n
+    return {name: round(value, 4) for name, value in result.items()}
+
+
 class RecallEvaluation:
     """BM25 corpus of stickers (their train queries) and the test queries that search it.
 
@@ -194,22 +357,32 @@ class RecallEvaluation:
         vocabulary = sorted(self._term_ids, key=self._term_ids.__getitem__)
         return BM25Index.from_postings(np.bincount(docs, minlength=n_docs), vocabulary, offsets, posting_docs, tfs)
 
-    def results(self) -> dict:
+    def ranks(self) -> tuple[list[int | None], list[int | None]]:
+        """Each evaluated test query's target rank: (ties against the target, trec_eval's order)."""
+        pessimistic: list[int | None] = []
+        trec: list[int | None] = []
         tests = self._tests.items()
-        ranks = []
-        if self._doc_number:
-            index = self.index()
-            for doc, tokens in tests:
-                ranks.append(index.search(tokens, k=1, target=doc).target_rank if tokens else None)
-        found = {k: sum(1 for r in ranks if r is not None and r <= k) for k in RECALL_AT}
+        if not self._doc_number or not tests:
+            return pessimistic, trec
+        index = self.index()
+        ids = list(self._doc_number)  # document number -> sticker id
+        id_order = np.empty(len(ids), dtype=np.int64)
+        id_order[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+        for doc, tokens in tests:
+            ranks = ranks_of_target(index.scores(tokens), doc, id_order) if tokens else None
+            pessimistic.append(ranks[0] if ranks else None)
+            trec.append(ranks[1] if ranks else None)
+        return pessimistic, trec
+
+    def results(self) -> dict:
+        pessimistic, trec = self.ranks()
         return {
-            **{f"recall@{k}": round(found[k] / len(ranks), 4) if ranks else None for k in RECALL_AT},
+            **rank_metrics(pessimistic, trec),
             "corpus_documents": len(self._doc_number),
             "test_queries": self._tests.seen,
-            "test_queries_evaluated": len(ranks),
-            "protocol": "BM25 (Okapi, k1=1.5, b=0.75) over one document per sticker made of its train "
-                        "queries; each test query's target rank, ties counted against the target; a "
-                        "target with score 0 is a miss",
+            "test_queries_evaluated": len(trec),
+            "protocol": RETRIEVAL_PROTOCOL,
+            "figures": figures(RETRIEVAL_FIGURES),
         }
 
 
@@ -224,7 +397,10 @@ class SplitSticker:
 
 
 class LanguageReport:
-    """Feed it stickers in any order; get Table 3, Table 4 and Table 6 for one language."""
+    """Feed it stickers in any order; get Table 3, Table 4 and Table 6 for one language.
+
+    `authors` (per query, None where unknown) keeps inter-annotator pairs between different people;
+    `units` (per query: author and round) keeps a round on one side of the split."""
 
     def __init__(self, language: str, *, max_similarity_stickers: int = DEFAULT_MAX_SIMILARITY_STICKERS,
                  max_eval_queries: int = DEFAULT_MAX_EVAL_QUERIES) -> None:
@@ -232,26 +408,45 @@ class LanguageReport:
         self.statistics = QueryStatistics(language)
         self.recall = RecallEvaluation(max_eval_queries)
         self._similarity_sample = BottomK(max_similarity_stickers)
+        self.split_counts = Counter()
 
-    def add(self, sticker: str, queries: Sequence[str]) -> SplitSticker:
+    def add(self, sticker: str, queries: Sequence[str], *, authors: Sequence[object | None] | None = None,
+            units: Sequence[object | None] | None = None, normalized: Sequence[str] | None = None) -> SplitSticker:
         queries = list(queries)
         token_lists = [tokenize(q) for q in queries]
         self.statistics.add(queries, token_lists)
         keys = query_keys(sticker, queries)
-        train, test = split_queries(sticker, queries, keys)
+        train, test = split_queries(sticker, queries, keys, units, normalized)
+        self.split_counts["train"] += len(train)
+        self.split_counts["test"] += len(test)
         self.recall.add_sticker(sticker, [token_lists[i] for i in train], [(keys[i], token_lists[i]) for i in test])
         if len(queries) >= 2:
-            self._similarity_sample.offer(stable_hash(sticker), tuple(queries))
+            self._similarity_sample.offer(stable_hash(sticker), AnnotatedSticker(
+                tuple(queries), tuple(authors) if authors is not None else None))
         return SplitSticker(sticker, queries, token_lists, train, test)
 
     def statistics_table(self) -> dict:
         return self.statistics.table()
 
-    def metrics(self) -> dict:
-        similarity = lexical_similarity(self._similarity_sample.items(), self.language)
+    def similarity_sample(self) -> list[AnnotatedSticker]:
+        return self._similarity_sample.items()
+
+    def metrics(self, semantic_model: str | None = None) -> dict:
+        """`semantic_model`: a model name or local path for CS and BERTScore; None leaves them out."""
+        sample = self.similarity_sample()
+        similarity = lexical_similarity(sample, self.language)
         similarity["stickers_with_2plus_queries"] = self._similarity_sample.seen
-        return {"lexical_similarity": similarity, "bm25_retrieval": self.recall.results()}
+        result = {"split": {"train_queries": self.split_counts["train"], "test_queries": self.split_counts["test"],
+                            "protocol": SPLIT_PROTOCOL},
+                  "lexical_similarity": similarity}
+        if semantic_model is not None:
+            from core.semantic import semantic_similarity
+
+            result["semantic_similarity"] = semantic_similarity(sample, self.language, semantic_model)
+        result["bm25_retrieval"] = self.recall.results()
+        return result
 
 
-__all__ = ["LanguageReport", "QueryStatistics", "RecallEvaluation", "BottomK", "lexical_similarity",
-           "split_queries", "stable_hash", "RECALL_AT"]
+__all__ = ["LanguageReport", "QueryStatistics", "RecallEvaluation", "BottomK", "AnnotatedSticker",
+           "lexical_similarity", "split_queries", "split_groups", "sticker_in_test", "stable_hash", "rank_metrics",
+           "ranks_of_target", "RECALL_AT", "SPLIT_PROTOCOL", "STICKER_SPLIT_PROTOCOL"]

@@ -491,14 +491,23 @@ def outbox_purge(
 
 # ---------------------------------------------------------------------------- export
 @export_app.command("now")
-def export_now(progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+def export_now(progress: bool = typer.Option(True, help="show a progress bar"),
+               without_seeds: bool = typer.Option(False, "--without-seeds", help="leave imported seed queries "
+                                                  "out of the files and the metrics")) -> None:
     """Write a research export now (the nightly job's work) and print where it went."""
     from tqdm import tqdm
 
-    from core.exports import run_export
+    from core.exports import ExportRefused, check_export_settings, run_export
     from jobs.runner import job_lock
 
     settings = get_settings()
+    if without_seeds:
+        settings = settings.model_copy(update={"export_without_seeds": True})
+    try:
+        check_export_settings(settings)
+    except ExportRefused as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
     engine = _engine()
     with job_lock(engine, "export") as acquired:
         if not acquired:
@@ -565,12 +574,17 @@ def report(
                                                     help="StickerQueries CSVs (sticker_id,labeled_queries)")],
     lang: Annotated[str | None, typer.Option("--lang", help="en or zh; default: from the file name "
                                                             "(…_zh_…) or else detected")] = None,
+    semantic: bool = typer.Option(True, help="CS and BERTScore too (needs the semantic extra and the model)"),
+    semantic_model: Annotated[str | None, typer.Option(
+        help="model name or local folder for CS and BERTScore (default: STICKTIONARY_SEMANTIC_MODEL_EN / _ZH)")]
+    = None,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs."""
     from core.research import LanguageReport
     from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries
 
+    settings = get_settings()
     results = {}
     for path in csv_files:
         try:
@@ -582,8 +596,9 @@ def report(
         language_report = LanguageReport(language)
         for sticker, queries in rows:
             language_report.add(sticker, queries)
+        model = (semantic_model or getattr(settings, f"semantic_model_{language}")) if semantic else None
         results[str(path)] = {"language": language, "statistics": language_report.statistics_table(),
-                              **language_report.metrics()}
+                              **language_report.metrics(semantic_model=model)}
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
         return
@@ -604,16 +619,36 @@ def _language_of(path: Path, rows) -> str:
 
 
 def _print_report(path: str, result: dict) -> None:
-    stats, similarity, retrieval = result["statistics"], result["lexical_similarity"], result["bm25_retrieval"]
+    stats = result["statistics"]
     typer.echo(f"{path} ({result['language']})")
     typer.echo(f"  stickers {stats['stickers']}, queries {stats['queries']}, queries/sticker "
                f"{stats['queries_per_sticker']}, tokens/query {stats['tokens_per_query']}, vocabulary "
                f"{stats['vocabulary_size']}")
     typer.echo("  most frequent: " + ", ".join(f"{t} ({n})" for t, n in stats["most_frequent_terms"][:10]))
-    typer.echo(f"  BLEU {similarity['bleu']}, ROUGE-L F1 {similarity['rouge_l_f1']} "
-               f"({similarity['stickers_compared']} stickers, {similarity['pairs_compared']} pairs)")
-    typer.echo(f"  BM25 Recall@1 {retrieval['recall@1']}, @10 {retrieval['recall@10']}, @50 {retrieval['recall@50']} "
-               f"({retrieval['test_queries_evaluated']} test queries over {retrieval['corpus_documents']} stickers)")
+    split = result["split"]
+    typer.echo(f"  split: {split['train_queries']} train / {split['test_queries']} test queries — {split['protocol']}")
+    similarity = result["lexical_similarity"]
+    typer.echo(f"  Table 4, lexical ({similarity['stickers_compared']} stickers, {similarity['queries_compared']} "
+               f"queries, {similarity['pairs_compared']} pairs; {similarity['pairs']}):")
+    _print_figures(similarity)
+    semantic = result.get("semantic_similarity")
+    if semantic is not None:
+        if semantic.get("unavailable"):
+            typer.echo(f"  Table 4, semantic: not computed — {semantic['unavailable']}")
+        else:
+            typer.echo(f"  Table 4, semantic (model {semantic['model']}, BERTScore layer {semantic['bertscore_layer']}; "
+                       f"{semantic['stickers_compared']} stickers, {semantic['pairs_compared']} pairs; "
+                       f"{semantic['seconds_scoring']} s):")
+            _print_figures(semantic)
+    retrieval = result["bm25_retrieval"]
+    typer.echo(f"  Table 6, BM25 retrieval ({retrieval['test_queries_evaluated']} test queries over "
+               f"{retrieval['corpus_documents']} stickers; {retrieval['protocol']}):")
+    _print_figures(retrieval)
+
+
+def _print_figures(section: dict) -> None:
+    for name, about in section["figures"].items():
+        typer.echo(f"    {name:<22} {section[name]!s:<8} scale {about['scale']}: {about['protocol']}")
 
 
 def _print(result: dict, as_json: bool) -> None:

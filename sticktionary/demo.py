@@ -51,8 +51,10 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
     prizes = Prizes(game).tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
     echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"
                                              for language, c in prizes.items()))
-    # The demo has no operator secret: a key of its own keeps the default-key warning for real runs.
-    export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports", "pseudonym_key": "demo"}),
+    # The demo has no operator secret: a key of its own (real runs refuse the default key); no semantic
+    # figures, which would load a large model.
+    export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports", "pseudonym_key": "demo",
+                                                        "export_semantic": False}),
                         now=now)
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
     for language in ("en", "zh"):

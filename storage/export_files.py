@@ -17,7 +17,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -188,8 +188,12 @@ class Tsv:
 class ParquetRecords:
     """Rows (tuples in schema order) buffered and written as one row group per batch: memory stays flat."""
 
-    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = 10_000) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, batch_rows: int = 10_000,
+                 on_flush: Callable[[pa.Table], None] | None = None) -> None:
+        """`on_flush` sees every batch as an Arrow table once written (to derive other files from it)."""
         self.schema = schema
+        self.on_flush = on_flush
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.writer = pq.ParquetWriter(str(path), schema, compression="zstd")
         self.batch_rows = batch_rows
         self.buffer: list[tuple] = []
@@ -205,7 +209,10 @@ class ParquetRecords:
             return
         columns = [pa.array(column, type=field.type) for column, field in zip(zip(*self.buffer, strict=True),
                                                                                self.schema, strict=True)]
-        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
+        table = pa.Table.from_arrays(columns, schema=self.schema)
+        self.writer.write_table(table)
+        if self.on_flush is not None:
+            self.on_flush(table)
         self.rows += len(self.buffer)
         self.buffer = []
 

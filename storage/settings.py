@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     export_keep: int = Field(default=14, ge=1, description="complete exports kept by the retention job")
     export_similarity_stickers: int = 1_000  # BLEU/ROUGE-L sample (stickers)
     export_eval_queries: int = 20_000  # BM25 Recall@k sample (test queries)
+    export_without_seeds: bool = Field(default=False, description="leave imported seed queries out of the "
+                                       "nightly export's files and metrics (`export now --without-seeds`)")
+    export_time_resolution: Literal["hour", "minute", "second"] = Field(
+        default="hour", description="exported timestamps are truncated to this (privacy: no exact activity times)")
+    export_original_text: bool = Field(default=False, description="also export the player's own text of a "
+                                       "query a moderator corrected (off: only the corrected text)")
+    export_semantic: bool = Field(default=True, description="compute CS and BERTScore in the export when the "
+                                  "semantic extra and the models are on this machine")
+    # Table 4's semantic figures: the paper's BERT-base models, by Hugging Face name (local cache only)
+    # or local folder. Nothing is downloaded: pre-fetch them or point these at a folder.
+    semantic_model_en: str = "bert-base-uncased"
+    semantic_model_zh: str = "bert-base-chinese"
     pull_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list,
                                                               description="bearer tokens of researchers")
     pull_listen: str = "0.0.0.0:8080"

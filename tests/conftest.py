@@ -74,4 +74,4 @@ def db(request, tmp_path, sqlite_template):
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(database_url="sqlite://", sticker_root=tmp_path / "stickers", export_dir=tmp_path / "exports",
-                    gold_rate=0.0, _env_file=None)
+                    gold_rate=0.0, pseudonym_key="test-pseudonym-key", export_semantic=False, _env_file=None)

@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import Session
 
 import core.exports
-from core.exports import annotator_id, run_export
-from core.research import split_queries
+from core.exports import ExportRefused, annotator_id, run_export
+from core.research import split_queries, sticker_in_test
 from storage.export_files import (
     LATEST,
     PARTIAL_PREFIX,
@@ -105,13 +105,22 @@ def test_export_contents_and_filters(db, settings, played):
     assert all(r["created_at"].endswith("+00:00") for r in records)
     by_text = {r["text"]: r for r in records}
     corrected = by_text["sleepy kitten"]
-    assert corrected["original_text"] == "sleepy cat" and corrected["review_decision"] == "correct"
+    # Privacy by default: the player's own text of a corrected query stays home; times to the hour.
+    assert corrected["original_text"] is None and corrected["review_decision"] == "correct"
+    assert all(r["original_text"] is None for r in records)
+    assert all(r[t] is None or r[t][13:] == ":00:00+00:00" for r in records for t in times)
     assert by_text["tired kitty"]["review_decision"] == "accept"
+    # Provenance: where each query came from and what made it ground truth.
+    assert (corrected["source"], corrected["validation"]) == ("labeler", "moderator_correct")
+    assert (by_text["tired kitty"]["source"], by_text["tired kitty"]["validation"]) == ("labeler", "moderator_accept")
+    assert (by_text["happy dance"]["source"], by_text["happy dance"]["validation"]) == ("labeler", "retrieval_hit")
+    assert by_text["happy dance"]["label_round"] == by_text["party time"]["label_round"] is not None
+    assert by_text["happy dance"]["split"] == by_text["party time"]["split"]  # one round, one side of the split
     assert by_text["happy dance"]["retrieved_by"] == 1 and by_text["happy dance"]["shown_to_retrievers"] == 1
     alice_id = annotator_id(settings.pseudonym_key, played["alice"])
     assert by_text["happy dance"]["annotator"] == alice_id
     seeds = [r for r in records if r["source"] == "seed"]
-    assert seeds and all(r["annotator"] is None for r in seeds)
+    assert seeds and all(r["annotator"] is None and r["validation"] == "seed" for r in seeds)
     # Pseudonymous: neither Telegram ids nor names nor the in-game pseudonym appear anywhere.
     with Session(db) as session:
         alice = session.get(Player, played["alice"])
@@ -136,6 +145,16 @@ def test_export_contents_and_filters(db, settings, played):
 
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert card.startswith("---\nlicense: mit\n") and "configs:" in card and "sticker_queries_zh_release.csv" in card
+    # The card states the provenance counts of this export, seeds included, truthfully.
+    assert f"{len(seeds)} of the {len(records)} queries" in card
+    for language in ("en", "zh"):
+        for row in stats[language]["provenance"]:
+            assert f"| {language} | {row['source']} | {row['validation']} | {row['queries']} |" in card
+    assert sum(row["queries"] for lang in stats.values() for row in lang["provenance"]) == len(records)
+    for section in ("Personal and Sensitive Information", "Bias, risks and limitations", "Dataset Structure",
+                    "annotations_creators:", "language_creators:", "multilinguality:", "source_datasets:",
+                    "arxiv.org/abs/2506.01668", "extended|metchee/sticker-queries"):
+        assert section in card
 
 
 def test_beir_split_is_deterministic_and_complete(db, settings, played):
@@ -206,3 +225,56 @@ def test_retention_keeps_the_newest(db, settings, played):
     assert apply_retention(settings.export_dir, keep=2) == versions[:2]
     assert list_exports(settings.export_dir) == versions[2:]
     assert latest_export(settings.export_dir) == versions[-1]
+
+
+def test_export_refuses_the_default_pseudonym_key(db, settings, played):
+    for key in ("change-me", "  "):
+        with pytest.raises(ExportRefused, match="STICKTIONARY_PSEUDONYM_KEY"):
+            run_export(db, settings.model_copy(update={"pseudonym_key": key}), now=MOMENT)
+    assert list_exports(settings.export_dir) == []
+
+
+def test_without_seeds_leaves_them_out_of_files_and_metrics(db, settings, played):
+    with_seeds = run_export(db, settings, now=MOMENT)
+    summary = run_export(db, settings.model_copy(update={"export_without_seeds": True}), now=MOMENT + timedelta(1))
+    folder = settings.export_dir / summary.version
+    records = _jsonl(folder / "queries.jsonl")
+    assert records and all(r["source"] != "seed" for r in records)
+    seeds = sum(row["queries"] for lang in with_seeds.stats.values() for row in lang["provenance"]
+                if row["source"] == "seed")
+    assert seeds > 0 and summary.queries == with_seeds.queries - seeds
+    en = _csv_rows(folder / "sticker_queries_en_release.csv")
+    assert not any(q.startswith("seed") for queries in en.values() for q in queries)
+    assert summary.stats["en"]["queries"]["queries"] == sum(map(len, en.values()))
+    for language in ("en", "zh"):
+        corpus = _jsonl(folder / "beir" / language / "corpus.jsonl")
+        assert not any("seed" in d["text"] or "表情" in d["text"] for d in corpus)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "no seed queries" in card and "--without-seeds" in card and "extended|metchee/sticker-queries" not in card
+
+
+def test_original_text_and_exact_times_only_when_asked(db, settings, played):
+    settings = settings.model_copy(update={"export_original_text": True, "export_time_resolution": "second"})
+    summary = run_export(db, settings, now=MOMENT)
+    records = {r["text"]: r for r in _jsonl(settings.export_dir / summary.version / "queries.jsonl")}
+    assert records["sleepy kitten"]["original_text"] == "sleepy cat"
+    assert records["happy dance"]["original_text"] is None  # never corrected: text is the player's own
+    assert all("." not in r["created_at"] for r in records.values())
+
+
+def test_sticker_level_split_holds_whole_stickers_out(db, settings, played):
+    summary = run_export(db, settings, now=MOMENT)
+    folder = settings.export_dir / summary.version
+    records = _jsonl(folder / "queries.jsonl")
+    for language in ("en", "zh"):
+        beir = folder / "beir-stickers" / language
+        corpus = _jsonl(beir / "corpus.jsonl")
+        assert corpus and all(d["text"] == "" for d in corpus)  # no query text in any document
+        sides = {}
+        for split in ("train", "test"):
+            for line in (beir / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+                query_id, sticker, _ = line.split("\t")
+                assert sides.setdefault(sticker, split) == split  # a sticker is wholly on one side
+        mine = [r for r in records if r["language"] == language]
+        assert all(r["sticker_split"] == sides[r["sticker_id"]] for r in mine)
+        assert all(r["sticker_split"] == ("test" if sticker_in_test(r["sticker_id"]) else "train") for r in mine)
