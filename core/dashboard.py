@@ -68,7 +68,8 @@ def queries_over_time(db: Engine, now: datetime | None = None) -> dict:
     for start, language, n in rows:
         start = datetime.fromisoformat(start) if isinstance(start, str) else start
         counts[(_truncate(start, unit), language)] = n
-    start, end = _truncate(_as_utc(first), unit), _truncate(now, unit)
+    # One empty bucket first: the running total starts from nothing.
+    start, end = _truncate(_as_utc(first), unit) - width, _truncate(now, unit)
     steps = max(0, min(int((end - start) / width), MAX_BUCKETS * 24))
     moments = [start + width * i for i in range(steps + 1)]
     languages = {}

@@ -158,7 +158,7 @@ def test_dashboard_shows_what_players_did(db, settings, tmp_path):
 
     # A week later the timeline is in hours or days, not 10,000 minutes.
     later = queries_over_time(db, now=utcnow() + timedelta(days=7))
-    assert later["unit"] == "day" and len(later["buckets"]) == 8
+    assert later["unit"] == "day" and len(later["buckets"]) == 9 and later["languages"]["en"]["total"][0] == 0
 
     summary = run_export(db, settings)
     metrics = latest_metrics(settings.export_dir)

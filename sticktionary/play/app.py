@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 TOKENS = {"en": "1001:play-en", "zh": "1002:play-zh"}
 USERNAMES = {"en": "sticktionary_en_bot", "zh": "sticktionary_zh_bot"}
 # The people one person can be in the page: two players (to see both sides of a round) and a moderator.
-IDENTITIES = [Identity(101, "Alex"), Identity(102, "Sam"), Identity(9_999, "Moderator", moderator=True)]
+IDENTITIES = [Identity("Alex", {"en": 101, "zh": 201}), Identity("Sam", {"en": 102, "zh": 202}),
+              Identity("Moderator", {"en": 9_001, "zh": 9_002}, moderator=True)]
 MODERATOR_COMMANDS = [("review", "Review missed rounds"), ("review stats", "Review counts"),
                       ("prizes", "Prizes to hand out")]
 
@@ -102,7 +103,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
                                              asyncio.to_thread(_import_frameworks))
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, media_cache=workdir / "media-cache",
                         export_dir=workdir / "exports", pseudonym_key="play", session_min_tasks=5,
-                        moderators=[i.user_id for i in IDENTITIES if i.moderator], _env_file=None)
+                        moderators=[u for i in IDENTITIES if i.moderator for u in i.user_ids.values()], _env_file=None)
     entries = [BotEntry("en", TOKENS["en"], USERNAMES["en"], "Sticktionary (English)", "python-telegram-bot"),
                BotEntry("zh", TOKENS["zh"], USERNAMES["zh"], "Sticktionary（中文）", "aiogram")]
     sandbox = Sandbox(rate_limits=True, seed=seed or 0)

@@ -19,8 +19,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 @dataclass(frozen=True)
 class Identity:
-    user_id: int
+    """A person the page can be. A Telegram user plays in one language at a time, so each
+    identity is a different user in each bot's chat (its id there: `user_ids[language]`)."""
+
     name: str
+    user_ids: dict[str, int]
     moderator: bool = False
 
 
@@ -99,7 +102,7 @@ def add_routes(app: web.Application, *, bots: list[BotEntry], identities: list[I
         return web.json_response({
             "bots": [{"language": b.language, "token": b.token, "username": b.username, "title": b.title,
                       "framework": b.framework} for b in bots],
-            "identities": [{"user_id": i.user_id, "name": i.name, "moderator": i.moderator} for i in identities],
+            "identities": [{"name": i.name, "user_ids": i.user_ids, "moderator": i.moderator} for i in identities],
             "moderator_commands": [{"command": c, "description": d} for c, d in moderator_commands],
         })
 

@@ -26,7 +26,8 @@ async function api(path, body) {
   return data.result === undefined ? data : data.result;
 }
 
-const chatKey = () => ({token: state.bot.token, user_id: state.identity.user_id});
+const userId = () => state.identity.user_ids[state.bot.language];
+const chatKey = () => ({token: state.bot.token, user_id: userId()});
 const fileUrl = (fileId) => `/sim/file/${encodeURIComponent(fileId)}`;
 const colour = (n) => `c${Math.abs(n) % 6}`;
 
@@ -53,12 +54,12 @@ function renderChooser() {
   people.replaceChildren();
   state.config.identities.forEach((person) => {
     const item = el("button", "item" + (person === state.identity ? " active" : ""));
-    item.dataset.userId = person.user_id;
+    item.dataset.identity = person.name;
     const text = el("div", "item-text");
     const title = el("div", "item-title", person.name);
     if (person.moderator) title.append(el("span", "tag", "moderator"));
-    text.append(title, el("div", "item-sub", `user ${person.user_id}`));
-    item.append(avatar(person.name[0], person.user_id, true), text);
+    text.append(title, el("div", "item-sub", `Telegram user ${person.user_ids[state.bot.language]}`));
+    item.append(avatar(person.name[0], person.name.charCodeAt(0), true), text);
     item.onclick = () => choose(state.bot, person);
     people.append(item);
   });
@@ -69,7 +70,7 @@ function choose(bot, identity) {
   if (bot === state.bot && identity === state.identity) return;
   state.bot = bot;
   state.identity = identity;
-  history.replaceState(null, "", `#${bot.language}/${identity.user_id}`);
+  history.replaceState(null, "", `#${bot.language}/${identity.name}`);
   renderChooser();
   openChat();
 }
@@ -91,12 +92,12 @@ async function openChat() {
   $("head-avatar").replaceWith(Object.assign(avatar(bot.language === "zh" ? "中" : "EN", state.config.bots.indexOf(bot) + 2),
                                              {id: "head-avatar"}));
   const chip = $("identity-chip");
-  chip.replaceChildren(avatar(identity.name[0], identity.user_id), el("span", "name", identity.name));
+  chip.replaceChildren(avatar(identity.name[0], identity.name.charCodeAt(0)), el("span", "name", identity.name));
   chip.title = `Playing as ${identity.name}${identity.moderator ? " (moderator)" : ""} — switch`;
   $("text").placeholder = bot.language === "zh" ? "发消息" : "Message";
   document.documentElement.lang = bot.language === "zh" ? "zh-CN" : "en";
   hideCommands();
-  const transcript = await api(`/sim/transcript?token=${encodeURIComponent(bot.token)}&user_id=${identity.user_id}`);
+  const transcript = await api(`/sim/transcript?token=${encodeURIComponent(bot.token)}&user_id=${userId()}`);
   if (generation !== state.generation) return;
   transcript.forEach((entry, index) => onEntry(index, entry));
   state.live = true;
@@ -298,9 +299,9 @@ async function main() {
   const [config, bots] = await Promise.all([api("/play/config"), api("/sim/bots")]);
   state.config = config;
   for (const bot of bots) state.commands[bot.token] = bot.commands;
-  const [language, userId] = location.hash.slice(1).split("/");
+  const [language, name] = decodeURIComponent(location.hash.slice(1)).split("/");
   const bot = config.bots.find((b) => b.language === language) || config.bots[0];
-  const identity = config.identities.find((i) => String(i.user_id) === userId) || config.identities[0];
+  const identity = config.identities.find((i) => i.name === name) || config.identities[0];
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = $("text");
@@ -322,9 +323,9 @@ async function main() {
   $("identity-chip").onclick = toggle;
   $("scrim").onclick = toggle;
   window.addEventListener("hashchange", () => {
-    const [lang, user] = location.hash.slice(1).split("/");
+    const [lang, name] = decodeURIComponent(location.hash.slice(1)).split("/");
     const b = config.bots.find((x) => x.language === lang);
-    const i = config.identities.find((x) => String(x.user_id) === user);
+    const i = config.identities.find((x) => x.name === name);
     if (b && i) choose(b, i);
   });
   state.bot = bot;
