@@ -251,6 +251,9 @@ def play(
     from sticktionary.play.app import PortInUse, run_play
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The moderators' chats exist only once someone opens them in the page: until then the bots'
+    # notices to them are refused, as Telegram refuses them, and that is no news here.
+    logging.getLogger("bots.runtime").setLevel(logging.ERROR)
     try:
         run_play(workdir, port=port, players=players, think=think, seed=seed, export_every=export_every,
                  open_browser=not no_browser, echo=lambda line: typer.echo(line))

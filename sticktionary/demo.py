@@ -64,6 +64,8 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
              f"BM25 Recall@10 {recall['recall@10']} -> {out.name}")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     echo(f"done in {summary['seconds']} s")
+    echo("\nnow play it yourself, in the browser: sticktionary play  (README: \"Play it yourself\"; "
+         "you label and retrieve, switch player and language, and review as the moderator)")
     db.dispose()
     return summary
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import socket
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession, FormData
@@ -171,3 +175,16 @@ def test_dashboard_shows_what_players_did(db, settings, tmp_path):
         assert len(image.convert("RGB").getcolors(1 << 20)) > 4  # drawn on, not a blank canvas
     with pytest.raises(KeyError):
         chart("nope", data)
+
+
+def test_play_refuses_a_busy_port_at_once_and_says_what_to_do(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([str(Path(sys.executable).with_name("sticktionary")), "play", "--no-browser",
+                                 "--port", str(port), "--workdir", str(tmp_path / "play")],
+                                capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
+    assert not (tmp_path / "play").exists()  # nothing was made

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import signal
+import socket
 import threading
 import time
 import webbrowser
@@ -97,6 +98,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
 
     stop = stop or _stop_on_signals()
     workdir = Path(workdir)
+    _check_port(host, port)  # before minutes of work are thrown away, not after
     # The bots' frameworks take seconds to import (aiogram builds hundreds of pydantic models):
     # that happens while the database is made.
     (db, database), _ = await asyncio.gather(asyncio.to_thread(_prepare, workdir, echo),
@@ -160,6 +162,18 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
 
 class PortInUse(OSError):
     pass
+
+
+def _check_port(host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortInUse(f"cannot listen on {host}:{port} ({error.strerror}): choose another port with --port") \
+                from None
 
 
 def _stop_on_signals() -> asyncio.Event:
