@@ -30,6 +30,7 @@ const userId = () => state.identity.user_ids[state.bot.language];
 const chatKey = () => ({token: state.bot.token, user_id: userId()});
 const fileUrl = (fileId) => `/sim/file/${encodeURIComponent(fileId)}`;
 const colour = (n) => `c${Math.abs(n) % 6}`;
+const tint = (person) => [1, 4, 3, 5][state.config.identities.indexOf(person) % 4];  // one colour per person
 
 function avatar(letter, n, small) {
   const node = el("div", `avatar ${colour(n)}${small ? " small" : ""}`, letter);
@@ -59,7 +60,7 @@ function renderChooser() {
     const title = el("div", "item-title", person.name);
     if (person.moderator) title.append(el("span", "tag", "moderator"));
     text.append(title, el("div", "item-sub", `Telegram user ${person.user_ids[state.bot.language]}`));
-    item.append(avatar(person.name[0], person.name.charCodeAt(0), true), text);
+    item.append(avatar(person.name[0], tint(person), true), text);
     item.onclick = () => choose(state.bot, person);
     people.append(item);
   });
@@ -92,7 +93,7 @@ async function openChat() {
   $("head-avatar").replaceWith(Object.assign(avatar(bot.language === "zh" ? "中" : "EN", state.config.bots.indexOf(bot) + 2),
                                              {id: "head-avatar"}));
   const chip = $("identity-chip");
-  chip.replaceChildren(avatar(identity.name[0], identity.name.charCodeAt(0)), el("span", "name", identity.name));
+  chip.replaceChildren(avatar(identity.name[0], tint(identity)), el("span", "name", identity.name));
   chip.title = `Playing as ${identity.name}${identity.moderator ? " (moderator)" : ""} — switch`;
   $("text").placeholder = bot.language === "zh" ? "发消息" : "Message";
   document.documentElement.lang = bot.language === "zh" ? "zh-CN" : "en";
