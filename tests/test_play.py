@@ -188,3 +188,17 @@ def test_play_refuses_a_busy_port_at_once_and_says_what_to_do(tmp_path):
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "--port" in result.stderr
     assert not (tmp_path / "play").exists()  # nothing was made
+
+
+def test_play_help_documents_every_option():
+    from typer.testing import CliRunner
+
+    from sticktionary.cli import app
+
+    result = CliRunner().invoke(app, ["play", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option, words in {"--port": "default: 8080", "--no-browser": "do not open a browser",
+                          "--players": "simulated players per language", "--think": "mean seconds",
+                          "--workdir": "emptied first", "--export-every": "metrics the dashboard shows",
+                          "--seed": "seed for the simulated players"}.items():
+        assert option in result.output and words in result.output, option

@@ -5,6 +5,8 @@ caption length, callback_data 1–64 bytes, unknown chats and messages, malforme
 like Telegram (429 with retry_after past about 1 message/s per chat — a bucket of 3 that drains
 one a second — or 30/s overall), and offers a simulation API under /sim to inject what players
 do, read each chat's transcript, and inject faults (5xx, 429, delays, dropped connections).
+For a chat client (`sticktionary play`) it also streams each chat's changes as server-sent events
+(/sim/stream), lists its bots with their commands (/sim/bots) and serves the files bots sent (/sim/file).
 """
 
 from __future__ import annotations
