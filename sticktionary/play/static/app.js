@@ -96,6 +96,7 @@ async function openChat() {
   chip.replaceChildren(avatar(identity.name[0], tint(identity)), el("span", "name", identity.name));
   chip.title = `Playing as ${identity.name}${identity.moderator ? " (moderator)" : ""} — switch`;
   $("text").placeholder = bot.language === "zh" ? "发消息" : "Message";
+  $("menu-button").textContent = bot.language === "zh" ? "≡ 菜单" : "≡ Menu";
   document.documentElement.lang = bot.language === "zh" ? "zh-CN" : "en";
   hideCommands();
   const transcript = await api(`/sim/transcript?token=${encodeURIComponent(bot.token)}&user_id=${userId()}`);
