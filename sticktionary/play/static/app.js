@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   config: null, commands: {}, bot: null, identity: null,
-  generation: 0, stream: null, next: 0, rows: new Map(), pending: new Map(), live: false,
+  generation: 0, stream: null, next: 0, rows: new Map(), pending: new Map(), answered: new Set(), live: false,
   pinned: true,  // the view follows new messages while the reader is at the bottom
 };
 
@@ -84,6 +84,7 @@ async function openChat() {
   state.next = 0;
   state.rows.clear();
   state.pending.clear();
+  state.answered.clear();
   state.live = false;
   state.pinned = true;
   const {bot, identity} = state;
@@ -215,7 +216,8 @@ async function press(messageId, data, node) {
   node.classList.add("loading");
   try {
     const result = await api("/sim/press", {...chatKey(), message_id: messageId, data});
-    state.pending.set(result.callback_id, node);
+    if (state.answered.has(result.callback_id)) node.classList.remove("loading");  // the answer came first
+    else state.pending.set(result.callback_id, node);
     setTimeout(() => node.classList.remove("loading"), 8000);
   } catch (error) {
     node.classList.remove("loading");
@@ -227,6 +229,7 @@ function onAnswer({callback_id, text, alert}) {
   const node = state.pending.get(callback_id);
   if (node) node.classList.remove("loading");
   state.pending.delete(callback_id);
+  state.answered.add(callback_id);
   if (!state.live || !text) return;
   if (alert) {
     $("alert-text").textContent = text;
