@@ -333,6 +333,10 @@ def test_chinese_on_a_phone_label_and_retrieve(play, browser, shots):
     dashboard.goto(f"{base}/dashboard")
     playwright_api.expect(dashboard.locator("#recent tr", has_text=query)).to_contain_text("validated", timeout=WAIT)
     assert dashboard.evaluate("document.documentElement.scrollWidth") <= 390
+    Chat(dashboard).loaded("img.chart")
+    for image in dashboard.locator("img.chart").all():  # every chart whole within the phone's width
+        box = image.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
     shots(dashboard, "dashboard")
     assert errors == []
     context.close()
