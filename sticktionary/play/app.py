@@ -75,11 +75,31 @@ def _export_now(db, settings) -> None:
         log.exception("the dashboard's export failed")
 
 
-async def _exports(db, settings, stop: asyncio.Event, every: float) -> None:
+async def _exports(db, settings, stop: asyncio.Event, every: float, first_after: float = 10.0) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), first_after)  # the player's first screens come first
     while not stop.is_set():
-        await asyncio.to_thread(_export_now, db, settings)
+        await _in_daemon_thread(_export_now, db, settings)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
+
+
+async def _in_daemon_thread(function, *args) -> None:
+    """Run `function` in a thread that Ctrl-C does not wait for (asyncio.to_thread's would be
+    joined at exit: an export under way would hold the stop up for seconds). An export cut short
+    leaves only a partial folder, which exports are built to survive."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def run() -> None:
+        try:
+            function(*args)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+    threading.Thread(target=run, name="play-export", daemon=True).start()
+    await done
 
 
 async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", players: int = 3, think: float = 3.0,
@@ -154,6 +174,9 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        while not bots.done():  # the bots stop one after the other, each ending its long poll
+            sandbox.release_long_polls()
+            await asyncio.wait([bots], timeout=0.1)
         await bots
         await sandbox.stop()
         db.dispose()
