@@ -202,3 +202,21 @@ def test_play_help_documents_every_option():
                           "--workdir": "emptied first", "--export-every": "metrics the dashboard shows",
                           "--seed": "seed for the simulated players"}.items():
         assert option in result.output and words in result.output, option
+
+
+@pytest.mark.asyncio
+async def test_a_waiting_long_poll_is_answered_when_released():
+    sandbox = Sandbox(rate_limits=False)
+    sandbox.add_bot(TOKEN, "stream_bot")
+    base = await sandbox.start()
+    try:
+        async with ClientSession() as http:
+            poll = asyncio.create_task(_api(http, base, "getUpdates", timeout=10))
+            await asyncio.sleep(0.2)
+            assert not poll.done()  # a long poll waits for updates
+            started = asyncio.get_running_loop().time()
+            sandbox.release_long_polls()
+            assert await asyncio.wait_for(poll, 2) == []
+            assert asyncio.get_running_loop().time() - started < 1
+    finally:
+        await sandbox.stop()
