@@ -260,6 +260,53 @@ def demo(
         run_telegram_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo)
 
 
+@app.command()
+def play(
+    port: Annotated[int, typer.Option(help="port of the page (and of the local Bot API it talks to), on 127.0.0.1")]
+    = 8080,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="do not open a browser, only print the address")]
+    = False,
+    players: Annotated[int, typer.Option(min=0, max=20, help="simulated players per language playing in the "
+                                                             "background (0: only you)")] = 3,
+    think: Annotated[float, typer.Option(min=0.0, help="mean seconds a simulated player takes before each action")]
+    = 3.0,
+    workdir: Annotated[Path, typer.Option(help="where the fresh database, stickers and exports go (emptied first)")]
+    = Path("var/play"),
+    export_every: Annotated[float, typer.Option(min=10.0, help="seconds between the research exports whose "
+                                                               "metrics the dashboard shows")] = 300.0,
+    seed: Annotated[int | None, typer.Option(help="seed for the simulated players (default: random)")] = None,
+) -> None:
+    """Play the game yourself in the browser, offline: a Telegram-like chat with an English bot
+    (python-telegram-bot) and a Chinese bot (aiogram) on a local Bot API, with simulated players
+    in the background and a live dashboard. Switch player (Alex, Sam) and bot in the page; play as
+    Moderator to review misses with /review. Ctrl-C stops."""
+    import logging
+    import os
+    import sys
+
+    from sticktionary.play.app import PortInUse, run_play
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The moderators' chats exist only once someone opens them in the page: until then the bots'
+    # notices to them are refused, as Telegram refuses them, and that is no news here.
+    logging.getLogger("bots.runtime").setLevel(logging.ERROR)
+    try:
+        run_play(workdir, port=port, players=players, think=think, seed=seed, export_every=export_every,
+                 open_browser=not no_browser, echo=lambda line: typer.echo(line))
+    except PortInUse as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+    # Everything is stopped and closed by now. Python's own teardown of what the two bot frameworks
+    # built (modules, models, caches) took 5-8 s more on this 2-core machine: Ctrl-C should end the
+    # game at once, so the process ends here, streams flushed, without that teardown.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 @bench_app.command("search")
 def bench_search(stickers: int = 100_000, queries: int = 1000,
                  write_every: Annotated[int, typer.Option(help="one index write per this many searches (0: none)")] = 0,

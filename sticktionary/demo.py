@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from core.engine import Game
-from core.exports import run_export
 from core.prizes import Prizes, period_start
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import Simulation, demo_vocabulary
@@ -39,6 +38,8 @@ def _prepare(workdir: Path, echo):
 
 
 def _finish(db, game, workdir: Path, settings, summary: dict, started: float, echo) -> dict:
+    from core.exports import run_export  # pyarrow: not needed by `sticktionary play` to start
+
     summary.setdefault("exports", {})
     summary.setdefault("leaderboards", {})
     for language in ("en", "zh"):
@@ -65,6 +66,8 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
              f"BM25 Recall@10 {recall['recall@10']} -> {out.name}")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     echo(f"done in {summary['seconds']} s")
+    echo("\nnow play it yourself, in the browser: sticktionary play  (README: \"Play it yourself\"; "
+         "you label and retrieve, switch player and language, and review as the moderator)")
     db.dispose()
     return summary
 

@@ -75,6 +75,7 @@ def test_demo_plays_end_to_end(env, mode, caplog):
     assert "leaderboard (en)" in result.output and "leaderboard (zh)" in result.output
     assert (env / "demo" / "exports" / "latest" / "sticker_queries_zh_release.csv").exists()
     assert (env / "demo" / "exports" / "latest" / "metrics.json").exists() and "research export" in result.output
+    assert "play it yourself, in the browser: sticktionary play" in result.output  # where to go next
     if not mode:
         assert "python-telegram-bot" in result.output and "rate-limited: 0" in result.output
         # No bot token in any log line: the HTTP clients do not log requests, and the filter is a safety net.

@@ -118,7 +118,11 @@ class AutoPlayer:
 
     async def _timed(self, action) -> list[dict]:
         if self.think:
-            await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+            try:
+                await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+            except asyncio.CancelledError:
+                action.close()  # stopped while thinking: the action is never taken
+                raise
         start = time.perf_counter()
         replies = await action
         self.latencies.append(time.perf_counter() - start)

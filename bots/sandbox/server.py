@@ -5,13 +5,17 @@ caption length, callback_data 1–64 bytes, unknown chats and messages, malforme
 like Telegram (429 with retry_after past about 1 message/s per chat — a bucket of 3 that drains
 one a second — or 30/s overall), and offers a simulation API under /sim to inject what players
 do, read each chat's transcript, and inject faults (5xx, 429, delays, dropped connections).
+For a chat client (`sticktionary play`) it also streams each chat's changes as server-sent events
+(/sim/stream), lists its bots with their commands (/sim/bots) and serves the files bots sent (/sim/file).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import mimetypes
 import random
 import time
 from collections import defaultdict, deque
@@ -21,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import ClientSession, web
 
+# Sticker file types a system's MIME table may not know.
+STICKER_TYPES = {"webp": "image/webp", "webm": "video/webm", "tgs": "application/x-tgsticker"}
 SEND_METHODS = {"sendMessage", "sendSticker", "sendPhoto", "sendAnimation", "sendDocument"}
 TEXT_LIMIT, CAPTION_LIMIT = 4096, 1024  # in UTF-16 code units, as Telegram counts
 BUTTONS_PER_ROW, BUTTONS_PER_KEYBOARD = 8, 100
@@ -101,6 +107,7 @@ class Chat:
     migrated_to: int | None = None  # a group upgraded to a supergroup with this id
     bucket: Bucket = field(default_factory=lambda: Bucket(3, 1))
     bot_sent: asyncio.Event = field(default_factory=asyncio.Event)
+    deleted: list = field(default_factory=list)  # message ids the bot deleted, in order
 
 
 class Sandbox:
@@ -123,11 +130,14 @@ class Sandbox:
         self.app = web.Application(client_max_size=50 * 2**20)
         self.app.router.add_route("*", "/bot{token}/{method}", self._api)
         self.app.router.add_get("/file/bot{token}/{path:.+}", self._file)
+        self._add_watch_routes()
         self.app.router.add_post("/sim/{action}", self._sim)
         self.app.router.add_get("/sim/{action}", self._sim)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self._http: ClientSession | None = None
+        self._changes = asyncio.Event()  # set, and replaced, whenever any chat changes
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
     def add_bot(self, token: str, username: str) -> BotState:
@@ -145,6 +155,8 @@ class Sandbox:
         return self.base_url
 
     async def stop(self) -> None:
+        self._closing = True
+        self._touch()  # open streams end now rather than hold the shutdown up
         if self._http:
             await self._http.close()
         if self._runner:
@@ -295,6 +307,7 @@ class Sandbox:
         chat.messages[message["message_id"]] = message
         chat.transcript.append({"by": "bot", "at": time.monotonic(), **message})
         chat.bot_sent.set()
+        self._touch()
         return message
 
     async def wait_bot_message(self, token: str, user_id: int, after: int, timeout: float = 30) -> dict:
@@ -405,6 +418,7 @@ class Sandbox:
             updated.pop("reply_markup", None)
         chat.messages[message["message_id"]] = updated
         chat.transcript.append({"by": "bot", "edit": True, "at": time.monotonic(), **updated})
+        self._touch()
         return updated
 
     async def m_editMessageText(self, bot, params):
@@ -433,6 +447,8 @@ class Sandbox:
     async def m_deleteMessage(self, bot, params):
         chat, message = self._existing(bot, params)
         del chat.messages[message["message_id"]]
+        chat.deleted.append(message["message_id"])
+        self._touch()
         return True
 
     async def m_answerCallbackQuery(self, bot, params):
@@ -444,6 +460,7 @@ class Sandbox:
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
         entry["answer"] = _checked(params.get("text"), 200, "callback answer text", empty_ok=True)
         entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
+        self._touch()
         return True
 
     async def m_getFile(self, bot, params):
@@ -522,6 +539,7 @@ class Sandbox:
                                   "height": 512, "is_animated": False, "is_video": False}
         chat.messages[message["message_id"]] = message
         chat.transcript.append({"by": "user", "at": time.monotonic(), **message})
+        self._touch()
         return bot, chat, message
 
     async def _sim(self, request: web.Request) -> web.Response:
@@ -562,6 +580,7 @@ class Sandbox:
                  "message_id": message["message_id"], "at": time.monotonic()}
         chat.transcript.append(press)
         self.presses[callback_id] = press
+        self._touch()
         update = self._update(bot, {"callback_query": query})
         await self.publish(bot, update)
         return {"update_id": update["update_id"], "callback_id": callback_id, "at": time.monotonic()}
@@ -636,3 +655,84 @@ class Sandbox:
         bot = self.bots[body["token"]]
         return {"handed_out": sorted(bot.handed_out), "confirmed_below": bot.confirmed_below,
                 "last_update_id": bot.next_update_id - 1}
+
+    # ------------------------------------------------------------------ watching chats (the play page)
+    # What a chat client needs beyond the /sim actions above: the bots and their commands, the files
+    # the bots sent, and a stream of each chat's changes (server-sent events) so a page need not poll.
+    def _add_watch_routes(self) -> None:
+        # Before /sim/{action}, which would otherwise take /sim/stream as an action.
+        self.app.router.add_get("/sim/stream", self._stream)
+        self.app.router.add_get("/sim/file/{file_id}", self._sim_file)
+
+    def release_long_polls(self) -> None:
+        """Answer every getUpdates that is waiting, at once, with what there is: bots being stopped
+        need not sit out their poll timeout (10 s) before they notice."""
+        for bot in self.bots.values():
+            bot.arrived.set()
+
+    def _touch(self) -> None:
+        """Wake every stream: something changed in some chat."""
+        self._changes.set()
+        self._changes = asyncio.Event()
+
+    async def sim_bots(self, body):
+        """The bots, with the commands each registered with setMyCommands (by language code)."""
+        return [{"token": bot.token, "id": bot.id, "username": bot.username, "commands": bot.commands}
+                for bot in self.bots.values()]
+
+    async def _sim_file(self, request: web.Request) -> web.Response:
+        """A file a bot sent, by file_id, with its media type (a browser plays WEBM only when told)."""
+        stored = self.files.get(request.match_info["file_id"])
+        if stored is None:
+            return web.Response(status=404)
+        data, filename = stored
+        suffix = filename.rpartition(".")[2].lower()
+        media_type = (STICKER_TYPES.get(suffix) or mimetypes.guess_type(filename)[0]
+                      or "application/octet-stream")
+        # A file_id always names the same bytes.
+        return web.Response(body=data, content_type=media_type,
+                            headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events for one chat, from transcript entry `since` on:
+        `entry` {index, entry} for each transcript entry (messages both ways, edits, presses),
+        `answer` {callback_id, text, alert} when the bot answers a press already streamed,
+        `delete` {message_id} when the bot deletes a message. A comment line every 15 s keeps it open."""
+        token, query = request.query.get("token", ""), request.query
+        if token not in self.bots:
+            return web.json_response({"ok": False, "error": "unknown bot"}, status=400)
+        try:
+            key, sent = (token, int(query.get("user_id", ""))), max(0, int(query.get("since") or 0))
+        except ValueError:
+            return web.json_response({"ok": False, "error": "user_id and since are numbers"}, status=400)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        unanswered: dict[str, dict] = {}  # presses streamed before the bot answered them
+        deleted = 0
+        with contextlib.suppress(ConnectionError):
+            while not self._closing:
+                changed = self._changes  # taken before reading: a change while we write wakes us at once
+                chat = self.chats.get(key)
+                events = []
+                if chat is not None:
+                    for index in range(sent, len(chat.transcript)):
+                        entry = chat.transcript[index]
+                        events.append(("entry", {"index": index, "entry": entry}))
+                        if "callback_id" in entry and "answer" not in entry:
+                            unanswered[entry["callback_id"]] = entry
+                    sent = max(sent, len(chat.transcript))
+                    for callback_id, press in list(unanswered.items()):
+                        if "answer" in press:
+                            del unanswered[callback_id]
+                            events.append(("answer", {"callback_id": callback_id, "text": press["answer"],
+                                                      "alert": press.get("alert", False)}))
+                    events += [("delete", {"message_id": m}) for m in chat.deleted[deleted:]]
+                    deleted = len(chat.deleted)
+                for name, data in events:
+                    await response.write(f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode())
+                try:
+                    await asyncio.wait_for(changed.wait(), 15)
+                except TimeoutError:
+                    await response.write(b": still here\n\n")
+        return response

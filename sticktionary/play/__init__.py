@@ -1,0 +1,1 @@
+"""`sticktionary play`: a Telegram-like chat with the bots in the browser, and a live dashboard."""
