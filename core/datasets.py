@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
-from core.search_log import record_search_change
+from core.search_log import record_search_change, search_tokens
 from core.text import normalize_query
 from storage.db import insert_ignoring_conflicts, is_postgres, session_scope
 from storage.models import USABLE_QUERY_STATUSES, Player, Query, QuerySource, QueryStatus, Sticker, utcnow
@@ -46,7 +46,8 @@ def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[st
                     continue
                 existing.add((ids[key], text))
                 new.append(Query(sticker_id=ids[key], language=language, text=text,
-                                 normalized_text=normalize_query(text), source=QuerySource.SEED,
+                                 normalized_text=normalize_query(text), search_tokens=search_tokens(text),
+                                 source=QuerySource.SEED,
                                  status=QueryStatus.VALIDATED, created_at=now, validated_at=now))
         session.add_all(new)
         record_search_change(session, language, {query.sticker_id for query in new}, "imported")

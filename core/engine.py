@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
-from core.search_log import record_author_change, record_search_change
+from core.search_log import record_author_change, record_search_change, search_tokens
 from core.text import QueryTextError, clean_query_text, normalize_query, tokenize
 from core.views import (
     ContextMessage,
@@ -629,6 +629,7 @@ class Game:
                     if query.status in (QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW):
                         query.status = QueryStatus.VALIDATED
                         query.validated_at = self.clock()
+                        query.search_tokens = search_tokens(query.final_text)
                         record_search_change(session, query.language, [query.sticker_id], "validated")
                         validated.append(query.id)
                     query.hit_count += 1
@@ -869,6 +870,7 @@ class Game:
                 values["corrected_text"] = corrected
             if new_status != QueryStatus.DISCARDED:
                 values["validated_at"] = self.clock()
+                values["search_tokens"] = search_tokens(corrected or query.final_text)
             decided = session.execute(update(Query).where(Query.id == query_id,
                                                           Query.status == QueryStatus.NEEDS_REVIEW)
                                       .values(**values)).rowcount

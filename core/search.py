@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import math
 import threading
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain, islice
 
 import numpy as np
 
@@ -136,24 +136,35 @@ class BM25Index:
     @classmethod
     def from_documents(cls, documents: Iterable[tuple[int, Sequence[str]]], **parameters) -> BM25Index:
         """One pass over (sticker id, tokens) pairs; a sticker may come several times (one query
-        each), its tokens are appended. Equal to add_tokens called with the same pairs."""
+        each), its tokens are appended. Equal to add_tokens called with the same pairs. The pairs
+        are taken in chunks and numbered with numpy (per-token Python work is what a million-query
+        start-up would spend its time on)."""
         slot_of: dict[int, int] = {}
         term_ids: dict[str, int] = {}
-        token_docs, token_terms = array("i"), array("i")
-        for sticker_id, tokens in documents:
+        token_docs, token_terms = [], []
+        pairs = iter(documents)
+        while chunk := list(islice(pairs, 20_000)):
+            stickers = np.fromiter((s for s, _ in chunk), dtype=np.int64, count=len(chunk))
+            lengths = np.fromiter((len(t) for _, t in chunk), dtype=np.int64, count=len(chunk))
+            tokens = list(chain.from_iterable(t for _, t in chunk))
             if not tokens:
                 continue
-            slot = slot_of.setdefault(sticker_id, len(slot_of))
-            token_docs.extend([slot] * len(tokens))
-            token_terms.extend([term_ids.setdefault(token, len(term_ids)) for token in tokens])
+            known, row_of = np.unique(stickers[lengths > 0], return_inverse=True)
+            slots = np.fromiter((slot_of.setdefault(s, len(slot_of)) for s in known.tolist()), dtype=np.int32,
+                                count=len(known))
+            token_docs.append(np.repeat(slots[row_of], lengths[lengths > 0]))
+            for word in dict.fromkeys(tokens):  # the chunk's distinct words, in C
+                if word not in term_ids:
+                    term_ids[word] = len(term_ids)
+            token_terms.append(np.fromiter(map(term_ids.__getitem__, tokens), dtype=np.int32, count=len(tokens)))
         n_docs = len(slot_of)
-        docs = np.frombuffer(token_docs, dtype=np.int32).astype(np.int64)
-        terms = np.frombuffer(token_terms, dtype=np.int32).astype(np.int64)
+        docs = np.concatenate(token_docs).astype(np.int64) if token_docs else np.empty(0, dtype=np.int64)
+        terms = np.concatenate(token_terms).astype(np.int64) if token_terms else np.empty(0, dtype=np.int64)
         del token_docs, token_terms
-        pairs, tfs = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)
+        pairs_, tfs = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)
         del terms
-        posting_terms, posting_docs = np.divmod(pairs, max(n_docs, 1))
-        del pairs
+        posting_terms, posting_docs = np.divmod(pairs_, max(n_docs, 1))
+        del pairs_
         offsets = np.searchsorted(posting_terms, np.arange(len(term_ids) + 1))
         vocabulary = list(term_ids)  # insertion order: the term ids
         index = cls.from_postings(np.bincount(docs, minlength=n_docs), vocabulary, offsets, posting_docs, tfs,

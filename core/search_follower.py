@@ -19,14 +19,14 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from core.datasets import consenting_usable
 from core.search import BM25Index, SearchIndexes
-from core.search_log import follow_commits
+from core.search_log import follow_commits, query_tokens
 from core.text import tokenize
 from storage.db import is_postgres
 from storage.models import Query, SearchChange
@@ -48,6 +48,7 @@ class SearchFollower:
         self.high_water = 0  # every id up to here was applied or is a gap
         self.gaps: dict[int, float] = {}  # id -> when it was first missed
         self.applied = 0  # log rows applied since start-up
+        self.loaded_queries = 0  # queries the start-up build read
         self._catching_up = threading.Lock()
         self._last_look = float("-inf")
         self._thread: threading.Thread | None = None
@@ -65,20 +66,39 @@ class SearchFollower:
                 present = set(connection.execute(select(SearchChange.id).where(
                     SearchChange.id > high - START_WINDOW)).scalars())
                 languages = connection.execute(select(Query.language).distinct()).scalars().all()
-                indexes = {}
+                indexes, loaded = {}, [0]
                 for language in sorted(languages):
-                    rows = connection.execution_options(yield_per=20_000).execute(
-                        select(Query.sticker_id, Query.text, Query.corrected_text)
-                        .where(*consenting_usable(language)).order_by(Query.id))
-                    indexes[language] = BM25Index.from_documents(
-                        (sticker_id, tokenize(corrected or text)) for sticker_id, text, corrected in rows)
+                    indexes[language] = BM25Index.from_documents(self._all_documents(connection, language, loaded))
         now = self.clock()
         self.indexes = SearchIndexes(indexes)
+        self.loaded_queries = loaded[0]
         self.high_water = high
         self.gaps = {i: now for i in range(max(1, high - START_WINDOW + 1), high + 1) if i not in present}
         self._last_look = now
         follow_commits(self.db, self)
         return self.indexes
+
+    def _all_documents(self, connection, language: str, loaded: list[int]) -> Iterator[tuple[int, list[str]]]:
+        """(sticker id, tokens) of every searchable query of one language, straight from the driver's
+        cursor (a million rows through SQLAlchemy's row objects cost seconds at start-up); on
+        PostgreSQL a server-side cursor, so the rows stream instead of arriving all at once."""
+        statement = (select(Query.sticker_id, Query.text, Query.corrected_text, Query.search_tokens)
+                     .where(*consenting_usable(language)).order_by(Query.id))
+        sql = statement.compile(dialect=self.db.dialect, compile_kwargs={"render_postcompile": True})
+        parameters = {name: str(value) for name, value in sql.construct_params().items()}  # plain str, not enums
+        driver = connection.connection.dbapi_connection
+        cursor = driver.cursor(name="search_start_up") if is_postgres(self.db) else driver.cursor()
+        try:
+            if sql.positiontup is None:
+                cursor.execute(str(sql), parameters)
+            else:
+                cursor.execute(str(sql), [parameters[name] for name in sql.positiontup])
+            while rows := cursor.fetchmany(20_000):
+                loaded[0] += len(rows)
+                for sticker_id, text, corrected, stored in rows:
+                    yield sticker_id, stored.split() if stored is not None else tokenize(corrected or text)
+        finally:
+            cursor.close()
 
     # ------------------------------------------------------------------ following
     def catch_up(self) -> int:
@@ -120,11 +140,11 @@ class SearchFollower:
         documents: dict[int, list[str]] = {sticker_id: [] for sticker_id in ids}
         for start in range(0, len(ids), 500):
             rows = connection.execute(
-                select(Query.sticker_id, Query.text, Query.corrected_text)
+                select(Query.sticker_id, Query.text, Query.corrected_text, Query.search_tokens)
                 .where(*consenting_usable(language), col(Query.sticker_id).in_(ids[start:start + 500]))
                 .order_by(Query.id))
-            for sticker_id, text, corrected in rows:
-                documents[sticker_id].extend(tokenize(corrected or text))
+            for sticker_id, text, corrected, stored in rows:
+                documents[sticker_id].extend(query_tokens(text, corrected, stored))
         return documents
 
     def _advance(self, ids: list[int], now: float) -> None:
@@ -163,3 +183,4 @@ class SearchFollower:
                 self.catch_up()
             except Exception:  # noqa: BLE001 - the database may be back at the next poll
                 log.exception("search index: polling the change log failed")
+

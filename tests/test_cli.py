@@ -172,3 +172,20 @@ def test_bench_bots_measures_through_three_processes(env, framework):
 def test_bench_bots_refuses_an_unknown_framework():
     result = runner.invoke(app, ["bench", "bots", "--framework", "telethon"])
     assert result.exit_code != 0 and "ptb" in result.output
+
+
+def test_bench_search_with_writes_keeps_parity():
+    """A small run of the real benchmark: one index write per two searches, parity checked after."""
+    result = runner.invoke(app, ["bench", "search", "--stickers", "3000", "--queries", "200", "--write-every", "2",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["parity"] is True and figures["writes"] == 100 and figures["p99_ms"] > 0
+
+
+def test_bench_startup_measures_a_fresh_process():
+    result = runner.invoke(app, ["bench", "startup", "--queries", "3000", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["queries"] >= 3000 and figures["seconds_to_ready"] > 0 and figures["peak_rss_mb"] > 20
+    assert set(figures["stickers"]) == {"en", "zh"}
