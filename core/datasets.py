@@ -57,9 +57,13 @@ def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[st
 
 def consenting_usable(language: str):
     """The dataset filter: usable queries of one language, of players who have not withdrawn consent."""
+    return Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES), consenting_authors()
+
+
+def consenting_authors():
+    """Seed queries, and queries of players who have not withdrawn consent."""
     withdrawn = select(Player.id).where(col(Player.consent_withdrawn_at).is_not(None))
-    return (Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES),
-            or_(col(Query.author_id).is_(None), col(Query.author_id).not_in(withdrawn)))
+    return or_(col(Query.author_id).is_(None), col(Query.author_id).not_in(withdrawn))
 
 
 def release_order(db: Engine):

@@ -19,17 +19,16 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
-from core.datasets import consenting_usable
-from core.search import BM25Index, SearchIndexes
-from core.search_log import follow_commits, query_tokens
-from core.text import tokenize
+from core.datasets import consenting_authors, consenting_usable
+from core.search import BulkBuild, SearchIndexes
+from core.search_log import follow_commits, query_tokens, search_tokens
 from storage.db import is_postgres
-from storage.models import Query, SearchChange
+from storage.models import USABLE_QUERY_STATUSES, Query, SearchChange
 
 log = logging.getLogger(__name__)
 
@@ -65,40 +64,44 @@ class SearchFollower:
                 high = connection.execute(select(func.max(SearchChange.id))).scalar() or 0
                 present = set(connection.execute(select(SearchChange.id).where(
                     SearchChange.id > high - START_WINDOW)).scalars())
-                languages = connection.execute(select(Query.language).distinct()).scalars().all()
-                indexes, loaded = {}, [0]
-                for language in sorted(languages):
-                    indexes[language] = BM25Index.from_documents(self._all_documents(connection, language, loaded))
+                builds, loaded = self._build_all(connection)
+                indexes = {language: build.index() for language, build in builds.items()}
         now = self.clock()
         self.indexes = SearchIndexes(indexes)
-        self.loaded_queries = loaded[0]
+        self.loaded_queries = loaded
         self.high_water = high
         self.gaps = {i: now for i in range(max(1, high - START_WINDOW + 1), high + 1) if i not in present}
         self._last_look = now
         follow_commits(self.db, self)
         return self.indexes
 
-    def _all_documents(self, connection, language: str, loaded: list[int]) -> Iterator[tuple[int, list[str]]]:
-        """(sticker id, tokens) of every searchable query of one language, straight from the driver's
-        cursor (a million rows through SQLAlchemy's row objects cost seconds at start-up); on
-        PostgreSQL a server-side cursor, so the rows stream instead of arriving all at once."""
-        statement = (select(Query.sticker_id, Query.text, Query.corrected_text, Query.search_tokens)
-                     .where(*consenting_usable(language)).order_by(Query.id))
+    def _build_all(self, connection) -> tuple[dict[str, BulkBuild], int]:
+        """Every searchable query of every language in one pass over the table, straight from the
+        driver's cursor (a million rows through SQLAlchemy's row objects cost seconds at start-up);
+        on PostgreSQL a server-side cursor, so the rows stream instead of arriving all at once."""
+        statement = (select(Query.language, Query.sticker_id, Query.text, Query.corrected_text, Query.search_tokens)
+                     .where(col(Query.status).in_(USABLE_QUERY_STATUSES), consenting_authors()))
         sql = statement.compile(dialect=self.db.dialect, compile_kwargs={"render_postcompile": True})
         parameters = {name: str(value) for name, value in sql.construct_params().items()}  # plain str, not enums
         driver = connection.connection.dbapi_connection
-        cursor = driver.cursor(name="search_start_up") if is_postgres(self.db) else driver.cursor()
+        postgres = is_postgres(self.db)
+        cursor = driver.cursor(name="search_start_up") if postgres else driver.cursor()
+        builds: dict[str, BulkBuild] = defaultdict(BulkBuild)
+        loaded = 0
         try:
-            if sql.positiontup is None:
-                cursor.execute(str(sql), parameters)
-            else:
-                cursor.execute(str(sql), [parameters[name] for name in sql.positiontup])
-            while rows := cursor.fetchmany(20_000):
-                loaded[0] += len(rows)
-                for sticker_id, text, corrected, stored in rows:
-                    yield sticker_id, stored.split() if stored is not None else tokenize(corrected or text)
+            cursor.execute(str(sql), parameters if postgres else [parameters[name] for name in sql.positiontup])
+            while rows := cursor.fetchmany(50_000):
+                loaded += len(rows)
+                chunks: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+                for language, sticker_id, text, corrected, stored in rows:
+                    stickers, joined = chunks[language]
+                    stickers.append(sticker_id)
+                    joined.append(stored if stored is not None else search_tokens(corrected or text))
+                for language, (stickers, joined) in chunks.items():
+                    builds[language].add_joined(stickers, joined)
         finally:
             cursor.close()
+        return builds, loaded
 
     # ------------------------------------------------------------------ following
     def catch_up(self) -> int:
