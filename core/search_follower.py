@@ -32,8 +32,9 @@ from storage.models import USABLE_QUERY_STATUSES, Query, SearchChange
 
 log = logging.getLogger(__name__)
 
-# At start-up, how far behind the log's last id to look for ids not committed yet.
-START_WINDOW = 10_000
+# How far behind the highest id seen an id can still be waiting for its commit (at start-up, and
+# after a jump): a change is recorded in a transaction of milliseconds.
+START_WINDOW = 1_000
 
 
 class SearchFollower:
