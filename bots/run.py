@@ -57,7 +57,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     db = make_engine(settings.database_url)
     await asyncio.to_thread(upgrade, db)
     game = await asyncio.to_thread(Game, db, settings)
-    game.follow_search_changes()  # other processes' validated queries reach this one's searches
+    game.follow_search_changes()  # other processes' changes reach this one's search within the poll interval
     conversation = Conversation(game, moderators=set(settings.moderators))
     media = Media(settings.sticker_root, settings.media_cache)
     receiver = WebhookReceiver(settings.webhook_secret.get_secret_value()) if settings.webhook_url else None

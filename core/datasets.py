@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
-from core.search_log import record_search_change
+from core.search_log import record_search_change, search_tokens
 from core.text import normalize_query, seed_query_problem
 from storage.db import insert_ignoring_conflicts, is_postgres, session_scope
 from storage.models import USABLE_QUERY_STATUSES, Player, Query, QuerySource, QueryStatus, Sticker, utcnow
@@ -53,7 +53,8 @@ def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[st
                     continue
                 existing.add((ids[key], text))
                 new.append(Query(sticker_id=ids[key], language=language, text=text,
-                                 normalized_text=normalize_query(text), source=QuerySource.SEED,
+                                 normalized_text=normalize_query(text), search_tokens=search_tokens(text),
+                                 source=QuerySource.SEED,
                                  status=QueryStatus.VALIDATED, created_at=now, validated_at=now))
         session.add_all(new)
         record_search_change(session, language, {query.sticker_id for query in new}, "imported")
@@ -63,9 +64,13 @@ def import_sticker_queries(db: Engine, csv_path: Path, language: str) -> dict[st
 
 def consenting_usable(language: str):
     """The dataset filter: usable queries of one language, of players who have not withdrawn consent."""
+    return Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES), consenting_authors()
+
+
+def consenting_authors():
+    """Seed queries, and queries of players who have not withdrawn consent."""
     withdrawn = select(Player.id).where(col(Player.consent_withdrawn_at).is_not(None))
-    return (Query.language == language, col(Query.status).in_(USABLE_QUERY_STATUSES),
-            or_(col(Query.author_id).is_(None), col(Query.author_id).not_in(withdrawn)))
+    return or_(col(Query.author_id).is_(None), col(Query.author_id).not_in(withdrawn))
 
 
 def release_order(db: Engine):

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from core.outbox import Outbox
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
-from core.search_log import record_author_change, record_search_change
+from core.search_log import record_author_change, record_search_change, search_tokens
 from core.text import QueryTextError, clean_query_text, normalize_query, tokenize
 from core.views import (
     ContextMessage,
@@ -731,11 +731,15 @@ class Game:
                 self._award(session, f"resonance:{query_id}", counted.author_id, task.language,
                             self.settings.resonance_bonus, "resonance", query_id=query_id)
         if validated:
-            stickers = session.exec(select(Query.language, Query.sticker_id).where(col(Query.id).in_(validated))
-                                    .distinct()).all()
-            for language in {language for language, _ in stickers}:
-                record_search_change(session, language, [s for lang, s in stickers if lang == language],
-                                     "validated")
+            rows = session.exec(select(Query.id, Query.language, Query.sticker_id, Query.text, Query.corrected_text)
+                                .where(col(Query.id).in_(validated))).all()
+            for query_id, _language, _sticker, text, corrected in rows:  # tokenized once, not at every start-up
+                session.execute(update(Query).where(Query.id == query_id)
+                                .values(search_tokens=search_tokens(corrected or text))
+                                .execution_options(synchronize_session=False))
+            for language in {row.language for row in rows}:
+                record_search_change(session, language, sorted({row.sticker_id for row in rows
+                                                                if row.language == language}), "validated")
         return validated
 
     def _check_gold(self, session: Session, player_id: int) -> None:
@@ -966,6 +970,7 @@ class Game:
                 values["corrected_text"] = corrected
             if new_status != QueryStatus.DISCARDED:
                 values["validated_at"] = self.clock()
+                values["search_tokens"] = search_tokens(corrected or query.final_text)
             decided = session.execute(update(Query).where(Query.id == query_id,
                                                           Query.status == QueryStatus.NEEDS_REVIEW)
                                       .values(**values)).rowcount

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import math
 import threading
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain, islice, repeat
 
 import numpy as np
 
@@ -137,31 +137,13 @@ class BM25Index:
     def from_documents(cls, documents: Iterable[tuple[int, Sequence[str]]], **parameters) -> BM25Index:
         """One pass over (sticker id, tokens) pairs; a sticker may come several times (one query
         each), its tokens are appended. Equal to add_tokens called with the same pairs."""
-        slot_of: dict[int, int] = {}
-        term_ids: dict[str, int] = {}
-        token_docs, token_terms = array("i"), array("i")
-        for sticker_id, tokens in documents:
-            if not tokens:
-                continue
-            slot = slot_of.setdefault(sticker_id, len(slot_of))
-            token_docs.extend([slot] * len(tokens))
-            token_terms.extend([term_ids.setdefault(token, len(term_ids)) for token in tokens])
-        n_docs = len(slot_of)
-        docs = np.frombuffer(token_docs, dtype=np.int32).astype(np.int64)
-        terms = np.frombuffer(token_terms, dtype=np.int32).astype(np.int64)
-        del token_docs, token_terms
-        pairs, tfs = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)
-        del terms
-        posting_terms, posting_docs = np.divmod(pairs, max(n_docs, 1))
-        del pairs
-        offsets = np.searchsorted(posting_terms, np.arange(len(term_ids) + 1))
-        vocabulary = list(term_ids)  # insertion order: the term ids
-        index = cls.from_postings(np.bincount(docs, minlength=n_docs), vocabulary, offsets, posting_docs, tfs,
-                                  **parameters)
-        sticker_of = np.fromiter(slot_of, dtype=np.int64, count=n_docs)
-        index._sticker_of[:n_docs] = sticker_of
-        index._doc_of = dict(zip(sticker_of.tolist(), range(n_docs), strict=True))
-        return index
+        build = BulkBuild()
+        pairs = iter(documents)
+        while chunk := list(islice(pairs, 20_000)):
+            build.add(np.fromiter((s for s, _ in chunk), dtype=np.int64, count=len(chunk)),
+                      np.fromiter((len(t) for _, t in chunk), dtype=np.int64, count=len(chunk)),
+                      list(chain.from_iterable(t for _, t in chunk)))
+        return build.index(**parameters)
 
     @classmethod
     def from_postings(cls, doc_lengths: np.ndarray, vocabulary: Sequence[str], offsets: np.ndarray,
@@ -473,6 +455,59 @@ class BM25Index:
         if target is not None and target in self._doc_of and dense[self._doc_of[target]] > 0:
             target_rank = int(np.count_nonzero(dense >= dense[self._doc_of[target]]))
         return SearchResult(hits, target_rank, int(np.count_nonzero(dense > 0)))
+
+
+class BulkBuild:
+    """Collects documents chunk by chunk as two flat integer arrays (slot, term id per token) and
+    turns them into an index's postings in one numpy pass: no Python object per token or posting,
+    which is what a million-query start-up would otherwise spend its time and memory on."""
+
+    def __init__(self) -> None:
+        self._slot_of: dict[int, int] = {}
+        self._term_ids: dict[str, int] = {}
+        self._docs: list[np.ndarray] = []
+        self._terms: list[np.ndarray] = []
+
+    def add(self, sticker_ids: np.ndarray, lengths: np.ndarray, tokens: list[str]) -> None:
+        """Row i of the chunk is `lengths[i]` tokens of sticker `sticker_ids[i]`; `tokens` are the
+        rows' tokens one after the other."""
+        if not tokens:
+            return
+        some = lengths > 0
+        known, row_of = np.unique(sticker_ids[some], return_inverse=True)
+        slot_of = self._slot_of
+        slots = np.fromiter((slot_of.setdefault(s, len(slot_of)) for s in known.tolist()), dtype=np.int32,
+                            count=len(known))
+        self._docs.append(np.repeat(slots[row_of], lengths[some]))
+        term_ids = self._term_ids
+        for word in dict.fromkeys(tokens):  # the chunk's distinct words, found in C
+            if word not in term_ids:
+                term_ids[word] = len(term_ids)
+        self._terms.append(np.fromiter(map(term_ids.__getitem__, tokens), dtype=np.int32, count=len(tokens)))
+
+    def add_joined(self, sticker_ids: list[int], joined: list[str]) -> None:
+        """Rows given as space-joined tokens (Query.search_tokens): split in one go, not row by row."""
+        lengths = np.fromiter(map(str.count, joined, repeat(" ")), dtype=np.int64, count=len(joined))
+        lengths += np.fromiter(map(bool, joined), dtype=np.int64, count=len(joined))
+        self.add(np.asarray(sticker_ids, dtype=np.int64), lengths, " ".join(joined).split())
+
+    def index(self, **parameters) -> BM25Index:
+        n_docs = len(self._slot_of)
+        docs = np.concatenate(self._docs).astype(np.int64) if self._docs else np.empty(0, dtype=np.int64)
+        terms = np.concatenate(self._terms).astype(np.int64) if self._terms else np.empty(0, dtype=np.int64)
+        self._docs, self._terms = [], []
+        # One posting per (term, document) with its count, sorted by term and then document.
+        pairs, tfs = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)
+        del terms
+        posting_terms, posting_docs = np.divmod(pairs, max(n_docs, 1))
+        del pairs
+        offsets = np.searchsorted(posting_terms, np.arange(len(self._term_ids) + 1))
+        index = BM25Index.from_postings(np.bincount(docs, minlength=n_docs), list(self._term_ids), offsets,
+                                        posting_docs, tfs, **parameters)
+        sticker_of = np.fromiter(self._slot_of, dtype=np.int64, count=n_docs)
+        index._sticker_of[:n_docs] = sticker_of
+        index._doc_of = dict(zip(sticker_of.tolist(), range(n_docs), strict=True))
+        return index
 
 
 class SearchIndexes:

@@ -24,17 +24,17 @@ from collections.abc import Iterable
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
-from core.datasets import consenting_usable
-from core.search import BM25Index, SearchIndexes
-from core.search_log import follow_commits
-from core.text import tokenize
+from core.datasets import consenting_authors, consenting_usable
+from core.search import BulkBuild, SearchIndexes
+from core.search_log import follow_commits, query_tokens, search_tokens
 from storage.db import is_postgres
-from storage.models import Query, SearchChange
+from storage.models import USABLE_QUERY_STATUSES, Query, SearchChange
 
 log = logging.getLogger(__name__)
 
-# At start-up, how far behind the log's last id to look for ids not committed yet.
-START_WINDOW = 10_000
+# How far behind the highest id seen an id can still be waiting for its commit (at start-up, and
+# after a jump): a change is recorded in a transaction of milliseconds.
+START_WINDOW = 1_000
 
 
 class SearchFollower:
@@ -48,6 +48,7 @@ class SearchFollower:
         self.high_water = 0  # every id up to here was applied or is a gap
         self.gaps: dict[int, float] = {}  # id -> when it was first missed
         self.applied = 0  # log rows applied since start-up
+        self.loaded_queries = 0  # queries the start-up build read
         self._catching_up = threading.Lock()
         self._last_look = float("-inf")
         self._thread: threading.Thread | None = None
@@ -64,21 +65,44 @@ class SearchFollower:
                 high = connection.execute(select(func.max(SearchChange.id))).scalar() or 0
                 present = set(connection.execute(select(SearchChange.id).where(
                     SearchChange.id > high - START_WINDOW)).scalars())
-                languages = connection.execute(select(Query.language).distinct()).scalars().all()
-                indexes = {}
-                for language in sorted(languages):
-                    rows = connection.execution_options(yield_per=20_000).execute(
-                        select(Query.sticker_id, Query.text, Query.corrected_text)
-                        .where(*consenting_usable(language)).order_by(Query.id))
-                    indexes[language] = BM25Index.from_documents(
-                        (sticker_id, tokenize(corrected or text)) for sticker_id, text, corrected in rows)
+                builds, loaded = self._build_all(connection)
+                indexes = {language: build.index() for language, build in builds.items()}
         now = self.clock()
         self.indexes = SearchIndexes(indexes)
+        self.loaded_queries = loaded
         self.high_water = high
         self.gaps = {i: now for i in range(max(1, high - START_WINDOW + 1), high + 1) if i not in present}
         self._last_look = now
         follow_commits(self.db, self)
         return self.indexes
+
+    def _build_all(self, connection) -> tuple[dict[str, BulkBuild], int]:
+        """Every searchable query of every language in one pass over the table, straight from the
+        driver's cursor (a million rows through SQLAlchemy's row objects cost seconds at start-up);
+        on PostgreSQL a server-side cursor, so the rows stream instead of arriving all at once."""
+        statement = (select(Query.language, Query.sticker_id, Query.text, Query.corrected_text, Query.search_tokens)
+                     .where(col(Query.status).in_(USABLE_QUERY_STATUSES), consenting_authors()))
+        sql = statement.compile(dialect=self.db.dialect, compile_kwargs={"render_postcompile": True})
+        parameters = {name: str(value) for name, value in sql.construct_params().items()}  # plain str, not enums
+        driver = connection.connection.dbapi_connection
+        postgres = is_postgres(self.db)
+        cursor = driver.cursor(name="search_start_up") if postgres else driver.cursor()
+        builds: dict[str, BulkBuild] = defaultdict(BulkBuild)
+        loaded = 0
+        try:
+            cursor.execute(str(sql), parameters if postgres else [parameters[name] for name in sql.positiontup])
+            while rows := cursor.fetchmany(50_000):
+                loaded += len(rows)
+                chunks: dict[str, tuple[list[int], list[str]]] = defaultdict(lambda: ([], []))
+                for language, sticker_id, text, corrected, stored in rows:
+                    stickers, joined = chunks[language]
+                    stickers.append(sticker_id)
+                    joined.append(stored if stored is not None else search_tokens(corrected or text))
+                for language, (stickers, joined) in chunks.items():
+                    builds[language].add_joined(stickers, joined)
+        finally:
+            cursor.close()
+        return builds, loaded
 
     # ------------------------------------------------------------------ following
     def catch_up(self) -> int:
@@ -120,11 +144,11 @@ class SearchFollower:
         documents: dict[int, list[str]] = {sticker_id: [] for sticker_id in ids}
         for start in range(0, len(ids), 500):
             rows = connection.execute(
-                select(Query.sticker_id, Query.text, Query.corrected_text)
+                select(Query.sticker_id, Query.text, Query.corrected_text, Query.search_tokens)
                 .where(*consenting_usable(language), col(Query.sticker_id).in_(ids[start:start + 500]))
                 .order_by(Query.id))
-            for sticker_id, text, corrected in rows:
-                documents[sticker_id].extend(tokenize(corrected or text))
+            for sticker_id, text, corrected, stored in rows:
+                documents[sticker_id].extend(query_tokens(text, corrected, stored))
         return documents
 
     def _advance(self, ids: list[int], now: float) -> None:
@@ -163,3 +187,4 @@ class SearchFollower:
                 self.catch_up()
             except Exception:  # noqa: BLE001 - the database may be back at the next poll
                 log.exception("search index: polling the change log failed")
+

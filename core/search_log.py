@@ -19,6 +19,7 @@ from typing import Protocol
 from sqlalchemy import Engine, event, insert, select
 from sqlmodel import Session, col
 
+from core.text import tokenize
 from storage.models import USABLE_QUERY_STATUSES, Query, SearchChange, utcnow
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,17 @@ def record_search_change(session: Session, language: str, sticker_ids: Iterable[
         session.info["search_changed"] = True
         event.listen(session, "after_commit", _after_commit, once=True)
         event.listen(session, "after_rollback", _forget, once=True)
+
+
+def search_tokens(text: str) -> str:
+    """What Query.search_tokens holds for a final text."""
+    return " ".join(tokenize(text))
+
+
+def query_tokens(text: str, corrected: str | None, stored: str | None) -> list[str]:
+    """A query's search tokens: the stored ones, or its final text tokenized (queries made usable
+    before tokens were stored)."""
+    return stored.split() if stored is not None else tokenize(corrected or text)
 
 
 def record_author_change(session: Session, player_id: int, reason: str) -> None:

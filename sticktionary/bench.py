@@ -392,3 +392,79 @@ def bench_export(queries: int = 1_000_000, postgres_admin_url: str | None = None
         "exported_queries": result["exported"],
         "database": "postgresql" if postgres_admin_url else "sqlite",
     }
+
+
+_STARTUP_CHILD = """
+import json, resource, sys, time
+from core.engine import Game
+from storage.db import make_engine
+from storage.settings import Settings
+
+url = sys.argv[1]
+game = Game(make_engine(url), Settings(database_url=url, _env_file=None))
+game.follow_search_changes()
+game.preview("en", "ready")
+print(json.dumps({"loaded_queries": game.search.loaded_queries,
+                  "stickers": {language: len(game.indexes[language]) for language in game.indexes.languages()},
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+game.close()
+"""
+
+
+def _store_search_tokens(url: str, progress: bool) -> None:
+    """What the game stores when a query becomes usable (build_export_database writes rows directly)."""
+    from sqlalchemy import bindparam, select, update
+    from sqlmodel import col
+    from tqdm import tqdm
+
+    from core.search_log import search_tokens
+    from storage.db import make_engine
+    from storage.models import USABLE_QUERY_STATUSES, Query
+
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(select(Query.id, Query.text, Query.corrected_text)
+                                  .where(col(Query.status).in_(USABLE_QUERY_STATUSES))).all()
+    statement = update(Query).where(Query.id == bindparam("query_id")).values(search_tokens=bindparam("tokens"))
+    for start in tqdm(range(0, len(rows), 50_000), disable=not progress, desc="storing tokens"):
+        batch = [{"query_id": i, "tokens": search_tokens(corrected or text)}
+                 for i, text, corrected in rows[start:start + 50_000]]
+        with engine.begin() as connection:
+            connection.execute(statement, batch)
+    engine.dispose()
+
+
+def bench_startup(queries: int = 1_000_000, postgres_admin_url: str | None = None, progress: bool = True) -> dict:
+    """From process start until a bot could answer: a fresh interpreter builds its Game (every
+    language's index in bulk from the usable queries, the follower running) and answers a preview.
+    The database, with `queries` usable queries among others that are not (pending, discarded, of
+    players who withdrew consent), is built first and not timed."""
+    import contextlib
+    import json
+    import subprocess
+    import sys
+
+    from storage.db import throwaway_postgres_database
+
+    # build_export_database's mix: 93% of its queries usable, 2% of players withdrew consent; a
+    # little more, so at least `queries` are usable (the figure reports how many were loaded).
+    total = int(queries / 0.88) + 1
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if postgres_admin_url:
+            url = stack.enter_context(throwaway_postgres_database(postgres_admin_url, "sticktionary_bench"))
+        else:
+            url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
+        build_export_database(url, total, progress=progress)
+        _store_search_tokens(url, progress)
+        start = time.perf_counter()
+        child = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, url], capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent.parent, check=True)
+        seconds = time.perf_counter() - start
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    return {
+        "queries": result["loaded_queries"],
+        "seconds_to_ready": round(seconds, 2),
+        "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "stickers": result["stickers"],
+        "database": "postgresql" if postgres_admin_url else "sqlite",
+    }

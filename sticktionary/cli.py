@@ -317,6 +317,16 @@ def bench_search(stickers: int = 100_000, queries: int = 1000,
     _print(run(stickers=stickers, n_queries=queries, write_every=write_every), as_json)
 
 
+@bench_app.command("startup")
+def bench_startup_command(queries: int = 1_000_000, postgres_url: Annotated[str | None, typer.Option(
+        help="admin URL of a PostgreSQL server: the database is made there (default: an SQLite file)")] = None,
+        as_json: bool = typer.Option(False, "--json")) -> None:
+    """Seconds from process start until a bot could answer, over a database of N usable queries."""
+    from sticktionary.bench import bench_startup
+
+    _print(bench_startup(queries=queries, postgres_admin_url=postgres_url, progress=not as_json), as_json)
+
+
 @bench_app.command("import")
 def bench_import(messages: int = 1_000_000, stickers: int = 104_000,
                  as_json: bool = typer.Option(False, "--json")) -> None:

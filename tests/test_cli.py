@@ -248,3 +248,20 @@ def test_outbox_lists_retries_and_purges(env):
     with session_scope(engine) as session:
         assert session.exec(select(Player.bot_key)).all() == ["new"]
     engine.dispose()
+
+
+def test_bench_search_with_writes_keeps_parity():
+    """A small run of the real benchmark: one index write per two searches, parity checked after."""
+    result = runner.invoke(app, ["bench", "search", "--stickers", "3000", "--queries", "200", "--write-every", "2",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["parity"] is True and figures["writes"] == 100 and figures["p99_ms"] > 0
+
+
+def test_bench_startup_measures_a_fresh_process():
+    result = runner.invoke(app, ["bench", "startup", "--queries", "3000", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    assert figures["queries"] >= 3000 and figures["seconds_to_ready"] > 0 and figures["peak_rss_mb"] > 20
+    assert set(figures["stickers"]) == {"en", "zh"}

@@ -1,4 +1,4 @@
-"""search change log
+"""search change log, stored search tokens
 
 Revision ID: 0003_search_change
 Revises: 0003_inbox
@@ -27,7 +27,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sqlite_autoincrement=True,
     )
+    with op.batch_alter_table('query', schema=None) as batch_op:
+        # Queries made usable before this revision have none: start-up tokenizes those.
+        batch_op.add_column(sa.Column('search_tokens', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('query', schema=None) as batch_op:
+        batch_op.drop_column('search_tokens')
     op.drop_table('searchchange')
