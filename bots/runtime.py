@@ -200,7 +200,11 @@ class BotRuntime:
                         return
                     update_id, outgoing = taken
                     if outgoing is not None:
-                        await self.deliver(outgoing)
+                        try:
+                            await self.deliver(outgoing)
+                        except Exception:  # noqa: BLE001 - a bug in delivery: once, not again every sweep
+                            log.exception("bot %s: the replies to update %s could not be delivered", self.bot_key,
+                                          update_id)
                     await self._game(self.inbox.mark_done, update_id)
                     self._mark_finished(update_id)
         except Exception:  # noqa: BLE001 - logged; the sweep takes the lane up again
@@ -245,7 +249,13 @@ class BotRuntime:
                 return  # not stored, so not acknowledged: Telegram gives them again after the restart
             ids = [i for i in (update_id_of(u) for u in updates) if i is not None]
             if updates:
-                await self.receive(updates)
+                try:
+                    await self.receive(updates)
+                except Exception:  # noqa: BLE001 - not stored, so not acknowledged: asked for again
+                    log.exception("bot %s: could not store %d updates; asking for them again", self.bot_key,
+                                  len(updates))
+                    await asyncio.sleep(1)
+                    continue
             if ids:
                 offset = max(ids) + 1
 
