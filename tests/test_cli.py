@@ -97,6 +97,20 @@ def test_run_refuses_to_start_without_bots(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "not valid" in result.output
 
 
+def test_run_with_several_workers_needs_webhooks_and_redis(tmp_path, monkeypatch):
+    monkeypatch.setenv("STICKTIONARY_DATABASE_URL", f"sqlite:///{tmp_path}/x.sqlite3")
+    monkeypatch.setenv("STICKTIONARY_BOTS", '[{"token": "1:x", "framework": "ptb"}]')
+    for name in ("STICKTIONARY_WEBHOOK_URL", "STICKTIONARY_WEBHOOK_SECRET", "STICKTIONARY_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    result = runner.invoke(app, ["run", "--workers", "3"])
+    assert result.exit_code == 2 and "STICKTIONARY_WEBHOOK_URL" in result.output
+    monkeypatch.setenv("STICKTIONARY_WEBHOOK_URL", "https://bots.example.org")
+    monkeypatch.setenv("STICKTIONARY_WEBHOOK_SECRET", "s")
+    result = runner.invoke(app, ["run", "--workers", "3"])
+    assert result.exit_code == 2 and "STICKTIONARY_REDIS_URL" in result.output
+    assert runner.invoke(app, ["run", "--workers", "0"]).exit_code == 2
+
+
 def test_report_on_the_real_samples():
     files = [SHARED_SAMPLES / f"sticker_queries_{lang}_release.first200.csv" for lang in ("en", "zh")]
     if not all(f.exists() for f in files):

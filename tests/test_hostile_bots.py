@@ -87,3 +87,30 @@ async def test_hostile_updates_never_wedge_a_bot(game_db, tmp_path, framework, c
             assert session.exec(select(Player).where(Player.telegram_user_id == 0)).first() is None
         stats = (await world.client.get("/sim/stats")).json()["result"]
         assert stats.get("error:400", 0) == 0, stats  # nothing we sent was refused by the "Telegram" side
+
+
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_an_update_no_framework_can_read_is_skipped_once(game_db, tmp_path, framework, caplog):
+    """`"date": "not a date"` fails python-telegram-bot's and aiogram's parsing. It is stored,
+    acknowledged, skipped with one log line, and the bot goes on (it was fetched thousands of times)."""
+    from storage.models import InboxStatus, InboxUpdate
+
+    t = catalogue("en")
+    caplog.set_level(logging.WARNING, logger="bots.inbox")
+    async with running_bot(game_db, tmp_path, framework) as world:
+        alice = world.player(1)
+        await onboard(alice, "en")
+        bot = world.sandbox.bots[TOKEN]
+        unreadable = world.sandbox._update(bot, {"message": {
+            "message_id": 991, "date": "not a date", "text": "/play", "chat": {"id": 1, "type": "private"},
+            "from": {"id": 1, "is_bot": False, "first_name": "P1"}}})
+        await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": unreadable})
+        await still_answers(alice, t)
+        await world.shell.runtime.wait_finished(unreadable["update_id"], 10)
+        with Session(game_db) as session:
+            row = session.get(InboxUpdate, ("123456", unreadable["update_id"]))
+            assert row.status == InboxStatus.SKIPPED
+        assert bot.confirmed_below > unreadable["update_id"]  # acknowledged: Telegram will not send it again
+        lines = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+        assert len(lines) == 1, lines
+        assert TOKEN.split(":")[1] not in lines[0]
