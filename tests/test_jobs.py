@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -207,13 +208,33 @@ def test_two_scheduler_processes_fire_each_slot_once(db, tmp_path):
     command = [sys.executable, "-m", "sticktionary.cli", "jobs", "start", "--only", "expiry"]
     processes = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) for _ in range(2)]
+    line = re.compile(r"job expiry slot (\S+): (\w+)")
+    outputs: list[list[str]] = [[], []]
+
+    def read(process, lines) -> None:
+        for text in process.stdout:
+            lines.append(text)
+
+    readers = [threading.Thread(target=read, args=(p, out), daemon=True) for p, out in zip(processes, outputs,
+                                                                                         strict=True)]
+    for reader in readers:
+        reader.start()
     try:
-        time.sleep(7)
+        # Until both schedulers have fired and three slots ran (a loaded machine starts them slowly).
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            found = [[m for m in map(line.search, lines) if m] for lines in outputs]
+            if all(found) and sum(m.group(2) == "done" for f in found for m in f) >= 3:
+                break
+            time.sleep(0.2)
     finally:
         for process in processes:
             process.send_signal(signal.SIGINT)
-        outputs = [process.communicate(timeout=30)[0] for process in processes]
-    line = re.compile(r"job expiry slot (\S+): (\w+)")
+        for process in processes:
+            process.wait(timeout=30)
+        for reader in readers:
+            reader.join(10)
+    outputs = ["".join(lines) for lines in outputs]
     per_process = [line.findall(output) for output in outputs]
     for output, found in zip(outputs, per_process, strict=True):
         assert found, output  # both schedulers were up and fired
