@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -34,12 +35,30 @@ from storage.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("STICKTIONARY_CHAOS_KILLS", "10"))
+MIN_STEPS = 6  # tasks each player plays at least
 BOTS = [  # both languages on both frameworks
     {"token": "3001:chaos-en-ptb", "framework": "ptb", "languages": ["en"], "name": "en-ptb"},
     {"token": "3002:chaos-zh-aiogram", "framework": "aiogram", "languages": ["zh"], "name": "zh-aiogram"},
     {"token": "3003:chaos-en-aiogram", "framework": "aiogram", "languages": ["en"], "name": "en-aiogram"},
     {"token": "3004:chaos-zh-ptb", "framework": "ptb", "languages": ["zh"], "name": "zh-ptb"},
 ]
+
+
+def _handled_in(db, bot_key: str):
+    """A player's wait_finished for a bot in another process: until the inbox says the update is
+    finished (replies delivered). The bot may be down meanwhile: it is finished after the restart."""
+    async def wait_finished(update_id: int, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with Session(db) as session:
+                status = session.exec(select(InboxUpdate.status).where(
+                    InboxUpdate.bot_key == bot_key, InboxUpdate.update_id == update_id)).first()
+            if status in (InboxStatus.DONE, InboxStatus.SKIPPED, InboxStatus.FAILED):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"update {update_id} of {bot_key} not finished")
+            await asyncio.sleep(0.05)
+    return wait_finished
 
 
 class BotProcess:
@@ -105,20 +124,24 @@ async def _chaos(db, tmp_path: Path) -> None:
     for n, bot in enumerate(BOTS):
         language = bot["languages"][0]
         for k in range(2):
-            user = SandboxPlayer(client, bot["token"], 50_000 + 10 * n + k, f"{bot['name']}-{k}", language)
-            players.append(AutoPlayer(user, language, oracle, vocabulary, random.Random(rng.random()), skill=0.7))
+            user = SandboxPlayer(client, bot["token"], 50_000 + 10 * n + k, f"{bot['name']}-{k}", language,
+                                 wait_finished=_handled_in(db, bot["name"]))
+            players.append(AutoPlayer(user, language, oracle, vocabulary, random.Random(rng.random()), skill=0.8))
     playing = True
+    steps: Counter = Counter()
 
     async def play(auto: AutoPlayer) -> None:
         joined = False
-        while playing:
+        # Through the kills, then on until every player has played a few tasks (something to score).
+        while playing or steps[auto.player.name] < MIN_STEPS:
             try:
                 if not joined:
                     await auto.join()
                     joined = True
                 else:
                     await auto.step()
-            except LookupError:  # the screen it expected is not there yet (the bot is down): again
+                    steps[auto.player.name] += 1
+            except (LookupError, TimeoutError):  # the screen it expected is not there: look again
                 await auto.player.send("/start" if not joined else "/play")
 
     try:
@@ -128,9 +151,8 @@ async def _chaos(db, tmp_path: Path) -> None:
             await asyncio.sleep(rng.uniform(0.2, 2.0))
             await bots.kill()
             await bots.start()
-        await asyncio.sleep(2)
         playing = False
-        await asyncio.wait_for(asyncio.gather(*games), 120)
+        await asyncio.wait_for(asyncio.gather(*games), 600)
         # Quiet: wait until the bot has finished everything it was given.
         for _ in range(1200):
             with Session(db) as session:
