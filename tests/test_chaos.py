@@ -17,7 +17,6 @@ import os
 import random
 import signal
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.models import InboxStatus, InboxUpdate, LabelRound, Query, RetrievalTask, RoundStatus, ScoreEvent
 from storage.settings import Settings
+from tests.processes import handled_in
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("STICKTIONARY_CHAOS_KILLS", "10"))
@@ -42,23 +42,6 @@ BOTS = [  # both languages on both frameworks
     {"token": "3003:chaos-en-aiogram", "framework": "aiogram", "languages": ["en"], "name": "en-aiogram"},
     {"token": "3004:chaos-zh-ptb", "framework": "ptb", "languages": ["zh"], "name": "zh-ptb"},
 ]
-
-
-def _handled_in(db, bot_key: str):
-    """A player's wait_finished for a bot in another process: until the inbox says the update is
-    finished (replies delivered). The bot may be down meanwhile: it is finished after the restart."""
-    async def wait_finished(update_id: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            with Session(db) as session:
-                status = session.exec(select(InboxUpdate.status).where(
-                    InboxUpdate.bot_key == bot_key, InboxUpdate.update_id == update_id)).first()
-            if status in (InboxStatus.DONE, InboxStatus.SKIPPED, InboxStatus.FAILED):
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"update {update_id} of {bot_key} not finished")
-            await asyncio.sleep(0.05)
-    return wait_finished
 
 
 class BotProcess:
@@ -125,7 +108,7 @@ async def _chaos(db, tmp_path: Path) -> None:
         language = bot["languages"][0]
         for k in range(2):
             user = SandboxPlayer(client, bot["token"], 50_000 + 10 * n + k, f"{bot['name']}-{k}", language,
-                                 wait_finished=_handled_in(db, bot["name"]))
+                                 wait_finished=handled_in(db, bot["name"]))
             players.append(AutoPlayer(user, language, oracle, vocabulary, random.Random(rng.random()), skill=0.8))
     playing = True
     steps: Counter = Counter()

@@ -38,6 +38,7 @@ from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Query
 from storage.settings import Settings
+from tests.processes import handled_in
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = int(os.environ.get("STICKTIONARY_SCALEOUT_STEPS", "6"))
@@ -119,7 +120,8 @@ async def _scale_out(db, tmp_path: Path) -> None:
                                       tmp_path / "bot-b.log", "is running"))
         processes.append(await _start("jobs", ["jobs"], jobs_env, tmp_path / "jobs.log", "Scheduler started"))
         oracle, vocabulary, rng = database_oracle(db), demo_vocabulary(), random.Random(5)
-        players = [AutoPlayer(SandboxPlayer(client, bot["token"], user, f"{bot['name']}{user}", "en"), "en", oracle,
+        players = [AutoPlayer(SandboxPlayer(client, bot["token"], user, f"{bot['name']}{user}", "en",
+                                            wait_finished=handled_in(db, bot["name"])), "en", oracle,
                               vocabulary, random.Random(rng.random()), skill=0.6)
                    for bot, users in ((A, range(61_001, 61_004)), (B, range(62_001, 62_003))) for user in users]
 

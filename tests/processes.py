@@ -1,0 +1,27 @@
+"""Helpers for tests that run the bots in processes of their own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlmodel import Session, select
+
+from storage.models import InboxStatus, InboxUpdate
+
+
+def handled_in(db, bot_key: str):
+    """A player's wait_finished for a bot in another process: until the inbox says the update is
+    finished (replies delivered). The bot may be down meanwhile: it is finished after the restart."""
+    async def wait_finished(update_id: int, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with Session(db) as session:
+                status = session.exec(select(InboxUpdate.status).where(
+                    InboxUpdate.bot_key == bot_key, InboxUpdate.update_id == update_id)).first()
+            if status in (InboxStatus.DONE, InboxStatus.SKIPPED, InboxStatus.FAILED):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"update {update_id} of {bot_key} not finished")
+            await asyncio.sleep(0.05)
+    return wait_finished
