@@ -91,7 +91,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         if receiver is not None:
             host, _, port = settings.webhook_listen.rpartition(":")
             await receiver.start(host or "0.0.0.0", int(port))
-        stop = stop or _stop_on_signals()
+        stop = stop or stop_on_signals()
         if on_ready is not None:
             on_ready(shells)
         with settled_heap():
@@ -109,7 +109,8 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         db.dispose()
 
 
-def _stop_on_signals() -> asyncio.Event:
+def stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import signal
 import socket
 import threading
 import time
@@ -109,14 +108,14 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     import httpx
 
     from bots.oracle import database_oracle
-    from bots.run import run_bots
+    from bots.run import run_bots, stop_on_signals
     from bots.sandbox import Sandbox
     from bots.sandbox.players import AutoPlayer, SandboxPlayer
     from sticktionary.demo import _prepare
     from sticktionary.simulation import demo_vocabulary
     from storage.settings import BotConfig, Settings
 
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     workdir = Path(workdir)
     _check_port(host, port)  # before minutes of work are thrown away, not after
     # The bots' frameworks take seconds to import (aiogram builds hundreds of pydantic models):
@@ -197,15 +196,6 @@ def _check_port(host: str, port: int) -> None:
         except OSError as error:
             raise PortInUse(f"cannot listen on {host}:{port} ({error.strerror}): choose another port with --port") \
                 from None
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 def run_play(workdir: Path, **options) -> None:
