@@ -562,3 +562,26 @@ async def test_wait_finished_knows_recent_updates_and_forgets_old_ones():
     for update_id in range(100, 100 + REMEMBERED_UPDATES + 10):
         runtime._mark_finished(update_id)
     assert len(runtime._finished) == REMEMBERED_UPDATES and 1 not in runtime._finished
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_a_graceful_stop_finishes_the_updates_in_flight(game_db, tmp_path, framework):
+    """SIGTERM with an update in flight: the update is handled and its replies delivered before the
+    bot goes (once, the aiogram shell stored the query and never sent the reply)."""
+    from storage.models import InboxStatus, InboxUpdate
+
+    t = catalogue("en")
+    async with running_bot(game_db, tmp_path, framework) as world:
+        player = world.player(8)
+        await onboard(player, "en")
+        sent = await world.client.post("/sim/message", json={"token": TOKEN, "user_id": 8, "text": "/help"})
+        update_id = sent.json()["result"]["update_id"]
+        for _ in range(500):  # until the poller has stored it: from then on it is in flight
+            with Session(game_db) as session:
+                if session.get(InboxUpdate, ("123456", update_id)) is not None:
+                    break
+            await asyncio.sleep(0.01)
+        await world.shell.stop()
+        with Session(game_db) as session:
+            assert session.get(InboxUpdate, ("123456", update_id)).status == InboxStatus.DONE
+        assert texts(await player.replies(settle=0, timeout=0))[-1] == t("help")
