@@ -10,11 +10,12 @@ from sqlmodel import Session, select
 from storage.models import InboxStatus, InboxUpdate
 
 
-def handled_in(db, bot_key: str):
+def handled_in(db, bot_key: str, patience: float = 300):
     """A player's wait_finished for a bot in another process: until the inbox says the update is
     finished (replies delivered). The bot may be down meanwhile: it is finished after the restart."""
-    async def wait_finished(update_id: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_finished(update_id: int, _timeout: float | None = None) -> None:
+        # The player's usual patience (seconds) does not apply: a bot being restarted takes longer.
+        deadline = time.monotonic() + patience
         while True:
             with Session(db) as session:
                 status = session.exec(select(InboxUpdate.status).where(
