@@ -245,11 +245,14 @@ def incoming_from_update(update: dict) -> Incoming | None:
         return _skipped(update_id, "no update_id")
     if "callback_query" in update:
         query = update["callback_query"]
+        if not isinstance(query, dict):
+            return _skipped(update_id, "a button press that is not an object")
         user = _sender(query)
         if user is None:
             return _skipped(update_id, "a button press without a sender")
-        message = query.get("message") or {}
-        chat_id = (message.get("chat") or {}).get("id", user["id"])
+        message = query.get("message") if isinstance(query.get("message"), dict) else {}
+        chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+        chat_id = chat.get("id", user["id"])
         if type(chat_id) is not int:
             return _skipped(update_id, "a button press in a chat without an id")
         data = query.get("data")

@@ -128,8 +128,6 @@ def inspect(path: Path) -> FileShape:
     kind, prefix = found
     if values > 1 and not (kind == "jsonl" and records_at_top):
         raise RefusedFile(path, f"{values} JSON values in one file; JSON Lines must hold one record object per line")
-    if kind == "jsonl" and values == 1:
-        kind = "jsonl"  # a single record object: read as a run of one
     return FileShape(kind, prefix, bom)
 
 

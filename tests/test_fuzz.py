@@ -16,7 +16,7 @@ from bots.screens import CAPTION_LIMIT, TEXT_LIMIT, SendGrid, SendText, incoming
 from core.text import QueryTextError, clean_query_text, normalize_query, normalize_text
 
 EXAMPLES = int(os.environ.get("STICKTIONARY_FUZZ_EXAMPLES", "300"))
-fuzz = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+fuzz = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 # Every code point, surrogates included, with the troublesome classes drawn often.
@@ -122,7 +122,7 @@ def test_reading_any_update_never_raises_and_never_invents_a_player(update):
         incoming.display_name.encode("utf-8")
 
 
-@settings(max_examples=max(20, EXAMPLES // 10), deadline=None, derandomize=True,
+@settings(max_examples=max(20, EXAMPLES // 10), deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(any_text, st.lists(st.lists(st.tuples(any_text, _action_strategy().map(lambda b: b.encode())),
                                    max_size=12), max_size=12))
