@@ -234,8 +234,9 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     assert f"{wrong} · #1" in grid.locator(".kb-row button").all_inner_texts()
     shots(page, "picked")
     chat.press("Done")
-    chat.row("Not this time")
-    assert chat.loaded("#messages .bubble.sticker img")
+    miss = int(chat.row("Not this time").get_attribute("data-message-id"))
+    # The sticker they were looking for comes right after.
+    assert chat.loaded(f"#messages .row[data-message-id='{miss + 1}'] .bubble.sticker img")
     shots(page, "miss")
 
     chat.become("Alex")
