@@ -16,10 +16,14 @@ def handled_in(db, bot_key: str, patience: float = 300):
     async def wait_finished(update_id: int, _timeout: float | None = None) -> None:
         # The player's usual patience (seconds) does not apply: a bot being restarted takes longer.
         deadline = time.monotonic() + patience
-        while True:
+        def status_now():
             with Session(db) as session:
-                status = session.exec(select(InboxUpdate.status).where(
+                return session.exec(select(InboxUpdate.status).where(
                     InboxUpdate.bot_key == bot_key, InboxUpdate.update_id == update_id)).first()
+
+        while True:
+            # Off the event loop: the sandbox shares it, and a slow answer from it makes a bot retry.
+            status = await asyncio.to_thread(status_now)
             if status in (InboxStatus.DONE, InboxStatus.SKIPPED, InboxStatus.FAILED):
                 return
             if time.monotonic() > deadline:
