@@ -2,31 +2,33 @@
 same framework and sandbox, measured in the same run. The sandbox's rate limits and the bots'
 pacing are off: this measures the bot, not Telegram's cap.
 
-Three processes, as in real life: the sandbox (Telegram), this one (the bots, and nothing else),
-and the simulated players (sticktionary.bench_players)."""
+Processes as in real life: the sandbox (Telegram), `workers` game bot processes
+(sticktionary.bench_worker, each the game shell in webhook mode on its own port, the sandbox
+spreading deliveries over them round-robin; chat order through Redis when there are several), the
+echo bot in a process of its own (polling), and the simulated players (sticktionary.bench_players).
+One worker is measured the same way as several (a webhook worker process, not today's in-process
+polling), so 1 and N compare like with like. The game players and the echo players play in the
+same time window, so interactions_per_s and echo_interactions_per_s share the machine alike;
+capacity_ratio is their quotient (meaningful at --think-ms 0, where it is not the think time)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from aiohttp import web
+import httpx
 
-from bots.app import game_executor, make_shell, settled_heap
-from bots.conversation import Conversation
-from bots.media import Media
-from core.engine import Game
 from sticktionary.bench import _percentile
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
+from sticktionary.demo_pack import load_demo_pack
 from storage.db import make_engine, throwaway_postgres_database
 from storage.migrate import upgrade
-from storage.settings import Settings
 
 GAME_TOKEN = "1000:bench-game"
 ECHO_TOKEN = "2000:bench-echo"
@@ -82,10 +84,16 @@ def _echo_shell(framework: str, api_base: str):
     return AiogramEcho()
 
 
-def _start_sandbox_process() -> tuple[subprocess.Popen, str]:
-    """The sandbox in its own process, as Telegram is in its own place: the bot process is measured
-    alone, not the fake Telegram it talks to."""
-    process = subprocess.Popen([sys.executable, "-m", "bots.sandbox", "--no-limits",
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_sandbox_process(spread: list[str]) -> tuple[subprocess.Popen, str]:
+    """The sandbox in its own process, as Telegram is in its own place: the bot processes are
+    measured alone, not the fake Telegram they talk to."""
+    process = subprocess.Popen([sys.executable, "-m", "bots.sandbox", "--no-limits", "--spread", ",".join(spread),
                                 "--bot", f"{GAME_TOKEN}=bench_game_bot", "--bot", f"{ECHO_TOKEN}=bench_echo_bot"],
                                stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline().strip()
@@ -95,88 +103,100 @@ def _start_sandbox_process() -> tuple[subprocess.Popen, str]:
     return process, line.split(" ", 1)[1]
 
 
-async def _finished_endpoint(runtime) -> tuple[web.AppRunner, str]:
-    """GET /finished?update_id=N: answers once the bot has delivered its last reply to update N
-    (504 past `timeout`). It lets the players' process time interactions exactly."""
-    async def finished(request: web.Request) -> web.Response:
-        try:
-            await runtime.wait_finished(int(request.query["update_id"]), float(request.query.get("timeout", 30)))
-        except TimeoutError:
-            return web.Response(status=504)
-        return web.Response(text="ok")
-
-    application = web.Application()
-    application.router.add_get("/finished", finished)
-    runner = web.AppRunner(application, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}/finished"
+def _start_bot_process(spec: dict) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "sticktionary.bench_worker", json.dumps(spec)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline().strip()
+    if not line.startswith("ready "):
+        process.kill()
+        raise RuntimeError(f"a bot process ({spec['role']}) did not start: {line!r}")
+    return process, line.split(" ", 1)[1]
 
 
-async def _measure(framework: str, players: int, steps: int, database_url: str, workdir: Path, base: str,
-                   think: float) -> dict:
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        process.stdin.close()  # the bot process stops cleanly when its stdin closes
+        process.wait(30)
+    except (subprocess.TimeoutExpired, OSError):
+        process.kill()
+        process.wait(10)
+
+
+def _measure(framework: str, players: int, steps: int, database_url: str, workdir: Path, think: float,
+             workers: int, redis_url: str | None) -> dict:
     db = make_engine(database_url)
     upgrade(db)
     load_demo_pack(db)
-    settings = Settings(database_url=database_url, gold_rate=0.15, _env_file=None)
-    game = Game(db, settings, rng=random.Random(1))
-    executor = game_executor(settings.game_threads)
-    shell = make_shell(framework, GAME_TOKEN, base, game, Conversation(game), Media(PACK_DIR, workdir / "media"),
-                       pacing=False, game_executor=executor)
-    echo = _echo_shell(framework, base)
-    await shell.start(poll_timeout=1)
-    await echo.start()
-    endpoint, finished_url = await _finished_endpoint(shell.runtime)
-    spec = {"sandbox": base, "game_token": GAME_TOKEN, "echo_token": ECHO_TOKEN, "finished": finished_url,
-            "database_url": database_url, "players": players, "steps": steps, "think": think}
+    db.dispose()
+    ports = [_free_port() for _ in range(workers)]
+    sandbox, base = _start_sandbox_process([f"http://127.0.0.1:{port}" for port in ports])
+    started: list[subprocess.Popen] = []
     try:
-        with settled_heap():  # as `sticktionary run` does once its bots are up
-            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "sticktionary.bench_players",
-                                                           json.dumps(spec), stdout=asyncio.subprocess.PIPE)
-            output, _ = await process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"the simulated players failed (exit code {process.returncode})")
-        measured = json.loads(output.decode().strip().splitlines()[-1])
+        secret = secrets.token_hex(16)
+        common = {"framework": framework, "sandbox": base, "game_token": GAME_TOKEN, "database_url": database_url,
+                  "workdir": str(workdir), "secret": secret, "redis_url": redis_url if workers > 1 else None}
+        worker_bases = []
+        for index, port in enumerate(ports):
+            process, worker_base = _start_bot_process({**common, "role": "game", "index": index, "port": port})
+            started.append(process)
+            worker_bases.append(worker_base)
+        process, _ = _start_bot_process({**common, "role": "echo"})
+        started.append(process)
+        httpx.post(f"{base}/bot{GAME_TOKEN}/setWebhook", timeout=10, json={
+            "url": f"http://127.0.0.1:{ports[0]}/telegram/game", "secret_token": secret}).raise_for_status()
+        spec = {"sandbox": base, "game_token": GAME_TOKEN, "echo_token": ECHO_TOKEN,
+                "finished": [f"{b}/finished" for b in worker_bases], "database_url": database_url,
+                "players": players, "steps": steps, "think": think}
+        players_process = subprocess.run([sys.executable, "-m", "sticktionary.bench_players", json.dumps(spec)],
+                                         stdout=subprocess.PIPE, text=True)
+        if players_process.returncode != 0:
+            raise RuntimeError(f"the simulated players failed (exit code {players_process.returncode})")
+        measured = json.loads(players_process.stdout.strip().splitlines()[-1])
     finally:
-        await endpoint.cleanup()
-        await echo.stop()
-        await shell.stop()
-        executor.shutdown(wait=True)
-        db.dispose()
+        for process in started:
+            _stop(process)
+        sandbox.terminate()
+        sandbox.wait(10)
     milliseconds = [x * 1000 for x in measured["game"]]
     echo_milliseconds = [x * 1000 for x in measured["echo"]]
+    rate = len(milliseconds) / measured["game_seconds"]
+    echo_rate = len(echo_milliseconds) / measured["echo_seconds"]
     return {
-        "framework": framework, "players": players, "interactions": len(milliseconds),
-        "interactions_per_s": round(len(milliseconds) / measured["game_seconds"], 1),
+        "framework": framework, "players": players, "workers": workers, "interactions": len(milliseconds),
+        "interactions_per_s": round(rate, 1),
         "p50_ms": round(_percentile(milliseconds, 50), 1), "p99_ms": round(_percentile(milliseconds, 99), 1),
-        "echo_interactions_per_s": round(len(echo_milliseconds) / measured["echo_seconds"], 1),
+        "echo_interactions_per_s": round(echo_rate, 1),
         "echo_p50_ms": round(_percentile(echo_milliseconds, 50), 1), "think_ms": round(think * 1000),
+        "capacity_ratio": round(rate / echo_rate, 3), "interleaved": True,
     }
 
 
 def bench_bots(framework: str = "ptb", players: int = 50, steps: int = 20, postgres_url: str | None = None,
-               think_ms: int = 1000) -> dict:
+               think_ms: int = 1000, workers: int = 1, redis_url: str = "redis://127.0.0.1:6379/9") -> dict:
     """Players pause `think_ms` on average before each action, as people do (0: back to back,
-    which measures saturation: latency then is mostly queueing, for the echo bot too)."""
+    which measures saturation: latency then is mostly queueing, for the echo bot too).
+    `workers` > 1 needs Redis (`redis_url`, a database the run flushes first) for the chat locks."""
+    if workers < 1:
+        raise ValueError("at least one worker")
+    if workers > 1:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
     think = think_ms / 1000
     workdir = Path(tempfile.mkdtemp(prefix="sticktionary-bench-"))
-    sandbox, base = _start_sandbox_process()
     try:
         if postgres_url:
             with throwaway_postgres_database(postgres_url, "sticktionary_bots") as url:
-                result = asyncio.run(_measure(framework, players, steps, url, workdir, base, think))
+                result = _measure(framework, players, steps, url, workdir, think, workers, redis_url)
                 result["database"] = "postgresql"
         else:
-            result = asyncio.run(_measure(framework, players, steps, f"sqlite:///{workdir}/bench.sqlite3", workdir,
-                                          base, think))
+            result = _measure(framework, players, steps, f"sqlite:///{workdir}/bench.sqlite3", workdir, think,
+                              workers, redis_url)
             result["database"] = "sqlite"
         return result
     finally:
-        sandbox.terminate()
-        sandbox.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-

@@ -2,8 +2,8 @@
 neither the bot's interpreter lock nor its event loop, as real players would not.
 
 `python -m sticktionary.bench_players SPEC` takes a JSON spec (sandbox base, tokens, the bot
-host's /finished address, database URL, players, steps, think) and prints one JSON line: the
-latency of every game interaction and of every echo interaction, and how long each phase took.
+hosts' /finished addresses, database URL, players, steps, think) and prints one JSON line: the
+latency of every game interaction and of every echo interaction, and how long each group took (both groups play at once).
 An interaction is timed from just before the update goes into the sandbox until the bot host
 says the bot has delivered its last reply to it.
 """
@@ -29,10 +29,27 @@ async def play(spec: dict) -> dict:
     db = make_engine(spec["database_url"])
     client = httpx.AsyncClient(base_url=spec["sandbox"], timeout=60, limits=httpx.Limits(max_connections=200))
 
-    async def wait_finished(update_id: int, timeout: float = 30) -> None:
-        response = await client.get(spec["finished"], params={"update_id": update_id, "timeout": timeout},
-                                    timeout=timeout + 5)
+    finished_urls = spec["finished"] if isinstance(spec["finished"], list) else [spec["finished"]]
+
+    async def ask(url: str, update_id: int, timeout: float) -> None:
+        response = await client.get(url, params={"update_id": update_id, "timeout": timeout}, timeout=timeout + 5)
         response.raise_for_status()
+
+    async def wait_finished(update_id: int, timeout: float = 30) -> None:
+        """Every worker is asked at once (only the one that handled the update knows it); the first
+        ok answer wins and the other questions are cancelled."""
+        asking = [asyncio.create_task(ask(url, update_id, timeout)) for url in finished_urls]
+        try:
+            for done in asyncio.as_completed(asking):
+                try:
+                    await done
+                    return
+                except httpx.HTTPStatusError:
+                    continue
+            raise TimeoutError(f"no worker finished update {update_id}")
+        finally:
+            for task in asking:
+                task.cancel()
 
     try:
         vocabulary = demo_vocabulary()
@@ -53,10 +70,6 @@ async def play(spec: dict) -> dict:
             while auto.interactions < steps:
                 await auto.step()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(play_game(a) for a in autos))
-        game_seconds = time.perf_counter() - start
-
         async def echo_player(user_id: int) -> list[float]:
             timings, seen, rng = [], 0, random.Random(user_id)
             for n in range(steps):
@@ -73,10 +86,16 @@ async def play(spec: dict) -> dict:
                 seen += 2
             return timings
 
-        start = time.perf_counter()
-        echo = [x for timings in await asyncio.gather(*(echo_player(20_000 + i) for i in range(players)))
-                for x in timings]
-        echo_seconds = time.perf_counter() - start
+        async def timed(coroutine) -> tuple[object, float]:
+            began = time.perf_counter()
+            result = await coroutine
+            return result, time.perf_counter() - began
+
+        # Both groups play in the same time window, so the game and the echo bot share the machine alike.
+        (_, game_seconds), (echo_timings, echo_seconds) = await asyncio.gather(
+            timed(asyncio.gather(*(play_game(a) for a in autos))),
+            timed(asyncio.gather(*(echo_player(20_000 + i) for i in range(players)))))
+        echo = [x for timings in echo_timings for x in timings]
     finally:
         await client.aclose()
         db.dispose()

@@ -354,6 +354,9 @@ def bench_bots_command(
     postgres_url: Annotated[str | None, typer.Option(help="run on a throwaway database of this server instead "
                                                           "of SQLite")] = None,
     think_ms: Annotated[int, typer.Option(help="mean pause before each action; 0 measures saturation")] = 1000,
+    workers: Annotated[int, typer.Option(help="game bot processes (webhook workers); over 1 needs Redis")] = 1,
+    redis_url: Annotated[str, typer.Option(help="Redis for the workers' chat locks (this database is flushed)")
+                         ] = "redis://127.0.0.1:6379/9",
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Bot interactions per second and latency through the sandbox, against a bare echo bot."""
@@ -362,7 +365,7 @@ def bench_bots_command(
 
     if framework not in FRAMEWORKS:
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
-    _print(bench_bots(framework, players, steps, postgres_url, think_ms), as_json)
+    _print(bench_bots(framework, players, steps, postgres_url, think_ms, workers, redis_url), as_json)
 
 
 @bench_app.command("export")

@@ -213,6 +213,30 @@ def test_bench_bots_measures_through_three_processes(env, framework):
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0
 
 
+def test_bench_bots_with_two_workers_on_postgresql(env, postgres_url):
+    """Two webhook workers sharing chat order through Redis, the echo bot playing in the same window."""
+    import os
+
+    import redis
+
+    from tests.conftest import POSTGRES_ADMIN
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/9").ping()
+    except redis.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    result = runner.invoke(app, ["bench", "bots", "--players", "2", "--steps", "3", "--think-ms", "0",
+                                 "--workers", "2", "--postgres-url", POSTGRES_ADMIN, "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert figures["workers"] == 2 and figures["database"] == "postgresql" and figures["interleaved"]
+    assert figures["interactions"] >= 2 * 3
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0
+    assert figures["capacity_ratio"] > 0
+
+
 def test_bench_bots_refuses_an_unknown_framework():
     result = runner.invoke(app, ["bench", "bots", "--framework", "telethon"])
     assert result.exit_code != 0 and "ptb" in result.output
