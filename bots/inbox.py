@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from bots.screens import Incoming, Outgoing, decode_outgoing, encode_outgoing
@@ -68,9 +68,9 @@ class Inbox:
         self.handle = handle
         self.failure = failure  # what the player is told when handling raised
 
-    def store(self, updates: Iterable[dict]) -> list[tuple[int, int]]:
-        """Store updates durably (one transaction); returns (update_id, lane) of each one that is
-        new. Updates without a usable update_id cannot be stored and are dropped with a log line."""
+    def store(self, updates: Iterable[dict]) -> list[int]:
+        """Store updates durably (one transaction); returns the lane of each one that is new.
+        Updates without a usable update_id cannot be stored and are dropped with a log line."""
         rows, now = [], utcnow()
         for raw in updates:
             update_id = update_id_of(raw)
@@ -83,9 +83,8 @@ class Inbox:
             return []
         table = InboxUpdate.__table__
         with session_scope(self.db) as session:
-            new = insert_new_rows(session, table, rows, ["bot_key", "update_id"],
-                                  returning=[table.c.update_id, table.c.chat_key])
-        return [(update_id, lane) for update_id, lane in new]
+            new = insert_new_rows(session, table, rows, ["bot_key", "update_id"], returning=[table.c.chat_key])
+        return [lane for (lane,) in new]
 
     def take_next(self, lane: int) -> tuple[int, Outgoing | None] | None:
         """Handle the lane's oldest unfinished update if it is not handled yet; returns its id and
@@ -162,11 +161,6 @@ class Inbox:
                     InboxUpdate.bot_key == self.bot_key, col(InboxUpdate.status).in_(_UNFINISHED),
                     InboxUpdate.received_at <= cutoff)
                 .group_by(InboxUpdate.chat_key).limit(limit)).all())
-
-    def last_update_id(self) -> int | None:
-        with read_session(self.db) as session:
-            return session.exec(select(func.max(InboxUpdate.update_id)).where(
-                InboxUpdate.bot_key == self.bot_key)).one()
 
 
 class ChatLocks:

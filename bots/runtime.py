@@ -177,9 +177,8 @@ class BotRuntime:
         we have them (the next getUpdates offset, the webhook's 200) once this returns."""
         if not self._receiving:
             raise RuntimeError("the bot is stopping")
-        for update_id, lane in await self._game(self.inbox.store, updates):
+        for lane in await self._game(self.inbox.store, updates):
             self._schedule(lane)
-            del update_id
 
     def _schedule(self, lane: int) -> None:
         if lane in self._scheduled:
@@ -191,9 +190,11 @@ class BotRuntime:
 
     async def _drain(self, lane: int) -> None:
         """Handle a lane's unfinished updates in order, delivering each one's replies before the next."""
+        holding = False
         try:
             async with self.chat_locks.hold(self.bot_key, lane):
-                self._scheduled.discard(lane)
+                holding = True
+                self._scheduled.discard(lane)  # from now on, a new update needs a drain of its own
                 while True:
                     taken = await self._game(self.inbox.take_next, lane)
                     if taken is None:
@@ -210,7 +211,8 @@ class BotRuntime:
         except Exception:  # noqa: BLE001 - logged; the sweep takes the lane up again
             log.exception("bot %s: lane %s stopped", self.bot_key, lane)
         finally:
-            self._scheduled.discard(lane)
+            if not holding:  # never got the lane: not waiting for it any more
+                self._scheduled.discard(lane)
 
     async def sweep(self, older_than: float = 0.0) -> int:
         """Drain every lane with unfinished updates (received before a restart, or by a worker that
