@@ -11,6 +11,8 @@ import re
 from datetime import timedelta
 
 from bots import callbacks
+from bots.moderation import ModerationScreens
+from bots.notices import render_outbox
 from bots.screens import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
@@ -24,6 +26,7 @@ from bots.screens import (
     SendSticker,
     SendText,
     catalogue,
+    quoted,
     shorten,
     utf16_units,
 )
@@ -44,6 +47,11 @@ class Conversation:
         self.game = game
         self.prizes = Prizes(game)
         self.moderators = set(moderators)
+        self.moderation = ModerationScreens(game, self.prizes)
+
+    def render_outbox(self, message: OutboxMessage) -> list[Outgoing]:
+        """Turn what the engine and the jobs wrote to the outbox into messages for whom they concern."""
+        return render_outbox(self.game, self.moderators, message)
 
     # ------------------------------------------------------------------ entry point
     def handle(self, incoming: Incoming, bot_key: str | None = None) -> Outgoing:
@@ -122,9 +130,9 @@ class Conversation:
         elif command == "help":
             replies.append(SendText(t("help")))
         elif command == "review":
-            self._review(player, t, out, stats=args.strip() == "stats")
+            self.moderation.review(player, t, out, stats=args.strip() == "stats")
         elif command == "prizes":
-            self._prizes(player, t, out)
+            self.moderation.show_prizes(player, t, out)
         elif not self._ready(player, t, out):
             return
         elif command == "play":
@@ -192,7 +200,7 @@ class Conversation:
             return
         if isinstance(button, callbacks.ReviewAccept | callbacks.ReviewCorrect | callbacks.ReviewDiscard
                       | callbacks.ReviewSkip):
-            self._review_button(button, player, t, out)
+            self.moderation.button(button, player, t, out)
             return
         if isinstance(button, callbacks.PrizeDelivered):
             if not player.is_moderator:
@@ -200,7 +208,7 @@ class Conversation:
                 return
             self.prizes.mark_delivered(player.id, button.prize_id)
             out.replies.append(AnswerCallback(t("prize_marked", id=button.prize_id)))
-            self._prizes(player, t, out, edit=incoming.message_id)
+            self.moderation.show_prizes(player, t, out, edit=incoming.message_id)
             return
         if not self._ready(player, t, out):
             return
@@ -247,7 +255,7 @@ class Conversation:
         if waiting and waiting[0] == "correct":
             decided = self.game.correct_query(player.id, waiting[1], text)
             out.replies.append(SendText(t("review_done", status=decided.status)))
-            self._review(player, t, out)
+            self.moderation.review(player, t, out)
             return
         if not self._ready(player, t, out):
             return
@@ -267,7 +275,7 @@ class Conversation:
         current = self.game.current_task(player.id)
         if not isinstance(current, LabelTaskView):
             if isinstance(current, RetrievalTaskView):
-                out.replies.append(SendText(t("retrieve_prompt", queries=_quoted(current.queries))))
+                out.replies.append(SendText(t("retrieve_prompt", queries=quoted(current.queries))))
             else:
                 out.replies.append(SendText(t("no_open_round"), [[(t("next"), callbacks.NextTask().encode())]]))
             return
@@ -275,7 +283,7 @@ class Conversation:
         line = (t("preview_rank", query=preview.query.text, rank=preview.target_rank) if preview.target_rank
                 else t("preview_unranked", query=preview.query.text))
         queries = self.game.label_task(player.id, current.round_id).queries
-        caption = f"{line}\n{t('label_queries', queries=_quoted([q.text for q in queries]))}"
+        caption = f"{line}\n{t('label_queries', queries=quoted([q.text for q in queries]))}"
         buttons = self._round_buttons(current.round_id, queries, t)
         if preview.hits:
             out.replies.append(SendGrid(preview.hits, caption, buttons))
@@ -306,7 +314,7 @@ class Conversation:
         # Context and question in one message, then the sticker: two sends per screen.
         after = f"\n\n{t('label_prompt')}"
         if task.queries:
-            after += "\n" + t("label_queries", queries=_quoted([q.text for q in task.queries]))
+            after += "\n" + t("label_queries", queries=quoted([q.text for q in task.queries]))
             buttons = self._round_buttons(task.round_id, task.queries, t)
         else:
             buttons = [[(t("button_skip"), callbacks.SkipRound(task.round_id).encode())]]
@@ -327,7 +335,7 @@ class Conversation:
 
     def _show_round_queries(self, player: Player, round_id: int, t: Catalogue, out: Outgoing) -> None:
         queries = self.game.label_task(player.id, round_id).queries
-        out.replies.append(SendText(t("label_queries", queries=_quoted([q.text for q in queries]) or "–"),
+        out.replies.append(SendText(t("label_queries", queries=quoted([q.text for q in queries]) or "–"),
                                     self._round_buttons(round_id, queries, t)))
 
     def _retrieval_caption(self, task: RetrievalTaskView, t: Catalogue) -> str:
@@ -337,7 +345,7 @@ class Conversation:
         # The queries share what the caption leaves: the ranking line below them must always show.
         room = CAPTION_LIMIT - NOTICE_ROOM - utf16_units(t("retrieve_prompt", queries="") + "\n" + ranking)
         each = max(16, room // max(1, len(task.queries)) - 4)
-        queries = shorten(_quoted([shorten(q, each) for q in task.queries]), max(16, room))
+        queries = shorten(quoted([shorten(q, each) for q in task.queries]), max(16, room))
         return f"{t('retrieve_prompt', queries=queries)}\n{ranking}"
 
     def _retrieval_buttons(self, task: RetrievalTaskView, t: Catalogue) -> Buttons:
@@ -363,125 +371,8 @@ class Conversation:
         out.replies.append(EditText(message_id, self._retrieval_caption(task, t), self._retrieval_buttons(task, t),
                                     caption=True))
 
-    # ------------------------------------------------------------------ moderators
-    def _review(self, player: Player, t: Catalogue, out: Outgoing, stats: bool = False, after: int = 0) -> None:
-        if not player.is_moderator:
-            out.replies.append(SendText(t("moderator_only")))
-            return
-        if stats:
-            counts = self.game.review_counts(player.id)
-            out.replies.append(SendText(t("review_stats", **{str(k): v for k, v in counts.items()})))
-            return
-        items = self.game.pending_reviews(player.id, limit=1, after_id=after)
-        if not items:
-            out.replies.append(SendText(t("review_empty")))
-            return
-        item = items[0]
-        text = t("review_item", id=item.query.id, language=item.language, query=item.query.text,
-                 round=_quoted([q.text for q in item.round_queries]),
-                 picks=", ".join(s.key for s in item.retriever_picks) or "–")
-        qid = item.query.id
-        buttons = [[(t("button_accept"), callbacks.ReviewAccept(qid).encode()),
-                    (t("button_correct"), callbacks.ReviewCorrect(qid).encode())],
-                   [(t("button_discard"), callbacks.ReviewDiscard(qid).encode()),
-                    (t("button_skip"), callbacks.ReviewSkip(qid).encode())]]
-        # The retriever's picks carry the item's text and buttons: two messages an item, not three.
-        out.replies += [SendSticker(item.sticker), SendGrid(item.retriever_picks, text, buttons)
-                        if item.retriever_picks else SendText(text, buttons)]
-
-    def _review_button(self, button: callbacks.ButtonData, player: Player, t: Catalogue, out: Outgoing) -> None:
-        if not player.is_moderator:
-            out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
-            return
-        query_id = button.query_id  # type: ignore[attr-defined]
-        if isinstance(button, callbacks.ReviewCorrect):
-            item = next((i for i in self.game.pending_reviews(player.id, limit=1, after_id=query_id - 1)
-                         if i.query.id == query_id), None)
-            if item is None:
-                raise GameError("already_reviewed")
-            self.game.expect_text(player.id, "correct", query_id)
-            out.replies.append(SendText(t("review_correct_prompt", query=item.query.text)))
-            return
-        if isinstance(button, callbacks.ReviewSkip):
-            self._review(player, t, out, after=query_id)
-            return
-        decide = self.game.accept_query if isinstance(button, callbacks.ReviewAccept) else self.game.discard_query
-        decided = decide(player.id, query_id)
-        out.replies.append(AnswerCallback(t("review_done", status=decided.status)))
-        self._review(player, t, out)
-
-    def _prizes(self, player: Player, t: Catalogue, out: Outgoing, edit: int | None = None) -> None:
-        if not player.is_moderator:
-            out.replies.append(SendText(t("moderator_only")))
-            return
-        prizes = self.prizes.pending(player.id, limit=8)
-        if not prizes:
-            out.replies.append(EditText(edit, t("prizes_empty")) if edit else SendText(t("prizes_empty")))
-            return
-        lines = [t("prizes_title")]
-        for prize in prizes:
-            values = dict(id=prize.id, language=prize.language, period=t(f"period_{prize.period}"),
-                          start=prize.period_start.date().isoformat(), name=prize.display_name or "?",
-                          pseudonym=prize.pseudonym, rank=prize.rank, points=prize.points, sessions=prize.sessions)
-            lines.append(t("prize_top" if prize.kind == "top" else "prize_participation", **values))
-        buttons = [[(t("button_delivered", id=prize.id), callbacks.PrizeDelivered(prize.id).encode())] for prize in prizes]
-        text = "\n".join(lines)
-        out.replies.append(EditText(edit, text, buttons) if edit else SendText(text, buttons))
-
-    # ------------------------------------------------------------------ outbox
-    def render_outbox(self, message: OutboxMessage) -> list[Outgoing]:
-        """Turn what the engine and the jobs wrote to the outbox into messages for whom they concern."""
-        payload = message.payload
-        if message.kind in ("feedback_hit", "feedback_miss", "leaderboard") and message.player_id is not None:
-            player = self.game.get_player(message.player_id)
-            if player.telegram_user_id is None or not player.active:
-                return []
-            t = catalogue(player.language)
-            if message.kind == "leaderboard":
-                text = _leaderboard_text(payload, t)
-            elif message.kind == "feedback_hit":
-                text = t("feedback_hit", rank=payload.get("rank"), points=payload.get("points"))
-            else:
-                text = t("feedback_miss")
-            return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)]
-        if message.kind == "leaderboard" and message.chat_id is not None:
-            return [Outgoing(message.chat_id, [SendText(_leaderboard_text(payload, catalogue(payload.get("language"))))])]
-        if message.kind == "moderator_flag":
-            return self._to_moderators(lambda t: t("moderator_flag", pseudonym=payload.get("pseudonym"),
-                                                   hits=payload.get("gold_hits"), answered=payload.get("gold_answered")))
-        if message.kind == "prizes_tallied":
-            def text(t: Catalogue) -> str:
-                lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
-                           participation=counts.get("participation", 0))
-                         for language, counts in sorted(payload.get("counts", {}).items())]
-                return t("prizes_tallied", period=t(f"period_{payload.get('period', 'week')}"),
-                         start=payload.get("start", "")[:10], end=payload.get("end", "")[:10], lines="\n".join(lines))
-            return self._to_moderators(text)
-        return []
-
-    def _to_moderators(self, text_in) -> list[Outgoing]:
-        """One message per configured moderator, in the language they play in."""
-        outgoing = []
-        for user_id in sorted(self.moderators):
-            moderator = self.game.find_player(user_id)
-            outgoing.append(Outgoing(user_id, [SendText(text_in(catalogue(moderator.language if moderator else None)))]))
-        return outgoing
-
-
-def _leaderboard_text(payload: dict, t: Catalogue) -> str:
-    rows = payload.get("rows") or []
-    title = t("leaderboard_week" if payload.get("period") == "week" else "leaderboard_day")
-    if not rows:
-        return f"{title}\n{t('leaderboard_empty')}"
-    return "\n".join([title] + [t("top_row", rank=rank, name=name or "?", points=points) for rank, name, points in rows])
-
-
 def _language_hint(language_code: str | None) -> str:
     return "zh" if (language_code or "").lower().startswith("zh") else "en"
-
-
-def _quoted(texts) -> str:
-    return ", ".join(f"“{text}”" for text in texts)
 
 
 def _blockquote(text: str) -> str:

@@ -64,6 +64,10 @@ def shorten(text: str, limit: int, *, keep: str = "start") -> str:
     return "".join(kept) + ELLIPSIS
 
 
+def quoted(texts) -> str:
+    return ", ".join(f"“{text}”" for text in texts)
+
+
 def fit_text(text: str, limit: int) -> str:
     text = shorten(text, limit)
     return text if text.strip() else ELLIPSIS  # Telegram refuses an empty message
@@ -212,11 +216,23 @@ class Catalogue:
         self.strings = _load(language)
 
     def __call__(self, key: str, **values) -> str:
-        return self.strings[key].format(**values)
+        """The text of `key` filled with `values`. A key may have plural forms, {"one": …, "other": …}
+        (CLDR's categories: English has both, Chinese only "other"), chosen by the value `count`."""
+        text = self.strings[key]
+        if isinstance(text, dict):
+            text = text.get(plural_category(self.language, values.get("count"))) or text["other"]
+        return text.format(**values)
 
     def error(self, code: str, detail: str = "") -> str:
         errors = self.strings["error"]
         return errors.get(code, errors["unknown"]).format(detail=detail)
+
+
+def plural_category(language: str, count) -> str:
+    """CLDR plural category of `count` for the two languages the game speaks."""
+    if language == "en" and count == 1:
+        return "one"
+    return "other"
 
 
 @cache

@@ -1,0 +1,66 @@
+"""What the engine and the jobs leave in the outbox (feedback to labelers, leaderboards, flags and
+prize tallies for moderators), turned into messages for whom they concern."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from bots.screens import Catalogue, Outgoing, SendText, catalogue
+from core.engine import Game
+from storage.models import OutboxMessage
+
+# Outbox kinds addressed to one player (message.player_id).
+PLAYER_KINDS = ("feedback_hit", "feedback_miss", "leaderboard")
+
+
+def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
+    """The text of a message for one player, or None for a kind that is not one."""
+    if kind == "leaderboard":
+        return leaderboard_text(payload, t)
+    if kind == "feedback_hit":
+        return t("feedback_hit", rank=payload.get("rank"), points=payload.get("points"))
+    if kind == "feedback_miss":
+        return t("feedback_miss")
+    return None
+
+
+def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage) -> list[Outgoing]:
+    payload = message.payload
+    if message.kind in PLAYER_KINDS and message.player_id is not None:
+        player = game.get_player(message.player_id)
+        if player.telegram_user_id is None or not player.active:
+            return []
+        text = player_notice_text(message.kind, payload, catalogue(player.language))
+        return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)] if text else []
+    if message.kind == "leaderboard" and message.chat_id is not None:
+        return [Outgoing(message.chat_id, [SendText(leaderboard_text(payload, catalogue(payload.get("language"))))])]
+    if message.kind == "moderator_flag":
+        return to_moderators(game, moderators, lambda t: t(
+            "moderator_flag", pseudonym=payload.get("pseudonym"), hits=payload.get("gold_hits"),
+            answered=payload.get("gold_answered")))
+    if message.kind == "prizes_tallied":
+        def text(t: Catalogue) -> str:
+            lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
+                       participation=counts.get("participation", 0))
+                     for language, counts in sorted(payload.get("counts", {}).items())]
+            return t("prizes_tallied", period=t(f"period_{payload.get('period', 'week')}"),
+                     start=payload.get("start", "")[:10], end=payload.get("end", "")[:10], lines="\n".join(lines))
+        return to_moderators(game, moderators, text)
+    return []
+
+
+def to_moderators(game: Game, moderators: Iterable[int], text_in: Callable[[Catalogue], str]) -> list[Outgoing]:
+    """One message per configured moderator, in the language they play in."""
+    outgoing = []
+    for user_id in sorted(moderators):
+        moderator = game.find_player(user_id)
+        outgoing.append(Outgoing(user_id, [SendText(text_in(catalogue(moderator.language if moderator else None)))]))
+    return outgoing
+
+
+def leaderboard_text(payload: dict, t: Catalogue) -> str:
+    rows = payload.get("rows") or []
+    title = t("leaderboard_week" if payload.get("period") == "week" else "leaderboard_day")
+    if not rows:
+        return f"{title}\n{t('leaderboard_empty')}"
+    return "\n".join([title] + [t("top_row", rank=rank, name=name or "?", points=points) for rank, name, points in rows])
