@@ -134,6 +134,7 @@ class SendGrid:
     stickers: list[StickerView]
     caption: str
     buttons: Buttons | None = None
+    highlight: int | None = None  # 1-based tile to outline (the labeler's own sticker in a preview)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "caption", shorten(self.caption, CAPTION_LIMIT))

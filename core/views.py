@@ -31,8 +31,13 @@ class PreviewView:
     """The labeler's "preliminary result" for one query."""
 
     query: QueryView
-    target_rank: int | None
-    hits: list[StickerView]
+    target_rank: int | None  # among all stickers of the language; None when nothing leads to the sticker
+    hits: list[StickerView]  # the preview grid, best first
+    total: int = 0  # how many stickers of the language the rank is counted among
+    # "ranked": the query leads to the sticker (target_rank); "not_found": it does not (yet);
+    # "function_words": it shares only function words (stop words, particles) with the sticker's queries
+    verdict: str = "ranked"
+    target_position: int | None = None  # 1-based tile of the sticker in `hits`, None when not in the grid
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class LabelTaskView:
     context: list[ContextMessage]
     queries: list[QueryView] = field(default_factory=list)
     role: str = "labeler"
+    previews: list[PreviewView] = field(default_factory=list)  # one per query, in the same order
+    taken: list[str] = field(default_factory=list)  # queries other players gave this sticker: taboo, most frequent first
 
 
 @dataclass(frozen=True)
