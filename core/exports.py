@@ -495,7 +495,7 @@ def _rows(path: Path, lines: int) -> int | None:
 
 def software_versions() -> dict:
     versions = {"python": platform.python_version()}
-    for package in ("sticktionary", "sqlalchemy", "rank-bm25", "jieba", "nltk", "sacrebleu", "rouge-score", "pyarrow",
+    for package in ("sticktionary", "sqlalchemy", "rank-bm25", "jieba", "sacrebleu", "pyarrow",
                     "torch", "transformers", "bert-score"):
         try:
             versions[package] = package_version(package)

@@ -7,15 +7,22 @@ import math
 import random
 
 import pytest
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nltk.translate.bleu_score import SmoothingFunction
+from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 
 from core.research import (
     AnnotatedSticker,
     LanguageReport,
     RecallEvaluation,
     lexical_similarity,
+    rouge_l_f1,
     split_queries,
     sticker_in_test,
+)
+from core.research import (
+    sentence_bleu as research_sentence_bleu,
 )
 from core.text import normalize_query, tokenize
 
@@ -65,9 +72,9 @@ def test_inter_annotator_pairs_and_the_paper_scale():
     assert result["queries_compared"] == 3 and result["pairs_compared"] == 2
     smoothing = SmoothingFunction().method1
     t = [tokenize(q) for q in sticker.queries]
-    expected_bleu = (sentence_bleu([t[2]], t[0], smoothing_function=smoothing)
-                     + sentence_bleu([t[2]], t[1], smoothing_function=smoothing)
-                     + sentence_bleu([t[0], t[1]], t[2], smoothing_function=smoothing)) / 3
+    expected_bleu = (nltk_sentence_bleu([t[2]], t[0], smoothing_function=smoothing)
+                     + nltk_sentence_bleu([t[2]], t[1], smoothing_function=smoothing)
+                     + nltk_sentence_bleu([t[0], t[1]], t[2], smoothing_function=smoothing)) / 3
     assert result["bleu"] == round(expected_bleu, 4)
     # ROUGE-L F1 by hand: LCS of "happy dance"/"dance party" is 1 token of 2 and 2: F1 = 0.5 (likewise the other).
     assert result["rouge_l_f1"] == 0.5 and result["rouge_l_f1_pairwise"] == 50.0
@@ -79,6 +86,20 @@ def test_inter_annotator_pairs_and_the_paper_scale():
     # Chinese is tokenized, not dropped.
     zh = lexical_similarity([("开心跳舞", "开心")], "zh")
     assert zh["rouge_l_f1"] > 0
+
+
+_WORDS = st.lists(st.sampled_from(["a", "cat", "sad", "so", "sick", "of", "this", "开心", "了", "x"]), max_size=9)
+
+
+@settings(max_examples=400, deadline=None)
+@given(references=st.lists(_WORDS, min_size=1, max_size=4), hypothesis=_WORDS)
+def test_bleu_and_rouge_l_are_computed_exactly_as_nltk_and_rouge_score_compute_them(references, hypothesis):
+    from rouge_score.rouge_scorer import _score_lcs
+
+    expected = nltk_sentence_bleu(references, hypothesis, smoothing_function=SmoothingFunction().method1)
+    assert research_sentence_bleu(references, hypothesis) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    for reference in references:
+        assert rouge_l_f1(reference, hypothesis) == pytest.approx(_score_lcs(reference, hypothesis).fmeasure)
 
 
 def _evaluation(stickers: dict[str, list[str]], tests: list[tuple[str, str]]) -> RecallEvaluation:
