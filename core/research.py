@@ -391,15 +391,28 @@ class RecallEvaluation:
             self._tests.offer(key, (doc, tuple(tokens)))
 
     def index(self) -> BM25Index:
-        n_docs = len(self._doc_number)
-        docs = np.frombuffer(self._token_docs, dtype=np.int32).astype(np.int64)
-        terms = np.frombuffer(self._token_terms, dtype=np.int32).astype(np.int64)
-        # One posting per (term, document) with its count, sorted by term and then document.
-        pairs, tfs = np.unique(terms * max(n_docs, 1) + docs, return_counts=True)
-        posting_terms, posting_docs = np.divmod(pairs, max(n_docs, 1))
-        offsets = np.searchsorted(posting_terms, np.arange(len(self._term_ids) + 1))
+        n_docs = max(len(self._doc_number), 1)
+        docs = np.frombuffer(self._token_docs, dtype=np.int32)
+        # One posting per (term, document) with its count, sorted by term and then document: the pairs
+        # as one int64 key, sorted in place and counted by run, so that a million queries' tokens need
+        # about one key array and a flag array at the peak (np.unique would make several copies).
+        keys = np.frombuffer(self._token_terms, dtype=np.int32).astype(np.int64)
+        keys *= n_docs
+        keys += docs
+        keys.sort()
+        new_run = np.empty(len(keys), dtype=bool)
+        new_run[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=new_run[1:])
+        starts = np.flatnonzero(new_run)
+        del new_run
+        tfs = np.diff(starts, append=len(keys))
+        pairs = keys[starts]
+        del keys, starts
+        offsets = np.searchsorted(pairs, np.arange(len(self._term_ids) + 1, dtype=np.int64) * n_docs)
+        pairs %= n_docs  # the document of each posting
         vocabulary = sorted(self._term_ids, key=self._term_ids.__getitem__)
-        return BM25Index.from_postings(np.bincount(docs, minlength=n_docs), vocabulary, offsets, posting_docs, tfs)
+        return BM25Index.from_postings(np.bincount(docs, minlength=len(self._doc_number)), vocabulary, offsets,
+                                       pairs, tfs)
 
     def ranks(self) -> tuple[list[int | None], list[int | None]]:
         """Each evaluated test query's target rank: (ties against the target, trec_eval's order)."""
