@@ -213,7 +213,7 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     assert preview.locator(".kb-row button").all_inner_texts()[:2] == ["✅ Submit", "⏭ Skip"]
     shots(page, "preview")
     chat.press("✅ Submit")
-    chat.row("Submitted 1 queries")
+    chat.row("Submitted 1 query")
     shots(page, "submitted")
 
     # Sam: a new player, whose first screen is a labeling round; skipping it brings the retrieval.
