@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from core.outbox import Outbox
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
 from core.search_log import record_author_change, record_search_change, search_tokens
-from core.text import QueryTextError, clean_query_text, normalize_query, tokenize
+from core.text import QueryTextError, clean_query_text, content_tokens, is_visual_only, normalize_query, tokenize
 from core.views import (
     ContextMessage,
     LabelTaskView,
@@ -65,17 +65,8 @@ LANGUAGES = ("en", "zh")
 LABELER, RETRIEVER = "labeler", "retriever"
 AWAITING_KINDS = ("suggest", "correct")
 
-# Words that only describe what a sticker looks like; a query made of nothing else is refused.
-_VISUAL_WORDS = {
-    "en": set(
-        "a an the and with of yellow red blue green black white orange purple pink brown grey gray "
-        "circle round square face emoji sticker picture image cartoon drawing icon big small "
-        "smiley shape colour color colored coloured".split()
-    ),
-    "zh": set("黄色 红色 蓝色 绿色 黑色 白色 橙色 紫色 粉色 圆 圆形 圆圈 方形 表情 贴纸 图片 卡通 的 一个 脸 黄 红 蓝"
-              .split()),
-}
-
+# How many of the queries already collected for a sticker the label screen shows (taboo, up front).
+TABOO_SHOWN = 8
 
 class GameError(Exception):
     """A request the rules refuse; `code` picks the message the player sees. Nothing changed."""
@@ -503,19 +494,34 @@ class Game:
             return self._preview(session, query, label_round.sticker_id)
 
     def preview(self, language: str, text: str, target: int | None = None):
-        """A search without side effects (the preview of any text)."""
-        result = self.indexes[language].search(tokenize(text), k=self.settings.preview_hits, target=target)
-        return result
+        """A search without side effects (the preview of any text): only stickers sharing a word
+        other than a function word with the text are found (BM25 scores unchanged)."""
+        tokens = tokenize(text)
+        return self.indexes[language].search_sharing(tokens, content_tokens(tokens), k=self.settings.preview_hits,
+                                                     target=target)
 
     def _preview(self, session: Session, query: Query, target: int) -> PreviewView:
-        result = self.preview(query.language, query.text, target)
+        """The labeler's honest preview of one query: where the sticker stands among all stickers
+        of the language, the grid, where the sticker is in it, and why it has no rank."""
+        index = self.indexes[query.language]
+        text = query.corrected_text or query.text
+        result = self.preview(query.language, text, target)
         stickers = self._stickers(session, [h.sticker_id for h in result.hits])
-        return PreviewView(QueryView(query.id, query.text, query.status), result.target_rank, stickers)
+        position = next((i for i, s in enumerate(stickers, 1) if s.id == target), None)
+        if result.target_rank is not None:
+            verdict = "ranked"
+        elif target in index and set(index.document(target)) & set(tokenize(text)):
+            verdict = "function_words"  # shares words with the sticker's queries, but only those
+        else:
+            verdict = "not_found"
+        return PreviewView(QueryView(query.id, query.text, query.status), result.target_rank, stickers,
+                           total=len(index), verdict=verdict, target_position=position)
 
     def _is_visual_only(self, text: str, language: str) -> bool:
-        words = _VISUAL_WORDS.get(language, set()) | _VISUAL_WORDS["en"]
-        tokens = tokenize(text)
-        return bool(tokens) and all(t in words for t in tokens) and len(tokens) >= 2
+        """Only colour, shape and what is drawn (and function words), in either language: refused
+        with the paper's advice (error "visual_only") rather than stored without a rank, so the
+        dataset never holds them and the player writes the meaning instead."""
+        return is_visual_only(text)
 
     def remove_query(self, player_id: int, round_id: int, query_id: int) -> None:
         with session_scope(self.db) as session:
@@ -864,8 +870,30 @@ class Game:
         context = session.get(ChatContext, label_round.context_id) if label_round.context_id else None
         messages = [ContextMessage(m.get("sender", "?"), m.get("text", "")) for m in (context.messages if context else [])]
         queries = session.exec(select(Query).where(Query.label_round_id == label_round.id).order_by(Query.id)).all()
+        previews = [self._preview(session, q, label_round.sticker_id) for q in queries]
         return LabelTaskView(label_round.id, label_round.language, self._stickers(session, [label_round.sticker_id])[0],
-                             messages, [QueryView(q.id, q.text, q.status) for q in queries])
+                             messages, [QueryView(q.id, q.text, q.status) for q in queries], previews=previews,
+                             taken=self._taken(session, label_round, {q.normalized_text for q in queries}))
+
+    def _taken(self, session: Session, label_round: LabelRound, own: set[str]) -> list[str]:
+        """The queries the taboo rule refuses for this round, most frequent first (then oldest),
+        at most TABOO_SHOWN: every non-discarded query of the sticker in the language by anyone
+        but the player, seed queries and other players' drafts included, since a draft refuses
+        the same text too. One text per normalized form (its first writing)."""
+        rows = session.exec(select(Query.normalized_text, Query.text).where(
+            Query.sticker_id == label_round.sticker_id, Query.language == label_round.language,
+            col(Query.status) != QueryStatus.DISCARDED,
+            or_(col(Query.author_id).is_(None), Query.author_id != label_round.player_id),
+        ).order_by(Query.id)).all()
+        counts: dict[str, int] = {}
+        first: dict[str, str] = {}
+        for normalized, text in rows:
+            if normalized in own:
+                continue
+            counts[normalized] = counts.get(normalized, 0) + 1
+            first.setdefault(normalized, text)
+        order = sorted(first, key=lambda n: -counts[n])  # stable: equal counts stay oldest first
+        return [first[n] for n in order[:TABOO_SHOWN]]
 
     def _retrieval_view(self, session: Session, task: RetrievalTask) -> RetrievalTaskView:
         texts = dict(session.exec(select(Query.id, Query.text).where(col(Query.id).in_(task.query_ids))).all())

@@ -411,6 +411,31 @@ class BM25Index:
                 return self._search_dense(scores, k, target)
             return self._search_sparse(docs, scores, k, target)
 
+    def search_sharing(self, tokens: Sequence[str], content: Iterable[str], k: int = 10,
+                       target: int | None = None) -> SearchResult:
+        """`search` restricted to the documents that hold at least one of the `content` terms.
+
+        Scores are exactly those of `search` (every token counts, with its BM25 weight), but a
+        document that shares only other tokens with the query (function words: "of", 了) neither
+        appears among the hits nor counts as ahead of the target; the target itself gets no rank
+        unless it holds a content term. The index and `search` are unchanged (parity with
+        rank_bm25 holds); this is the labeler's preview."""
+        with self._lock.reading():
+            if not self._doc_of or not tokens:
+                return SearchResult([], None, 0)
+            asked = set(tokens)
+            held = [self._postings_of(term)[0] for term in dict.fromkeys(content) if term in asked]
+            held = [docs for docs in held if len(docs)]
+            if not held:
+                return SearchResult([], None, 0)
+            sharing = np.unique(np.concatenate(held)) if len(held) > 1 else np.asarray(held[0])
+            docs, scores = self._accumulate(tokens)
+            if docs is None:
+                shared_scores = scores[sharing]
+            else:
+                shared_scores = scores[np.searchsorted(docs, sharing)]  # every sharing doc is in docs
+            return self._search_sparse(sharing, shared_scores, k, target)
+
     def _search_sparse(self, docs: np.ndarray, scores: np.ndarray, k: int, target: int | None) -> SearchResult:
         if not (scores > 0).all():
             positive = scores > 0

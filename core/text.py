@@ -169,3 +169,60 @@ def clean_query_text(text: str | None, *, max_chars: int) -> str:
     if all(_EMOJI_ONLY.fullmatch(token) for token in tokens):
         raise QueryTextError("only_emoji")
     return text
+
+
+# Function words: the words a query may share with a sticker's queries without that meaning it
+# describes the sticker. English: the NLTK stop word list (articles, pronouns, auxiliaries,
+# prepositions, conjunctions), reviewed for sticker queries: negations ("no", "not", "don't"…),
+# question words ("what", "why"…) and a few words that carry a reply on their own ("again", "too",
+# "up", "down", "off", "out", "over") are left out, since "no", "why?" or "me too" are what a
+# person types to find a sticker. Chinese: structural and aspect particles (的 地 得 了 着 过),
+# sentence-final particles (啊 吗 呢 吧 呀 哦 嘛 啦 哇 咯), personal and demonstrative pronouns,
+# the copula 是 and common prepositions, conjunctions and adverbs of degree. Interjections that are
+# a reply in themselves (哈哈, 嗯, 哎) and negations (不, 没) are content.
+_ENGLISH_FUNCTION_WORDS = frozenset("""
+i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves
+he him his himself she she's her hers herself it it's its itself they them their theirs themselves
+this that that'll these those am is are was were be been being have has had having do does did
+doing a an the and but if or because as until while of at by for with about against between into
+through during before after above below to from in on under further then once here there all any
+both each few more most other some such only own same so than very s t can will just should
+should've now d ll m o re ve y i'm it'd i've i'll i'd we're they're let's
+""".split())
+_CHINESE_FUNCTION_WORDS = frozenset("""
+的 地 得 了 着 过 之 啊 吗 呢 吧 呀 哦 嘛 啦 哇 咯 呗 么 是 我 你 您 他 她 它 我们 你们 他们 她们 它们
+咱 咱们 自己 这 那 这个 那个 这些 那些 这样 那样 这么 那么 一个 个 在 和 与 跟 同 及 或 或者 也 都 就
+又 还 很 太 挺 更 最 真 被 把 给 对 从 向 往 到 让 而 但 但是 可是 所以 因为 如果 就是 还是 一下 有点
+""".split())
+FUNCTION_WORDS = _ENGLISH_FUNCTION_WORDS | _CHINESE_FUNCTION_WORDS
+
+# Words that only say what a sticker looks like (colour, shape, what is drawn, the medium). A
+# query made of nothing but these and function words describes the picture, not what the sticker
+# says: the paper asks players not to write those, and the engine refuses them in both languages.
+VISUAL_WORDS = frozenset("""
+yellow red blue green black white orange purple violet pink brown grey gray gold golden silver
+colour color colors colours colored coloured colorful colourful circle circles round square
+triangle dot dots line lines shape face faces head eyes eye mouth hand hands mask glasses
+sunglasses hat emoji emojis sticker stickers picture image photo cartoon drawing drawn icon gif
+animated animation background text letters big small little tiny large huge smiley wearing
+黄 红 蓝 绿 黑 白 黄色 红色 蓝色 绿色 黑色 白色 橙色 紫色 粉色 粉红色 灰色 棕色 金色 银色 颜色 彩色
+圆 圆形 圆圈 方 方形 三角形 形状 脸 黄脸 笑脸 头 眼睛 嘴 嘴巴 手 口罩 眼镜 墨镜 帽子 戴 戴着
+表情 表情包 贴纸 图片 图 照片 卡通 画 动图 背景 文字 大 小
+""".split())
+
+
+def is_function_word(token: str) -> bool:
+    return token in FUNCTION_WORDS
+
+
+def content_tokens(tokens) -> list[str]:
+    """The tokens that are not function words (emoji are content)."""
+    return [t for t in tokens if t not in FUNCTION_WORDS]
+
+
+def is_visual_only(text: str) -> bool:
+    """Whether a query only describes the looks: every word a visual or a function word, and at
+    least one visual word. "yellow face with mask" and "黄色的脸" are; "sick yellow face" is not."""
+    tokens = tokenize(text)
+    content = content_tokens(tokens)
+    return bool(content) and all(t in VISUAL_WORDS for t in content)
