@@ -275,7 +275,7 @@ class Conversation:
         current = self.game.current_task(player.id)
         if not isinstance(current, LabelTaskView):
             if isinstance(current, RetrievalTaskView):
-                out.replies.append(SendText(t("retrieve_prompt", queries=quoted(current.queries))))
+                out.replies.append(SendText(t("retrieve_prompt", queries=quoted(current.queries, t.language))))
             else:
                 out.replies.append(SendText(t("no_open_round"), [[(t("next"), callbacks.NextTask().encode())]]))
             return
@@ -283,7 +283,7 @@ class Conversation:
         line = (t("preview_rank", query=preview.query.text, rank=preview.target_rank) if preview.target_rank
                 else t("preview_unranked", query=preview.query.text))
         queries = self.game.label_task(player.id, current.round_id).queries
-        caption = f"{line}\n{t('label_queries', queries=quoted([q.text for q in queries]))}"
+        caption = f"{line}\n{t('label_queries', queries=quoted([q.text for q in queries], t.language))}"
         buttons = self._round_buttons(current.round_id, queries, t)
         if preview.hits:
             out.replies.append(SendGrid(preview.hits, caption, buttons))
@@ -314,7 +314,7 @@ class Conversation:
         # Context and question in one message, then the sticker: two sends per screen.
         after = f"\n\n{t('label_prompt')}"
         if task.queries:
-            after += "\n" + t("label_queries", queries=quoted([q.text for q in task.queries]))
+            after += "\n" + t("label_queries", queries=quoted([q.text for q in task.queries], t.language))
             buttons = self._round_buttons(task.round_id, task.queries, t)
         else:
             buttons = [[(t("button_skip"), callbacks.SkipRound(task.round_id).encode())]]
@@ -335,7 +335,7 @@ class Conversation:
 
     def _show_round_queries(self, player: Player, round_id: int, t: Catalogue, out: Outgoing) -> None:
         queries = self.game.label_task(player.id, round_id).queries
-        out.replies.append(SendText(t("label_queries", queries=quoted([q.text for q in queries]) or "–"),
+        out.replies.append(SendText(t("label_queries", queries=quoted([q.text for q in queries], t.language) or "–"),
                                     self._round_buttons(round_id, queries, t)))
 
     def _retrieval_caption(self, task: RetrievalTaskView, t: Catalogue) -> str:
@@ -345,7 +345,7 @@ class Conversation:
         # The queries share what the caption leaves: the ranking line below them must always show.
         room = CAPTION_LIMIT - NOTICE_ROOM - utf16_units(t("retrieve_prompt", queries="") + "\n" + ranking)
         each = max(16, room // max(1, len(task.queries)) - 4)
-        queries = shorten(quoted([shorten(q, each) for q in task.queries]), max(16, room))
+        queries = shorten(quoted([shorten(q, each) for q in task.queries], t.language), max(16, room))
         return f"{t('retrieve_prompt', queries=queries)}\n{ranking}"
 
     def _retrieval_buttons(self, task: RetrievalTaskView, t: Catalogue) -> Buttons:

@@ -30,7 +30,7 @@ class ModerationScreens:
             return
         item = items[0]
         text = t("review_item", id=item.query.id, language=item.language, query=item.query.text,
-                 round=quoted([q.text for q in item.round_queries]),
+                 round=quoted([q.text for q in item.round_queries], t.language),
                  picks=", ".join(s.key for s in item.retriever_picks) or "–")
         qid = item.query.id
         buttons = [[(t("button_accept"), callbacks.ReviewAccept(qid).encode()),

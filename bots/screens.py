@@ -64,8 +64,11 @@ def shorten(text: str, limit: int, *, keep: str = "start") -> str:
     return "".join(kept) + ELLIPSIS
 
 
-def quoted(texts) -> str:
-    return ", ".join(f"“{text}”" for text in texts)
+def quoted(texts, language: str = "en") -> str:
+    """Quoted texts as a list in the language's own punctuation: “a”, “b” in English; “a”、“b” in
+    Chinese (the enumeration comma, no space)."""
+    separator = "、" if language == "zh" else ", "
+    return separator.join(f"“{text}”" for text in texts)
 
 
 def fit_text(text: str, limit: int) -> str:
@@ -218,19 +221,41 @@ class Catalogue:
 
     def __call__(self, key: str, **values) -> str:
         """The text of `key` filled with `values`. A key may have plural forms, {"one": …, "other": …}
-        (CLDR's categories: English has both, Chinese only "other"), chosen by the value `count`."""
-        text = self.strings[key]
-        if isinstance(text, dict):
-            text = text.get(plural_category(self.language, values.get("count"))) or text["other"]
-        return text.format(**values)
+        (CLDR's categories: English has both, Chinese only "other"), chosen by the value `count`, or
+        by the value the entry's "by" names ({"by": "points", "one": "+1 point", "other": …}).
+        A value named `status` (a query's status, an internal code) is shown as the language's word
+        for it (the catalogue's "status" section)."""
+        values = self._translated(values)
+        return self._form(self.strings[key], values).format(**values)
 
     def error(self, code: str, detail: str = "") -> str:
+        """The player's message for an engine error code. `detail` is the value the message shows
+        (a limit); an exception's "code: detail" text is reduced to the detail, so no code leaks."""
         errors = self.strings["error"]
-        return errors.get(code, errors["unknown"]).format(detail=detail)
+        detail = str(detail or "").removeprefix(f"{code}:").strip()
+        return self._form(errors.get(code, errors["unknown"]), {"detail": detail}).format(detail=detail)
+
+    def status(self, code) -> str:
+        """The word for a status code (accepted, corrected…) in this language; never the code itself
+        unless the catalogue lacks it."""
+        code = str(code)
+        return self.strings.get("status", {}).get(code, code)
+
+    def _translated(self, values: dict) -> dict:
+        if "status" in values and values["status"] is not None:
+            return {**values, "status": self.status(values["status"])}
+        return values
+
+    def _form(self, text, values: dict) -> str:
+        if isinstance(text, dict):
+            return text.get(plural_category(self.language, values.get(text.get("by", "count")))) or text["other"]
+        return text
 
 
 def plural_category(language: str, count) -> str:
     """CLDR plural category of `count` for the two languages the game speaks."""
+    if isinstance(count, str) and count.strip().isdigit():
+        count = int(count)
     if language == "en" and count == 1:
         return "one"
     return "other"

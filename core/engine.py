@@ -469,7 +469,7 @@ class Game:
             try:
                 cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
             except QueryTextError as error:
-                raise GameError(error.code, error.args[0]) from None
+                raise GameError(error.code, error.detail) from None
             normalized = normalize_query(cleaned)
             if self._is_visual_only(cleaned, label_round.language):
                 raise GameError("visual_only")
@@ -801,7 +801,7 @@ class Game:
             try:
                 cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
             except QueryTextError as error:
-                raise GameError(error.code, error.args[0]) from None
+                raise GameError(error.code, error.detail) from None
             normalized = normalize_query(cleaned)
             if self._is_visual_only(cleaned, task.language):
                 raise GameError("visual_only")
@@ -1018,7 +1018,7 @@ class Game:
         try:
             cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
         except QueryTextError as error:
-            raise GameError(error.code, error.args[0]) from None
+            raise GameError(error.code, error.detail) from None
         return self._decide(moderator_id, query_id, "correct", QueryStatus.CORRECTED, cleaned)
 
     def discard_query(self, moderator_id: int, query_id: int) -> QueryView:
