@@ -224,7 +224,8 @@ class Catalogue:
         (CLDR's categories: English has both, Chinese only "other"), chosen by the value `count`, or
         by the value the entry's "by" names ({"by": "points", "one": "+1 point", "other": …}).
         A value named `status` (a query's status, an internal code) is shown as the language's word
-        for it (the catalogue's "status" section)."""
+        for it (the catalogue's "status" section), one named `language` ("en", "zh") as the
+        language's name (the "languages" section)."""
         values = self._translated(values)
         return self._form(self.strings[key], values).format(**values)
 
@@ -241,9 +242,16 @@ class Catalogue:
         code = str(code)
         return self.strings.get("status", {}).get(code, code)
 
+    def language_name(self, code) -> str:
+        """The name of a game language ("en", "zh") in this language."""
+        code = str(code)
+        return self.strings.get("languages", {}).get(code, code)
+
     def _translated(self, values: dict) -> dict:
-        if "status" in values and values["status"] is not None:
-            return {**values, "status": self.status(values["status"])}
+        if values.get("status") is not None:
+            values = {**values, "status": self.status(values["status"])}
+        if values.get("language") is not None:
+            values = {**values, "language": self.language_name(values["language"])}
         return values
 
     def _form(self, text, values: dict) -> str:

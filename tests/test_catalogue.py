@@ -20,7 +20,6 @@ from storage.models import QueryStatus
 ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = ("en", "zh")
 PLURAL_FORMS = {"zero", "one", "two", "few", "many", "other"}
-SECTIONS = ("error", "status")  # nested tables of one text per code
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\u3000-\u303f\uff00-\uffef]")
 CJK_CHAR = r"[\u3400-\u4dbf\u4e00-\u9fff]"
 SNAKE = re.compile(r"(?<![/\w])[a-z]+(?:_[a-z0-9]+)+\b")
@@ -62,12 +61,15 @@ def _render(catalogue: Catalogue, path: str, value, number: int) -> list[str]:
               for name in fields}
     if "status" in values:
         values["status"] = "accepted"  # the code, as the engine hands it over
+    if "language" in values:
+        values["language"] = "zh"  # likewise
     rendered = []
     if path.startswith("error."):
         rendered.append(catalogue.error(path.split(".", 1)[1], str(number)))
         rendered.append(catalogue.error(path.split(".", 1)[1], f"{path.split('.', 1)[1]}: {number}"))
-    elif path.startswith("status."):
-        rendered.append(catalogue.status(path.split(".", 1)[1]))
+    elif "." in path:  # a table of words: status.accepted, languages.zh
+        section, code = path.split(".", 1)
+        rendered.append(catalogue.strings[section][code].format(**values))
     else:
         rendered.append(catalogue(path, **values))
         if _is_plural(value) and number != 1:  # every form, whichever value picks it
@@ -183,6 +185,11 @@ def test_every_status_shown_is_translated():
         assert catalogue("review_done", status=QueryStatus.ACCEPTED) != catalogue("review_done", status="x")
     assert "accepted" not in Catalogue("zh")("review_done", status=QueryStatus.ACCEPTED)
     assert Catalogue("en")("review_done", status=QueryStatus.NEEDS_REVIEW).count("needs_review") == 0
+
+
+def test_language_codes_are_shown_as_names():
+    assert Catalogue("zh")("review_item", id=1, language="en", query="q", round="r", picks="p").startswith("审核 #1（英文）")
+    assert "(Chinese)" in Catalogue("en")("review_item", id=1, language="zh", query="q", round="r", picks="p")
 
 
 def test_error_details_never_show_the_code():

@@ -207,7 +207,7 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     mine = chat.row(query)
     assert "out" in mine.get_attribute("class")
     preview = chat.row(f"“{query}”:")
-    assert re.search(r"ranks #\d+ now|not found yet", preview.inner_text())
+    assert re.search(r"ranks #\d+ now|nothing leads to this sticker yet", preview.inner_text())
     if preview.locator("img.photo").count():
         assert chat.loaded("#messages .bubble.media img.photo")
     assert preview.locator(".kb-row button").all_inner_texts()[:2] == ["✅ Submit", "⏭ Skip"]
@@ -323,11 +323,11 @@ def test_chinese_on_a_phone_label_and_retrieve(play, browser, shots):
     grid.locator(f".kb-row button[data-callback='pk:{task_id}:{right}']").click()
     playwright_api.expect(grid.locator(".text")).to_contain_text(f"#1→{right}", timeout=WAIT)
     chat.press("完成")
-    chat.row("🎯 在第 1 名找到！+3 分")
+    chat.row("🎯 找到了！你把它排在第1位，得3分。")
     shots(page, "hit")
 
     chat.become("Alex")
-    chat.row("另一位玩家在第 1 名找到了你的贴纸：+3 分")
+    chat.row("另一位玩家找到了你的贴纸，排在第1位：你得3分。")
     shots(page, "labeler-feedback")
 
     dashboard = context.new_page()
