@@ -146,3 +146,24 @@ def test_taken_is_capped_and_counts_repeats(db, settings):
     player = make_player(game, 1)
     taken = game.next_task(player, prefer="labeler").taken
     assert len(taken) == 8 and taken[:2] == ["word7", "word3"] and taken[2] == "sick day"
+
+
+@pytest.mark.parametrize("docs_count", [40, 400])  # dense and sparse accumulation
+def test_search_sharing_scores_equal_the_index_scores(docs_count):
+    rng = random.Random(docs_count)
+    words = [f"w{i}" for i in range(60)] + ["of", "the", "了"]
+    documents = [(s, rng.choices(words, k=rng.randint(1, 6))) for s in range(docs_count)]
+    index = BM25Index.from_documents(documents)
+    for _ in range(30):
+        tokens = rng.choices(words, k=rng.randint(1, 4))
+        content = content_tokens(tokens)
+        dense = index.scores(tokens)
+        result = index.search_sharing(tokens, content, k=docs_count, target=documents[0][0])
+        sharing = {s for s, doc in documents if set(doc) & set(content)}
+        assert {h.sticker_id for h in result.hits} == {s for s in sharing if dense[s] > 0}
+        for hit in result.hits:
+            assert hit.score == pytest.approx(dense[hit.sticker_id], rel=1e-12)
+        if 0 in sharing and dense[0] > 0:
+            assert result.target_rank == sum(1 for s in sharing if dense[s] >= dense[0])
+        else:
+            assert result.target_rank is None
