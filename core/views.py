@@ -35,7 +35,9 @@ class PreviewView:
     hits: list[StickerView]  # the preview grid, best first
     total: int = 0  # how many stickers of the language the rank is counted among
     # "ranked": the query leads to the sticker (target_rank); "not_found": it does not (yet);
-    # "function_words": it shares only function words (stop words, particles) with the sticker's queries
+    # "function_words": it shares only function words (stop words, particles) with the sticker's queries.
+    # (A visual-only description never gets a preview: add_query refuses it, error "visual_only".)
+    # `hits` only ever holds stickers sharing a content word with the query.
     verdict: str = "ranked"
     target_position: int | None = None  # 1-based tile of the sticker in `hits`, None when not in the grid
 
@@ -49,7 +51,9 @@ class LabelTaskView:
     queries: list[QueryView] = field(default_factory=list)
     role: str = "labeler"
     previews: list[PreviewView] = field(default_factory=list)  # one per query, in the same order
-    taken: list[str] = field(default_factory=list)  # queries other players gave this sticker: taboo, most frequent first
+    # the queries the taboo refuses (other players', seeds, other open rounds' drafts), most frequent
+    # first, at most 8, one text per normalized form, never the player's own
+    taken: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
