@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
+import selectors
 import signal
 import subprocess
 import sys
@@ -41,6 +41,7 @@ STARTUP_SECONDS = 15.0  # importing PyAV and rlottie, on a busy machine
 CHILD_MEMORY = 2**30
 CHILD_OUTPUT = 16 * 2**20
 CONCURRENT_CHILDREN = 2
+BATCH = 32  # jobs handed to one child: their JSON lines fit in a pipe's buffer
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class FrameDecoder:
         pending = list(jobs)
         with self._children:
             while pending:  # each pass settles at least one job, so this ends
-                done = self._run_child(pending)
+                done = self._run_child(pending[:BATCH])
                 results.update(done)
                 pending = [job for job in pending if job.out not in results]
         return results
@@ -79,6 +80,7 @@ class FrameDecoder:
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as error:
             return {job.out: f"the decoder cannot start ({error})" for job in jobs}
+        waiting = selectors.DefaultSelector()  # epoll: a bot with over 1024 sockets open is fine too
         try:
             lines = "".join(json.dumps({"source": str(job.source), "format": job.format, "out": str(job.out),
                                         "box": job.box}) + "\n" for job in jobs)
@@ -89,11 +91,11 @@ class FrameDecoder:
                 pass  # a child that died at once: its missing answers say so below
             buffer = b""
             deadline = time.monotonic() + self.startup + self.per_file
+            waiting.register(child.stdout, selectors.EVENT_READ)
             for job in jobs:
                 while b"\n" not in buffer:
                     left = deadline - time.monotonic()
-                    ready = select.select([child.stdout], [], [], max(left, 0))[0] if left > 0 else []
-                    if not ready:
+                    if left <= 0 or not waiting.select(left):
                         results[job.out] = f"timed out after {self.per_file:g} s"
                         return results
                     chunk = os.read(child.stdout.fileno(), 65536)
@@ -109,6 +111,7 @@ class FrameDecoder:
                 deadline = time.monotonic() + self.per_file
             return results
         finally:
+            waiting.close()
             _end(child)
 
 
@@ -269,7 +272,7 @@ def _write_png(image, out: Path) -> None:
 def _child() -> None:
     _limit_child()
     decoders = {"webm": first_frame_webm, "tgs": first_frame_tgs}
-    for line in sys.stdin:
+    for line in sys.stdin.readlines():  # all of them first: the parent's write never waits on a decode
         try:
             job = json.loads(line)
             decode = decoders[job["format"]]
