@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from bots.media import COLUMNS, HIGHLIGHT, PLACEHOLDER, PLAY_BACK, TILE, Media
-from bots.media_frame import MAX_BYTES, FrameDecoder, Job
+from bots.media_frame import MAX_BYTES, MAX_SIDE, FrameDecoder, Job
 from core.views import StickerView
 from sticktionary.demo_pack import PACK_DIR
 
@@ -36,16 +36,16 @@ def close(pixel, colour, tolerance=40) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], colour, strict=True))
 
 
-def make_webm(path: Path, colour, *, size=64, frames=4, blank_first=0) -> Path:
+def make_webm(path: Path, colour, *, size=64, frames=4, blank_first=0, width=None) -> Path:
     """A VP9 video sticker (VP8 where PyAV has no libvpx-vp9): a coloured square on a transparent
     background, after `blank_first` fully transparent frames."""
     codec = "libvpx-vp9" if "libvpx-vp9" in av.codecs_available else "libvpx"
     with av.open(str(path), "w", format="webm") as out:
         stream = out.add_stream(codec, rate=30)
-        stream.width = stream.height = size
+        stream.width, stream.height = width or size, size
         stream.pix_fmt = "yuva420p"
         for i in range(blank_first + frames):
-            pixels = np.zeros((size, size, 4), np.uint8)
+            pixels = np.zeros((size, width or size, 4), np.uint8)
             if i >= blank_first:
                 pixels[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = (*colour, 255)
             for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgba")):
@@ -224,6 +224,7 @@ def test_files_that_cannot_be_decoded_fall_back_quickly_and_are_logged_once(root
     with (stickers_dir / "big.webm").open("wb") as f:  # over the preview's limit: never opened by a decoder
         f.write(good.read_bytes())
         f.truncate(MAX_BYTES["webm"] + 1)
+    make_webm(stickers_dir / "wide.webm", RED, size=16, frames=1, width=MAX_SIDE + 8)  # not a sticker's size
     make_tgs(stickers_dir / "whole.tgs", GREEN)
     (stickers_dir / "cut.tgs").write_bytes((stickers_dir / "whole.tgs").read_bytes()[:40])
     (stickers_dir / "text.tgs").write_bytes(gzip.compress(b'{"layers": [1, 2, "not lottie"], "w": 512'))
@@ -231,7 +232,7 @@ def test_files_that_cannot_be_decoded_fall_back_quickly_and_are_logged_once(root
     (stickers_dir / "huge.tgs").write_bytes(gzip.compress(json.dumps(lottie(GREEN, width=10**6, height=10**6)).encode()))
     (stickers_dir / "bomb.tgs").write_bytes(gzip.compress(b"{" + b" " * (17 * 2**20) + b"}"))
     (stickers_dir / "empty.tgs").write_bytes(b"")
-    names = ["cut.webm", "noise.webm", "big.webm", "cut.tgs", "text.tgs", "odd.tgs", "huge.tgs", "bomb.tgs",
+    names = ["cut.webm", "noise.webm", "big.webm", "wide.webm", "cut.tgs", "text.tgs", "odd.tgs", "huge.tgs", "bomb.tgs",
              "empty.tgs", "good.webm"]
     stickers = [view(root, name, n) for n, name in enumerate(names, 1)]
     media = Media(root, tmp_path / "cache")
@@ -239,11 +240,11 @@ def test_files_that_cannot_be_decoded_fall_back_quickly_and_are_logged_once(root
     started = time.monotonic()
     image = image_of(media.grid(stickers))
     assert time.monotonic() - started < 30
-    for n in range(1, 10):
+    for n in range(1, 11):
         assert is_placeholder(image, n) and has_play_mark(image, n), names[n - 1]
-    assert close(centre(image, 10), RED) and has_play_mark(image, 10)
+    assert close(centre(image, 11), RED) and has_play_mark(image, 11)
     logged = [r.getMessage() for r in caplog.records if r.name == "bots.media"]
-    assert len(logged) == 9 and all(any(name in line for line in logged) for name in names[:9])
+    assert len(logged) == 10 and all(any(name in line for line in logged) for name in names[:10])
 
     caplog.clear()  # a bad file stays bad: not decoded nor logged again, even by a restarted bot
     again = Media(root, tmp_path / "cache")
