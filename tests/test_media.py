@@ -292,3 +292,27 @@ def test_a_grid_survives_a_decoder_that_hangs(root, tmp_path, caplog):
     assert any("timed out" in r.getMessage() for r in caplog.records)
     assert not list((tmp_path / "cache" / "frames").glob("*.fail"))  # a time-out may be the machine: tried again later
 
+
+
+@pytest.mark.asyncio
+async def test_the_runtime_passes_the_tile_to_outline_to_the_grid(root, tmp_path):
+    """A SendGrid's `highlight` reaches Media.grid (the preview outlines the labeler's own sticker)."""
+    from types import SimpleNamespace
+
+    from bots.runtime import BotRuntime
+    from bots.screens import Outgoing, SendGrid
+
+    stickers = [view(root, make_png(root / "stickers" / f"{n}.png", BLUE).name, n) for n in range(1, 4)]
+    sent = []
+
+    async def send_photo(chat, image, filename, caption, buttons):
+        sent.append(image_of(image))
+
+    async def call(chat, action):
+        return await action()
+
+    runtime = SimpleNamespace(media=Media(root, tmp_path / "cache"), sender=SimpleNamespace(send_photo=send_photo),
+                              _call=call)
+    reply = SendGrid(stickers, "“so sick of this”: #2 of 52", highlight=2)
+    await BotRuntime._deliver_one(runtime, Outgoing(chat_id=1, replies=[reply]), reply)
+    assert len(sent) == 1 and outlined(sent[0], 2) and not outlined(sent[0], 1)
