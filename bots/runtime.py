@@ -366,7 +366,7 @@ class BotRuntime:
             await self._send_sticker(chat, reply)
         elif isinstance(reply, SendGrid):
             # Images go to the default executor: Pillow lets go of the interpreter lock while it works.
-            image = await asyncio.to_thread(self.media.grid, reply.stickers)
+            image = await asyncio.to_thread(self.media.grid, reply.stickers, reply.highlight)
             await self._call(chat, lambda: sender.send_photo(chat, image, "grid.png", reply.caption, reply.buttons))
 
     def _cached_file_id(self, sticker_id: int, kind: str) -> str | None:
