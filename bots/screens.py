@@ -262,8 +262,8 @@ def catalogue(language: str | None) -> Catalogue:
 
 
 COMMANDS = {
-    "en": [("play", "Next task"), ("me", "Your points"), ("name", "Your nickname"), ("top", "Leaderboard"), ("lang", "Language"),
-           ("help", "Rules"), ("stop", "Pause"), ("forget", "Withdraw consent")],
+    "en": [("play", "Next task"), ("me", "Your points"), ("name", "Your nickname"), ("top", "Leaderboard"),
+           ("lang", "Language"), ("help", "Rules"), ("stop", "Pause"), ("forget", "Withdraw consent")],
     "zh": [("play", "下一个任务"), ("me", "我的积分"), ("name", "我的昵称"), ("top", "排行榜"), ("lang", "语言"),
            ("help", "规则"), ("stop", "暂停"), ("forget", "撤回同意")],
 }
