@@ -1021,12 +1021,12 @@ class Game:
             order = waiting.group_by(Query.label_round_id).subquery()
             queue = session.execute(select(order.c.label_round_id).order_by(
                 order.c.skipped.is_not(None), order.c.skipped, order.c.first)).scalars().all()
-            if not queue:
-                return None
             if round_id is not None:
                 if round_id not in queue:
                     return self._review_view(session, round_id, 0, len(queue))
                 index = queue.index(round_id)
+            if not queue:
+                return None
             index = max(0, min(index, len(queue) - 1))
             return self._review_view(session, queue[index], index + 1, len(queue))
 
