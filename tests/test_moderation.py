@@ -12,8 +12,6 @@ from core.views import LabelTaskView, RetrievalTaskView
 from storage.models import Query, QueryStatus, RetrievalTask
 from tests.bots_world import MODERATOR, prepare_database, running_bot
 
-pytestmark = pytest.mark.asyncio
-
 FRAMEWORKS = ["ptb", "aiogram"]
 LANGUAGES = ["en", "zh"]
 QUERIES = {"en": ["so sick of this", "what a long day", "leave me alone"], "zh": ["烦死了", "今天好累", "别理我"]}
@@ -72,6 +70,7 @@ def statuses(game, round_id):
                                                .order_by(Query.id))]
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_one_screen_per_round_and_decisions_edit_it_in_place(game_db, tmp_path, framework, language):
@@ -118,6 +117,7 @@ async def test_one_screen_per_round_and_decisions_edit_it_in_place(game_db, tmp_
         assert alice_id
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_a_skipped_round_goes_to_the_back_and_pages_turn(game_db, tmp_path, framework):
     t = catalogue("en")
@@ -147,6 +147,7 @@ async def test_a_skipped_round_goes_to_the_back_and_pages_turn(game_db, tmp_path
         assert second
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_the_queue_is_filtered_by_language(game_db, tmp_path, framework):
     t = catalogue("en")
@@ -168,6 +169,7 @@ async def test_the_queue_is_filtered_by_language(game_db, tmp_path, framework):
         assert texts(await moderator.send("/review fr")) == [t("review_usage")]
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_a_correction_shows_at_once(game_db, tmp_path, framework, language):
@@ -197,6 +199,7 @@ async def test_a_correction_shows_at_once(game_db, tmp_path, framework, language
         assert alice_id
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_forged_review_buttons_are_refused(game_db, tmp_path, framework):
     t = catalogue("en")
@@ -224,3 +227,60 @@ async def test_forged_review_buttons_are_refused(game_db, tmp_path, framework):
         await moderator.press(f"ra:{query_id}:all", message_id=screen["message_id"])
         assert (await moderator.answer_to_last_press())["answer"] == t.error("already_reviewed")
         assert statuses(world.game, round_id) == [QueryStatus.DISCARDED]
+
+
+# ---------------------------------------------------------------- the engine's queue, on SQLite and PostgreSQL
+def _engine_miss(game, db, labeler, retriever, queries):
+    from tests.helpers import labeled_round
+
+    round_id = labeled_round(game, labeler, queries=queries)
+    task = game.next_task(retriever, prefer="retriever")
+    with Session(db) as session:
+        target = session.get(RetrievalTask, task.task_id)
+    assert target.label_round_id == round_id
+    game.submit_ranking(retriever, task.task_id, [next(c.id for c in task.candidates if c.id != target.sticker_id)])
+    return round_id
+
+
+def test_the_review_queue_is_per_round_and_a_skip_goes_to_the_back(db, settings):
+    from core.engine import GameError
+    from storage.models import OutboxMessage
+    from tests.helpers import make_player, make_world
+
+    game = make_world(db, settings, stickers=20, languages=("en", "zh"))
+    moderator = make_player(game, 9)
+    game.set_moderator(moderator)
+    alice, bob, carol, dan = (make_player(game, i) for i in (1, 2, 3, 4))
+    wen, li = make_player(game, 5, "zh"), make_player(game, 6, "zh")
+    first = _engine_miss(game, db, alice, bob, ("so sick of this", "what a day"))
+    second = _engine_miss(game, db, carol, dan, ("leave me alone",))
+    third = _engine_miss(game, db, wen, li, ("烦死了",))
+    with pytest.raises(GameError):
+        game.review_round(alice)
+    item = game.review_round(moderator)
+    assert (item.round_id, item.position, item.waiting) == (first, 1, 3)
+    assert [q.text for q in item.open] == ["so sick of this", "what a day"] and item.context
+    assert item.sticker.id not in {s.id for s in item.retriever_picks}
+    assert game.review_round(moderator, "zh").round_id == third
+    assert game.review_round(moderator, "en", index=1).round_id == second
+    assert game.review_round(moderator, "en", index=7).round_id == second  # past the end: the last
+    game.skip_review_round(moderator, first)
+    assert [game.review_round(moderator, index=i).round_id for i in range(3)] == [second, third, first]
+    game.skip_review_round(moderator, second)  # skipped later: behind the earlier skip
+    assert [game.review_round(moderator, index=i).round_id for i in range(3)] == [third, first, second]
+    # decisions: the labeler hears of them once the round has no open query left
+    [query_1, query_2] = [q.id for q in game.review_round(moderator, round_id=first).open]
+    game.correct_query(moderator, query_1, "so tired of this")
+    corrected = game.review_round(moderator, round_id=first)
+    assert corrected.queries[0].text == "so tired of this" and corrected.queries[0].original == "so sick of this"
+    with Session(db) as session:
+        assert not session.exec(select(OutboxMessage).where(OutboxMessage.kind == "review_decided")).all()
+    game.discard_query(moderator, query_2)
+    with Session(db) as session:
+        [notice] = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "review_decided")).all()
+    assert notice.player_id == alice and notice.payload["queries"] == [
+        {"text": "so sick of this", "status": "corrected", "corrected": "so tired of this"},
+        {"text": "what a day", "status": "discarded", "corrected": None}]
+    assert [game.review_round(moderator, index=i).round_id for i in range(2)] == [third, second]
+    with pytest.raises(GameError):
+        game.skip_review_round(moderator, first)  # nothing of it is open any more

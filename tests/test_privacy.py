@@ -132,3 +132,67 @@ async def test_top_and_prizes_show_nicknames_and_never_forgotten_or_banned_playe
         await world.shell.runtime.deliver_outbox_once()
         told = "\n".join(texts(await players[11].replies(settle=0.2)))
         assert t("prize_claim") in told
+
+
+# ---------------------------------------------------------------- the engine, on SQLite and PostgreSQL
+def test_leaderboards_list_nicknames_of_players_in_good_standing(db, settings):
+    from core.engine import GameError
+    from tests.helpers import make_player, make_world
+
+    game = make_world(db, settings, stickers=3, languages=("en", "zh"))
+    alice, bob, carol = (make_player(game, i) for i in (1, 2, 3))
+    wen, li = make_player(game, 4, "zh"), make_player(game, 5, "zh")
+    now = game.clock()
+    with session_scope(db) as session:
+        for player_id, points in ((alice, 5), (bob, 7), (carol, 2), (wen, 4)):
+            session.add(ScoreEvent(idempotency_key=f"s{player_id}", player_id=player_id,
+                                   language="zh" if player_id == wen else "en", points=points, reason="x",
+                                   created_at=now - timedelta(hours=3)))
+    assert game.set_nickname(alice, " Nova ") == "Nova"
+    with pytest.raises(GameError) as taken:
+        game.set_nickname(carol, "NOVA")
+    assert taken.value.code == "nickname_taken"
+    assert game.set_nickname(wen, "nova") == "nova"  # another language: free
+    with pytest.raises(GameError) as refused:
+        game.set_nickname(li, "?!")
+    assert refused.value.code == "nickname_symbols"
+    board = game.leaderboard("en")
+    assert [(row.nickname, row.points) for row in board] == [(default_nickname(bob, "en"), 7), ("Nova", 5),
+                                                              (default_nickname(carol, "en"), 2)]
+    assert all("player" not in row.nickname for row in board)  # "player2" is bob's Telegram name
+    game.withdraw_consent(bob)
+    with session_scope(db) as session:
+        session.execute(update(Player).where(Player.id == carol).values(banned=True))
+    assert [row.nickname for row in game.leaderboard("en")] == ["Nova"]
+    stats = game.player_stats(alice)
+    assert (stats.period_points, stats.period_rank, stats.points) == (5, 1, 5)
+    # the prizes of the current period, and how close alice is
+    standing = Prizes(game).standing(alice)
+    assert standing.top_n == settings.prize_top_n and standing.session_min_tasks == settings.session_min_tasks
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_me_shows_the_period_the_streak_and_the_prizes(game_db, tmp_path, framework, language):
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        leader, alice = world.player(21, language), world.player(22, language)
+        await onboard(leader, language)
+        await onboard(alice, language)
+        ids = {uid: world.game.find_player(uid).id for uid in (21, 22)}
+        now = world.game.clock()
+        with session_scope(world.game.db) as session:
+            for uid, points, age in ((21, 9, 1), (22, 4, 1), (22, 6, 30 * 24)):  # alice's 6 are a month old
+                session.add(ScoreEvent(idempotency_key=f"m{uid}{age}", player_id=ids[uid], language=language,
+                                       points=points, reason="x", created_at=now - timedelta(hours=age)))
+        me = texts(await alice.send("/me"))[0]
+        assert t("me_week", count=4) in me and t("me_rank", rank=2) in me and t("me_all_time", count=10) in me
+        assert t("me_streak_none") in me and t("me_prizes") in me
+        standing = Prizes(world.game).standing(ids[22])
+        period, end = t(f"period_{standing.period}"), standing.period_end.date().isoformat()
+        if standing.rank is not None and standing.rank <= standing.top_n:  # alice is within the top 3 already
+            assert t("me_prize_top_in", top=3, period=period, end=end, rank=standing.rank) in me
+        else:
+            assert t("me_prize_top_need", top=3, period=period, end=end, count=standing.points_to_top) in me
+        assert t("me_prize_session_need", count=10, period=period, best=standing.session_tasks) in me
