@@ -155,7 +155,7 @@ def test_leaderboard_posts_go_to_chats_and_opted_in_players(db, settings):
     weekly = run_job(JobContext(db, settings), "leaderboard_weekly", now)
     assert weekly.result["posted"]["en"] == 2
     week_post = [p for p in _outbox(db, "leaderboard") if p.payload["period"] == "week" and p.chat_id == -1001][0]
-    assert week_post.payload["rows"] == [[1, "player2", 6], [2, "player1", 2]]
+    assert week_post.payload["rows"] == [[1, default_nickname(shy, "en"), 6], [2, default_nickname(keen, "en"), 2]]
 
 
 def test_expiry_job_closes_abandoned_work(db, settings):
