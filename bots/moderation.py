@@ -75,8 +75,9 @@ class ModerationScreens:
         picks = len(item.retriever_picks[:3])
         legend = t("review_legend", last=picks + 1) if picks > 1 else \
             t("review_legend_one") if picks == 1 else t("review_legend_none")
-        head = t("review_round", position=item.position, waiting=item.waiting, language=item.language,
-                 author=item.author_pseudonym or "–")
+        author = item.author_pseudonym or "–"
+        head = t("review_round", position=item.position, waiting=item.waiting, language=item.language, author=author) \
+            if item.position else t("review_round_closed", language=item.language, author=author)
         lines = []
         for n, query in enumerate(item.queries, start=1):
             mark = _MARKS.get(query.status, "•")

@@ -17,8 +17,8 @@ class ProfileScreens:
     def me(self, player: Player, t: Catalogue, out: Outgoing) -> None:
         stats = self.game.player_stats(player.id)
         accuracy = f"{stats.accuracy:.0%}" if stats.accuracy is not None else "–"
-        week = t("me_week", count=stats.period_points) + " " + (
-            t("me_rank", rank=stats.period_rank) if stats.period_rank else t("me_unranked"))
+        week = t("me_week", count=stats.period_points,
+                 standing=t("me_rank", rank=stats.period_rank) if stats.period_rank else t("me_unranked"))
         streak = t("me_streak", count=stats.streak) if stats.streak else t("me_streak_none")
         lines = [t("me_title", nickname=self.game.nickname(player.id)), week,
                  t("me_all_time", count=stats.points), t("me_accuracy", accuracy=accuracy, count=stats.answered),

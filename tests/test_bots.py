@@ -147,7 +147,7 @@ async def test_commands(game_db, tmp_path, framework, language):
         help_text = texts(await player.send("/help"))[0]
         assert help_text.startswith(t("help")) and t("prizes_rules", top=3, tasks=10, period=t("period_week")) in help_text
         me = texts(await player.send("/me"))[0]
-        assert t("me_week", count=0) in me and t("me_streak_none") in me and t("me_prizes") in me
+        assert t("me_week", count=0, standing=t("me_unranked")) in me and t("me_streak_none") in me and t("me_prizes") in me
         assert texts(await player.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
         assert texts(await player.send("/lang")) == [t("choose_language")]
         assert texts(await player.send("/stop")) == [t("stopped")]

@@ -187,7 +187,7 @@ async def test_me_shows_the_period_the_streak_and_the_prizes(game_db, tmp_path, 
                 session.add(ScoreEvent(idempotency_key=f"m{uid}{age}", player_id=ids[uid], language=language,
                                        points=points, reason="x", created_at=now - timedelta(hours=age)))
         me = texts(await alice.send("/me"))[0]
-        assert t("me_week", count=4) in me and t("me_rank", rank=2) in me and t("me_all_time", count=10) in me
+        assert t("me_week", count=4, standing=t("me_rank", rank=2)) in me and t("me_all_time", count=10) in me
         assert t("me_streak_none") in me and t("me_prizes") in me
         standing = Prizes(world.game).standing(ids[22])
         period, end = t(f"period_{standing.period}"), standing.period_end.date().isoformat()
