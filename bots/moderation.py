@@ -183,7 +183,12 @@ class ModerationScreens:
     def corrected(self, player: Player, query_id: int, text: str, t: Catalogue, out: Outgoing) -> None:
         """The moderator's text after Correct: saved, and the round's screen shown again with it."""
         round_id = self._round_of(player, query_id)
-        decided = self.game.correct_query(player.id, query_id, text)
+        try:
+            decided = self.game.correct_query(player.id, query_id, text)
+        except GameError as error:
+            if error.code != "already_reviewed":  # a text that cannot be a query: the prompt stands
+                self.game.expect_text(player.id, "correct", query_id)
+            raise
         note = t("review_done_corrected_text", query=decided.text)
         item = self.game.review_round(player.id, None, round_id=round_id)
         if item is not None and item.open:

@@ -184,6 +184,8 @@ async def test_a_correction_shows_at_once(game_db, tmp_path, framework, language
         screen = (await moderator.send("/review"))[0]
         prompt = await moderator.press(buttons(screen, "rc:")[0], message_id=screen["message_id"])
         assert prompt[0].get("edit") and t("review_correct_prompt", query=first) in prompt[0]["caption"]
+        # a text that cannot be a query is refused, and the prompt still stands
+        assert texts(await moderator.send("😀😀")) == [t.error("only_emoji")]
         refreshed = await moderator.send(fixed)
         assert len(refreshed) == 1  # the round's screen again, with the correction in it
         caption = refreshed[0]["caption"]

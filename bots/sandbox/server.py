@@ -450,7 +450,9 @@ class Sandbox:
         chat, message = self._existing(bot, params)
         text = _checked(params.get("text"), TEXT_LIMIT, "message text")
         entities = _entities(params.get("entities"), text)
-        return self._edited(chat, message, params, text=text, entities=entities or [])
+        if not entities:
+            message = {k: v for k, v in message.items() if k != "entities"}  # the new text has none
+        return self._edited(chat, message, params, text=text, **({"entities": entities} if entities else {}))
 
     async def m_editMessageCaption(self, bot, params):
         chat, message = self._existing(bot, params)
