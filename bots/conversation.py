@@ -148,7 +148,7 @@ class Conversation:
             self.game.set_leaderboard_opt_in(player.id, subscribe)
             replies.append(SendText(t("top_subscribed" if subscribe else "top_unsubscribed")))
         elif command == "top":
-            since = self.game.clock() - timedelta(days=7)
+            since = self.game.clock() - timedelta(days=self.game.LEADERBOARD_DAYS)
             board = self.game.leaderboard(player.language, since=since)
             lines = [t("top_title")] + [t("top_row", rank=r.rank, name=r.nickname, points=r.points)
                                         for r in board]
