@@ -134,29 +134,52 @@ class SuggestQuery(ButtonData):
     task_id: int
 
 
-# ---- moderators
+# ---- moderators: `scope` is the queue's language filter, kept so the next screen stays filtered
+SCOPES = ("all", "en", "zh")
+
+
 @_action("ra")
 @dataclass(frozen=True, slots=True)
 class ReviewAccept(ButtonData):
     query_id: int
+    scope: str = "all"
+    choices: ClassVar = {"scope": SCOPES}
 
 
 @_action("rc")
 @dataclass(frozen=True, slots=True)
 class ReviewCorrect(ButtonData):
     query_id: int
+    scope: str = "all"
+    choices: ClassVar = {"scope": SCOPES}
 
 
 @_action("rd")
 @dataclass(frozen=True, slots=True)
 class ReviewDiscard(ButtonData):
     query_id: int
+    scope: str = "all"
+    choices: ClassVar = {"scope": SCOPES}
 
 
 @_action("rs")
 @dataclass(frozen=True, slots=True)
 class ReviewSkip(ButtonData):
-    query_id: int
+    """Skip a whole round: it goes to the back of the queue."""
+
+    round_id: int
+    scope: str = "all"
+    choices: ClassVar = {"scope": SCOPES}
+
+
+@_action("rp")
+@dataclass(frozen=True, slots=True)
+class ReviewPage(ButtonData):
+    """Show the round at `position` (1-based) of the queue."""
+
+    position: int
+    scope: str = "all"
+    choices: ClassVar = {"scope": SCOPES}
 
 
 @_action("pz")

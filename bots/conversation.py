@@ -13,6 +13,7 @@ from datetime import timedelta
 from bots import callbacks
 from bots.moderation import ModerationScreens
 from bots.notices import render_outbox
+from bots.profile import ProfileScreens
 from bots.screens import (
     CAPTION_LIMIT,
     TEXT_LIMIT,
@@ -48,6 +49,7 @@ class Conversation:
         self.prizes = Prizes(game)
         self.moderators = set(moderators)
         self.moderation = ModerationScreens(game, self.prizes)
+        self.profile = ProfileScreens(game, self.prizes)
 
     def render_outbox(self, message: OutboxMessage) -> list[Outgoing]:
         """Turn what the engine and the jobs wrote to the outbox into messages for whom they concern."""
@@ -128,9 +130,9 @@ class Conversation:
         elif command == "lang":
             replies.append(self._language_choice(t))
         elif command == "help":
-            replies.append(SendText(t("help")))
+            replies.append(SendText(self._help(t)))
         elif command == "review":
-            self.moderation.review(player, t, out, stats=args.strip() == "stats")
+            self.moderation.review(player, t, out, args)
         elif command == "prizes":
             self.moderation.show_prizes(player, t, out)
         elif not self._ready(player, t, out):
@@ -138,18 +140,17 @@ class Conversation:
         elif command == "play":
             self._next(player, t, out)
         elif command == "me":
-            stats = self.game.player_stats(player.id)
-            accuracy = f"{stats.accuracy:.0%}" if stats.accuracy is not None else "–"
-            replies.append(SendText(t("me", points=stats.points, rank=stats.rank or "–", accuracy=accuracy,
-                                      streak=stats.streak)))
+            self.profile.me(player, t, out)
+        elif command == "name":
+            self.profile.name(player, args, t, out)
         elif command == "top" and args.strip().lower() in ("on", "off"):
             subscribe = args.strip().lower() == "on"
             self.game.set_leaderboard_opt_in(player.id, subscribe)
             replies.append(SendText(t("top_subscribed" if subscribe else "top_unsubscribed")))
         elif command == "top":
-            since = self.game.clock() - timedelta(days=7)
+            since = self.game.clock() - timedelta(days=self.game.LEADERBOARD_DAYS)
             board = self.game.leaderboard(player.language, since=since)
-            lines = [t("top_title")] + [t("top_row", rank=r.rank, name=r.display_name or "?", points=r.points)
+            lines = [t("top_title")] + [t("top_row", rank=r.rank, name=r.nickname, points=r.points)
                                         for r in board]
             text = "\n".join(lines) if board else t("top_empty")
             replies.append(SendText(text if player.leaderboard_opt_in else f"{text}\n\n{t('top_hint')}"))
@@ -160,7 +161,10 @@ class Conversation:
             self.game.withdraw_consent(player.id)
             replies.append(SendText(t("forgotten")))
         else:
-            replies.append(SendText(t("help")))
+            replies.append(SendText(self._help(t)))
+
+    def _help(self, t: Catalogue) -> str:
+        return f"{t('help')}\n\n{t('prizes_rules', **self.profile.prize_terms(t))}"
 
     def _ready(self, player: Player, t: Catalogue, out: Outgoing) -> bool:
         """A player plays only after choosing a language and consenting."""
@@ -198,9 +202,8 @@ class Conversation:
             self.game.give_consent(player.id)
             self._onboard(self.game.get_player(player.id), t, out)
             return
-        if isinstance(button, callbacks.ReviewAccept | callbacks.ReviewCorrect | callbacks.ReviewDiscard
-                      | callbacks.ReviewSkip):
-            self.moderation.button(button, player, t, out)
+        if isinstance(button, ModerationScreens.BUTTONS):
+            self.moderation.button(button, player, t, out, incoming.message_id)
             return
         if isinstance(button, callbacks.PrizeDelivered):
             if not player.is_moderator:
@@ -253,9 +256,7 @@ class Conversation:
     def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:
         waiting = self.game.take_expected_text(player.id) if player.awaiting_kind is not None else None
         if waiting and waiting[0] == "correct":
-            decided = self.game.correct_query(player.id, waiting[1], text)
-            out.replies.append(SendText(t("review_done", status=decided.status)))
-            self.moderation.review(player, t, out)
+            self.moderation.corrected(player, waiting[1], text, t, out)
             return
         if not self._ready(player, t, out):
             return

@@ -5,22 +5,40 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from bots.screens import Catalogue, Outgoing, SendText, catalogue
+from bots.screens import Catalogue, Outgoing, SendText, catalogue, quoted
 from core.engine import Game
 from storage.models import OutboxMessage
 
 # Outbox kinds addressed to one player (message.player_id).
-PLAYER_KINDS = ("feedback_hit", "feedback_miss", "leaderboard")
+PLAYER_KINDS = ("feedback_hit", "feedback_miss", "leaderboard", "review_decided", "prize_won")
 
 
 def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
     """The text of a message for one player, or None for a kind that is not one."""
     if kind == "leaderboard":
         return leaderboard_text(payload, t)
-    if kind == "feedback_hit":
-        return t("feedback_hit", rank=payload.get("rank"), points=payload.get("points"))
-    if kind == "feedback_miss":
-        return t("feedback_miss")
+    if kind in ("feedback_hit", "feedback_miss"):
+        # The sticker is named by the labeler's own queries for it: that is how they know it.
+        queries = quoted(payload.get("queries") or [], t.language)
+        if kind == "feedback_hit":
+            return t("feedback_hit", query=queries, rank=payload.get("rank"), points=payload.get("points"))
+        return t("feedback_miss", query=queries)
+    if kind == "review_decided":
+        lines = []
+        for query in payload.get("queries") or []:
+            status = query.get("status")
+            if status == "corrected":
+                lines.append(t("review_decided_corrected", query=query.get("text"), corrected=query.get("corrected")))
+            elif status in ("accepted", "discarded"):
+                lines.append(t(f"review_decided_{status}", query=query.get("text")))
+        if not lines:
+            return None
+        return "\n".join([t("review_decided", count=len(lines)), *lines])
+    if kind == "prize_won":
+        values = dict(period=t(f"period_{payload.get('period', 'week')}"), start=str(payload.get("start", ""))[:10],
+                      rank=payload.get("rank"), points=payload.get("points"), count=payload.get("sessions"))
+        won = t("prize_won_top" if payload.get("kind") == "top" else "prize_won_participation", **values)
+        return f"{won}\n{t('prize_claim')}"
     return None
 
 

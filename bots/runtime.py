@@ -98,7 +98,8 @@ class Sender(Protocol):
     def parse_update(self, raw: dict) -> dict:
         """The update as the framework reads it (raises when it cannot), as JSON."""
 
-    async def send_text(self, chat_id: int, text: str, buttons: Buttons | None) -> int: ...
+    async def send_text(self, chat_id: int, text: str, buttons: Buttons | None,
+                        entities: list[dict] | None = None) -> int: ...
 
     # Files are bytes to upload or a file_id already on Telegram; each returns the framework's
     # Message, whose attributes (sticker, animation, photo) both frameworks name as the Bot API does.
@@ -109,7 +110,8 @@ class Sender(Protocol):
 
     async def send_sticker(self, chat_id: int, file: bytes | str, filename: str): ...
 
-    async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool) -> None: ...
+    async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool,
+                   entities: list[dict] | None = None) -> None: ...
 
     async def answer_callback(self, callback_id: str, text: str, alert: bool) -> None: ...
 
@@ -359,9 +361,13 @@ class BotRuntime:
                 except TelegramError:
                     pass  # an answer that comes too late is harmless
         elif isinstance(reply, SendText):
-            await self._call(chat, lambda: sender.send_text(chat, reply.text, reply.buttons))
+            # Entities are passed only when there are some: a Sender without them still works.
+            links = {"entities": reply.entities} if reply.entities else {}
+            await self._call(chat, lambda: sender.send_text(chat, reply.text, reply.buttons, **links))
         elif isinstance(reply, EditText):
-            await self._call(None, lambda: sender.edit(chat, reply.message_id, reply.text, reply.buttons, reply.caption))
+            links = {"entities": reply.entities} if reply.entities else {}
+            await self._call(None, lambda: sender.edit(chat, reply.message_id, reply.text, reply.buttons, reply.caption,
+                                                       **links))
         elif isinstance(reply, SendSticker):
             await self._send_sticker(chat, reply)
         elif isinstance(reply, SendGrid):

@@ -99,6 +99,16 @@ def fit_buttons(buttons: Buttons | None) -> Buttons | None:
     return [row for row in rows if row]
 
 
+def fit_entities(entities: list[dict] | None, text: str) -> list[dict] | None:
+    """Only entities that lie wholly inside the (possibly shortened) text; None when none do."""
+    if not entities:
+        return None
+    size = utf16_units(text)
+    kept = [dict(e) for e in entities if 0 <= e.get("offset", -1) and 0 < e.get("length", 0)
+            and e["offset"] + e["length"] <= size]
+    return kept or None
+
+
 @dataclass(frozen=True)
 class Incoming:
     kind: str  # command | text | callback | sticker | edited | other
@@ -119,10 +129,14 @@ class Incoming:
 class SendText:
     text: str
     buttons: Buttons | None = None
+    # Telegram message entities (e.g. a text_link to tg://user?id=…), offsets in UTF-16 units. The
+    # text is always sent plain, never parsed as markup, so player-written text needs no escaping.
+    entities: list[dict] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", fit_text(self.text, TEXT_LIMIT))
         object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+        object.__setattr__(self, "entities", fit_entities(self.entities, self.text))
 
 
 @dataclass(frozen=True)
@@ -152,10 +166,12 @@ class EditText:
     text: str
     buttons: Buttons | None = None
     caption: bool = False
+    entities: list[dict] | None = None  # as in SendText
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", fit_text(self.text, CAPTION_LIMIT if self.caption else TEXT_LIMIT))
         object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+        object.__setattr__(self, "entities", fit_entities(self.entities, self.text))
 
 
 @dataclass(frozen=True)
@@ -279,9 +295,9 @@ def catalogue(language: str | None) -> Catalogue:
 
 
 COMMANDS = {
-    "en": [("play", "Next task"), ("me", "Your points"), ("top", "Leaderboard"), ("lang", "Language"),
-           ("help", "Rules"), ("stop", "Pause"), ("forget", "Withdraw consent")],
-    "zh": [("play", "下一个任务"), ("me", "我的积分"), ("top", "排行榜"), ("lang", "语言"),
+    "en": [("play", "Next task"), ("me", "Your points"), ("name", "Your nickname"), ("top", "Leaderboard"),
+           ("lang", "Language"), ("help", "Rules"), ("stop", "Pause"), ("forget", "Withdraw consent")],
+    "zh": [("play", "下一个任务"), ("me", "我的积分"), ("name", "我的昵称"), ("top", "排行榜"), ("lang", "语言"),
            ("help", "规则"), ("stop", "暂停"), ("forget", "撤回同意")],
 }
 

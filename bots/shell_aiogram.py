@@ -24,7 +24,14 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.methods.base import Response, TelegramMethod
-from aiogram.types import BotCommand, BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from aiogram.types import (
+    BotCommand,
+    BufferedInputFile,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    MessageEntity,
+    Update,
+)
 
 from bots.runtime import (
     ALLOWED_UPDATES,
@@ -78,6 +85,10 @@ def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
                                                   for label, data in row] for row in buttons])
 
 
+def _entities(entities: list[dict] | None) -> list[MessageEntity] | None:
+    return [MessageEntity(**entity) for entity in entities] if entities else None
+
+
 async def _translated(call):
     """aiogram's errors as the runtime's (bots/runtime.py); every TelegramAPIError becomes one of them."""
     try:
@@ -116,8 +127,9 @@ class AiogramSender:
         update = Update.model_validate(raw, context={"bot": self.bot})
         return update.model_dump(mode="json", by_alias=True, exclude_none=True)
 
-    async def send_text(self, chat_id, text, buttons):
-        message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
+    async def send_text(self, chat_id, text, buttons, entities=None):
+        message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons),
+                                                          entities=_entities(entities)))
         return message.message_id
 
     async def send_photo(self, chat_id, file, filename, caption, buttons):
@@ -130,13 +142,14 @@ class AiogramSender:
     async def send_sticker(self, chat_id, file, filename):
         return await _translated(self.bot.send_sticker(chat_id, _file(file, filename)))
 
-    async def edit(self, chat_id, message_id, text, buttons, caption):
+    async def edit(self, chat_id, message_id, text, buttons, caption, entities=None):
         if caption:
             await _translated(self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=text,
-                                                            reply_markup=_markup(buttons)))
+                                                            reply_markup=_markup(buttons),
+                                                            caption_entities=_entities(entities)))
         else:
             await _translated(self.bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id,
-                                                         reply_markup=_markup(buttons)))
+                                                         reply_markup=_markup(buttons), entities=_entities(entities)))
 
     async def answer_callback(self, callback_id, text, alert):
         await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert))

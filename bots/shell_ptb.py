@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 # silences its deprecation warning on every 429.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
-from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Update
+from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageEntity, Update
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
@@ -38,6 +38,10 @@ def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data) for label, data in row]
                                  for row in buttons])
+
+
+def _entities(entities: list[dict] | None) -> list[MessageEntity] | None:
+    return [MessageEntity(**entity) for entity in entities] if entities else None
 
 
 async def _translated(call):
@@ -85,8 +89,9 @@ class PtbSender:
             raise ValueError("not an update")
         return update.to_dict()
 
-    async def send_text(self, chat_id, text, buttons):
-        message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons)))
+    async def send_text(self, chat_id, text, buttons, entities=None):
+        message = await _translated(self.bot.send_message(chat_id, text, reply_markup=_markup(buttons),
+                                                          entities=_entities(entities)))
         return message.message_id
 
     async def send_photo(self, chat_id, file, filename, caption, buttons):
@@ -100,13 +105,14 @@ class PtbSender:
         return await _translated(self.bot.send_sticker(chat_id, file if isinstance(file, str) else
                                                           InputFile(file, filename=filename)))
 
-    async def edit(self, chat_id, message_id, text, buttons, caption):
+    async def edit(self, chat_id, message_id, text, buttons, caption, entities=None):
         if caption:
             await _translated(self.bot.edit_message_caption(chat_id=chat_id, message_id=message_id, caption=text,
-                                                            reply_markup=_markup(buttons)))
+                                                            reply_markup=_markup(buttons),
+                                                            caption_entities=_entities(entities)))
         else:
             await _translated(self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
-                                                         reply_markup=_markup(buttons)))
+                                                         reply_markup=_markup(buttons), entities=_entities(entities)))
 
     async def answer_callback(self, callback_id, text, alert):
         await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert))

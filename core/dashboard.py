@@ -119,7 +119,7 @@ def leaderboards(db: Engine, settings: Settings, period: timedelta = timedelta(d
     """The period's leaderboard per language, as the bot's /top shows it."""
     game = Game(db, settings, indexes=SearchIndexes())  # the leaderboard needs no search index
     since = game.clock() - period
-    return {language: [{"rank": row.rank, "name": row.display_name or "?", "points": row.points}
+    return {language: [{"rank": row.rank, "name": row.nickname, "points": row.points}
                        for row in game.leaderboard(language, since=since, limit=limit)]
             for language in LANGUAGES}
 

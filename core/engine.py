@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
+from core.nicknames import NicknameError, clean_nickname, nickname_of
 from core.outbox import Outbox
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
@@ -35,6 +36,8 @@ from core.views import (
     RankingOutcome,
     RetrievalTaskView,
     ReviewItem,
+    ReviewQuery,
+    ReviewRound,
     StickerView,
     SubmitResult,
 )
@@ -222,6 +225,27 @@ class Game:
             player = self._lock_player(session, player_id)
             player.leaderboard_opt_in = opted_in
             session.add(player)
+
+    def set_nickname(self, player_id: int, text: str | None) -> str:
+        """The player's chosen nickname (shown on /top, the leaderboard posts and /prizes); unique
+        among the chosen nicknames of the player's language. Returns it as it will be shown."""
+        try:
+            shown, key = clean_nickname(text)
+        except NicknameError as error:
+            raise GameError(error.code, error.detail) from None
+        with session_scope(self.db) as session:
+            player = self._lock_player(session, player_id)
+            taken = session.exec(select(Player.id).where(Player.nickname_key == key, Player.id != player_id,
+                                                         Player.language == player.language)).first()
+            if taken is not None:
+                raise GameError("nickname_taken", shown)
+            player.nickname, player.nickname_key = shown, key
+            session.add(player)
+            return shown
+
+    def nickname(self, player_id: int) -> str:
+        player = self.get_player(player_id)
+        return nickname_of(player.id, player.nickname, player.language)
 
     def set_moderator(self, player_id: int, is_moderator: bool = True) -> None:
         with session_scope(self.db) as session:
@@ -702,9 +726,12 @@ class Game:
                     update(Query).where(col(Query.id).in_(task.query_ids), Query.status == QueryStatus.PENDING)
                     .values(status=QueryStatus.NEEDS_REVIEW).returning(Query.id)
                     .execution_options(synchronize_session=False)).all())
+            # The labeler's own queries name the sticker in the notice: they know it by them.
+            texts = dict(session.exec(select(Query.id, Query.text).where(col(Query.id).in_(task.query_ids))).all())
             self.notify(session, f"feedback:task:{task.id}", "feedback_hit" if task.hit_rank else "feedback_miss",
                          {"task_id": task.id, "round_id": label_round.id, "sticker_id": task.sticker_id,
-                          "rank": task.hit_rank, "points": retriever_points, "language": task.language},
+                          "rank": task.hit_rank, "points": retriever_points, "language": task.language,
+                          "queries": [texts[i] for i in task.query_ids if i in texts]},
                          player_id=labeler_id)
         target = self._stickers(session, [task.sticker_id])[0]
         return RankingOutcome(task.id, task.hit_rank, target, retriever_points, validated, to_review)
@@ -908,7 +935,11 @@ class Game:
             return self._label_view(session, label_round)
 
     # ------------------------------------------------------------------ scores
+    LEADERBOARD_DAYS = 7  # /top, /me and the streak's "this week" are the last 7 days
+
     def player_stats(self, player_id: int) -> PlayerStats:
+        """Points all time and in the last 7 days (the period /top shows), rank in that period among
+        the players /top lists, accuracy and streak as a retriever."""
         with read_session(self.db) as session:
             player = session.get(Player, player_id)
             if player is None:
@@ -924,26 +955,49 @@ class Game:
                     break
                 streak += 1
             hits = sum(1 for r in outcomes if r is not None)
-            rank = None
-            if points > 0:
-                totals = select(ScoreEvent.player_id, func.sum(ScoreEvent.points).label("total")).where(
-                    ScoreEvent.language == player.language).group_by(ScoreEvent.player_id).subquery()
-                above = session.exec(select(func.count()).select_from(totals).where(totals.c.total > points)).one()
-                rank = above + 1
-            return PlayerStats(player_id, int(points), rank, hits / len(outcomes) if outcomes else None,
-                               len(outcomes), streak)
+            since = self.clock() - timedelta(days=self.LEADERBOARD_DAYS)
+            period_points, period_rank = self.standing_in(session, player, since)
+            return PlayerStats(player_id, int(points), period_rank, hits / len(outcomes) if outcomes else None,
+                               len(outcomes), streak, period_points, period_rank)
+
+    def standing_in(self, session: Session, player: Player, since: datetime,
+                  until: datetime | None = None) -> tuple[int, int | None]:
+        """The player's points in [since, until) in their language, and their place among the players
+        a leaderboard lists (None without points)."""
+        if player.language is None:
+            return 0, None
+        window = [ScoreEvent.language == player.language, ScoreEvent.created_at >= since]
+        if until is not None:
+            window.append(ScoreEvent.created_at < until)
+        mine = int(session.exec(select(func.coalesce(func.sum(ScoreEvent.points), 0))
+                                .where(ScoreEvent.player_id == player.id, *window)).one())
+        if mine <= 0:
+            return 0, None
+        totals = (select(ScoreEvent.player_id, func.sum(ScoreEvent.points).label("total"))
+                  .join(Player, Player.id == ScoreEvent.player_id).where(*window, *self.listable())
+                  .group_by(ScoreEvent.player_id).subquery())
+        above = session.exec(select(func.count()).select_from(totals).where(totals.c.total > mine)).one()
+        return mine, above + 1
+
+    @staticmethod
+    def listable():
+        """Who may appear on a leaderboard or in a prize list: not banned, consent not withdrawn."""
+        return [col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None)]
 
     def leaderboard(self, language: str, since: datetime | None = None, limit: int = 10) -> list[LeaderboardRow]:
+        """The top players by points, shown by nickname; banned players and those who withdrew
+        their consent are never listed."""
         with read_session(self.db) as session:
             total = func.sum(ScoreEvent.points).label("total")
-            statement = (select(Player.id, Player.display_name, total)
+            statement = (select(Player.id, Player.nickname, total)
                          .join(Player, Player.id == ScoreEvent.player_id)
-                         .where(ScoreEvent.language == language, col(Player.banned).is_(False)))
+                         .where(ScoreEvent.language == language, *self.listable()))
             if since is not None:
                 statement = statement.where(ScoreEvent.created_at >= since)
-            rows = session.exec(statement.group_by(Player.id, Player.display_name)
+            rows = session.exec(statement.group_by(Player.id, Player.nickname)
                                 .order_by(total.desc(), Player.id).limit(limit)).all()
-            return [LeaderboardRow(i + 1, pid, name, int(points)) for i, (pid, name, points) in enumerate(rows)]
+            return [LeaderboardRow(i + 1, pid, nickname_of(pid, nickname, language), int(points))
+                    for i, (pid, nickname, points) in enumerate(rows)]
 
     # ------------------------------------------------------------------ moderation
     def require_moderator(self, session: Session, moderator_id: int) -> Player:
@@ -963,10 +1017,7 @@ class Game:
             for query in session.exec(statement.order_by(Query.id).limit(limit)).all():
                 round_queries = session.exec(select(Query).where(Query.label_round_id == query.label_round_id)
                                              .order_by(Query.id)).all()
-                missed = session.exec(select(RetrievalTask).where(
-                    RetrievalTask.label_round_id == query.label_round_id,
-                    RetrievalTask.status == TaskStatus.ANSWERED, col(RetrievalTask.hit_rank).is_(None))
-                    .order_by(col(RetrievalTask.id).desc())).first()
+                missed = self._missed_task(session, query.label_round_id)
                 author = session.get(Player, query.author_id) if query.author_id else None
                 items.append(ReviewItem(
                     QueryView(query.id, query.text, query.status), query.language,
@@ -975,6 +1026,67 @@ class Game:
                     self._stickers(session, missed.picks) if missed else [],
                     author.pseudonym if author else None))
             return items
+
+    @staticmethod
+    def _missed_task(session: Session, round_id: int | None) -> RetrievalTask | None:
+        return session.exec(select(RetrievalTask).where(
+            RetrievalTask.label_round_id == round_id,
+            RetrievalTask.status == TaskStatus.ANSWERED, col(RetrievalTask.hit_rank).is_(None))
+            .order_by(col(RetrievalTask.id).desc())).first()
+
+    def review_round(self, moderator_id: int, language: str | None = None, index: int = 0,
+                     round_id: int | None = None) -> ReviewRound | None:
+        """One round of the review queue: the `index`-th (0-based) of the rounds with queries waiting
+        for a decision, in `language` if given; or the round `round_id`, wherever it stands. Rounds a
+        moderator skipped come after all others, oldest skip first."""
+        with read_session(self.db) as session:
+            self.require_moderator(session, moderator_id)
+            skipped = func.max(Query.review_skipped_at)
+            waiting = select(Query.label_round_id, skipped.label("skipped"), func.min(Query.id).label("first")).where(
+                Query.status == QueryStatus.NEEDS_REVIEW)
+            if language:
+                waiting = waiting.where(Query.language == language)
+            order = waiting.group_by(Query.label_round_id).subquery()
+            queue = session.execute(select(order.c.label_round_id).order_by(
+                order.c.skipped.is_not(None), order.c.skipped, order.c.first)).scalars().all()
+            if round_id is not None:
+                if round_id not in queue:
+                    return self._review_view(session, round_id, 0, len(queue))
+                index = queue.index(round_id)
+            if not queue:
+                return None
+            index = max(0, min(index, len(queue) - 1))
+            return self._review_view(session, queue[index], index + 1, len(queue))
+
+    def _review_view(self, session: Session, round_id: int, position: int, waiting: int) -> ReviewRound | None:
+        label_round = session.get(LabelRound, round_id)
+        if label_round is None:
+            return None
+        queries = session.exec(select(Query).where(Query.label_round_id == round_id).order_by(Query.id)).all()
+        context = session.get(ChatContext, label_round.context_id) if label_round.context_id else None
+        messages = [ContextMessage(m.get("sender", "?"), m.get("text", "")) for m in (context.messages if context else [])]
+        missed = self._missed_task(session, round_id)
+        author = session.get(Player, label_round.player_id)
+        return ReviewRound(round_id, label_round.language, self._stickers(session, [label_round.sticker_id])[0],
+                           messages, [ReviewQuery(q.id, q.final_text, q.status, q.text) for q in queries],
+                           self._stickers(session, missed.picks) if missed else [],
+                           author.pseudonym if author else None, position, waiting)
+
+    def review_round_of(self, moderator_id: int, query_id: int) -> int | None:
+        """The labeler round a query belongs to (what its review screen shows)."""
+        with read_session(self.db) as session:
+            self.require_moderator(session, moderator_id)
+            return session.exec(select(Query.label_round_id).where(Query.id == query_id)).first()
+
+    def skip_review_round(self, moderator_id: int, round_id: int) -> None:
+        """The round goes to the back of the review queue (for every moderator: the skip is kept)."""
+        with session_scope(self.db) as session:
+            self.require_moderator(session, moderator_id)
+            skipped = session.execute(update(Query).where(Query.label_round_id == round_id,
+                                                          Query.status == QueryStatus.NEEDS_REVIEW)
+                                      .values(review_skipped_at=self.clock())).rowcount
+            if not skipped:
+                raise GameError("already_reviewed")
 
     def review_counts(self, moderator_id: int) -> dict[str, int]:
         with read_session(self.db) as session:
@@ -1009,7 +1121,26 @@ class Game:
             session.flush()
             session.refresh(query)
             record_search_change(session, query.language, [query.sticker_id], action)
+            self._report_review(session, query)
             return QueryView(query.id, query.final_text, query.status)
+
+    def _report_review(self, session: Session, query: Query) -> None:
+        """Once no query of the round waits for a moderator, its author hears every decision on it
+        in one notice."""
+        if query.author_id is None or query.label_round_id is None:
+            return
+        rows = session.exec(select(Query).where(Query.label_round_id == query.label_round_id)
+                            .order_by(Query.id)).all()
+        if any(q.status == QueryStatus.NEEDS_REVIEW for q in rows):
+            return
+        decisions = dict(session.exec(select(Review.query_id, Review.action).where(
+            col(Review.query_id).in_([q.id for q in rows]))).all())
+        decided = [{"text": q.text, "status": q.status, "corrected": q.corrected_text}
+                   for q in rows if q.id in decisions]
+        if decided:
+            self.notify(session, f"review:round:{query.label_round_id}", "review_decided",
+                        {"round_id": query.label_round_id, "language": query.language, "queries": decided},
+                        player_id=query.author_id)
 
     def accept_query(self, moderator_id: int, query_id: int) -> QueryView:
         return self._decide(moderator_id, query_id, "accept", QueryStatus.ACCEPTED)

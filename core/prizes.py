@@ -15,6 +15,7 @@ from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from core.engine import LANGUAGES, Game, GameError
+from core.nicknames import nickname_of
 from storage.db import insert_ignoring_conflicts, read_session, session_scope
 from storage.models import Player, PlaySession, Prize, PrizeKind, ScoreEvent
 
@@ -51,12 +52,28 @@ class PrizeView:
     period_start: datetime
     language: str
     player_id: int
-    display_name: str
+    nickname: str  # what the moderators see; never the Telegram name
     pseudonym: str
     rank: int | None
     points: int
     sessions: int
     delivered_at: datetime | None
+    telegram_user_id: int | None = None  # for the moderators' contact link (tg://user?id=…)
+
+
+@dataclass(frozen=True)
+class PrizeStanding:
+    """What prizes there are and how close one player is to them, in the current prize period."""
+
+    period: str
+    period_start: datetime
+    period_end: datetime
+    top_n: int
+    points: int  # the player's points in the period
+    rank: int | None
+    points_to_top: int | None  # points needed to reach place top_n (0 when already there; None: nobody there)
+    session_min_tasks: int
+    session_tasks: int  # tasks in the player's best session of the period
 
 
 class Prizes:
@@ -84,7 +101,8 @@ class Prizes:
                     select(ScoreEvent.player_id, total)
                     .join(Player, Player.id == ScoreEvent.player_id)
                     .where(ScoreEvent.language == language, ScoreEvent.created_at >= start,
-                           ScoreEvent.created_at < end, col(Player.banned).is_(False))
+                           ScoreEvent.created_at < end, col(Player.banned).is_(False),
+                           col(Player.consent_withdrawn_at).is_(None))
                     .group_by(ScoreEvent.player_id)
                     .order_by(total.desc(), ScoreEvent.player_id)
                     .limit(settings.prize_top_n)).all()
@@ -93,7 +111,7 @@ class Prizes:
                     .join(Player, Player.id == PlaySession.player_id)
                     .where(PlaySession.language == language, PlaySession.task_count >= settings.session_min_tasks,
                            PlaySession.started_at >= start, PlaySession.started_at < end,
-                           col(Player.banned).is_(False))
+                           col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None))
                     .group_by(PlaySession.player_id).order_by(PlaySession.player_id)).all()
                 common = dict(period=period, period_start=start, period_end=end, language=language,
                               created_at=self.game.clock())
@@ -104,6 +122,13 @@ class Prizes:
                 added = insert_ignoring_conflicts(session, Prize.__table__, rows,
                                                   ["kind", "period", "period_start", "language", "player_id"])
                 counts[language] = {"top": len(top), "participation": len(sessions), "new": added}
+                for row in rows:  # each winner hears what they won and how to claim it, once
+                    self.game.notify(
+                        session, f"prize:{row['kind']}:{period}:{start.isoformat()}:{language}:{row['player_id']}",
+                        "prize_won", {"kind": str(row["kind"]), "period": period, "start": start.isoformat(),
+                                      "end": end.isoformat(), "language": language, "rank": row["rank"],
+                                      "points": row["points"], "sessions": row["sessions"]},
+                        player_id=row["player_id"])
             self.game.notify(session, f"prizes:{period}:{start.isoformat()}", "prizes_tallied",
                               {"period": period, "start": start.isoformat(), "end": end.isoformat(),
                                "counts": counts})
@@ -113,7 +138,7 @@ class Prizes:
     def pending(self, moderator_id: int, limit: int = 10, include_delivered: bool = False) -> list[PrizeView]:
         with read_session(self.db) as session:
             self.game.require_moderator(session, moderator_id)
-            statement = select(Prize, Player).join(Player, Player.id == Prize.player_id)
+            statement = select(Prize, Player).join(Player, Player.id == Prize.player_id).where(*self.game.listable())
             if not include_delivered:
                 statement = statement.where(col(Prize.delivered_at).is_(None))
             rows = session.exec(statement.order_by(col(Prize.period_start).desc(), Prize.language, Prize.kind,
@@ -134,6 +159,38 @@ class Prizes:
             session.refresh(prize)
             return _prize_view(prize, session.get(Player, prize.player_id))
 
+    # ------------------------------------------------------------------ players
+    def standing(self, player_id: int, now: datetime | None = None) -> PrizeStanding:
+        """The prizes of the current period and how close the player is to them."""
+        now = now or self.game.clock()
+        period = self.settings.prize_period
+        start = period_start(period, now, self.tz)
+        end = period_start(period, start + timedelta(days=32 if period == "month" else 8 if period == "week" else 1,
+                                                     hours=12), self.tz)
+        with read_session(self.db) as session:
+            player = session.get(Player, player_id)
+            if player is None:
+                raise GameError("unknown_player")
+            points, rank = self.game.standing_in(session, player, start, end)
+            points_to_top = 0 if rank is not None and rank <= self.settings.prize_top_n else None
+            if points_to_top is None and player.language:
+                total = func.sum(ScoreEvent.points).label("total")
+                totals = session.exec(
+                    select(total).join(Player, Player.id == ScoreEvent.player_id)
+                    .where(ScoreEvent.language == player.language, ScoreEvent.created_at >= start,
+                           ScoreEvent.created_at < end, ScoreEvent.player_id != player_id, *self.game.listable())
+                    .group_by(ScoreEvent.player_id).order_by(total.desc())
+                    .limit(self.settings.prize_top_n)).all()
+                if len(totals) < self.settings.prize_top_n:
+                    points_to_top = 0 if points > 0 else 1
+                else:
+                    points_to_top = int(totals[-1]) - points + 1
+            best = session.exec(select(func.coalesce(func.max(PlaySession.task_count), 0)).where(
+                PlaySession.player_id == player_id, PlaySession.started_at >= start,
+                PlaySession.started_at < end)).one()
+        return PrizeStanding(period, start, end, self.settings.prize_top_n, points, rank, points_to_top,
+                             self.settings.session_min_tasks, int(best))
+
     # ------------------------------------------------------------------ leaderboard posts
     def post_leaderboards(self, period: str, now: datetime) -> dict[str, int]:
         """Write this period's leaderboard (so far) into the outbox for the configured chats and the
@@ -144,7 +201,7 @@ class Prizes:
             for language in LANGUAGES:
                 board = self.game.leaderboard(language, since=since, limit=self.settings.leaderboard_size)
                 payload = {"language": language, "period": period, "since": since.isoformat(),
-                           "rows": [[r.rank, r.display_name, r.points] for r in board]}
+                           "rows": [[r.rank, r.nickname, r.points] for r in board]}
                 key = f"leaderboard:{period}:{language}:{now.astimezone(self.tz).date().isoformat()}"
                 chats = self.settings.leaderboard_chats.get(language, [])
                 for chat_id in chats:
@@ -162,8 +219,8 @@ class Prizes:
 
 def _prize_view(prize: Prize, player: Player) -> PrizeView:
     return PrizeView(prize.id, prize.kind, prize.period, prize.period_start, prize.language, prize.player_id,
-                     player.display_name, player.pseudonym, prize.rank, prize.points, prize.sessions,
-                     prize.delivered_at)
+                     nickname_of(player.id, player.nickname, player.language), player.pseudonym, prize.rank,
+                     prize.points, prize.sessions, prize.delivered_at, player.telegram_user_id)
 
 
-__all__ = ["Prizes", "PrizeView", "PERIODS", "period_start", "last_complete_period"]
+__all__ = ["Prizes", "PrizeView", "PrizeStanding", "PERIODS", "period_start", "last_complete_period"]

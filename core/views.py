@@ -89,14 +89,16 @@ class PlayerStats:
     rank: int | None
     accuracy: float | None
     answered: int
-    streak: int
+    streak: int  # retrievals in a row, newest first, in which the player found the sticker
+    period_points: int = 0  # in the leaderboard's period (the last 7 days)
+    period_rank: int | None = None
 
 
 @dataclass(frozen=True)
 class LeaderboardRow:
     rank: int
     player_id: int
-    display_name: str
+    nickname: str  # chosen or generated (core/nicknames.py); never the Telegram name
     points: int
 
 
@@ -108,3 +110,30 @@ class ReviewItem:
     round_queries: list[QueryView]
     retriever_picks: list[StickerView]
     author_pseudonym: str | None
+
+
+@dataclass(frozen=True)
+class ReviewQuery:
+    id: int
+    text: str  # the final text (a correction replaces what the labeler typed)
+    status: str
+    original: str  # what the labeler typed
+
+
+@dataclass(frozen=True)
+class ReviewRound:
+    """One labeler round whose queries a retriever missed: what a moderator decides on, one screen."""
+
+    round_id: int
+    language: str
+    sticker: StickerView
+    context: list[ContextMessage]
+    queries: list[ReviewQuery]  # every query of the round; those with status needs_review are open
+    retriever_picks: list[StickerView]  # the missed retrieval's picks, best first
+    author_pseudonym: str | None
+    position: int = 1  # 1-based place of this round in the (filtered) queue
+    waiting: int = 1  # rounds waiting in the (filtered) queue
+
+    @property
+    def open(self) -> list[ReviewQuery]:
+        return [q for q in self.queries if q.status == "needs_review"]

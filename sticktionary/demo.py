@@ -44,10 +44,10 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
     summary.setdefault("leaderboards", {})
     for language in ("en", "zh"):
         board = game.leaderboard(language, limit=5)
-        summary["leaderboards"][language] = [(row.display_name, row.points) for row in board]
+        summary["leaderboards"][language] = [(row.nickname, row.points) for row in board]
         echo(f"\nleaderboard ({language}):")
         for row in board:
-            echo(f"  {row.rank}. {row.display_name:<14} {row.points:>4} points")
+            echo(f"  {row.rank}. {row.nickname:<14} {row.points:>4} points")
     now = game.clock()
     prizes = Prizes(game).tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
     echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"

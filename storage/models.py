@@ -100,6 +100,10 @@ class Player(SQLModel, table=True):
     telegram_user_id: int | None = Field(default=None, sa_type=BigInteger, unique=True, index=True)
     display_name: str = Field(default="", max_length=255)
     pseudonym: str = Field(unique=True, max_length=32)  # random; the only id exports carry
+    # What /top, the leaderboard posts and /prizes show (never the Telegram name); None: the default
+    # one generated from the player id (core/nicknames.py). Unique per language among chosen ones.
+    nickname: str | None = Field(default=None, max_length=32)
+    nickname_key: str | None = Field(default=None, max_length=64, index=True)  # normalised, for uniqueness
     language: str | None = Field(default=None, max_length=8)
     consent_at: datetime | None = None
     consent_withdrawn_at: datetime | None = None
@@ -152,6 +156,8 @@ class Query(SQLModel, table=True):
     search_tokens: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     validated_at: datetime | None = None
+    # Set when a moderator skips the query's round: skipped rounds go to the back of the review queue.
+    review_skipped_at: datetime | None = None
 
     @property
     def final_text(self) -> str:

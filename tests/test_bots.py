@@ -10,7 +10,8 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bots.sandbox.players import SandboxPlayer
-from bots.screens import catalogue
+from bots.screens import catalogue, quoted
+from core.nicknames import default_nickname
 from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
 from tests.bots_world import MODERATOR, TOKEN, prepare_database, running_bot
@@ -128,7 +129,8 @@ async def test_retrieval_ranking_and_feedback(game_db, tmp_path, framework, lang
         assert texts(outcome)[0].startswith(t("hit", rank=1, points=3))
         await world.shell.runtime.deliver_outbox_once()
         feedback = await alice.replies(settle=0.2)
-        assert t("feedback_hit", rank=1, points=3) in texts(feedback)
+        # The notice names the sticker by alice's own queries for it.
+        assert t("feedback_hit", query=quoted(["first idea", "second idea"]), rank=1, points=3) in texts(feedback)
 
 
 def player_button(player, entry, prefix):
@@ -142,9 +144,10 @@ async def test_commands(game_db, tmp_path, framework, language):
     async with running_bot(game_db, tmp_path, framework) as world:
         player = world.player(3, language)
         await onboard(player, language)
-        assert texts(await player.send("/help")) == [t("help")]
+        help_text = texts(await player.send("/help"))[0]
+        assert help_text.startswith(t("help")) and t("prizes_rules", top=3, tasks=10, period=t("period_week")) in help_text
         me = texts(await player.send("/me"))[0]
-        assert me.startswith(t("me", points=0, rank="–", accuracy="–", streak=0).split("\n")[0])
+        assert t("me_week", count=0, standing=t("me_unranked")) in me and t("me_streak_none") in me and t("me_prizes") in me
         assert texts(await player.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
         assert texts(await player.send("/lang")) == [t("choose_language")]
         assert texts(await player.send("/stop")) == [t("stopped")]
@@ -182,14 +185,19 @@ async def test_moderator_reviews_a_miss(game_db, tmp_path, framework, language):
         await onboard(moderator, language)
         review = await moderator.send("/review")
         item = next(e for e in review if "reply_markup" in e and player_button(moderator, e, "ra:"))
-        assert "odd idea" in texts([item])[0] and "photo" in item  # the text rides on the picks' grid
+        # one screen for the round: both queries, the grid of the sticker and the picks
+        assert "odd idea" in texts([item])[0] and "strange idea" in texts([item])[0] and "photo" in item
         await moderator.press(player_button(moderator, item, "rc:"))
         corrected = await moderator.send("odd but fine idea")
-        assert t("review_done", status="corrected") in texts(corrected)
+        assert t("review_done_corrected_text", query="odd but fine idea") in texts(corrected)[0]
         next_item = next(e for e in corrected if "reply_markup" in e and any(
             b.startswith("ra:") for b in moderator.buttons(e)))
         await moderator.press(player_button(moderator, next_item, "ra:"))
-        assert (await moderator.answer_to_last_press())["answer"] == t("review_done", status="accepted")
+        assert (await moderator.answer_to_last_press())["answer"] == t("review_done_accepted")
+        await world.shell.runtime.deliver_outbox_once()
+        reported = "\n".join(texts(await alice.replies(settle=0.2)))
+        assert t("review_decided_corrected", query="odd idea", corrected="odd but fine idea") in reported
+        assert t("review_decided_accepted", query="strange idea") in reported
         stats = texts(await moderator.send("/review stats"))[0]
         assert stats.splitlines()[0] == t("review_stats", needs_review=0, validated=0, accepted=0, corrected=0,
                                            discarded=0, contexts_waiting=0).splitlines()[0]
@@ -257,7 +265,8 @@ async def test_blocked_player_is_marked_inactive_and_429_is_waited_out(game_db, 
         waiting = asyncio.create_task(alice.send("/help", timeout=20))
         await asyncio.sleep(0.3)
         await world.client.post("/sim/faults", json={"error_429": 0.0})
-        assert texts(await waiting) == [t("help")]
+        [answer] = texts(await waiting)
+        assert answer.startswith(t("help"))
         await world.client.post("/sim/block", json={"token": TOKEN, "user_id": 1})
         # the block is lifted by a new message in the sandbox, so use a press instead
         update = {"update_id": 20_000, "message": {"message_id": 998, "date": 1, "text": "/help",
@@ -273,7 +282,8 @@ async def test_webhook_mode_checks_the_secret(game_db, tmp_path, framework):
     t = catalogue("en")
     async with running_bot(game_db, tmp_path, framework, webhook_secret="s3cret-token") as world:
         player = world.player(5)
-        assert texts(await player.send("/help")) == [t("help")]
+        [answer] = texts(await player.send("/help"))
+        assert answer.startswith(t("help"))
         async with httpx.AsyncClient() as client:
             refused = await client.post(world.webhook_url, json={"update_id": 1})
             forged = await client.post(world.webhook_url, json={"update_id": 1},
@@ -431,7 +441,8 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
         Prizes(world.game).post_leaderboards("week", world.game.clock())
         assert await world.shell.runtime.deliver_outbox_once() == 1
         posted = texts(await fan.replies(settle=0.2))
-        assert posted[-1] == "\n".join([t("leaderboard_week"), t("top_row", rank=1, name="P5", points=4)])
+        nickname = default_nickname(fan_id, language)  # never the Telegram name ("P5")
+        assert posted[-1] == "\n".join([t("leaderboard_week"), t("top_row", rank=1, name=nickname, points=4)])
         assert texts(await fan.send("/top off")) == [t("top_unsubscribed")]
         assert Prizes(world.game).post_leaderboards("day", world.game.clock())[language] == 0
 
@@ -456,8 +467,11 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
                                    created_at=now - timedelta(days=1)))
             session.commit()
         Prizes(world.game).tally(now - timedelta(days=7), now, "week")
-        assert await world.shell.runtime.deliver_outbox_once() == 1  # the moderators' notice
+        assert await world.shell.runtime.deliver_outbox_once() == 2  # the moderators' notice, the winner's
         notice = texts(await moderator.replies(settle=0.2))[-1]
+        told = texts(await winner.replies(settle=0.2))[-1]
+        assert told == "\n".join([t("prize_won_top", rank=1, points=9, period=t("period_week"),
+                                     start=(now - timedelta(days=7)).date().isoformat()), t("prize_claim")])
         lines = "\n".join(t("prizes_tallied_line", language=lang, top=int(lang == language), participation=0)
                           for lang in ("en", "zh"))
         assert notice == t("prizes_tallied", period=t("period_week"), start=(now - timedelta(days=7)).date().isoformat(),
@@ -465,7 +479,13 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
         assert texts(await winner.send("/prizes")) == [t("moderator_only")]
         listing = await moderator.send("/prizes")
         [prize_id] = [int(b.split(":")[1]) for e in listing for b in moderator.buttons(e) if b.startswith("pz:")]
-        assert "P6" in texts(listing)[0] and "9" in texts(listing)[0]
+        nickname = default_nickname(winner_id, language)
+        assert nickname in texts(listing)[0] and "P6" not in texts(listing)[0] and "9" in texts(listing)[0]
+        # the moderator can write to the winner: a text_link on the nickname to their Telegram account
+        [link] = listing[0]["entities"]
+        assert link["type"] == "text_link" and link["url"] == "tg://user?id=6"
+        text = texts(listing)[0].encode("utf-16-le")
+        assert text[2 * link["offset"]:2 * (link["offset"] + link["length"])].decode("utf-16-le") == nickname
         # A player forging the moderator's button on a message of their own chat gets nothing.
         await winner.press(f"pz:{prize_id}", message_id=(await winner.transcript())[-1]["message_id"])
         assert (await winner.answer_to_last_press())["answer"] == t("moderator_only")
@@ -584,4 +604,4 @@ async def test_a_graceful_stop_finishes_the_updates_in_flight(game_db, tmp_path,
         await world.shell.stop()
         with Session(game_db) as session:
             assert session.get(InboxUpdate, ("123456", update_id)).status == InboxStatus.DONE
-        assert texts(await player.replies(settle=0, timeout=0))[-1] == t("help")
+        assert texts(await player.replies(settle=0, timeout=0))[-1].startswith(t("help"))

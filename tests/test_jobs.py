@@ -16,6 +16,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from core.engine import GameError
+from core.nicknames import default_nickname
 from core.prizes import Prizes, last_complete_period, period_start
 from jobs.runner import run_once
 from jobs.schedule import ScheduleError, check_schedules, latest_fire_time, parse_schedule, run_job
@@ -147,13 +148,14 @@ def test_leaderboard_posts_go_to_chats_and_opted_in_players(db, settings):
     posts = _outbox(db, "leaderboard")
     assert {(p.player_id, p.chat_id) for p in posts} == {(keen, None), (None, -1001), (None, -2002)}
     en_post = next(p for p in posts if p.chat_id == -1001)
-    assert en_post.payload["rows"] == [[1, "player2", 6]] and en_post.payload["period"] == "day"
+    # shown by nickname (generated: the player chose none), never by the Telegram name "player2"
+    assert en_post.payload["rows"] == [[1, default_nickname(shy, "en"), 6]] and en_post.payload["period"] == "day"
     run_job(JobContext(db, settings), "leaderboard_daily", now + timedelta(seconds=1))
     assert len(_outbox(db, "leaderboard")) == 3  # once per day and recipient
     weekly = run_job(JobContext(db, settings), "leaderboard_weekly", now)
     assert weekly.result["posted"]["en"] == 2
     week_post = [p for p in _outbox(db, "leaderboard") if p.payload["period"] == "week" and p.chat_id == -1001][0]
-    assert week_post.payload["rows"] == [[1, "player2", 6], [2, "player1", 2]]
+    assert week_post.payload["rows"] == [[1, default_nickname(shy, "en"), 6], [2, default_nickname(keen, "en"), 2]]
 
 
 def test_expiry_job_closes_abandoned_work(db, settings):

@@ -146,9 +146,9 @@ async def _scale_out(db, tmp_path: Path) -> None:
         await asyncio.sleep(5)  # the leaderboard job fires at least once more
         await _quiet(db)
         t = catalogue("en")
-        me = t("me", points=0, rank="–", accuracy="–", streak=0).split("\n")[0].split(":")[0]
+        me = t("me_title", nickname="").strip()
         answers = [e.get("text") or "" for e in (await prober.player.transcript())[before:] if e["by"] == "bot"]
-        kinds = ["help" if text == t("help") else "lang" if text == t("choose_language")
+        kinds = ["help" if text.startswith(t("help")) else "lang" if text == t("choose_language")
                  else "me" if text.startswith(me) else None for text in answers]
         with Session(db) as session:
             lane = session.exec(select(InboxUpdate.update_id, InboxUpdate.handled_at, InboxUpdate.done_at)

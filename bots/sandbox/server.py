@@ -48,6 +48,30 @@ def _checked(text: Any, limit: int, what: str, *, empty_ok: bool = False) -> str
     return text
 
 
+def _entities(entities: Any, text: str) -> list[dict]:
+    """Telegram's checks on message entities: a list of objects with a type, an offset and a length
+    (UTF-16 units) inside the text; a text_link needs a url."""
+    if entities is None:
+        return []
+    if isinstance(entities, str):
+        try:
+            entities = json.loads(entities)
+        except ValueError:
+            raise ApiError(400, "Bad Request: can't parse entities JSON object") from None
+    if not isinstance(entities, list):
+        raise ApiError(400, "Bad Request: can't parse entities")
+    size = _units(text)
+    for entity in entities:
+        if not isinstance(entity, dict) or not isinstance(entity.get("type"), str):
+            raise ApiError(400, "Bad Request: can't parse entities")
+        offset, length = entity.get("offset"), entity.get("length")
+        if type(offset) is not int or type(length) is not int or offset < 0 or length <= 0 or offset + length > size:
+            raise ApiError(400, "Bad Request: can't parse entities: entity is out of the text")
+        if entity["type"] == "text_link" and not isinstance(entity.get("url"), str):
+            raise ApiError(400, "Bad Request: can't parse entities: text_link without url")
+    return entities
+
+
 class ApiError(Exception):
     def __init__(self, code: int, description: str, retry_after: int | None = None,
                  migrate_to_chat_id: int | None = None):
@@ -371,8 +395,9 @@ class Sandbox:
         chat = self._chat(bot, params.get("chat_id"))
         text = _checked(params.get("text"), TEXT_LIMIT, "message text")
         self._markup(params.get("reply_markup"))
+        entities = _entities(params.get("entities"), text)
         self._limit(bot, chat)
-        return self._bot_message(bot, chat, params, text=text)
+        return self._bot_message(bot, chat, params, text=text, **({"entities": entities} if entities else {}))
 
     async def _send_media(self, bot, params, field_name: str, build) -> dict:
         chat = self._chat(bot, params.get("chat_id"))
@@ -424,7 +449,10 @@ class Sandbox:
     async def m_editMessageText(self, bot, params):
         chat, message = self._existing(bot, params)
         text = _checked(params.get("text"), TEXT_LIMIT, "message text")
-        return self._edited(chat, message, params, text=text)
+        entities = _entities(params.get("entities"), text)
+        if not entities:
+            message = {k: v for k, v in message.items() if k != "entities"}  # the new text has none
+        return self._edited(chat, message, params, text=text, **({"entities": entities} if entities else {}))
 
     async def m_editMessageCaption(self, bot, params):
         chat, message = self._existing(bot, params)
