@@ -130,7 +130,7 @@ async def test_retrieval_ranking_and_feedback(game_db, tmp_path, framework, lang
         await world.shell.runtime.deliver_outbox_once()
         feedback = await alice.replies(settle=0.2)
         # The notice names the sticker by alice's own queries for it.
-        assert t("feedback_hit", query=quoted(["first idea", "second idea"]), rank=1, points=3) in texts(feedback)
+        assert t("feedback_hit", query=quoted(["first idea", "second idea"], t.language), rank=1, points=3) in texts(feedback)
 
 
 def player_button(player, entry, prefix):

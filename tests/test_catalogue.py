@@ -184,14 +184,15 @@ def test_every_status_shown_is_translated():
         for status in QueryStatus:
             word = catalogue.status(status)
             assert word and word != status.value or language == "en" and "_" not in status.value, (language, status)
-        assert catalogue("review_done", status=QueryStatus.ACCEPTED) != catalogue("review_done", status="x")
-    assert "accepted" not in Catalogue("zh")("review_done", status=QueryStatus.ACCEPTED)
-    assert Catalogue("en")("review_done", status=QueryStatus.NEEDS_REVIEW).count("needs_review") == 0
+        # a moderator's decision is confirmed in words, one text per outcome
+        for status in (QueryStatus.ACCEPTED, QueryStatus.CORRECTED, QueryStatus.DISCARDED):
+            assert status.value not in catalogue(f"review_done_{status.value}")
+    assert Catalogue("zh")("review_done_accepted") != Catalogue("zh")("review_done_discarded")
 
 
 def test_language_codes_are_shown_as_names():
-    assert Catalogue("zh")("review_item", id=1, language="en", query="q", round="r", picks="p").startswith("审核 #1（英文）")
-    assert "(Chinese)" in Catalogue("en")("review_item", id=1, language="zh", query="q", round="r", picks="p")
+    assert "英文" in Catalogue("zh")("review_round", position=1, waiting=2, language="en", author="p1")
+    assert "Chinese" in Catalogue("en")("review_round", position=1, waiting=2, language="zh", author="p1")
 
 
 def test_error_details_never_show_the_code():
