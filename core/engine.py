@@ -905,6 +905,15 @@ class Game:
             return PlayerStats(player_id, int(points), rank, hits / len(outcomes) if outcomes else None,
                                len(outcomes), streak)
 
+    def tasks_finished(self, player_id: int) -> int:
+        """Label rounds submitted and retrievals answered by the player (the screens' round number)."""
+        with read_session(self.db) as session:
+            rounds = session.exec(select(func.count()).select_from(LabelRound).where(
+                LabelRound.player_id == player_id, LabelRound.status == RoundStatus.SUBMITTED)).one()
+            answered = session.exec(select(func.count()).select_from(RetrievalTask).where(
+                RetrievalTask.retriever_id == player_id, RetrievalTask.status == TaskStatus.ANSWERED)).one()
+            return int(rounds) + int(answered)
+
     def leaderboard(self, language: str, since: datetime | None = None, limit: int = 10) -> list[LeaderboardRow]:
         with read_session(self.db) as session:
             total = func.sum(ScoreEvent.points).label("total")
