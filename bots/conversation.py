@@ -219,17 +219,24 @@ class Conversation:
     def _ready_quietly(player: Player) -> bool:
         return not (player.language is None or player.consent_at is None or player.consent_withdrawn_at is not None)
 
-    def _onboard(self, player: Player, t: Catalogue, out: Outgoing, welcome: bool = True) -> None:
+    def _onboard(self, player: Player, t: Catalogue, out: Outgoing, welcome: bool = True,
+                 edit: int | None = None) -> None:
         """Language, consent, then the welcome and the player's screen. A player who is already
         playing (/start again, "I agree" pressed again) gets their current screen moved down, never
-        a second one."""
+        a second one. `edit`: the onboarding message whose button was pressed, which becomes the
+        next step (the consent question, then the consent with the welcome under it)."""
         if player.language is None:
             out.replies.append(self._language_choice(t))
         elif player.consent_at is None or player.consent_withdrawn_at is not None:
-            out.replies.append(SendText(t("consent"), [[(t("button_agree"), callbacks.GiveConsent().encode())]]))
+            buttons = [[(t("button_agree"), callbacks.GiveConsent().encode())]]
+            out.replies.append(EditText(edit, t("consent"), buttons) if edit is not None
+                               else SendText(t("consent"), buttons))
         else:
             if welcome:
-                out.replies.append(SendText(t("welcome")))
+                out.replies.append(EditText(edit, f"{t('consent')}\n\n✅ {t('welcome')}") if edit is not None
+                                   else SendText(t("welcome")))
+            elif edit is not None:
+                out.replies.append(EditText(edit, t("language_set")))
             self._next(player, t, out, fresh=not welcome)
 
     def _release_open_task(self, player: Player, t: Catalogue, out: Outgoing) -> bool:
@@ -247,7 +254,8 @@ class Conversation:
         if isinstance(task, LabelTaskView):
             out.replies.append(LiveText(_screen_key(task), outcome, None, final=True))
         else:
-            out.replies.append(LivePhoto(_screen_key(task), photo, outcome, None, final=True))
+            queries = shorten("🔎 " + quoted(task.queries), CAPTION_LIMIT // 2)
+            out.replies.append(LivePhoto(_screen_key(task), photo, f"{outcome}\n{queries}", None, final=True))
 
     def _language_choice(self, t: Catalogue) -> SendText:
         return SendText(t("choose_language"), [[("English", callbacks.ChooseLanguage("en").encode()),
@@ -265,14 +273,12 @@ class Conversation:
             player = self.game.get_player(player.id)
             t = catalogue(player.language)
             out.replies.append(AnswerCallback(t("language_set")))
-            if incoming.message_id is not None:
-                out.replies.append(EditText(incoming.message_id, t("language_set")))
-            self._onboard(player, t, out, welcome=player.consent_at is None)
+            self._onboard(player, t, out, welcome=player.consent_at is None, edit=incoming.message_id)
             return
         if isinstance(button, callbacks.GiveConsent):
             again = self._ready_quietly(player)
             self.game.give_consent(player.id)
-            self._onboard(self.game.get_player(player.id), t, out, welcome=not again)
+            self._onboard(self.game.get_player(player.id), t, out, welcome=not again, edit=incoming.message_id)
             return
         if isinstance(button, callbacks.ForgetAnswer):
             if button.answer == "yes":

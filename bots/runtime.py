@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, or_
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks, Inbox, update_id_of
@@ -440,10 +440,12 @@ class BotRuntime:
             session.add(row)
 
     def _live_message(self, player_id: int, message_id: int) -> bool:
-        """Whether `message_id` belongs to one of the player's live screens."""
+        """Whether `message_id` belongs to one of the player's live screens, or to a finished one
+        (which shows its outcome and has no buttons left: a press on it was a double tap)."""
         with Session(self.db) as session:
             return session.exec(select(LiveScreen.screen).where(
-                LiveScreen.bot_key == self.bot_key, LiveScreen.player_id == player_id, LiveScreen.state == "live",
+                LiveScreen.bot_key == self.bot_key, LiveScreen.player_id == player_id,
+                col(LiveScreen.state).in_(("live", "finished")),
                 or_(LiveScreen.text_message_id == message_id, LiveScreen.photo_message_id == message_id))
             ).first() is not None
 
