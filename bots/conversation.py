@@ -138,7 +138,8 @@ class Conversation:
             return False
         if not isinstance(current, LabelTaskView):
             return False
-        self._label_screen(current, t, out, warning=t("screen_warning", query=shorten(query, 64), text=warning),
+        self._label_screen(current, t, out, warning=t("screen_warning", query=shorten(" ".join(query.split()), 64),
+                                                                    text=warning),
                            photo=False)
         return True
 

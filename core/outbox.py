@@ -184,13 +184,6 @@ class Outbox:
                 col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status) == HELD).values(
                 status=SENT, sent_at=self.clock())).rowcount
 
-    def unhold(self, player_id: int) -> int:
-        """The player has no task any more (paused, withdrew): their held notices go out as usual."""
-        with session_scope(self.db) as session:
-            return session.execute(update(OutboxMessage).where(
-                OutboxMessage.player_id == player_id, col(OutboxMessage.status) == HELD).values(
-                status=PENDING, next_attempt_at=self.clock())).rowcount
-
     def reroute(self, old_bot_key: str, new_bot_key: str) -> int:
         """Players of a bot renamed or retired go through another; returns how many players."""
         with session_scope(self.db) as session:

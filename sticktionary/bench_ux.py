@@ -74,7 +74,10 @@ class ScriptPlayer:
             candidates, target = self.oracle("retrieval", task_id)
             order = list(range(1, len(candidates) + 1))
             self.rng.shuffle(order)
-            if target in candidates and self.rng.random() < 0.6:
+            if self.retrievals == 1 and target in candidates:
+                order.remove(candidates.index(target) + 1)
+            # Right most of the time, never on a player's second retrieval: every script has misses to review.
+            if target in candidates and self.rng.random() < 0.6 and self.retrievals != 1:
                 order.remove(candidates.index(target) + 1)
                 order.insert(0, candidates.index(target) + 1)
             for position in order[:self.rng.randint(1, 2)]:
@@ -178,8 +181,9 @@ def count(players: list[ScriptPlayer], moderator: SandboxPlayer) -> dict:
 
 
 async def run_ux(framework: str, database_url: str, workdir: Path, languages: list[str], labels: int = 6,
-                 retrievals: int = 6, seed: int = 1) -> tuple[dict, dict]:
-    """Start the sandbox and the game bot (in process, real HTTP), play the script, count."""
+                 retrievals: int = 6, seed: int = 1, then=None) -> tuple[dict, dict]:
+    """Start the sandbox and the game bot (in process, real HTTP), play the script, count.
+    `then(played, shell, deliver_outbox)`, awaited after counting and before the bot stops (tests)."""
     from bots.app import make_shell
     from bots.conversation import Conversation
     from bots.media import Media
@@ -211,6 +215,8 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
                                    languages, labels, retrievals)
         result = {"framework": framework, "languages": languages, **count(played["players"], played["moderator"]),
                   "reviewed": played["reviewed"]}
+        if then is not None:
+            await then(played, shell, deliver_outbox)
         return result, played
     finally:
         await client.aclose()

@@ -1,0 +1,89 @@
+"""The message budget of a game (issue 11): the fixed script of `sticktionary bench ux`, smaller,
+played through the sandbox on both shells and in both languages, counted from the transcript; and
+the screens around it (one live screen per task, outcomes on finished screens, /start twice,
+/lang mid-task, /stop, /forget, stale buttons)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots.screens import catalogue
+from sticktionary.bench_ux import current_messages, live_buttons, run_ux
+from tests.bots_world import prepare_database
+
+pytestmark = pytest.mark.asyncio
+
+FRAMEWORKS = ["ptb", "aiogram"]
+TASK_BUTTONS = ("lx:", "ls:", "lr:", "pd:", "pk:", "pu:", "ps:", "pg:")
+
+
+def live_screens(transcript):
+    """Messages that offer task buttons now."""
+    return [e for e in current_messages(transcript).values() if any(
+        b.startswith(TASK_BUTTONS) for b in _buttons(e))]
+
+
+def _buttons(entry):
+    return [b["callback_data"] for row in (entry.get("reply_markup") or {}).get("inline_keyboard", []) for b in row]
+
+
+def text_of(entry):
+    return entry.get("text") or entry.get("caption") or ""
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_a_game_costs_at_most_two_messages_a_task(tmp_path, sqlite_template, framework):
+    db = prepare_database(tmp_path, sqlite_template)
+    url = str(db.url)
+    db.dispose()
+    checks = {}
+
+    async def then(played, shell, deliver_outbox):
+        for script_player in played["players"]:
+            player, t = script_player.player, catalogue(script_player.language)
+            transcript = await player.transcript()
+            # one live screen at a time: the current task's text (labeler) or grid (retriever)
+            assert len(live_screens(transcript)) == 1
+            # every finished round carries its outcome, without buttons
+            finished = [e for e in current_messages(transcript).values() if text_of(e).startswith(("✅", "🎯"))]
+            assert finished and all(not _buttons(e) for e in finished)
+            assert any(e.get("edit") and text_of(e).startswith("✅") for e in transcript)
+            # /start twice: the current screen moves down, never a second live one
+            for _ in range(2):
+                await player.send("/start")
+            after = await player.transcript()
+            assert len(live_screens(after)) == 1
+            moved = [e for e in current_messages(after).values() if text_of(e) == t("screen_moved")]
+            assert moved and all(not _buttons(e) for e in moved)
+            # a stale button (on a finished screen) answers politely and re-shows the current screen
+            old = next((m, b) for m, b in live_buttons(transcript[:10], "lx:") + live_buttons(transcript[:10], "pd:"))
+            before = len(after)
+            await player.press(old[1], message_id=old[0])
+            pressed = await player.transcript()
+            assert pressed[before].get("answer")
+            assert len(live_screens(pressed)) == 1 and any(not e.get("edit") for e in pressed[before + 1:])
+            # /lang in the middle of a task: the task is released on its screen, then the chooser
+            released = await player.send("/lang")
+            assert [text_of(e) for e in released] == [t("task_released"), t("choose_language")]
+            assert released[0].get("edit") and not _buttons(released[0])
+            assert live_screens(await player.transcript()) == []
+            await player.press(f"lang:{script_player.language}")
+            assert len(live_screens(await player.transcript())) == 1
+            # /stop says what became of the open task
+            assert [text_of(e) for e in await player.send("/stop")][-1] == t("stopped_released")
+            assert [text_of(e) for e in await player.send("/stop")] == [t("stopped_nothing")]
+            # /forget asks first
+            asked = await player.send("/forget")
+            assert [text_of(e) for e in asked] == [t("forget_confirm")]
+            assert [text_of(e) for e in await player.press("fg:no")] == [t("forget_cancelled")]
+            assert [text_of(e) for e in await player.press("fg:yes", message_id=asked[0]["message_id"])] == [
+                t("forgotten")]
+        checks["done"] = True
+
+    result, _ = await run_ux(framework, url, tmp_path, ["en", "zh"], labels=4, retrievals=4, then=then)
+    assert checks.get("done")
+    assert result["tasks"] == 16 and result["label_rounds"] >= 4 and result["retrievals"] >= 4
+    assert result["removals"] >= 2 and result["reviewed"] >= 1  # the moderator reviewed the misses
+    print(result)
+    assert result["messages_per_task"] <= 2.0, result  # new messages to the players, per task they finished
+    assert result["edits"] > result["bot_messages"]  # the screens change in place
