@@ -99,8 +99,10 @@ class Conversation:
             if incoming.kind == "callback":
                 out.replies.append(AnswerCallback(text, alert=error.code not in _STALE))
                 if error.code in _STALE:
-                    if incoming.message_id is not None:  # left alone when it is part of the live screen
-                        out.replies.append(Expire(incoming.message_id, t("screen_expired")))
+                    if incoming.message_id is not None and incoming.message_has_buttons:
+                        # left alone when it is part of a live or finished screen (bots/runtime.py)
+                        out.replies.append(Expire(incoming.message_id, t("screen_expired"),
+                                                  caption=incoming.message_is_photo))
                     self._current_screen(player, t, out)
             elif incoming.kind != "text" or not self._warn_on_screen(player, t, out, text, incoming.text):
                 out.replies.append(SendText(text))

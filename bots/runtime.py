@@ -497,8 +497,7 @@ class BotRuntime:
         if outgoing.player_id is not None and await self._game(self._live_message, outgoing.player_id,
                                                                reply.message_id):
             return
-        if not await self._edit(lambda: sender.edit(chat, reply.message_id, reply.text, None, False)):
-            await self._edit(lambda: sender.edit(chat, reply.message_id, reply.text, None, True))
+        await self._edit(lambda: sender.edit(chat, reply.message_id, reply.text, None, reply.caption))
 
     def _cached_file_id(self, sticker_id: int, kind: str) -> str | None:
         with Session(self.db) as session:

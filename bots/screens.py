@@ -110,6 +110,9 @@ class Incoming:
     callback_id: str | None = None
     callback_data: str = ""
     message_id: int | None = None  # the message a pressed button belongs to
+    # What that message is, as the press shows it: a photo (edited by caption) and still with buttons.
+    message_is_photo: bool = False
+    message_has_buttons: bool = True
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,7 @@ class Expire:
 
     message_id: int
     text: str
+    caption: bool = False  # the message is a photo
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", fit_text(self.text, CAPTION_LIMIT))
@@ -333,7 +337,9 @@ def incoming_from_update(update: dict) -> Incoming | None:
         data = query.get("data")
         return Incoming("callback", user["id"], chat_id, update_id, _name(user), _language_code(user),
                         callback_id=str(query.get("id")), callback_data=data if isinstance(data, str) else "",
-                        message_id=message.get("message_id") if type(message.get("message_id")) is int else None)
+                        message_id=message.get("message_id") if type(message.get("message_id")) is int else None,
+                        message_is_photo="photo" in message,
+                        message_has_buttons=bool(message.get("reply_markup")) or not message)
     for key, kind in (("message", None), ("edited_message", "edited")):
         if key not in update:
             continue

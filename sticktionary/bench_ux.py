@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy import func
+from sqlmodel import Session, select
 
 from bots.sandbox.players import SandboxPlayer
 from sticktionary.simulation import demo_vocabulary
@@ -112,13 +114,18 @@ class ScriptPlayer:
 
 async def play_script(client: httpx.AsyncClient, token: str, oracle, deliver_outbox, wait_finished,
                       languages: list[str], labels: int = 6, retrievals: int = 6, moderator: int = MODERATOR,
-                      seed: int = 7) -> dict:
+                      seed: int = 7, to_review=lambda: 0) -> dict:
     """The script itself, against a bot already running on the sandbox at `client`'s base."""
     vocabulary = demo_vocabulary()
     players = [ScriptPlayer(SandboxPlayer(client, token, 1000 + i, f"Player{i}", language,
                                           wait_finished=wait_finished), language, random.Random(seed + i),
                             vocabulary, oracle)
                for i, language in enumerate(languages)]
+    # The moderator starts first, so that notices for moderators have a chat to go to.
+    mod = SandboxPlayer(client, token, moderator, "Moderator", languages[0], wait_finished=wait_finished)
+    await mod.send("/start")
+    await mod.press(f"lang:{languages[0]}")
+    await mod.press("consent")
     for p in players:
         await p.join()
         await deliver_outbox()
@@ -133,10 +140,7 @@ async def play_script(client: httpx.AsyncClient, token: str, oracle, deliver_out
             await deliver_outbox()
         if idle > 3 * len(players):
             break
-    mod = SandboxPlayer(client, token, moderator, "Moderator", languages[0], wait_finished=wait_finished)
-    await mod.send("/start")
-    await mod.press(f"lang:{languages[0]}")
-    await mod.press("consent")
+    waiting = to_review()  # the queries of missed rounds, waiting for the moderator
     reviewed = 0
     await mod.send("/review")
     pressed: set[str] = set()
@@ -153,7 +157,7 @@ async def play_script(client: httpx.AsyncClient, token: str, oracle, deliver_out
     for p in players:
         await p.player.transcript()
     await mod.transcript()
-    return {"players": players, "moderator": mod, "reviewed": reviewed}
+    return {"players": players, "moderator": mod, "reviewed": reviewed, "to_review": waiting}
 
 
 def count(players: list[ScriptPlayer], moderator: SandboxPlayer) -> dict:
@@ -192,6 +196,7 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
     from core.engine import Game
     from sticktionary.demo_pack import PACK_DIR
     from storage.db import make_engine
+    from storage.models import Query, QueryStatus
     from storage.settings import Settings
 
     db = make_engine(database_url)
@@ -211,10 +216,17 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
             pass
 
     try:
+        def to_review() -> int:
+            with Session(db) as session:
+                return session.exec(select(func.count()).select_from(Query).where(
+                    Query.status == QueryStatus.NEEDS_REVIEW)).one()
+
         played = await play_script(client, TOKEN, database_oracle(db), deliver_outbox, shell.runtime.wait_finished,
-                                   languages, labels, retrievals)
+                                   languages, labels, retrievals, to_review=to_review)
+        stats = (await client.get("/sim/stats")).json()["result"]
         result = {"framework": framework, "languages": languages, **count(played["players"], played["moderator"]),
-                  "reviewed": played["reviewed"]}
+                  "to_review": played["to_review"], "reviewed": played["reviewed"],
+                  "refused_calls": sum(v for k, v in stats.items() if k.startswith("error:4"))}
         if then is not None:
             await then(played, shell, deliver_outbox)
         return result, played
