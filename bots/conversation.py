@@ -326,10 +326,10 @@ class Conversation:
                 self._label_screen(self.game.label_task(player.id, round_id), t, out, photo=False)
             case callbacks.TogglePick(task_id, position):
                 task = self.game.toggle_pick(player.id, task_id, position)
-                self._edit_grid(task, t, out)
+                self._edit_grid(task, t, out, incoming.message_id)
             case callbacks.UndoPick(task_id):
                 task = self.game.undo_pick(player.id, task_id)
-                self._edit_grid(task, t, out)
+                self._edit_grid(task, t, out, incoming.message_id)
             case callbacks.SubmitRanking(task_id):
                 task = self.game.current_task(player.id)
                 outcome = self.game.submit_drafted_ranking(player.id, task_id)
@@ -525,11 +525,11 @@ class Conversation:
         out.replies.append(LivePhoto(_screen_key(task), list(task.candidates), self._retrieval_caption(task, t, head),
                                      self._retrieval_buttons(task, t), fresh=fresh, moved=t("screen_moved")))
 
-    def _edit_grid(self, task: RetrievalTaskView, t: Catalogue, out: Outgoing) -> None:
+    def _edit_grid(self, task: RetrievalTaskView, t: Catalogue, out: Outgoing, pressed: int | None) -> None:
         """A pick changed: the grid's caption and numbers, edited in place (the image stays)."""
         head = self._retrieval_head(out.player_id, t, None)
         out.replies.append(LivePhoto(_screen_key(task), None, self._retrieval_caption(task, t, head),
-                                     self._retrieval_buttons(task, t)))
+                                     self._retrieval_buttons(task, t), on_message=pressed))
 
 
 def _screen_key(task: LabelTaskView | RetrievalTaskView) -> str:

@@ -457,6 +457,8 @@ class BotRuntime:
         state = "finished" if reply.final else "live"
         row = await self._game(self._live_row, player, reply.screen) if player is not None else None
         message_id = getattr(row, f"{part}_message_id") if row is not None else None
+        if message_id is None and isinstance(reply, LivePhoto):
+            message_id = reply.on_message
         if message_id is not None and reply.fresh:
             # The screen moves down: the old message says so and keeps no button (a failure is harmless).
             try:
@@ -483,9 +485,10 @@ class BotRuntime:
             new_id = await self._call(chat, lambda: sender.send_text(chat, reply.text, reply.buttons))
         else:
             if image is None:
-                if reply.final:
-                    return  # an outcome for a photo that was never sent: the text part carries it
-                image = await self._grid_image([], None)
+                # Only a caption for a photo this bot has no record of (sent before the records
+                # began, or lost): the words go out as a message of their own, not on a blank image.
+                await self._call(chat, lambda: sender.send_text(chat, reply.caption or "…", reply.buttons))
+                return
             sent = await self._call(chat, lambda: sender.send_photo(chat, image, "screen.png", reply.caption or None,
                                                                     reply.buttons))
             new_id = getattr(sent, "message_id", None)

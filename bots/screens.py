@@ -193,6 +193,7 @@ class LivePhoto:
     fresh: bool = False
     moved: str = ""
     final: bool = False
+    on_message: int | None = None  # the message pressed: edited when the screen has no record (sent before them)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "caption", shorten(self.caption, CAPTION_LIMIT))
