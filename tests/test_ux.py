@@ -88,3 +88,42 @@ async def test_a_game_costs_at_most_two_messages_a_task(tmp_path, sqlite_templat
     print(result)
     assert result["messages_per_task"] <= 2.0, result  # new messages to the players, per task they finished
     assert result["edits"] > result["bot_messages"]  # the screens change in place
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_a_screen_whose_message_is_gone_is_sent_anew_and_an_unchanged_edit_is_no_error(
+        tmp_path, sqlite_template, framework):
+    from sqlmodel import Session, select
+
+    from storage.models import LabelRound, LiveScreen, Query
+    from tests.bots_world import TOKEN, running_bot
+    from tests.test_bots import onboard
+
+    db = prepare_database(tmp_path, sqlite_template)
+    t = catalogue("en")
+    async with running_bot(db, tmp_path, framework) as world:
+        player = world.player(1, "en")
+        screen = await onboard(player, "en")
+        text_id, photo_id = screen[1]["message_id"], screen[2]["message_id"]
+        with Session(db) as session:
+            [row] = session.exec(select(LiveScreen)).all()
+            assert (row.text_message_id, row.photo_message_id, row.state) == (text_id, photo_id, "live")
+            sticker_id = session.get(LabelRound, int(row.screen.split(":")[1])).sticker_id
+            seed = session.exec(select(Query.text).where(Query.sticker_id == sticker_id,
+                                                         Query.language == "en")).first()
+        # the same refused query twice: the second edit changes nothing, which Telegram refuses as
+        # "message is not modified": that is success, and nothing new is sent
+        first = await player.send(seed)
+        assert [e["message_id"] for e in first] == [text_id]
+        stats = (await world.client.get("/sim/stats")).json()["result"]
+        assert await player.send(seed) == []
+        after = (await world.client.get("/sim/stats")).json()["result"]
+        assert after.get("error:400", 0) == stats.get("error:400", 0) + 1
+        # the player deleted the screen's text: the next change sends it anew, and it is recorded
+        await world.client.post(f"/bot{TOKEN}/deleteMessage", json={"chat_id": 1, "message_id": text_id})
+        anew = await player.send("such a happy day")
+        sent = [e for e in anew if not e.get("edit")]
+        assert len(sent) == 1 and "such a happy day" in sent[0]["text"] and t("label_prompt") in sent[0]["text"]
+        with Session(db) as session:
+            assert session.exec(select(LiveScreen)).one().text_message_id == sent[0]["message_id"]
+    db.dispose()
