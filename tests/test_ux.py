@@ -127,3 +127,51 @@ async def test_a_screen_whose_message_is_gone_is_sent_anew_and_an_unchanged_edit
         with Session(db) as session:
             assert session.exec(select(LiveScreen)).one().text_message_id == sent[0]["message_id"]
     db.dispose()
+
+
+async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice(tmp_path, sqlite_template):
+    from sqlmodel import Session, select
+
+    from bots.conversation import NOTICE_ROOM
+    from bots.screens import utf16_units
+    from storage.models import OutboxMessage, Player
+    from tests.bots_world import running_bot
+    from tests.test_bots import onboard
+
+    db = prepare_database(tmp_path, sqlite_template)
+    t = catalogue("en")
+    async with running_bot(db, tmp_path, "ptb") as world:
+        player = world.player(1, "en")
+        await onboard(player, "en")
+        with Session(db) as session:
+            player_id = session.exec(select(Player.id).where(Player.telegram_user_id == 1)).one()
+            for n in range(12):
+                session.add(OutboxMessage(dedupe_key=f"feedback:{n}", kind="feedback_hit", player_id=player_id,
+                                          payload={"rank": 1, "points": 100 + n}))
+            session.commit()
+        # the player is in a task: the outbox holds them instead of sending them into it
+        while await world.shell.runtime.deliver_outbox_once():
+            pass
+        assert await player.replies(settle=0.2, timeout=0.5) == []
+        with Session(db) as session:
+            assert {m.status for m in session.exec(select(OutboxMessage))} == {"held"}
+        heads: list[str] = []
+        for _ in range(12):
+            live = live_screens(await player.transcript())
+            skip = next(b for e in live for b in _buttons(e) if b.startswith(("lx:", "ps:")))
+            after = await player.press(skip, message_id=live[0]["message_id"])
+            head = text_of(next(e for e in after if not e.get("edit")))
+            notices = head[:head.index(t("screen_round", round=1))].strip()  # skips do not count as rounds
+            if not notices:
+                break
+            assert utf16_units(notices) <= NOTICE_ROOM
+            heads.append(notices)
+        assert len(heads) > 1  # they did not all fit in one screen's room
+        for n in range(12):  # every one shown, once, oldest first
+            assert sum(head.count(t("feedback_hit", rank=1, points=100 + n)) for head in heads) == 1
+        order = [head.index(t("feedback_hit", rank=1, points=100 + n)) + 10_000 * i
+                 for n in range(12) for i, head in enumerate(heads) if t("feedback_hit", rank=1, points=100 + n) in head]
+        assert order == sorted(order)
+        with Session(db) as session:
+            assert {m.status for m in session.exec(select(OutboxMessage))} == {"sent"}
+    db.dispose()
