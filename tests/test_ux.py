@@ -11,8 +11,6 @@ from bots.screens import catalogue
 from sticktionary.bench_ux import current_messages, live_buttons, run_ux
 from tests.bots_world import prepare_database
 
-pytestmark = pytest.mark.asyncio
-
 FRAMEWORKS = ["ptb", "aiogram"]
 TASK_BUTTONS = ("lx:", "ls:", "lr:", "pd:", "pk:", "pu:", "ps:", "pg:")
 
@@ -31,6 +29,7 @@ def text_of(entry):
     return entry.get("text") or entry.get("caption") or ""
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_a_game_costs_at_most_two_messages_a_task(tmp_path, sqlite_template, framework):
     db = prepare_database(tmp_path, sqlite_template)
@@ -90,6 +89,7 @@ async def test_a_game_costs_at_most_two_messages_a_task(tmp_path, sqlite_templat
     assert result["edits"] > result["bot_messages"]  # the screens change in place
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_a_screen_whose_message_is_gone_is_sent_anew_and_an_unchanged_edit_is_no_error(
         tmp_path, sqlite_template, framework):
@@ -129,6 +129,7 @@ async def test_a_screen_whose_message_is_gone_is_sent_anew_and_an_unchanged_edit
     db.dispose()
 
 
+@pytest.mark.asyncio
 async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice(tmp_path, sqlite_template):
     from sqlmodel import Session, select
 
@@ -175,3 +176,18 @@ async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice
         with Session(db) as session:
             assert {m.status for m in session.exec(select(OutboxMessage))} == {"sent"}
     db.dispose()
+
+
+def test_bench_ux_prints_the_figures():
+    import json
+
+    from typer.testing import CliRunner
+
+    from sticktionary.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "ux", "--languages", "en", "--labels", "1", "--retrievals", "1",
+                                      "--framework", "aiogram", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output.strip().splitlines()[-1])
+    assert {"tasks", "bot_messages", "edits", "messages_per_task"} <= set(figures) and figures["tasks"] == 2
+    assert CliRunner().invoke(app, ["bench", "ux", "--framework", "telethon"]).exit_code != 0
