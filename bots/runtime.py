@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks, Inbox, update_id_of
@@ -439,15 +439,13 @@ class BotRuntime:
             row.updated_at = utcnow()
             session.add(row)
 
-    def _live_message(self, player_id: int, message_id: int) -> bool:
-        """Whether `message_id` belongs to one of the player's live screens, or to a finished one
-        (which shows its outcome and has no buttons left: a press on it was a double tap)."""
+    def _screen_of(self, player_id: int, message_id: int) -> LiveScreen | None:
+        """The recorded screen `message_id` belongs to, if any."""
         with Session(self.db) as session:
-            return session.exec(select(LiveScreen.screen).where(
+            return session.exec(select(LiveScreen).where(
                 LiveScreen.bot_key == self.bot_key, LiveScreen.player_id == player_id,
-                col(LiveScreen.state).in_(("live", "finished")),
                 or_(LiveScreen.text_message_id == message_id, LiveScreen.photo_message_id == message_id))
-            ).first() is not None
+            ).first()
 
     async def _deliver_live(self, outgoing: Outgoing, reply: LiveText | LivePhoto) -> None:
         """Edit the screen's message in place; send it when there is none yet (or it is gone, or
@@ -497,10 +495,13 @@ class BotRuntime:
 
     async def _expire(self, outgoing: Outgoing, reply: Expire) -> None:
         chat, sender = outgoing.chat_id, self.sender
-        if outgoing.player_id is not None and await self._game(self._live_message, outgoing.player_id,
-                                                               reply.message_id):
-            return
+        screen = (await self._game(self._screen_of, outgoing.player_id, reply.message_id)
+                  if outgoing.player_id is not None else None)
+        if screen is not None and screen.state == "finished":
+            return  # it shows its outcome and has no buttons: the press was a double tap
         await self._edit(lambda: sender.edit(chat, reply.message_id, reply.text, None, reply.caption))
+        if screen is not None:  # a task the engine closed without this screen knowing (it expired)
+            await self._game(self._record_live, outgoing.player_id, chat, screen.screen, "text", None, "expired")
 
     def _cached_file_id(self, sticker_id: int, kind: str) -> str | None:
         with Session(self.db) as session:

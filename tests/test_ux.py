@@ -191,3 +191,34 @@ def test_bench_ux_prints_the_figures():
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert {"tasks", "bot_messages", "edits", "messages_per_task"} <= set(figures) and figures["tasks"] == 2
     assert CliRunner().invoke(app, ["bench", "ux", "--framework", "telethon"]).exit_code != 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_a_screen_whose_task_expired_says_so_when_pressed(tmp_path, sqlite_template, framework):
+    from sqlmodel import Session, select
+
+    from storage.models import LiveScreen, Player
+    from tests.bots_world import running_bot
+    from tests.test_bots import onboard
+
+    db = prepare_database(tmp_path, sqlite_template)
+    t = catalogue("zh")
+    async with running_bot(db, tmp_path, framework) as world:
+        player = world.player(1, "zh")
+        screen = await onboard(player, "zh")
+        text = screen[1]
+        with Session(db) as session:
+            player_id = session.exec(select(Player.id).where(Player.telegram_user_id == 1)).one()
+        world.game.pause(player_id)  # the round is closed behind the screen's back (as an expiry job does)
+        skip = next(b for b in _buttons(text) if b.startswith("lx:"))
+        after = await player.press(skip, message_id=text["message_id"])
+        assert (await player.answer_to_last_press())["answer"] == t.error("round_closed")
+        expired = current_messages(await player.transcript())[text["message_id"]]
+        assert text_of(expired) == t("screen_expired") and not _buttons(expired)
+        assert any(not e.get("edit") for e in after)  # and the current screen, anew
+        assert len(live_screens(await player.transcript())) == 1
+        with Session(db) as session:
+            states = {row.screen: row.state for row in session.exec(select(LiveScreen))}
+        assert states[f"label:{skip.split(':')[1]}"] == "expired" and "live" in states.values()
+    db.dispose()
