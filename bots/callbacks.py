@@ -188,6 +188,15 @@ class PrizeDelivered(ButtonData):
     prize_id: int
 
 
+@_action("fg")
+@dataclass(frozen=True, slots=True)
+class ForgetAnswer(ButtonData):
+    """The answer to "withdraw your consent?": yes withdraws, no keeps everything as it is."""
+
+    answer: str
+    choices: ClassVar = {"answer": ("yes", "no")}
+
+
 def decode(data: object) -> ButtonData | None:
     """The action a button's data stands for, or None when it is not the canonical, in-range
     encoding of one (forged, stale from an older version, or garbage). Never raises."""

@@ -16,8 +16,8 @@ from concurrent.futures import Executor
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, select
 
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks, Inbox, update_id_of
@@ -28,7 +28,10 @@ from bots.screens import (
     AnswerCallback,
     Buttons,
     EditText,
+    Expire,
     Incoming,
+    LivePhoto,
+    LiveText,
     Outgoing,
     SendGrid,
     SendSticker,
@@ -37,7 +40,7 @@ from bots.screens import (
 )
 from core.outbox import Route, claimer_id
 from storage.db import insert_ignoring_conflicts, session_scope
-from storage.models import OutboxMessage, TelegramFile, utcnow
+from storage.models import LiveScreen, OutboxMessage, TelegramFile, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,19 @@ class Conflict(TelegramError):
     """409: another process polls with this token, or a webhook is set while we poll."""
 
 
+def not_modified(error: TelegramError) -> bool:
+    """Telegram's answer to an edit that changes nothing: the message already shows it (success)."""
+    return "message is not modified" in str(error).lower()
+
+
+def message_gone(error: TelegramError) -> bool:
+    """An edit Telegram refuses because the message cannot be edited any more: send anew."""
+    text = str(error).lower()
+    return any(words in text for words in ("message to edit not found", "message can't be edited",
+                                           "message_id_invalid", "there is no text in the message",
+                                           "there is no caption in the message", "there is no media"))
+
+
 class UnexpectedError(TelegramError):
     """Any other error the framework reports: not known to be permanent, so worth a later try."""
 
@@ -112,6 +128,13 @@ class Sender(Protocol):
 
     async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool,
                    entities: list[dict] | None = None) -> None: ...
+
+    async def edit_media(self, chat_id: int, message_id: int, file: bytes, filename: str, caption: str | None,
+                         buttons: Buttons | None) -> None:
+        """editMessageMedia: the photo of a message replaced (uploaded), with its caption and buttons."""
+
+    async def edit_markup(self, chat_id: int, message_id: int, buttons: Buttons | None) -> None:
+        """editMessageReplyMarkup: only the buttons (None removes them)."""
 
     async def answer_callback(self, callback_id: str, text: str, alert: bool) -> None: ...
 
@@ -338,6 +361,8 @@ class BotRuntime:
             for reply in outgoing.replies:
                 if reply is not answer:
                     await self._deliver_one(outgoing, reply)
+            if outgoing.outbox_ids:  # the held notices folded into these screens reached the player
+                await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
         except Forbidden:
             if outgoing.player_id is not None:
                 await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
@@ -366,14 +391,121 @@ class BotRuntime:
             await self._call(chat, lambda: sender.send_text(chat, reply.text, reply.buttons, **links))
         elif isinstance(reply, EditText):
             links = {"entities": reply.entities} if reply.entities else {}
-            await self._call(None, lambda: sender.edit(chat, reply.message_id, reply.text, reply.buttons, reply.caption,
-                                                       **links))
+            await self._edit(lambda: sender.edit(chat, reply.message_id, reply.text, reply.buttons, reply.caption,
+                                                  **links))
         elif isinstance(reply, SendSticker):
             await self._send_sticker(chat, reply)
         elif isinstance(reply, SendGrid):
             # Images go to the default executor: Pillow lets go of the interpreter lock while it works.
-            image = await asyncio.to_thread(self.media.grid, reply.stickers, reply.highlight)
+            image = await self._grid_image(reply.stickers, reply.highlight)
             await self._call(chat, lambda: sender.send_photo(chat, image, "grid.png", reply.caption, reply.buttons))
+        elif isinstance(reply, LiveText | LivePhoto):
+            await self._deliver_live(outgoing, reply)
+        elif isinstance(reply, Expire):
+            await self._expire(outgoing, reply)
+
+    async def _edit(self, call) -> bool:
+        """An edit; True when it is done (or there was nothing to change), False when the message
+        cannot be edited any more (gone, or of another kind). Other refusals raise."""
+        try:
+            await self._call(None, call)
+            return True
+        except Rejected as error:
+            if not_modified(error):
+                return True
+            if message_gone(error):
+                return False
+            raise
+
+    async def _grid_image(self, stickers, highlight: int | None) -> bytes:
+        """The grid image, tile `highlight` outlined. Images go to the default executor: Pillow lets go
+        of the interpreter lock while it works, and moving stickers are decoded in a child process."""
+        return await asyncio.to_thread(self.media.grid, stickers, highlight)
+
+    # ------------------------------------------------------------------ live screens
+    def _live_row(self, player_id: int, screen: str) -> LiveScreen | None:
+        with Session(self.db) as session:
+            return session.get(LiveScreen, (self.bot_key, player_id, screen))
+
+    def _record_live(self, player_id: int, chat_id: int, screen: str, part: str, message_id: int | None,
+                     state: str) -> None:
+        with session_scope(self.db) as session:
+            row = session.get(LiveScreen, (self.bot_key, player_id, screen), with_for_update=True)
+            if row is None:
+                insert_ignoring_conflicts(session, LiveScreen.__table__, [{
+                    "bot_key": self.bot_key, "player_id": player_id, "screen": screen, "chat_id": chat_id,
+                    "state": state, "updated_at": utcnow()}], ["bot_key", "player_id", "screen"])
+                row = session.get(LiveScreen, (self.bot_key, player_id, screen), with_for_update=True)
+            if message_id is not None:
+                setattr(row, f"{part}_message_id", message_id)
+            row.chat_id = chat_id
+            row.state = state
+            row.updated_at = utcnow()
+            session.add(row)
+
+    def _screen_of(self, player_id: int, message_id: int) -> LiveScreen | None:
+        """The recorded screen `message_id` belongs to, if any."""
+        with Session(self.db) as session:
+            return session.exec(select(LiveScreen).where(
+                LiveScreen.bot_key == self.bot_key, LiveScreen.player_id == player_id,
+                or_(LiveScreen.text_message_id == message_id, LiveScreen.photo_message_id == message_id))
+            ).first()
+
+    async def _deliver_live(self, outgoing: Outgoing, reply: LiveText | LivePhoto) -> None:
+        """Edit the screen's message in place; send it when there is none yet (or it is gone, or
+        `fresh` moves the screen down), and record the new message id."""
+        chat, sender, player = outgoing.chat_id, self.sender, outgoing.player_id
+        part = "text" if isinstance(reply, LiveText) else "photo"
+        state = "finished" if reply.final else "live"
+        row = await self._game(self._live_row, player, reply.screen) if player is not None else None
+        message_id = getattr(row, f"{part}_message_id") if row is not None else None
+        if message_id is None and isinstance(reply, LivePhoto):
+            message_id = reply.on_message
+        if message_id is not None and reply.fresh:
+            # The screen moves down: the old message says so and keeps no button (a failure is harmless).
+            try:
+                await self._edit(lambda: sender.edit(chat, message_id, reply.moved or "…", None, part == "photo"))
+            except TelegramError as error:
+                log.info("could not mark a moved screen in chat %s: %s", chat, error)
+            message_id = None
+        image = None
+        if isinstance(reply, LivePhoto) and reply.stickers is not None:
+            image = await self._grid_image(reply.stickers, reply.highlight)
+        if message_id is not None:
+            if isinstance(reply, LiveText):
+                done = await self._edit(lambda: sender.edit(chat, message_id, reply.text, reply.buttons, False))
+            elif image is not None:
+                done = await self._edit(lambda: sender.edit_media(chat, message_id, image, "screen.png",
+                                                                  reply.caption or None, reply.buttons))
+            else:
+                done = await self._edit(lambda: sender.edit(chat, message_id, reply.caption, reply.buttons, True))
+            if done:
+                if reply.final and player is not None:
+                    await self._game(self._record_live, player, chat, reply.screen, part, None, state)
+                return
+        if isinstance(reply, LiveText):
+            new_id = await self._call(chat, lambda: sender.send_text(chat, reply.text, reply.buttons))
+        else:
+            if image is None:
+                # Only a caption for a photo this bot has no record of (sent before the records
+                # began, or lost): the words go out as a message of their own, not on a blank image.
+                await self._call(chat, lambda: sender.send_text(chat, reply.caption or "…", reply.buttons))
+                return
+            sent = await self._call(chat, lambda: sender.send_photo(chat, image, "screen.png", reply.caption or None,
+                                                                    reply.buttons))
+            new_id = getattr(sent, "message_id", None)
+        if player is not None and isinstance(new_id, int):
+            await self._game(self._record_live, player, chat, reply.screen, part, new_id, state)
+
+    async def _expire(self, outgoing: Outgoing, reply: Expire) -> None:
+        chat, sender = outgoing.chat_id, self.sender
+        screen = (await self._game(self._screen_of, outgoing.player_id, reply.message_id)
+                  if outgoing.player_id is not None else None)
+        if screen is not None and screen.state == "finished":
+            return  # it shows its outcome and has no buttons: the press was a double tap
+        await self._edit(lambda: sender.edit(chat, reply.message_id, reply.text, None, reply.caption))
+        if screen is not None:  # a task the engine closed without this screen knowing (it expired)
+            await self._game(self._record_live, outgoing.player_id, chat, screen.screen, "text", None, "expired")
 
     def _cached_file_id(self, sticker_id: int, kind: str) -> str | None:
         with Session(self.db) as session:
@@ -448,6 +580,9 @@ class BotRuntime:
     async def _deliver_message(self, message: OutboxMessage) -> int:
         """Send one claimed message to everyone it concerns; 1 if it went out."""
         outbox = self.conversation.game.outbox
+        if await self._game(self.conversation.holds, message):
+            await self._game(outbox.hold, message.id, self.claimer)  # for the player's next screen
+            return 0
         try:
             outgoings = await self._game(self.conversation.render_outbox, message)
         except Exception as error:  # noqa: BLE001 - a rendering bug: it is retried, then dead-lettered

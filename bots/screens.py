@@ -123,6 +123,9 @@ class Incoming:
     callback_id: str | None = None
     callback_data: str = ""
     message_id: int | None = None  # the message a pressed button belongs to
+    # What that message is, as the press shows it: a photo (edited by caption) and still with buttons.
+    message_is_photo: bool = False
+    message_has_buttons: bool = True
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,62 @@ class EditText:
 
 
 @dataclass(frozen=True)
+class LiveText:
+    """The text message of a task's live screen (`screen`: "label:<round>", "retrieval:<task>"):
+    sent the first time, then edited in place. The runtime finds the message in the LiveScreen
+    table (a screen's message ids are known only once sent). `fresh` moves the screen to the
+    bottom of the chat: the old message says `moved` and loses its buttons, a new one is sent.
+    `final`: the task is over (the text is its outcome): the screen is no longer live."""
+
+    screen: str
+    text: str
+    buttons: Buttons | None = None
+    fresh: bool = False
+    moved: str = ""
+    final: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", fit_text(self.text, TEXT_LIMIT))
+        object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+        object.__setattr__(self, "moved", shorten(self.moved, CAPTION_LIMIT))
+
+
+@dataclass(frozen=True)
+class LivePhoto:
+    """The photo message of a task's live screen: the sticker, a preview grid, the retrieval grid.
+    `stickers` None keeps the image and changes only the caption and buttons (editMessageCaption);
+    otherwise the image is replaced (editMessageMedia). `highlight`: the tile to outline."""
+
+    screen: str
+    stickers: list[StickerView] | None
+    caption: str = ""
+    buttons: Buttons | None = None
+    highlight: int | None = None
+    fresh: bool = False
+    moved: str = ""
+    final: bool = False
+    on_message: int | None = None  # the message pressed: edited when the screen has no record (sent before them)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "caption", shorten(self.caption, CAPTION_LIMIT))
+        object.__setattr__(self, "buttons", fit_buttons(self.buttons))
+        object.__setattr__(self, "moved", shorten(self.moved, CAPTION_LIMIT))
+
+
+@dataclass(frozen=True)
+class Expire:
+    """A screen that is no longer live, pressed: its text (or caption) becomes `text` and its
+    buttons go. A message that is part of a live screen is left alone."""
+
+    message_id: int
+    text: str
+    caption: bool = False  # the message is a photo
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", fit_text(self.text, CAPTION_LIMIT))
+
+
+@dataclass(frozen=True)
 class AnswerCallback:
     text: str = ""
     alert: bool = False
@@ -183,7 +242,7 @@ class AnswerCallback:
         object.__setattr__(self, "text", shorten(self.text, 200))  # Telegram: 0-200 characters
 
 
-Reply = SendText | SendSticker | SendGrid | EditText | AnswerCallback
+Reply = SendText | SendSticker | SendGrid | EditText | AnswerCallback | LiveText | LivePhoto | Expire
 
 
 @dataclass
@@ -192,10 +251,13 @@ class Outgoing:
     replies: list[Reply] = field(default_factory=list)
     callback_id: str | None = None
     player_id: int | None = None
+    # Held outbox notices folded into these replies: marked sent once the replies went out.
+    outbox_ids: list[int] = field(default_factory=list)
 
 
 _REPLY_KINDS: dict[str, type] = {"text": SendText, "sticker": SendSticker, "grid": SendGrid, "edit": EditText,
-                                  "answer": AnswerCallback}
+                                  "answer": AnswerCallback, "live_text": LiveText, "live_photo": LivePhoto,
+                                  "expire": Expire}
 _KIND_OF = {cls: kind for kind, cls in _REPLY_KINDS.items()}
 
 
@@ -207,7 +269,7 @@ def encode_outgoing(outgoing: Outgoing) -> dict:
         fields["kind"] = _KIND_OF[type(reply)]
         replies.append(fields)
     return {"chat_id": outgoing.chat_id, "callback_id": outgoing.callback_id, "player_id": outgoing.player_id,
-            "replies": replies}
+            "replies": replies, "outbox_ids": list(outgoing.outbox_ids)}
 
 
 def decode_outgoing(data: dict) -> Outgoing:
@@ -217,12 +279,13 @@ def decode_outgoing(data: dict) -> Outgoing:
         kind = _REPLY_KINDS[fields.pop("kind")]
         if "buttons" in fields and fields["buttons"] is not None:
             fields["buttons"] = [[tuple(button) for button in row] for row in fields["buttons"]]
-        if "sticker" in fields:
+        if fields.get("sticker") is not None:
             fields["sticker"] = StickerView(**fields["sticker"])
-        if "stickers" in fields:
+        if fields.get("stickers") is not None:
             fields["stickers"] = [StickerView(**sticker) for sticker in fields["stickers"]]
         replies.append(kind(**fields))
-    return Outgoing(data["chat_id"], replies, callback_id=data.get("callback_id"), player_id=data.get("player_id"))
+    return Outgoing(data["chat_id"], replies, callback_id=data.get("callback_id"), player_id=data.get("player_id"),
+                    outbox_ids=list(data.get("outbox_ids") or []))
 
 
 LOCALES = Path(__file__).resolve().parent / "locales"
@@ -324,7 +387,9 @@ def incoming_from_update(update: dict) -> Incoming | None:
         data = query.get("data")
         return Incoming("callback", user["id"], chat_id, update_id, _name(user), _language_code(user),
                         callback_id=str(query.get("id")), callback_data=data if isinstance(data, str) else "",
-                        message_id=message.get("message_id") if type(message.get("message_id")) is int else None)
+                        message_id=message.get("message_id") if type(message.get("message_id")) is int else None,
+                        message_is_photo="photo" in message,
+                        message_has_buttons=bool(message.get("reply_markup")) or not message)
     for key, kind in (("message", None), ("edited_message", "edited")):
         if key not in update:
             continue

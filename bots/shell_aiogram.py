@@ -29,6 +29,7 @@ from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     MessageEntity,
     Update,
 )
@@ -150,6 +151,15 @@ class AiogramSender:
         else:
             await _translated(self.bot.edit_message_text(text=text, chat_id=chat_id, message_id=message_id,
                                                          reply_markup=_markup(buttons), entities=_entities(entities)))
+
+    async def edit_media(self, chat_id, message_id, file, filename, caption, buttons):
+        media = InputMediaPhoto(media=BufferedInputFile(file, filename=filename), caption=caption)
+        await _translated(self.bot.edit_message_media(media=media, chat_id=chat_id, message_id=message_id,
+                                                      reply_markup=_markup(buttons)))
+
+    async def edit_markup(self, chat_id, message_id, buttons):
+        await _translated(self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id,
+                                                             reply_markup=_markup(buttons)))
 
     async def answer_callback(self, callback_id, text, alert):
         await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert))

@@ -14,7 +14,16 @@ from urllib.parse import urlencode
 # silences its deprecation warning on every 429.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
-from telegram import Bot, BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, MessageEntity, Update
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    InputMediaPhoto,
+    MessageEntity,
+    Update,
+)
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
@@ -113,6 +122,15 @@ class PtbSender:
         else:
             await _translated(self.bot.edit_message_text(text, chat_id=chat_id, message_id=message_id,
                                                          reply_markup=_markup(buttons), entities=_entities(entities)))
+
+    async def edit_media(self, chat_id, message_id, file, filename, caption, buttons):
+        media = InputMediaPhoto(file, caption=caption, filename=filename)  # uploaded as attach://<name>
+        await _translated(self.bot.edit_message_media(media, chat_id=chat_id, message_id=message_id,
+                                                      reply_markup=_markup(buttons)))
+
+    async def edit_markup(self, chat_id, message_id, buttons):
+        await _translated(self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id,
+                                                             reply_markup=_markup(buttons)))
 
     async def answer_callback(self, callback_id, text, alert):
         await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert))

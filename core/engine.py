@@ -984,6 +984,15 @@ class Game:
         """Who may appear on a leaderboard or in a prize list: not banned, consent not withdrawn."""
         return [col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None)]
 
+    def tasks_finished(self, player_id: int) -> int:
+        """Label rounds submitted and retrievals answered by the player (the screens' round number)."""
+        with read_session(self.db) as session:
+            rounds = session.exec(select(func.count()).select_from(LabelRound).where(
+                LabelRound.player_id == player_id, LabelRound.status == RoundStatus.SUBMITTED)).one()
+            answered = session.exec(select(func.count()).select_from(RetrievalTask).where(
+                RetrievalTask.retriever_id == player_id, RetrievalTask.status == TaskStatus.ANSWERED)).one()
+            return int(rounds) + int(answered)
+
     def leaderboard(self, language: str, since: datetime | None = None, limit: int = 10) -> list[LeaderboardRow]:
         """The top players by points, shown by nickname; banned players and those who withdrew
         their consent are never listed."""

@@ -33,6 +33,7 @@ from storage.db import insert_ignoring_conflicts, session_scope
 from storage.models import ChatMigration, OutboxMessage, OutboxStatus, Player, utcnow
 
 PENDING, SENDING, SENT, DEAD = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.DEAD)
+HELD = OutboxStatus.HELD
 _REASON_CHARS = 500  # OutboxMessage.last_error
 
 
@@ -157,6 +158,31 @@ class Outbox:
             return session.execute(update(OutboxMessage).where(self._held(ids, claimer)).values(
                 status=PENDING, claimed_by=None, lease_until=None, next_attempt_at=self.clock(),
                 attempts=OutboxMessage.attempts - 1)).rowcount
+
+    # ------------------------------------------------------------------ held game notices
+    # A game notice for a player who is in a task (feedback on an earlier round) is not sent in the
+    # middle of it: the claimer holds it, and the player's next screen folds it in. It is marked
+    # sent only once that screen went out, so none is lost and none shown twice.
+    def hold(self, message_id: int, claimer: str) -> bool:
+        with session_scope(self.db) as session:
+            return session.execute(update(OutboxMessage).where(self._held([message_id], claimer)).values(
+                status=HELD, lease_until=None, claimed_by=None)).rowcount == 1
+
+    def held_for(self, player_id: int, limit: int = 20) -> list[OutboxMessage]:
+        """The player's held notices, oldest first."""
+        with Session(self.db) as session:
+            return list(session.exec(select(OutboxMessage).where(
+                OutboxMessage.player_id == player_id, col(OutboxMessage.status) == HELD)
+                .order_by(OutboxMessage.id).limit(limit)).all())
+
+    def mark_folded(self, ids: Sequence[int]) -> int:
+        """Held notices that went out inside a screen: sent."""
+        if not ids:
+            return 0
+        with session_scope(self.db) as session:
+            return session.execute(update(OutboxMessage).where(
+                col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status) == HELD).values(
+                status=SENT, sent_at=self.clock())).rowcount
 
     def reroute(self, old_bot_key: str, new_bot_key: str) -> int:
         """Players of a bot renamed or retired go through another; returns how many players."""

@@ -368,6 +368,24 @@ def bench_bots_command(
     _print(bench_bots(framework, players, steps, postgres_url, think_ms, workers, redis_url), as_json)
 
 
+@bench_app.command("ux")
+def bench_ux_command(
+    framework: Annotated[str, typer.Option(help="ptb or aiogram")] = "ptb",
+    languages: Annotated[str, typer.Option(help="one language per player, comma-separated")] = "en,en,zh",
+    labels: Annotated[int, typer.Option(help="labeler rounds per player")] = 6,
+    retrievals: Annotated[int, typer.Option(help="retrievals per player")] = 6,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Messages a player receives per task, counted from the sandbox transcript of a fixed script."""
+    from bots.app import FRAMEWORKS
+    from sticktionary.bench_ux import bench_ux
+
+    if framework not in FRAMEWORKS:
+        raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
+    chosen = tuple(_check_language(language.strip()) for language in languages.split(","))
+    _print(bench_ux(framework, chosen, labels, retrievals), as_json)
+
+
 @bench_app.command("export")
 def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str | None, typer.Option(
         help="build the database on a throwaway database of this server instead of SQLite")] = None,

@@ -227,6 +227,7 @@ class PlaySession(SQLModel, table=True):
 class OutboxStatus(StrEnum):
     PENDING = "pending"  # waiting for a bot (again, after a failed attempt: from next_attempt_at on)
     SENDING = "sending"  # claimed by one bot until lease_until; claimable again once that has passed
+    HELD = "held"  # a game notice kept while its player is in a task: folded into their next screen
     SENT = "sent"  # Telegram accepted it
     DEAD = "dead"  # given up on, with the reason in last_error
 
@@ -268,6 +269,21 @@ class TelegramFile(SQLModel, table=True):
     kind: str = Field(primary_key=True, max_length=16)  # sticker, animation, grid…
     file_id: str = Field(max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class LiveScreen(SQLModel, table=True):
+    """The messages that make up a task's screen in a player's chat (one text, one photo), edited in
+    place while the task lasts. Message ids are known only once Telegram has the message, so the
+    runtime records them here as it sends; every process reads them from here (DESIGN.md)."""
+
+    bot_key: str = Field(primary_key=True, max_length=64)
+    player_id: int = Field(primary_key=True, foreign_key="player.id")
+    screen: str = Field(primary_key=True, max_length=32)  # "label:<round id>", "retrieval:<task id>"
+    chat_id: int = Field(sa_type=BigInteger)
+    text_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    photo_message_id: int | None = Field(default=None, sa_type=BigInteger)
+    state: str = Field(default="live", max_length=16)  # live, finished, moved
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class InboxStatus(StrEnum):

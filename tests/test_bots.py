@@ -55,6 +55,12 @@ def target_of(world, task_id):
         return session.get(RetrievalTask, task_id).sticker_id
 
 
+def live_text(entries):
+    """The labeler's live text message among `entries` (it carries the round's buttons)."""
+    return next(e for e in reversed(entries) if "text" in e and any(
+        b.startswith(("ls:", "lx:")) for b in SandboxPlayer.buttons(e)))
+
+
 def grid_of(entries):
     return next(e for e in reversed(entries)
                 if "photo" in e and any(b.startswith("pk:") for b in SandboxPlayer.buttons(e)))
@@ -67,36 +73,43 @@ async def test_onboarding_and_a_labeler_round(game_db, tmp_path, framework, lang
     async with running_bot(game_db, tmp_path, framework) as world:
         player = world.player(1, language)
         screen = await onboard(player, language)
-        assert texts(screen)[0] == t("welcome")
-        assert texts(screen)[1].startswith(t("label_context", context="").split("\n")[0])
-        assert texts(screen)[1].endswith(t("label_prompt"))
-        assert "sticker" in screen[-1] or "animation" in screen[-1]  # the sticker itself
-        sent = screen[-1].get("sticker") or screen[-1].get("animation")
-        with Session(world.game.db) as session:  # uploaded once, then sent by the cached file_id
-            from storage.models import TelegramFile
-            assert sent["file_id"] in {row.file_id for row in session.exec(select(TelegramFile))}
-        assert sent["file_id"].startswith(("sticker-", "animation-"))
-        if "sticker" in screen[-1]:
-            assert world.sandbox.files[sent["file_id"]][1].endswith(".webp")  # PNG went out as WEBP
+        # The consent message becomes the welcome (an edit), then the task: one text, one photo.
+        assert screen[0].get("edit") and texts(screen)[0].endswith(t("welcome"))
+        assert [bool(e.get("edit")) for e in screen[1:]] == [False, False]
+        assert t("label_context", context="").split("\n")[0] in texts(screen)[1]
+        assert texts(screen)[1].startswith(t("screen_round", round=1))  # the progress header
+        assert t("label_prompt") in texts(screen)[1]
+        assert "photo" in screen[-1]  # the sticker, as a photo that the previews replace in place
+        sticker_photo = screen[-1]["message_id"]
         preview = await player.send("happy times" if language == "en" else "开心的时候")
+        assert all(e.get("edit") for e in preview)  # the screen is edited, nothing new is sent
         assert "happy times" in texts(preview)[-1] or "开心的时候" in texts(preview)[-1]
+        assert preview[-1]["message_id"] == sticker_photo
         # taboo: a query already collected for this sticker
-        round_id = int(next(b for b in player.buttons(preview[-1]) if b.startswith("ls:")).split(":")[1])
+        round_id = int(player_button(player, live_text(preview), "ls:").split(":")[1])
         with Session(world.game.db) as session:
             from storage.models import LabelRound, Query
             sticker_id = session.get(LabelRound, round_id).sticker_id
             seed = session.exec(select(Query.text).where(Query.sticker_id == sticker_id,
                                                          Query.language == language)).first()
-        refused = await player.send(seed)
-        assert texts(refused) == [t.error("taboo")]
+        refused = await player.send(seed)  # said on the live screen, not in a new message
+        assert len(refused) == 1 and refused[0].get("edit")
+        assert texts(refused)[0].endswith(t("screen_warning", query=seed, text=t.error("taboo")))
         empty_emoji = await player.send("😂😂")
-        assert texts(empty_emoji) == [t.error("only_emoji")]
+        assert len(empty_emoji) == 1 and empty_emoji[0].get("edit")
+        assert texts(empty_emoji)[0].endswith(t("screen_warning", query="😂😂", text=t.error("only_emoji")))
         # remove the first query, add another, submit
-        remove = next(b for b in player.buttons(preview[-1]) if b.startswith("lr:"))
-        await player.press(remove)
-        await player.send("good mood" if language == "en" else "心情好")
+        remove = next(b for b in player.buttons(live_text(preview)) if b.startswith("lr:"))
+        removed = await player.press(remove)
+        assert len(removed) == 1 and removed[0].get("edit") and not any(
+            b.startswith("lr:") for b in player.buttons(removed[0]))
+        good = "good mood" if language == "en" else "心情好"
+        await player.send(good)
         done = await label_and_submit(player, language, [])
-        assert texts(done)[0].startswith(t("submitted", count=1))
+        # the outcome is written onto the finished screen, its buttons gone; the next task is new
+        assert done[0].get("edit") and not player.buttons(done[0])
+        assert texts(done)[0] == t("round_submitted", count=1, round=1, queries=f"“{good}”")
+        assert not any(e.get("edit") for e in done[1:])
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -126,11 +139,34 @@ async def test_retrieval_ranking_and_feedback(game_db, tmp_path, framework, lang
         await bob.press(f"pk:{task_id}:{other}", message_id=grid["message_id"])  # un-toggle the other
         await bob.press(f"pk:{task_id}:{position}", message_id=grid["message_id"])
         outcome = await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
-        assert texts(outcome)[0].startswith(t("hit", rank=1, points=3))
+        assert outcome[0].get("edit") and outcome[0]["message_id"] == grid["message_id"]
+        assert texts(outcome)[0].startswith(t("hit", rank=1, points=3)) and not bob.buttons(outcome[0])
+        # alice is in a task: her feedback waits, then heads her next screen
+        await alice.replies(settle=0, timeout=0)
         await world.shell.runtime.deliver_outbox_once()
-        feedback = await alice.replies(settle=0.2)
+        assert await alice.replies(settle=0.2, timeout=0.5) == []
+        live = [e for e in current(await alice.transcript()) if any(
+            b.startswith(("lx:", "ps:")) for b in alice.buttons(e))]
+        skip = next(b for b in alice.buttons(live[-1]) if b.startswith(("lx:", "ps:")))
+        after = await alice.press(skip, message_id=live[-1]["message_id"])
+        fresh = [e for e in after if not e.get("edit")]
         # The notice names the sticker by alice's own queries for it.
-        assert t("feedback_hit", query=quoted(["first idea", "second idea"], t.language), rank=1, points=3) in texts(feedback)
+        feedback_line = t("feedback_hit", query=quoted(["first idea", "second idea"], t.language), rank=1, points=3)
+        assert texts(fresh)[0].startswith(feedback_line)
+        assert sum(feedback_line in text for text in texts(await alice.transcript())) == 1
+        from storage.models import OutboxMessage
+        with Session(world.game.db) as session:
+            assert {m.status for m in session.exec(select(OutboxMessage).where(
+                OutboxMessage.kind == "feedback_hit"))} == {"sent"}
+
+
+def current(transcript):
+    """The bot's messages as they stand now (each one's latest edit)."""
+    state = {}
+    for entry in transcript:
+        if entry.get("by") == "bot" and "message_id" in entry:
+            state[entry["message_id"]] = entry
+    return [state[k] for k in sorted(state)]
 
 
 def player_button(player, entry, prefix):
@@ -149,9 +185,18 @@ async def test_commands(game_db, tmp_path, framework, language):
         me = texts(await player.send("/me"))[0]
         assert t("me_week", count=0, standing=t("me_unranked")) in me and t("me_streak_none") in me and t("me_prizes") in me
         assert texts(await player.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
-        assert texts(await player.send("/lang")) == [t("choose_language")]
-        assert texts(await player.send("/stop")) == [t("stopped")]
-        assert texts(await player.send("/forget")) == [t("forgotten")]
+        # /lang in a task: the task is released (said on its screen), then the chooser
+        assert texts(await player.send("/lang")) == [t("task_released"), t("choose_language")]
+        assert texts(await player.send("/stop")) == [t("stopped_nothing")]
+        await player.press(f"lang:{language}")
+        assert texts(await player.send("/stop"))[-1] == t("stopped_released")
+        # /forget asks first; Cancel keeps everything, Confirm withdraws
+        asked = await player.send("/forget")
+        assert texts(asked) == [t("forget_confirm")] and player.buttons(asked[0]) == ["fg:yes", "fg:no"]
+        assert texts(await player.press("fg:no")) == [t("forget_cancelled")]
+        assert texts(await player.send("/play"))[0].startswith(t("screen_round", round=1))
+        await player.send("/forget")
+        assert texts(await player.press("fg:yes")) == [t("task_released"), t("forgotten")]
         # without consent there is no play
         assert texts(await player.send("/play")) == [t("consent")]
         commands = world.sandbox.bots[TOKEN].commands
@@ -180,7 +225,9 @@ async def test_moderator_reviews_a_miss(game_db, tmp_path, framework, language):
         wrong = next(n for n, c in enumerate(candidates, 1) if c != target_of(world, task_id))
         await bob.press(f"pk:{task_id}:{wrong}", message_id=grid["message_id"])
         outcome = await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
-        assert texts(outcome)[0] == t("miss")
+        # the grid becomes the sticker that was meant, with the outcome: no new message for it
+        assert outcome[0].get("edit") and outcome[0]["message_id"] == grid["message_id"]
+        assert texts(outcome)[0].startswith(t("miss")) and not bob.buttons(outcome[0])
         assert texts(await alice.send("/review")) == [t("moderator_only")]
         await onboard(moderator, language)
         review = await moderator.send("/review")

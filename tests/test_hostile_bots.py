@@ -49,7 +49,7 @@ async def test_hostile_updates_never_wedge_a_bot(game_db, tmp_path, framework, c
         # the label screen arrived (the sandbox refuses a text over 4,096), shortened visibly, question intact
         label = next(text for text in texts(screen) if t("label_prompt") in text)
         assert utf16_units(label) <= TEXT_LIMIT and "…" in label and label.endswith(t("label_prompt"))
-        assert "sticker" in screen[-1] or "animation" in screen[-1]
+        assert "photo" in screen[-1]  # the sticker, on the photo the previews replace
 
         # a lone surrogate (valid JSON, "\\ud83d", but no text) gets a clear reply, not silence
         body = json.dumps({"token": TOKEN, "user_id": 1, "text": "broken \ud83d emoji", "first_name": "P\udc00"})
@@ -58,7 +58,9 @@ async def test_hostile_updates_never_wedge_a_bot(game_db, tmp_path, framework, c
         await still_answers(alice, t)
 
         # invisible characters and controls in a query: refused with a reason, or removed
-        assert texts(await alice.send("two\nlines")) == [t.error("control_chars")]
+        refused = texts(await alice.send("two\nlines"))  # said on the live screen
+        assert len(refused) == 1 and refused[0].endswith(t("screen_warning", query="two lines",
+                                                                text=t.error("control_chars")))
         preview = await alice.send("gl\u2060ee\u00adful\u200d times")
         assert "“gleeful times”" in texts(preview)[-1], texts(preview)
 

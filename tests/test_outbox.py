@@ -129,7 +129,7 @@ def test_failures_back_off_then_dead_letter_without_stalling_the_rows_behind(db)
     assert row.status == DEAD and row.attempts == 3 and "gave up after 3 attempts: Bad Gateway" == row.last_error
     clock.advance(10_000)
     assert outbox.claim(route, "me", 5) == []  # dead letters stay dead
-    assert outbox.counts() == {"pending": 0, "sending": 0, "sent": 2, "dead": 1}
+    assert outbox.counts() == {"pending": 0, "sending": 0, "held": 0, "sent": 2, "dead": 1}
     assert outbox.retry_dead() == 1
     row = rows(db)["poison"]
     assert (row.status, row.attempts) == (PENDING, 0)
@@ -180,7 +180,7 @@ def test_operator_views_retry_and_purge(db):
     assert [(m.dedupe_key, bot) for m, bot in listed] == [("a1", "a"), ("a2", "a")]
     assert listed[1][0].last_error == "gave up after 1 attempts: timeout"
     assert outbox.retry_dead([one.id]) == 1
-    assert outbox.counts() == {"pending": 1, "sending": 0, "sent": 1, "dead": 1}
+    assert outbox.counts() == {"pending": 1, "sending": 0, "held": 0, "sent": 1, "dead": 1}
     assert outbox.purge_sent(clock.now) == 0  # sent at `now`, not before it
     clock.advance(1)
     assert outbox.purge_sent(clock.now) == 1
@@ -412,7 +412,7 @@ async def test_two_copies_of_a_bot_send_every_message_exactly_once(db, tmp_path,
         feedback = [e["text"] for e in (await reader.transcript())[before:] if e["by"] == "bot"]
         t = catalogue("en")
         assert sorted(feedback) == sorted(t("feedback_hit", rank=1, points=i) for i in range(30))
-        assert world.game("main").outbox.counts() == {"pending": 0, "sending": 0, "sent": 60, "dead": 0}
+        assert world.game("main").outbox.counts() == {"pending": 0, "sending": 0, "held": 0, "sent": 60, "dead": 0}
         if db.dialect.name == "postgresql":
             assert all(sent)  # both copies took part
 

@@ -441,6 +441,11 @@ class Sandbox:
             updated["reply_markup"] = markup
         else:
             updated.pop("reply_markup", None)
+        unchanged = {k: v for k, v in updated.items() if k != "edit_date"} == \
+            {k: v for k, v in message.items() if k != "edit_date"}
+        if unchanged:  # as Telegram answers an edit that changes nothing
+            raise ApiError(400, "Bad Request: message is not modified: specified new message content and reply "
+                                "markup are exactly the same as a current content and reply markup of the message")
         chat.messages[message["message_id"]] = updated
         chat.transcript.append({"by": "bot", "edit": True, "at": time.monotonic(), **updated})
         self._touch()
@@ -448,6 +453,8 @@ class Sandbox:
 
     async def m_editMessageText(self, bot, params):
         chat, message = self._existing(bot, params)
+        if "text" not in message:
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
         text = _checked(params.get("text"), TEXT_LIMIT, "message text")
         entities = _entities(params.get("entities"), text)
         if not entities:
@@ -456,6 +463,8 @@ class Sandbox:
 
     async def m_editMessageCaption(self, bot, params):
         chat, message = self._existing(bot, params)
+        if "text" in message:
+            raise ApiError(400, "Bad Request: there is no caption in the message to edit")
         caption = _checked(params.get("caption"), CAPTION_LIMIT, "message caption", empty_ok=True)
         return self._edited(chat, message, params, caption=caption)
 
@@ -469,8 +478,23 @@ class Sandbox:
         media = json.loads(media) if isinstance(media, str) else media
         if not isinstance(media, dict) or "type" not in media:
             raise ApiError(400, "Bad Request: media is invalid")
-        stored = self._store_file(params.get(media.get("media", "")[9:], media.get("media")), media["type"])
-        return self._edited(chat, message, params, **{media["type"]: stored})
+        if "text" in message:
+            raise ApiError(400, "Bad Request: there is no media in the message to edit")
+        reference = media.get("media", "")
+        if not isinstance(reference, str) or not reference:
+            raise ApiError(400, "Bad Request: media is invalid")
+        # A new file comes as a part of the multipart request named by "attach://<name>".
+        upload = params.get(reference[9:]) if reference.startswith("attach://") else reference
+        if upload is None:
+            raise ApiError(400, "Bad Request: can't find the attached file")
+        stored = self._store_file(upload, media["type"])
+        caption = _checked(media.get("caption"), CAPTION_LIMIT, "message caption", empty_ok=True) or None
+        content = {media["type"]: [{**stored, "width": 480, "height": 480}] if media["type"] == "photo" else stored}
+        for kind in ("photo", "sticker", "animation", "document", "video"):
+            if kind != media["type"]:
+                message = {k: v for k, v in message.items() if k != kind}
+        message = {k: v for k, v in message.items() if k != "caption"}
+        return self._edited(chat, message, params, **content, **({"caption": caption} if caption else {}))
 
     async def m_deleteMessage(self, bot, params):
         chat, message = self._existing(bot, params)

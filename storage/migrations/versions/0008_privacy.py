@@ -1,7 +1,7 @@
 """players choose a nickname for leaderboards and prizes; skipped reviews go to the back of the queue
 
 Revision ID: 0008_privacy
-Revises: 0006_jobrun_attempts
+Revises: 0007_live_screens
 """
 from collections.abc import Sequence
 
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = '0008_privacy'
-down_revision: str | None = '0006_jobrun_attempts'
+down_revision: str | None = '0007_live_screens'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
