@@ -42,7 +42,7 @@ _STALE = ("stale", "task_closed", "round_closed")
 # Room kept free at the head of a task's first message for the notices held during the last task (see _next).
 NOTICE_ROOM = 300
 # Outbox kinds for one player that wait, while the player is in a task, for their next screen.
-HELD_KINDS = ("feedback_hit", "feedback_miss")
+HELD_KINDS = ("feedback_hit", "feedback_miss", "review_decided")
 _SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
 
 
@@ -63,7 +63,13 @@ class Conversation:
         task, so that feedback arrives between tasks, never inside one."""
         if message.kind not in HELD_KINDS or message.player_id is None:
             return False
-        return self.game.current_task(message.player_id) is not None
+        if self.game.current_task(message.player_id) is None:
+            return False
+        # A notice too long to head a screen whole (a round of many corrected queries) is not cut: it
+        # goes out at once as a message of its own.
+        player = self.game.get_player(message.player_id)
+        text = player_notice_text(message.kind, message.payload, catalogue(player.language))
+        return text is not None and utf16_units(text) < NOTICE_ROOM
 
     def _fold_notices(self, player: Player, t: Catalogue, out: Outgoing) -> str | None:
         """The player's held notices that fit in NOTICE_ROOM, oldest first; the rest wait for the

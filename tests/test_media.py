@@ -313,6 +313,7 @@ async def test_the_runtime_passes_the_tile_to_outline_to_the_grid(root, tmp_path
 
     runtime = SimpleNamespace(media=Media(root, tmp_path / "cache"), sender=SimpleNamespace(send_photo=send_photo),
                               _call=call)
+    runtime._grid_image = lambda stickers, highlight: BotRuntime._grid_image(runtime, stickers, highlight)
     reply = SendGrid(stickers, "“so sick of this”: #2 of 52", highlight=2)
     await BotRuntime._deliver_one(runtime, Outgoing(chat_id=1, replies=[reply]), reply)
     assert len(sent) == 1 and outlined(sent[0], 2) and not outlined(sent[0], 1)

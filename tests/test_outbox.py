@@ -82,8 +82,8 @@ def test_a_claim_is_leased_and_only_its_holder_can_finish_it(db):
     clock = Clock()
     outbox = Outbox(db, clock, lease_seconds=60)
     player = add_player(db, 1, bot_key="a")
-    enqueue(db, outbox, "m1", "feedback_hit", {"rank": 1, "points": 3}, player_id=player)
-    enqueue(db, outbox, "m1", "feedback_hit", {"rank": 2, "points": 2}, player_id=player)  # same key: ignored
+    enqueue(db, outbox, "m1", "feedback_hit", {"rank": 1, "points": 3, "queries": ["q"]}, player_id=player)
+    enqueue(db, outbox, "m1", "feedback_hit", {"rank": 2, "points": 2, "queries": ["q"]}, player_id=player)  # same key: ignored
     route = Route("a", ("en",))
     [claimed] = outbox.claim(route, "first", 10)
     assert (claimed.status, claimed.claimed_by, claimed.attempts) == (SENDING, "first", 1)
@@ -140,7 +140,7 @@ def test_a_bot_claims_only_what_it_can_deliver(db):
     uses_a, uses_b = add_player(db, 1, bot_key="a"), add_player(db, 2, bot_key="b")
     legacy_en, legacy_zh = add_player(db, 3), add_player(db, 4, language="zh")  # wrote before bot keys existed
     for player in (uses_a, uses_b, legacy_en, legacy_zh):
-        enqueue(db, outbox, f"to-{player}", "feedback_miss", {}, player_id=player)
+        enqueue(db, outbox, f"to-{player}", "feedback_miss", {"queries": ["q"]}, player_id=player)
     enqueue(db, outbox, "flag", "moderator_flag", {})
     enqueue(db, outbox, "post", chat_id=-100)
     both_en = ("en",)
@@ -170,7 +170,7 @@ def test_operator_views_retry_and_purge(db):
     outbox = Outbox(db, clock, max_attempts=1)
     player = add_player(db, 1, bot_key="a")
     for key in ("a1", "a2", "a3"):
-        enqueue(db, outbox, key, "feedback_miss", {}, player_id=player)
+        enqueue(db, outbox, key, "feedback_miss", {"queries": ["q"]}, player_id=player)
     route = Route("a")
     one, two, three = outbox.claim(route, "me", 3)
     outbox.dead_letter(one.id, "me", "chat 1: refused: chat not found")
@@ -403,7 +403,8 @@ async def test_two_copies_of_a_bot_send_every_message_exactly_once(db, tmp_path,
         await world.sim("group", token="111:main", chat_id=-100)
         for index in range(30):
             world.notify("main", f"post{index}", chat_id=-100)
-            world.notify("main", f"feedback{index}", "feedback_hit", {"rank": 1, "points": index}, player_id=reader_id)
+            world.notify("main", f"feedback{index}", "feedback_hit", {"rank": 1, "points": index, "queries": ["q"]},
+                         player_id=reader_id)
         before = len(await reader.transcript())
         sent = await asyncio.gather(drain(world.runtime("main", 0)), drain(world.runtime("main", 1)))
         assert sum(sent) == 60
@@ -411,7 +412,7 @@ async def test_two_copies_of_a_bot_send_every_message_exactly_once(db, tmp_path,
         assert sorted(posts) == sorted(board(f"post{i}") for i in range(30))  # each once
         feedback = [e["text"] for e in (await reader.transcript())[before:] if e["by"] == "bot"]
         t = catalogue("en")
-        assert sorted(feedback) == sorted(t("feedback_hit", rank=1, points=i) for i in range(30))
+        assert sorted(feedback) == sorted(t("feedback_hit", query="“q”", rank=1, points=i) for i in range(30))
         assert world.game("main").outbox.counts() == {"pending": 0, "sending": 0, "held": 0, "sent": 60, "dead": 0}
         if db.dialect.name == "postgresql":
             assert all(sent)  # both copies took part
@@ -428,21 +429,21 @@ async def test_feedback_goes_through_the_players_own_bot(db, tmp_path, framework
         for player in players.values():
             await player.send("/start")
         for user_id in players:
-            world.notify("first", f"feedback{user_id}", "feedback_miss", {}, player_id=player_id(db, user_id))
+            world.notify("first", f"feedback{user_id}", "feedback_miss", {"queries": ["q"]}, player_id=player_id(db, user_id))
         befores = {user_id: len(await player.transcript()) for user_id, player in players.items()}
         sent = await asyncio.gather(drain(world.runtime("second")), drain(world.runtime("first")))
         assert sent == [4, 4]
         for user_id, player in players.items():
             new = [e["text"] for e in (await player.transcript())[befores[user_id]:] if e["by"] == "bot"]
-            assert new == [catalogue("en")("feedback_miss")]
+            assert new == [catalogue("en")("feedback_miss", query="“q”")]
         assert not any(key.startswith("error:") for key in await world.stats())
         # A player who moves to the other bot is followed there.
         mover = world.player("second", 1)
         await mover.send("/help")
-        world.notify("first", "after-move", "feedback_miss", {}, player_id=player_id(db, 1))
+        world.notify("first", "after-move", "feedback_miss", {"queries": ["q"]}, player_id=player_id(db, 1))
         assert await world.runtime("first").deliver_outbox_once() == 0
         assert await world.runtime("second").deliver_outbox_once() == 1
-        assert (await mover.transcript())[-1]["text"] == catalogue("en")("feedback_miss")
+        assert (await mover.transcript())[-1]["text"] == catalogue("en")("feedback_miss", query="“q”")
 
 
 @pytest.mark.asyncio
@@ -454,7 +455,7 @@ async def test_refusals_dead_letter_at_once_and_never_stall_the_queue(db, tmp_pa
         await fan.send("/start")
         await world.sim("block", token="111:main", user_id=1)
         world.notify("main", "to-no-such-group", chat_id=-555)  # chat not found: 400
-        world.notify("main", "to-the-blocker", "feedback_miss", {}, player_id=player_id(db, 1))  # 403
+        world.notify("main", "to-the-blocker", "feedback_miss", {"queries": ["q"]}, player_id=player_id(db, 1))  # 403
         for index in range(3):
             world.notify("main", f"to-the-fan{index}", "feedback_hit", {"rank": 1, "points": index},
                          player_id=player_id(db, 2))
@@ -470,7 +471,7 @@ async def test_refusals_dead_letter_at_once_and_never_stall_the_queue(db, tmp_pa
         stats = await world.stats()
         assert (stats.get("error:400"), stats.get("error:403")) == (1, 1)
         # A message for a player who is no longer reachable is dead-lettered, not "sent".
-        world.notify("main", "to-the-blocker-again", "feedback_miss", {}, player_id=player_id(db, 1))
+        world.notify("main", "to-the-blocker-again", "feedback_miss", {"queries": ["q"]}, player_id=player_id(db, 1))
         assert await world.runtime("main").deliver_outbox_once() == 0
         assert rows(db)["to-the-blocker-again"].status == DEAD
         assert (await world.stats()).get("error:403") == 1  # not even tried

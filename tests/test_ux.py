@@ -148,7 +148,7 @@ async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice
             player_id = session.exec(select(Player.id).where(Player.telegram_user_id == 1)).one()
             for n in range(12):
                 session.add(OutboxMessage(dedupe_key=f"feedback:{n}", kind="feedback_hit", player_id=player_id,
-                                          payload={"rank": 1, "points": 100 + n}))
+                                          payload={"rank": 1, "points": 100 + n, "queries": [f"q{n}"]}))
             session.commit()
         # the player is in a task: the outbox holds them instead of sending them into it
         while await world.shell.runtime.deliver_outbox_once():
@@ -169,9 +169,9 @@ async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice
             heads.append(notices)
         assert len(heads) > 1  # they did not all fit in one screen's room
         for n in range(12):  # every one shown, once, oldest first
-            assert sum(head.count(t("feedback_hit", rank=1, points=100 + n)) for head in heads) == 1
-        order = [head.index(t("feedback_hit", rank=1, points=100 + n)) + 10_000 * i
-                 for n in range(12) for i, head in enumerate(heads) if t("feedback_hit", rank=1, points=100 + n) in head]
+            assert sum(head.count(t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n)) for head in heads) == 1
+        order = [head.index(t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n)) + 10_000 * i
+                 for n in range(12) for i, head in enumerate(heads) if t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n) in head]
         assert order == sorted(order)
         with Session(db) as session:
             assert {m.status for m in session.exec(select(OutboxMessage))} == {"sent"}
