@@ -209,5 +209,6 @@ def test_lists_use_each_languages_separator():
 
 def test_plural_forms_follow_the_named_value():
     en = Catalogue("en")
-    one, other = en("round_submitted", count=1, round=2, queries="“a”"), en("round_submitted", count=3, round=2, queries="“a”")
+    one = en("round_submitted", count=1, round=2, queries="“a”")
+    other = en("round_submitted", count=3, round=2, queries="“a”")
     assert "1 query submitted" in one and "3 queries submitted" in other

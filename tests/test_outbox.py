@@ -83,7 +83,8 @@ def test_a_claim_is_leased_and_only_its_holder_can_finish_it(db):
     outbox = Outbox(db, clock, lease_seconds=60)
     player = add_player(db, 1, bot_key="a")
     enqueue(db, outbox, "m1", "feedback_hit", {"rank": 1, "points": 3, "queries": ["q"]}, player_id=player)
-    enqueue(db, outbox, "m1", "feedback_hit", {"rank": 2, "points": 2, "queries": ["q"]}, player_id=player)  # same key: ignored
+    # the same key again: ignored
+    enqueue(db, outbox, "m1", "feedback_hit", {"rank": 2, "points": 2, "queries": ["q"]}, player_id=player)
     route = Route("a", ("en",))
     [claimed] = outbox.claim(route, "first", 10)
     assert (claimed.status, claimed.claimed_by, claimed.attempts) == (SENDING, "first", 1)
@@ -429,7 +430,8 @@ async def test_feedback_goes_through_the_players_own_bot(db, tmp_path, framework
         for player in players.values():
             await player.send("/start")
         for user_id in players:
-            world.notify("first", f"feedback{user_id}", "feedback_miss", {"queries": ["q"]}, player_id=player_id(db, user_id))
+            world.notify("first", f"feedback{user_id}", "feedback_miss", {"queries": ["q"]},
+                         player_id=player_id(db, user_id))
         befores = {user_id: len(await player.transcript()) for user_id, player in players.items()}
         sent = await asyncio.gather(drain(world.runtime("second")), drain(world.runtime("first")))
         assert sent == [4, 4]

@@ -168,10 +168,14 @@ async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice
             assert utf16_units(notices) <= NOTICE_ROOM
             heads.append(notices)
         assert len(heads) > 1  # they did not all fit in one screen's room
+
+        def notice(n: int) -> str:
+            return t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n)
+
         for n in range(12):  # every one shown, once, oldest first
-            assert sum(head.count(t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n)) for head in heads) == 1
-        order = [head.index(t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n)) + 10_000 * i
-                 for n in range(12) for i, head in enumerate(heads) if t("feedback_hit", query=f"“q{n}”", rank=1, points=100 + n) in head]
+            assert sum(head.count(notice(n)) for head in heads) == 1
+        order = [head.index(notice(n)) + 10_000 * i
+                 for n in range(12) for i, head in enumerate(heads) if notice(n) in head]
         assert order == sorted(order)
         with Session(db) as session:
             assert {m.status for m in session.exec(select(OutboxMessage))} == {"sent"}
