@@ -329,11 +329,11 @@ class Conversation:
             case callbacks.SkipRound(round_id):
                 task = self.game.label_task(player.id, round_id)
                 self.game.skip_round(player.id, round_id)
-                self._finish_screen(task, t("round_skipped", round=self.game.tasks_finished(player.id) + 1), out)
+                self._finish_screen(task, t("round_skipped"), out)  # a skip is no round: the next screen keeps its number
                 self._next(player, t, out)
             case callbacks.RemoveQuery(round_id, query_id):
                 self.game.remove_query(player.id, round_id, query_id)
-                self._label_screen(self.game.label_task(player.id, round_id), t, out, photo=False)
+                self._label_screen(self.game.label_task(player.id, round_id), t, out)
             case callbacks.TogglePick(task_id, position):
                 task = self.game.toggle_pick(player.id, task_id, position)
                 self._edit_grid(task, t, out, incoming.message_id)

@@ -93,6 +93,9 @@ class ScriptPlayer:
             key = self.oracle("label", round_id)
             ideas = list(self.vocabulary.get((key, self.language), []))
             self.rng.shuffle(ideas)
+            if ideas:  # a taken word with a twist of their own (the screen lists what is taken), then guesses
+                twist = "" if self.language == "zh" else " "
+                ideas.insert(0, f"{ideas[0]}{twist}{self.rng.choice(FILLERS[self.language])}")
             ideas += [f for f in FILLERS[self.language] if f not in ideas]
             for idea in ideas[:self.rng.choice((2, 3))]:
                 await self.player.send(idea)
