@@ -72,3 +72,8 @@ class BotWorld:
     def player(self, user_id: int, language_code: str = "en", name: str | None = None) -> SandboxPlayer:
         return SandboxPlayer(self.client, TOKEN, user_id, name or f"P{user_id}", language_code,
                              wait_finished=self.shell.runtime.wait_finished)
+
+
+def texts(entries):
+    """What the player reads in each message: its text or its caption."""
+    return [e.get("text") or e.get("caption") or "" for e in entries]

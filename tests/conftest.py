@@ -75,3 +75,13 @@ def db(request, tmp_path, sqlite_template):
 def settings(tmp_path) -> Settings:
     return Settings(database_url="sqlite://", sticker_root=tmp_path / "stickers", export_dir=tmp_path / "exports",
                     gold_rate=0.0, pseudonym_key="test-pseudonym-key", export_semantic=False, _env_file=None)
+
+
+@pytest.fixture
+def game_db(tmp_path, sqlite_template):
+    """A game database (the demo pack, migrated) for a bot under test, as a SQLite file."""
+    from tests.bots_world import prepare_database
+
+    db = prepare_database(tmp_path, sqlite_template)
+    yield db
+    db.dispose()

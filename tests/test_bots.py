@@ -14,23 +14,12 @@ from bots.screens import catalogue, quoted
 from core.nicknames import default_nickname
 from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
-from tests.bots_world import MODERATOR, TOKEN, prepare_database, running_bot
+from tests.bots_world import MODERATOR, TOKEN, running_bot, texts
 
 pytestmark = pytest.mark.asyncio
 
 FRAMEWORKS = ["ptb", "aiogram"]
 LANGUAGES = ["en", "zh"]
-
-
-@pytest.fixture
-def game_db(tmp_path, sqlite_template):
-    db = prepare_database(tmp_path, sqlite_template)
-    yield db
-    db.dispose()
-
-
-def texts(entries):
-    return [e.get("text") or e.get("caption") or "" for e in entries]
 
 
 async def onboard(player, language):

@@ -13,17 +13,10 @@ from sqlmodel import Session, select
 
 from bots.screens import TEXT_LIMIT, catalogue, utf16_units
 from storage.models import ChatContext, Player
-from tests.bots_world import TOKEN, prepare_database, running_bot
+from tests.bots_world import TOKEN, running_bot
 from tests.test_bots import onboard, texts
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def game_db(tmp_path, sqlite_template):
-    db = prepare_database(tmp_path, sqlite_template)
-    yield db
-    db.dispose()
 
 
 async def still_answers(player, t) -> None:

@@ -10,22 +10,11 @@ from sqlmodel import Session, select
 from bots.screens import catalogue
 from core.views import LabelTaskView, RetrievalTaskView
 from storage.models import Query, QueryStatus, RetrievalTask
-from tests.bots_world import MODERATOR, prepare_database, running_bot
+from tests.bots_world import MODERATOR, running_bot, texts
 
 FRAMEWORKS = ["ptb", "aiogram"]
 LANGUAGES = ["en", "zh"]
 QUERIES = {"en": ["so sick of this", "what a long day", "leave me alone"], "zh": ["烦死了", "今天好累", "别理我"]}
-
-
-@pytest.fixture
-def game_db(tmp_path, sqlite_template):
-    db = prepare_database(tmp_path, sqlite_template)
-    yield db
-    db.dispose()
-
-
-def texts(entries):
-    return [e.get("text") or e.get("caption") or "" for e in entries]
 
 
 def buttons(entry, prefix=""):

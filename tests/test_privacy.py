@@ -15,18 +15,11 @@ from core.nicknames import MAX_CHARS, NicknameError, clean_nickname, default_nic
 from core.prizes import Prizes
 from storage.db import session_scope
 from storage.models import OutboxMessage, Player, ScoreEvent
-from tests.bots_world import MODERATOR, prepare_database, running_bot
+from tests.bots_world import MODERATOR, running_bot
 from tests.test_bots import onboard, texts
 
 FRAMEWORKS = ["ptb", "aiogram"]
 LANGUAGES = ["en", "zh"]
-
-
-@pytest.fixture
-def game_db(tmp_path, sqlite_template):
-    db = prepare_database(tmp_path, sqlite_template)
-    yield db
-    db.dispose()
 
 
 # ---------------------------------------------------------------- nicknames, without a bot
