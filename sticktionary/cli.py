@@ -497,7 +497,7 @@ def outbox_default(context: typer.Context) -> None:
 
 @outbox_app.command("list")
 def outbox_list(
-    status: Annotated[list[str] | None, typer.Option(help="pending, sending, sent or dead (repeatable); "
+    status: Annotated[list[str] | None, typer.Option(help="pending, sending, held, sent or dead (repeatable); "
                                                          "default: all but sent")] = None,
     limit: Annotated[int, typer.Option(min=1, help="rows shown")] = 50,
 ) -> None:
@@ -511,7 +511,7 @@ def outbox_list(
         raise typer.BadParameter(f"{', '.join(bad)}: the states are {', '.join(sorted(known))}", param_hint="--status")
     outbox = _outbox()
     counts = outbox.counts()
-    typer.echo("  ".join(f"{name} {counts[name]}" for name in ("pending", "sending", "sent", "dead")))
+    typer.echo("  ".join(f"{name} {counts[name]}" for name in ("pending", "sending", "held", "sent", "dead")))
     for message, bot_key in outbox.listing(status, limit):
         to = (f"player {message.player_id} via {bot_key or 'their language'}" if message.player_id is not None
               else f"chat {message.chat_id}" if message.chat_id is not None else "moderators")

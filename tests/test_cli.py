@@ -279,7 +279,7 @@ def test_outbox_lists_retries_and_purges(env):
     assert runner.invoke(app, ["outbox", "purge", "--sent-before", "yesterday"]).exit_code == 2
     tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
     assert runner.invoke(app, ["outbox", "purge", "--sent-before", tomorrow]).output == "1 sent messages deleted\n"
-    assert outbox.counts() == {"pending": 2, "sending": 0, "sent": 0, "dead": 0}
+    assert outbox.counts() == {"pending": 2, "sending": 0, "held": 0, "sent": 0, "dead": 0}
     with session_scope(engine) as session:
         session.add(Player(telegram_user_id=1, pseudonym="p1", bot_key="old"))
     assert runner.invoke(app, ["outbox", "reroute", "old", "new"]).output == "1 players of bot old now hear from bot new\n"
