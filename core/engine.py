@@ -880,7 +880,11 @@ class Game:
         with session_scope(self.db) as session:
             rounds = self._close_rounds(session, RoundStatus.EXPIRED, LabelRound.created_at < cutoff)
             tasks = self._close_tasks(session, TaskStatus.EXPIRED, RetrievalTask.created_at < cutoff)
-            return {"rounds": len(rounds), "tasks": len(tasks)}
+        # Feedback held for a player's next screen does not wait for ever on a player who walked away.
+        released = self.outbox.release_held(
+            select(LabelRound.player_id).where(LabelRound.status == RoundStatus.OPEN),
+            select(RetrievalTask.retriever_id).where(RetrievalTask.status == TaskStatus.OPEN))
+        return {"rounds": len(rounds), "tasks": len(tasks), "notices_released": released}
 
     def _expire_open_work(self, session: Session, player_id: int) -> None:
         self._close_rounds(session, RoundStatus.EXPIRED, LabelRound.player_id == player_id)

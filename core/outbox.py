@@ -184,6 +184,15 @@ class Outbox:
                 col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status) == HELD).values(
                 status=SENT, sent_at=self.clock())).rowcount
 
+    def release_held(self, *busy_player_ids) -> int:
+        """Held notices of players no longer in a task (it expired while they were away) go out as
+        messages of their own; `busy_player_ids`: subqueries of the players still in one."""
+        with session_scope(self.db) as session:
+            return session.execute(update(OutboxMessage).where(
+                col(OutboxMessage.status) == HELD,
+                *(col(OutboxMessage.player_id).not_in(busy) for busy in busy_player_ids)).values(
+                status=PENDING)).rowcount
+
     def reroute(self, old_bot_key: str, new_bot_key: str) -> int:
         """Players of a bot renamed or retired go through another; returns how many players."""
         with session_scope(self.db) as session:

@@ -376,11 +376,23 @@ def test_abandoned_tasks_expire_and_free_their_slot(db, settings):
     round_id = labeled_round(game, alice)
     _retrieve(game, bob)
     open_round = game.next_task(alice, prefer="labeler")
+    # alice's feedback on her first round waits for her next screen (held while she was in a task)
+    with session_scope(db) as session:
+        session.add(OutboxMessage(dedupe_key="held-for-alice", kind="feedback_miss", player_id=alice,
+                                  payload={"queries": ["q"]}, status="held"))
     clock[0] += timedelta(minutes=settings.task_expiry_minutes + 1)
-    assert game.expire_abandoned() == {"rounds": 1, "tasks": 1}
+    assert game.expire_abandoned() == {"rounds": 1, "tasks": 1, "notices_released": 1}
     with Session(db) as session:
         assert session.get(LabelRound, round_id).retrieval_count == 0
         assert session.get(LabelRound, open_round.round_id).status == "expired"
+        # she walked away: the notice goes out as a message of its own instead of waiting for ever
+        assert session.exec(select(OutboxMessage.status).where(
+            OutboxMessage.dedupe_key == "held-for-alice")).one() == "pending"
+    bob_round = game.next_task(bob, prefer="labeler")
+    with session_scope(db) as session:
+        session.add(OutboxMessage(dedupe_key="held-for-bob", kind="feedback_miss", player_id=bob,
+                                  payload={"queries": ["q"]}, status="held"))
+    assert bob_round is not None and game.expire_abandoned()["notices_released"] == 0  # bob is in a task
 
 
 def test_review_accept_correct_discard_are_audited_and_moderator_only(db, settings):
