@@ -162,7 +162,7 @@ def test_expiry_never_overwrites_an_answered_task(db, settings):
     answered, expired = race(db, lambda: game.submit_ranking(bob, task.task_id, [stored.sticker_id]),
                              lambda: _later(game).expire_abandoned())
     assert answered.result().hit_rank == 1
-    assert expired.result() == {"rounds": 0, "tasks": 0}
+    assert expired.result() == {"rounds": 0, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
         assert session.get(RetrievalTask, task.task_id).status == TaskStatus.ANSWERED
         # the round's slot stays taken: the answered task is not offered again
@@ -178,7 +178,7 @@ def test_expiry_never_touches_a_submitted_round_or_its_queries(db, settings):
     submitted, expired = race(db, lambda: game.submit_round(alice, work.round_id),
                               lambda: _later(game).expire_abandoned())
     assert submitted.result().query_count == 1
-    assert expired.result() == {"rounds": 0, "tasks": 0}
+    assert expired.result() == {"rounds": 0, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
         assert session.get(LabelRound, work.round_id).status == RoundStatus.SUBMITTED
         statuses = session.exec(select(Query.status).where(Query.label_round_id == work.round_id)).all()
@@ -193,7 +193,7 @@ def test_expiry_leaves_no_draft_behind_on_the_round_it_closes(db, settings):
     added, expired = race(db, lambda: game.add_query(alice, work.round_id, "happy dance"),
                           lambda: _later(game).expire_abandoned())
     added.result()
-    assert expired.result() == {"rounds": 1, "tasks": 0}
+    assert expired.result() == {"rounds": 1, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
         assert session.get(LabelRound, work.round_id).status == RoundStatus.EXPIRED
         assert session.exec(select(Query).where(Query.label_round_id == work.round_id)).all() == []
@@ -349,7 +349,7 @@ def test_pause_racing_the_expiry_job_releases_the_slot_once(db, settings):
     game.submit_ranking(carol, carol_task.task_id, [target.sticker_id])
     paused, expired = race(db, lambda: game.pause(bob), lambda: _later(game).expire_abandoned())
     paused.result()
-    assert expired.result() == {"rounds": 0, "tasks": 0}
+    assert expired.result() == {"rounds": 0, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
         assert session.get(RetrievalTask, bob_task.task_id).status == TaskStatus.EXPIRED
         assert session.get(LabelRound, round_id).retrieval_count == 1  # carol's answered task keeps its slot

@@ -164,7 +164,7 @@ def test_expiry_job_closes_abandoned_work(db, settings):
     task = game.next_task(labeler, prefer="labeler")
     now = datetime.now(UTC) + timedelta(minutes=settings.task_expiry_minutes + 1)
     outcome = run_job(JobContext(db, settings), "expiry", now)
-    assert outcome.result == {"rounds": 1, "tasks": 0}
+    assert outcome.result == {"rounds": 1, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
         assert session.get(LabelRound, task.round_id).status == RoundStatus.EXPIRED
         assert not session.exec(select(RetrievalTask).where(RetrievalTask.status == TaskStatus.OPEN)).all()
