@@ -4,6 +4,7 @@ in both languages. Players are simulated through the sandbox's simulation API.""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -158,6 +159,49 @@ def current(transcript):
         if entry.get("by") == "bot" and "message_id" in entry:
             state[entry["message_id"]] = entry
     return [state[k] for k in sorted(state)]
+
+
+def shaped(t, key):
+    """A regular expression for the catalogue's text of `key` with any numbers in its placeholders."""
+    text = t(key, **{name: "\x00" for name in ("rank", "total", "tile")})
+    return re.compile(re.escape(text).replace("\x00", r"\d+"))
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_preview_is_honest_and_the_taboo_shown_up_front(game_db, tmp_path, framework, language):
+    t = catalogue(language)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        player = world.player(1, language)
+        screen = await onboard(player, language)
+        label = live_text(screen)
+        round_id = int(player_button(player, label, "lx:").split(":")[1])
+        with Session(world.game.db) as session:
+            from storage.models import LabelRound, Query
+            sticker_id = session.get(LabelRound, round_id).sticker_id
+            seeds = session.exec(select(Query.text).where(Query.sticker_id == sticker_id,
+                                                          Query.language == language)).all()
+        # taboo up front: what other players gave this sticker is on the screen before any guess
+        taken_line = next(line for line in texts([label])[0].splitlines()
+                          if line.startswith(t("label_taken", queries="")))
+        assert seeds and all(f"“{seed}”" in taken_line for seed in seeds[:8])
+        # a taken word with a twist of one's own leads to the sticker: its rank among all the
+        # language's stickers, and the tile it is on, outlined in the grid that replaces the photo
+        twist = f"{seeds[0]} today" if language == "en" else f"{seeds[0]}今天"
+        ranked = await player.send(twist)
+        line = next(x for x in texts([live_text(ranked)])[0].splitlines() if f"“{twist}”" in x)
+        assert shaped(t, "preview_tile").search(line) or shaped(t, "preview_off_grid").search(line), line
+        photo = next(e for e in ranked if "photo" in e)
+        assert photo["message_id"] == screen[-1]["message_id"] and f"“{twist}”" in photo.get("caption", "")
+        # a purely visual description gets the paper's advice, on the screen, and is not kept
+        visual = "yellow circle" if language == "en" else "黄色的圆圈"
+        refused = await player.send(visual)
+        assert texts([live_text(refused)])[0].endswith(t("screen_warning", query=visual, text=t.error("visual_only")))
+        # a miss is never shown as a success: words that lead nowhere say so plainly
+        nowhere = "zebra submarine" if language == "en" else "斑马潜水艇"
+        missed = await player.send(nowhere)
+        line = next(x for x in texts([live_text(missed)])[0].splitlines() if f"“{nowhere}”" in x)
+        assert line.endswith(t("preview_not_found"))
 
 
 def player_button(player, entry, prefix):
