@@ -86,14 +86,24 @@ def test_shorten_counts_utf16_units_and_never_splits_a_character():
 
 
 def test_the_label_screen_fits_and_keeps_the_question_whatever_the_context():
-    conversation = Conversation.__new__(Conversation)  # rendering only: no game needed
+    from types import SimpleNamespace
+
+    from core.views import PlayerStats
+
+    # rendering only: the game answers just the progress header, as long as it can get
+    conversation = Conversation.__new__(Conversation)
+    conversation.game = SimpleNamespace(
+        player_stats=lambda player_id: PlayerStats(player_id, 10**12, 1, 1.0, 10**9, streak=10**9),
+        tasks_finished=lambda player_id: 10**12)
     t = catalogue("en")
     huge = [ContextMessage("A", "word " * 1196), ContextMessage("B", "😂" * 3000 + " the latest message")]
-    out = Outgoing(1)
-    conversation._label_screen(LabelTaskView(7, "en", STICKER, huge), t, out)
-    text = out.replies[0].text
-    assert utf16_units(text) <= TEXT_LIMIT - NOTICE_ROOM and text.endswith(t("label_prompt"))
-    assert "…" in text and "the latest message" in text  # the start is cut, the newest words stay
+    out = Outgoing(1, player_id=1)
+    for notice in (None, "🎉" * (NOTICE_ROOM // 2)):  # held feedback heads the screen: the context makes room
+        conversation._label_screen(LabelTaskView(7, "en", STICKER, huge), t, out, notice=notice)
+        text = out.replies[-2].text
+        assert utf16_units(text) <= TEXT_LIMIT and text.endswith(t("label_prompt"))
+        assert "…" in text and "the latest message" in text  # the start is cut, the newest words stay
+        assert notice is None or text.startswith(notice)
 
 
 def test_the_retrieval_caption_fits_with_1000_character_seed_queries_and_keeps_the_ranking():
