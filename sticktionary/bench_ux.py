@@ -229,7 +229,7 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
         stats = (await client.get("/sim/stats")).json()["result"]
         result = {"framework": framework, "languages": languages, **count(played["players"], played["moderator"]),
                   "to_review": played["to_review"], "reviewed": played["reviewed"],
-                  "refused_calls": sum(v for k, v in stats.items() if k.startswith("error:4"))}
+                  "refused_calls": sum(v for k, v in stats.items() if k.startswith("error:4") and k.count(":") == 1)}
         if then is not None:
             await then(played, shell, deliver_outbox)
         return result, played

@@ -88,7 +88,7 @@ def test_a_claim_is_leased_and_only_its_holder_can_finish_it(db):
     route = Route("a", ("en",))
     [claimed] = outbox.claim(route, "first", 10)
     assert (claimed.status, claimed.claimed_by, claimed.attempts) == (SENDING, "first", 1)
-    assert claimed.payload == {"rank": 1, "points": 3}
+    assert claimed.payload == {"rank": 1, "points": 3, "queries": ["q"]}
     assert outbox.claim(route, "second", 10) == []  # leased
     clock.advance(61)  # the first sender died: its lease ran out
     [again] = outbox.claim(route, "second", 10)
@@ -459,7 +459,7 @@ async def test_refusals_dead_letter_at_once_and_never_stall_the_queue(db, tmp_pa
         world.notify("main", "to-no-such-group", chat_id=-555)  # chat not found: 400
         world.notify("main", "to-the-blocker", "feedback_miss", {"queries": ["q"]}, player_id=player_id(db, 1))  # 403
         for index in range(3):
-            world.notify("main", f"to-the-fan{index}", "feedback_hit", {"rank": 1, "points": index},
+            world.notify("main", f"to-the-fan{index}", "feedback_hit", {"rank": 1, "points": index, "queries": ["q"]},
                          player_id=player_id(db, 2))
         before = len(await fan.transcript())
         assert await world.runtime("main").deliver_outbox_once() == 3  # the refused ones did not hold them up

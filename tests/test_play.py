@@ -20,6 +20,7 @@ from sqlmodel import Session
 from bots.sandbox import Sandbox
 from core.dashboard import dashboard, latest_metrics, queries_over_time
 from core.exports import run_export
+from core.nicknames import default_nickname
 from sticktionary.play.web import chart
 from storage.models import RetrievalTask, utcnow
 from tests.helpers import labeled_round, make_player, make_world
@@ -154,8 +155,9 @@ def test_dashboard_shows_what_players_did(db, settings, tmp_path):
     assert {q["text"]: q["status"] for q in data["recent"]} == {
         "happy dance": "needs_review", "victory lap": "needs_review", "开心": "validated"}
     assert data["review"]["needs_review"] == 2 and data["review"]["queries"]["validated"] == 25
-    assert data["leaderboards"]["zh"] == [{"rank": 1, "name": "player3", "points": 3},
-                                          {"rank": 2, "name": "player4", "points": 3}]
+    # players are shown by nickname (here the generated ones), never by their Telegram name
+    assert data["leaderboards"]["zh"] == [{"rank": 1, "name": default_nickname(carol, "zh"), "points": 3},
+                                          {"rank": 2, "name": default_nickname(dan, "zh"), "points": 3}]
     assert data["leaderboards"]["en"] == []
     assert data["statistics"]["zh"]["queries"] == 13 and data["statistics"]["en"]["queries"] == 12
     json.dumps(data)  # what the page receives

@@ -118,7 +118,8 @@ async def test_a_screen_whose_message_is_gone_is_sent_anew_and_an_unchanged_edit
         stats = (await world.client.get("/sim/stats")).json()["result"]
         assert await player.send(seed) == []
         after = (await world.client.get("/sim/stats")).json()["result"]
-        assert after.get("error:400", 0) == stats.get("error:400", 0) + 1
+        assert after.get("not_modified:editMessageText", 0) == stats.get("not_modified:editMessageText", 0) + 1
+        assert after.get("error:400", 0) == stats.get("error:400", 0)
         # the player deleted the screen's text: the next change sends it anew, and it is recorded
         await world.client.post(f"/bot{TOKEN}/deleteMessage", json={"chat_id": 1, "message_id": text_id})
         anew = await player.send("such a happy day")

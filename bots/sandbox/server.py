@@ -229,10 +229,16 @@ class Sandbox:
                 body["parameters"] = {"retry_after": error.retry_after}
             if error.migrate_to_chat_id is not None:
                 body["parameters"] = {"migrate_to_chat_id": error.migrate_to_chat_id}
-            self.stats[f"error:{error.code}"] += 1
+            if "message is not modified" in error.description:
+                # Telegram's answer to an edit that changes nothing; bots take it as done: counted apart
+                self.stats[f"not_modified:{method}"] += 1
+            else:
+                self.stats[f"error:{error.code}"] += 1
+                self.stats[f"error:{error.code}:{method}"] += 1
             return web.json_response(body, status=error.code)
         except (ValueError, KeyError, TypeError) as error:
             self.stats["error:400"] += 1
+            self.stats[f"error:400:{method}"] += 1
             return web.json_response({"ok": False, "error_code": 400, "description": f"Bad Request: {error}"},
                                      status=400)
 
