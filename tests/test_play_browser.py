@@ -24,10 +24,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import Session, select
 
 from bots.oracle import database_oracle
 from sticktionary.demo_pack import PACK_DIR
 from storage.db import make_engine
+from storage.models import OutboxMessage, OutboxStatus
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("STICKTIONARY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -172,6 +174,14 @@ class Chat:
             arg=selector, timeout=WAIT)
         return True
 
+    def followed(self) -> bool:
+        """The view still follows the chat after messages grew, shrank or changed their pictures in
+        place: its newest message is in sight, as in Telegram."""
+        self.page.wait_for_function(
+            """() => { const box = document.getElementById('messages');
+                       return box.scrollHeight - box.scrollTop - box.clientHeight < 4; }""", timeout=5_000)
+        return True
+
     def replaced(self, row, before: str) -> str:
         """The row's photo was replaced in place (editMessageMedia): a new picture, loaded."""
         photo = self.photo(row)
@@ -232,6 +242,20 @@ EN = ("English", "I agree", "Do you agree?", "Thanks!", "What would you type to 
 ZH = ("中文", "我同意", "你同意吗", "谢谢！", "你会输入什么来搜它")
 
 
+def _held(db, kind: str) -> None:
+    """Wait until the bot has taken up the labeler's feedback and keeps it for their next screen (it
+    reaches the outbox when the retrieval ends, and the bot looks at the outbox about once a second:
+    a labeler who finishes their task in that second sees it one screen later)."""
+    deadline = time.monotonic() + WAIT / 1000
+    while time.monotonic() < deadline:
+        with Session(db) as session:
+            statuses = session.exec(select(OutboxMessage.status).where(OutboxMessage.kind == kind)).all()
+        if statuses and all(status == OutboxStatus.HELD for status in statuses):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the {kind} notice was not held for the labeler's next screen: {statuses}")
+
+
 def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, shots):
     base, db = play
     expect = playwright_api.expect
@@ -264,6 +288,7 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     chat.replaced(photo, src)
     expect(photo.locator(".text")).to_contain_text(f"“{second}”: #", timeout=WAIT)  # the grid of the latest
     assert chat.rows().count() == rows + 2
+    assert chat.followed()
     buttons = chat.buttons(label)
     assert [b for b in buttons if b.startswith("✖")] == ["✖ when the joke lands per…", f"✖ {second}"]
     assert buttons[-2:] == ["✅ Submit", "⏭ Skip"]
@@ -298,6 +323,9 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     expect(grid.locator(".text")).to_contain_text("Not this time — this was the sticker", timeout=WAIT)
     expect(grid.locator(".kb-row button")).to_have_count(0)
     chat.replaced(grid, src)
+    after = chat.row("Imagine you want to send this sticker here")  # Sam's next round
+    assert chat.loaded(f"#messages .row[data-message-id='{chat.id_of(after) + 1}'] img.photo")
+    assert chat.followed()
     shots(page, "miss")
 
     # Alex hears of it at the head of his next screen, not in the middle of the task he is in.
@@ -306,6 +334,7 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     assert label.locator(".kb-row button").count() == 0
     chat.row("Round 2")
     assert page.locator("#messages .row", has_text="did not find your sticker").count() == 0
+    _held(db, "feedback_miss")
     chat.press("⏭ Skip")
     feedback = chat.row("did not find your sticker")
     assert feedback.locator(".text").inner_text().startswith(
@@ -337,6 +366,7 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     expect(item.locator(".text")).to_contain_text("This round is done.", timeout=WAIT)
     expect(item.locator(".kb-row button")).to_have_count(0)
     chat.row("Nothing to review")
+    assert chat.followed()
     shots(page, "reviewed")
 
     # What the game's screens do not use yet is shown too: an animated GIF, then its deletion; buttons
@@ -435,6 +465,7 @@ def test_chinese_on_a_phone_label_and_retrieve(play, browser, shots):
     chat.become("Alex")
     chat.row("第2轮")
     assert page.locator("#messages .row", has_text="找到了你的贴纸").count() == 0  # held while in a task
+    _held(db, "feedback_hit")
     chat.press("⏭ 跳过")
     feedback = chat.row("找到了你的贴纸")
     text = feedback.locator(".text").inner_text()
