@@ -1,10 +1,13 @@
 """`sticktionary play` in a real browser: Debian's Chromium driven by Playwright, against the real
 command in its own process (sandbox, an English bot on python-telegram-bot, a Chinese bot on aiogram).
 
-A player consents, labels a sticker (query, preview, submit), switches to a second identity,
-retrieves that sticker with the grid buttons and sees the result; the labeler hears of it; the
-moderator reviews the miss; the dashboard shows the new query. English at desktop width, Chinese
-at phone width (390 px). Each step's screenshot goes to a folder named after the test, under
+A player consents (one onboarding message edited in place), labels a sticker on one live screen (each
+query edits the round's text in place and replaces its photo by that query's preview grid; ✖ takes one
+back; submitting writes the outcome on the screen and takes its buttons away), switches to a second
+identity, retrieves that sticker with the grid buttons (each pick an edit in place) and sees the result
+on the same message; the labeler hears of it at the head of their next screen; the moderator reviews the
+miss on one screen decided in place; the dashboard shows the new query. English at desktop width,
+Chinese at phone width (390 px). Each step's screenshot goes to a folder named after the test, under
 pytest's tmp_path or under $STICKTIONARY_SCREENSHOTS when set (kept for a report).
 """
 
@@ -182,6 +185,18 @@ class Chat:
                        return box.scrollHeight - box.scrollTop - box.clientHeight < 4; }""", timeout=5_000)
         return True
 
+    def watch_height(self, row) -> None:
+        """Note the row's lowest height, frame by frame, from now on (see lowest_height)."""
+        self.page.evaluate(
+            """(id) => { window.lowest = Infinity;
+                 const tick = () => { const row = document.querySelector(`#messages .row[data-message-id='${id}']`);
+                                      if (row) window.lowest = Math.min(window.lowest, row.offsetHeight);
+                                      requestAnimationFrame(tick); };
+                 tick(); }""", self.id_of(row))
+
+    def lowest_height(self) -> float:
+        return self.page.evaluate("window.lowest")
+
     def replaced(self, row, before: str) -> str:
         """The row's photo was replaced in place (editMessageMedia): a new picture, loaded."""
         photo = self.photo(row)
@@ -282,10 +297,15 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     assert re.search(rf"“{query}”: (#\d+ of \d+ — |nothing leads to this sticker yet)", label.inner_text())
     src = chat.replaced(photo, src)
     assert chat.rows().count() == rows + 1
+    height = photo.bounding_box()["height"]
+    chat.watch_height(photo)
+    page.route("**/sim/file/**", lambda route: (time.sleep(0.5), route.continue_()))  # a slow mobile network
     chat.send(second)
     expect(label.locator(".text")).to_contain_text(f"“{second}”: #", timeout=WAIT)
     assert re.search(rf"“{second}”: #\d+ of \d+ — (tile \d+, outlined|not in this grid)", label.inner_text())
     chat.replaced(photo, src)
+    page.unroute("**/sim/file/**")
+    assert chat.lowest_height() >= height - 1  # the picture was swapped, never blanked while the new one loaded
     expect(photo.locator(".text")).to_contain_text(f"“{second}”: #", timeout=WAIT)  # the grid of the latest
     assert chat.rows().count() == rows + 2
     assert chat.followed()
@@ -303,7 +323,7 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     chat.become("Sam")
     skipped, _ = chat.start(*EN, shots)
     chat.press("⏭ Skip")
-    expect(skipped.locator(".text")).to_contain_text("Round 1 skipped.", timeout=WAIT)
+    expect(skipped.locator(".text")).to_contain_text("⏭ Skipped.", timeout=WAIT)
     expect(skipped.locator(".kb-row button")).to_have_count(0)
     grid = chat.row(f"searched with: “{query}”, “{second}”")
     assert grid.locator(".kb-row button").count() == 13  # 9 numbers, Done, Undo, Skip, Suggest
@@ -436,6 +456,7 @@ def test_chinese_on_a_phone_label_and_retrieve(play, browser, shots):
     shots(page, "preview")
     chat.press(f"✖ {dropped}")  # a thumb takes a query back: the screen drops it in place
     expect(label.locator(".text")).not_to_contain_text(dropped, timeout=WAIT)
+    expect(photo.locator(".text")).to_contain_text(f"“{query}”：", timeout=WAIT)  # the remaining query's preview
     assert chat.buttons(label) == [f"✖ {query}", "✅ 提交", "⏭ 跳过"]
     assert chat.rows().count() == rows + 2
     chat.press("✅ 提交")
@@ -446,7 +467,8 @@ def test_chinese_on_a_phone_label_and_retrieve(play, browser, shots):
     chat.become("Sam", shots)
     skipped, _ = chat.start(*ZH, shots)
     chat.press("⏭ 跳过")
-    expect(skipped.locator(".text")).to_contain_text("第1轮已跳过", timeout=WAIT)
+    expect(skipped.locator(".text")).to_contain_text("⏭ 已跳过。", timeout=WAIT)
+    expect(skipped.locator(".kb-row button")).to_have_count(0)
     grid = chat.row(f"“{query}”")
     assert grid.locator(".kb-row button").count() == 13
     assert chat.loaded("#messages .bubble.media img.photo")
