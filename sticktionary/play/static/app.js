@@ -144,6 +144,7 @@ function onEntry(index, entry) {
   const existing = state.rows.get(entry.message_id);
   if (entry.edit && existing) {
     fill(existing, entry);
+    scrollDown(state.pinned);  // an edit that makes a message taller must not push the newest out of sight
     return;
   }
   const row = el("div", `row ${entry.by === "user" ? "out" : "in"}`);
@@ -166,13 +167,17 @@ function media(kind, file, onload) {
   else node.alt = kind;
   node.src = fileUrl(file.file_id);
   node.addEventListener(video ? "loadeddata" : "load", onload);
+  node.addEventListener("error", onload);
   return node;
 }
 
 function fill(row, message) {
+  // An edit replacing a picture (editMessageMedia) keeps the message's height until the new one has
+  // loaded: the message does not blink down to its caption and the chat below does not jump.
+  const height = row.offsetHeight;
   row.replaceChildren();
   const bubble = el("div", "bubble");
-  const stick = () => scrollDown(state.pinned);
+  const stick = () => { row.style.minHeight = ""; scrollDown(state.pinned); };
   if (message.sticker || (message.animation && !message.caption)) {
     bubble.classList.add("sticker");
     bubble.append(media("sticker", message.sticker || message.animation, stick));
@@ -193,6 +198,7 @@ function fill(row, message) {
   if (bubble.querySelector(".text")) bubble.querySelector(".text").append(meta);
   else bubble.append(meta);
   row.append(bubble);
+  if (height && bubble.querySelector("img, video")) row.style.minHeight = `${height}px`;
   const rows = (message.reply_markup || {}).inline_keyboard;
   if (rows && rows.length) {
     const keyboard = el("div", "keyboard");
