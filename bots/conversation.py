@@ -73,19 +73,24 @@ class Conversation:
 
     def _fold_notices(self, player: Player, t: Catalogue, out: Outgoing) -> str | None:
         """The player's held notices that fit in NOTICE_ROOM, oldest first; the rest wait for the
-        screen after. Their outbox rows are marked sent once `out` went out (bots/runtime.py)."""
-        texts: list[str] = []
+        screen after. They are leased to this screen (another update of the player's, handled
+        meanwhile, cannot show them too) and marked sent once it went out (bots/runtime.py)."""
+        chosen: dict[int, str] = {}
         used = 0
         for message in self.game.outbox.held_for(player.id):
             text = player_notice_text(message.kind, message.payload, t)
             if not text:
                 continue
             size = utf16_units(text) + 1
-            if texts and used + size > NOTICE_ROOM:
+            if chosen and used + size > NOTICE_ROOM:
                 break
-            texts.append(shorten(text, NOTICE_ROOM - 1) if not texts else text)
+            chosen[message.id] = shorten(text, NOTICE_ROOM - 1) if not chosen else text
             used += size
-            out.outbox_ids.append(message.id)
+        taken = set(self.game.outbox.take_held(list(chosen)))
+        texts = [text for message_id, text in chosen.items() if message_id in taken]
+        out.outbox_ids.extend(message_id for message_id in chosen if message_id in taken)
+        if texts:
+            out.notices_at = len(out.replies)  # the reply the caller appends next carries them
         return "\n".join(texts) or None
 
     # ------------------------------------------------------------------ entry point

@@ -186,15 +186,29 @@ class ChatLocks:
                                        blocking_timeout=self.timeout * 2)
                 if not await lock.acquire():
                     raise TimeoutError(f"lane {lane} of bot {bot_key} stayed locked")
+                # The lock's timeout only frees the lanes of a dead process: while this one lives, a
+                # long drain (many updates, paced replies) keeps it, or another worker would take the
+                # lane and deliver the update in flight a second time.
+                renewing = asyncio.create_task(self._keep(lock, bot_key, lane))
                 try:
                     yield
                 finally:
+                    renewing.cancel()
                     with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
                         await lock.release()
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._local[key]
+
+    async def _keep(self, lock, bot_key: str, lane: int) -> None:
+        while True:
+            await asyncio.sleep(self.timeout / 3)
+            try:
+                await lock.reacquire()  # the full timeout again, from now
+            except Exception as error:  # noqa: BLE001 - Redis away or the lock lost: said once, not fatal here
+                log.warning("bot %s: could not keep the lock of lane %s: %s", bot_key, lane, error)
+                return
 
     def __len__(self) -> int:
         return len(self._local)

@@ -357,11 +357,15 @@ class BotRuntime:
         # player's button sooner (Telegram asks bots to answer promptly).
         answer = next((r for r in outgoing.replies if isinstance(r, AnswerCallback)), None)
         answering = asyncio.create_task(self._deliver_one(outgoing, answer)) if answer is not None else None
+        folded = bool(outgoing.outbox_ids)
         try:
-            for reply in outgoing.replies:
+            for index, reply in enumerate(outgoing.replies):
                 if reply is not answer:
                     await self._deliver_one(outgoing, reply)
-            if outgoing.outbox_ids:  # the held notices folded into these screens reached the player
+                if folded and index == outgoing.notices_at:  # the held notices reached the player
+                    await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
+                    folded = False
+            if folded:
                 await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
         except Forbidden:
             if outgoing.player_id is not None:

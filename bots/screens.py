@@ -251,8 +251,10 @@ class Outgoing:
     replies: list[Reply] = field(default_factory=list)
     callback_id: str | None = None
     player_id: int | None = None
-    # Held outbox notices folded into these replies: marked sent once the replies went out.
+    # Held outbox notices folded into these replies, and the index of the reply they head: they are
+    # marked sent once that reply went out (a later reply failing must not show them again).
     outbox_ids: list[int] = field(default_factory=list)
+    notices_at: int | None = None
 
 
 _REPLY_KINDS: dict[str, type] = {"text": SendText, "sticker": SendSticker, "grid": SendGrid, "edit": EditText,
@@ -269,7 +271,7 @@ def encode_outgoing(outgoing: Outgoing) -> dict:
         fields["kind"] = _KIND_OF[type(reply)]
         replies.append(fields)
     return {"chat_id": outgoing.chat_id, "callback_id": outgoing.callback_id, "player_id": outgoing.player_id,
-            "replies": replies, "outbox_ids": list(outgoing.outbox_ids)}
+            "replies": replies, "outbox_ids": list(outgoing.outbox_ids), "notices_at": outgoing.notices_at}
 
 
 def decode_outgoing(data: dict) -> Outgoing:
@@ -285,7 +287,7 @@ def decode_outgoing(data: dict) -> Outgoing:
             fields["stickers"] = [StickerView(**sticker) for sticker in fields["stickers"]]
         replies.append(kind(**fields))
     return Outgoing(data["chat_id"], replies, callback_id=data.get("callback_id"), player_id=data.get("player_id"),
-                    outbox_ids=list(data.get("outbox_ids") or []))
+                    outbox_ids=list(data.get("outbox_ids") or []), notices_at=data.get("notices_at"))
 
 
 LOCALES = Path(__file__).resolve().parent / "locales"

@@ -175,14 +175,30 @@ class Outbox:
                 OutboxMessage.player_id == player_id, col(OutboxMessage.status) == HELD)
                 .order_by(OutboxMessage.id).limit(limit)).all())
 
+    def take_held(self, ids: Sequence[int]) -> list[int]:
+        """Lease held notices for the screen about to carry them, as a claim does: of `ids`, those
+        this call took (another handling of the same player's update may have taken some first).
+        Should the screen never go out, the lease runs out and they are delivered again."""
+        if not ids:
+            return []
+        token = f"fold:{secrets.token_hex(8)}"
+        with session_scope(self.db) as session:
+            session.execute(update(OutboxMessage).where(
+                col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status) == HELD).values(
+                status=SENDING, claimed_by=token, lease_until=self.clock() + timedelta(seconds=self.lease_seconds),
+                attempts=OutboxMessage.attempts + 1))
+            return list(session.exec(select(OutboxMessage.id).where(
+                col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.claimed_by) == token)).all())
+
     def mark_folded(self, ids: Sequence[int]) -> int:
         """Held notices that went out inside a screen: sent."""
         if not ids:
             return 0
         with session_scope(self.db) as session:
             return session.execute(update(OutboxMessage).where(
-                col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status) == HELD).values(
-                status=SENT, sent_at=self.clock())).rowcount
+                col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status).in_((HELD, SENDING)),
+                or_(col(OutboxMessage.claimed_by).is_(None), col(OutboxMessage.claimed_by).startswith("fold:"))).values(
+                status=SENT, sent_at=self.clock(), lease_until=None)).rowcount
 
     def release_held(self, *busy_player_ids) -> int:
         """Held notices of players no longer in a task (it expired while they were away) go out as

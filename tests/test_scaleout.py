@@ -36,7 +36,7 @@ from core.engine import Game
 from core.text import tokenize
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
-from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Query
+from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Player, Query
 from storage.settings import Settings
 from tests.processes import handled_in
 
@@ -157,6 +157,18 @@ async def _scale_out(db, tmp_path: Path) -> None:
         # (A reply can come twice: a send that timed out is sent again, as with Telegram itself.)
         firsts = sorted(("help", "me", "lang"), key=lambda kind: kinds.index(kind) if kind in kinds else 99)
         assert firsts == ["help", "me", "lang"] and all(k in kinds for k in firsts), ([a[:25] for a in answers], lane)
+        # Feedback held for players still in a task heads their next screen: /stop is one (it releases
+        # the task and says so), sent until nothing waits for them.
+        for auto in players:
+            for _ in range(10):
+                with Session(db) as session:
+                    held = session.exec(select(func.count()).select_from(OutboxMessage).join(
+                        Player, Player.id == OutboxMessage.player_id).where(
+                        Player.telegram_user_id == auto.player.user_id, OutboxMessage.status == "held")).one()
+                if not held:
+                    break
+                await auto.player.send("/stop")
+                await _quiet(db)
         # A query validated anywhere is in this process's index within 2 s (as in every worker's).
         with Session(db) as session:
             usable = session.exec(select(Query.sticker_id, Query.language, Query.text).where(
@@ -214,8 +226,14 @@ async def _scale_out(db, tmp_path: Path) -> None:
                 for outgoing in conversation.render_outbox(message):
                     if outgoing.chat_id == user:
                         expected.update(r.text for r in outgoing.replies if isinstance(r, SendText))
-            texts = Counter(e.get("text") for e in auto.player.entries if e["by"] == "bot")
-            assert {text: texts[text] for text in expected} == dict(expected), auto.player.name
+            # a notice is a message of its own, or heads the next screen (held while the player was in a task)
+            sent = [e.get("text") or e.get("caption") or "" for e in auto.player.entries
+                    if e["by"] == "bot" and not e.get("edit")]
+            seen = {text: sum(other.count(text) for other in sent) for text in expected}
+            wrong = [text for text in expected if seen[text] != expected[text]]
+            shown = [(e.get("message_id"), e.get("edit"), e.get("text") or e.get("caption")) for e in auto.player.entries
+                     if any(text in (e.get("text") or e.get("caption") or "") for text in wrong)]
+            assert seen == dict(expected), (auto.player.name, shown)
             other = B if auto.player.token == A["token"] else A
             assert (other["token"], user) not in sandbox.chats  # never through a bot they did not start
 
@@ -240,3 +258,38 @@ def test_three_workers_a_second_bot_and_the_jobs_on_one_postgresql(db, tmp_path)
     if db.dialect.name != "postgresql":
         pytest.skip("several processes on one database: PostgreSQL (SQLite serialises writers)")
     asyncio.run(asyncio.wait_for(_scale_out(db, tmp_path), 1200))  # a hang fails, saying where
+
+
+@pytest.mark.asyncio
+async def test_a_chat_lock_is_kept_while_its_holder_lives_and_freed_when_it_is_gone():
+    """Two workers' ChatLocks on one Redis: a drain longer than the lock's timeout keeps the lane
+    (else another worker would deliver the update in flight again); a holder that vanished without
+    releasing (a killed process) frees it once the timeout passes."""
+    import redis.asyncio
+
+    from bots.inbox import ChatLocks
+
+    client = redis.asyncio.Redis.from_url(_redis_url())
+    first, second = ChatLocks(client, timeout=0.6), ChatLocks(client, timeout=1.5)  # second waits up to 3 s
+    order = []
+
+    async def drain(locks, name, seconds):
+        async with locks.hold("a", 7):
+            order.append(f"{name} in")
+            await asyncio.sleep(seconds)
+            order.append(f"{name} out")
+
+    try:
+        long = asyncio.create_task(drain(first, "first", 2.0))  # more than three times the timeout
+        await asyncio.sleep(0.1)
+        await drain(second, "second", 0)
+        await long
+        assert order == ["first in", "first out", "second in", "second out"]
+        # a holder that died: its lock is not renewed any more and runs out
+        dead = client.lock("sticktionary:lane:a:8", timeout=0.6)
+        assert await dead.acquire()
+        started = asyncio.get_running_loop().time()
+        async with second.hold("a", 8):
+            assert 0.3 < asyncio.get_running_loop().time() - started < 5
+    finally:
+        await client.aclose()
