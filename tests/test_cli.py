@@ -265,7 +265,7 @@ def test_outbox_lists_retries_and_purges(env):
     listing = runner.invoke(app, ["outbox"])
     assert listing.exit_code == 0, listing.output
     lines = listing.output.splitlines()
-    assert lines[0] == "pending 1  sending 0  sent 1  dead 1"
+    assert lines[0] == "pending 1  sending 0  held 0  sent 1  dead 1"
     assert f"#{refused.id:<7} dead" in lines[1] and "chat -100" in lines[1] and lines[2].strip() == \
         "chat -100: refused: Chat not found"
     assert f"#{waiting.id:<7} pending" in lines[3] and "attempts 0" in lines[3]

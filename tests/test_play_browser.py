@@ -305,7 +305,8 @@ def test_english_on_a_desktop_label_retrieve_review_dashboard(play, browser, sho
     assert re.search(rf"“{second}”: #\d+ of \d+ — (tile \d+, outlined|not in this grid)", label.inner_text())
     chat.replaced(photo, src)
     page.unroute("**/sim/file/**")
-    assert chat.lowest_height() >= height - 1  # the picture was swapped, never blanked while the new one loaded
+    # the picture was swapped, never blanked while the new one loaded (the new grid may be smaller: fewer hits)
+    assert chat.lowest_height() >= min(height, photo.bounding_box()["height"]) - 1
     expect(photo.locator(".text")).to_contain_text(f"“{second}”: #", timeout=WAIT)  # the grid of the latest
     assert chat.rows().count() == rows + 2
     assert chat.followed()
