@@ -143,9 +143,11 @@ class PtbSender:
 
 
 def build_application(token: str, api_base: str) -> Application:
-    """An Application pointed at `api_base` through PTB's documented base_url settings."""
+    """An Application pointed at `api_base` through PTB's documented base_url settings. A send that
+    times out is sent again and may then reach the chat twice, so answers get as long to come as
+    aiogram gives them (60 s) rather than PTB's 5 s, which a busy server or an upload can exceed."""
     return (ApplicationBuilder().token(token).base_url(f"{api_base}/bot").base_file_url(f"{api_base}/file/bot")
-            .concurrent_updates(True).build())
+            .read_timeout(60).write_timeout(60).media_write_timeout(60).concurrent_updates(True).build())
 
 
 class PtbShell:
