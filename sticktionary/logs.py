@@ -16,8 +16,10 @@ from collections.abc import Iterable
 HTTP_LOGGERS = ("httpx", "httpcore", "hpack", "urllib3", "aiohttp.client", "telegram.request",
                 "aiogram.client", "telegram.ext.Updater", "telegram.ext._updater")
 MASK = "«redacted»"
-# A Bot API path (/bot<token>/ or /file/bot<token>/) and a bare token as @BotFather issues them.
-_BOT_PATH = re.compile(r"(/bot)[^/\s\"']+(?=/)")
+# A Bot API path (/bot<token>/ or /file/bot<token>/) and a bare token as @BotFather issues them. The
+# path pattern wants a token's shape (digits, a colon, then the secret), so that paths such as
+# ".../bots/runtime.py" in a traceback stay as they are.
+_BOT_PATH = re.compile(r"(/bot)\d+:[A-Za-z0-9_-]+(?=/)")
 _TOKEN_SHAPE = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
 
 

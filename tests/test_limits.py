@@ -218,6 +218,13 @@ def test_the_redacting_filter_masks_tokens_in_messages_arguments_and_tracebacks(
     assert output.count(MASK) == 4 + 1  # the traceback's message too
 
 
+def test_the_redacting_filter_leaves_paths_that_only_look_like_bot_paths():
+    redact = RedactingFilter().redact
+    line = 'File "/work/main/bots/runtime.py", line 3, in /bot/about/ and /botany/x'
+    assert redact(line) == line
+    assert redact("GET /bot7:sandbox-token/getMe") == f"GET /bot{MASK}/getMe"
+
+
 def test_protect_quiets_the_http_clients_loggers():
     protect()
     for name in ("httpx", "httpcore"):
