@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks
 from bots.media import Media
-from bots.pacing import RedisPacer
+from bots.pacing import PER_CHAT, RedisPacer
 from bots.runtime import BotRuntime
 from core.engine import Game
 
@@ -21,9 +21,12 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
                *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True,
                delivers_to_moderators: bool = True, game_executor: Executor | None = None,
                shared: SharedState | None = None):
+    settings = game.settings
+
     def runtime_factory(sender):
         return BotRuntime(bot_key or token.split(":")[0], conversation, sender, game.db, media, languages=languages,
-                          per_chat=(3, 3.5) if pacing else None, delivers_to_moderators=delivers_to_moderators,
+                          per_chat=PER_CHAT if pacing else None, delivers_to_moderators=delivers_to_moderators,
+                          attempts=settings.send_attempts, reply_max_age=settings.reply_max_age_seconds,
                           game_executor=game_executor, chat_locks=shared.chat_locks if shared else None,
                           pacer=shared.pacer if shared and pacing else None)
 

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
@@ -20,6 +21,7 @@ from sqlmodel import col, select
 from bots.screens import Incoming, Outgoing, decode_outgoing, encode_outgoing
 from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
 from storage.models import InboxStatus, InboxUpdate, utcnow
+from storage.outage import REDIS, outage
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,17 @@ def chat_key_of(update: dict) -> int:
     return 0
 
 
+@dataclass
+class Taken:
+    """An update taken from a lane, with what is left of delivering its replies."""
+
+    update_id: int
+    outgoing: Outgoing | None
+    received_at: datetime
+    send_attempts: int = 0  # spent on its replies so far (the one attempt budget)
+    replies_sent: int = 0  # replies Telegram already has, in order
+
+
 class Inbox:
     """One bot's inbox. Its methods block (database work): run them on the game threads."""
 
@@ -86,39 +99,44 @@ class Inbox:
             new = insert_new_rows(session, table, rows, ["bot_key", "update_id"], returning=[table.c.chat_key])
         return [lane for (lane,) in new]
 
-    def take_next(self, lane: int) -> tuple[int, Outgoing | None] | None:
-        """Handle the lane's oldest unfinished update if it is not handled yet; returns its id and
-        the replies still to deliver, or None when the lane is empty. Call it holding the lane."""
+    def take_next(self, lane: int, after: int | None = None) -> Taken | None:
+        """Handle the lane's oldest unfinished update (after update `after`: those up to it are owed
+        replies the caller already holds) if it is not handled yet; returns it with the replies
+        still to deliver, or None when there is none. Call it holding the lane."""
         for attempt in range(4):
             try:
-                return self._take_next(lane)
+                return self._take_next(lane, after)
             except Exception as error:
                 if is_retryable(error) and attempt < 3:
                     continue  # the database aborted us to break a deadlock: the whole unit again
                 raise
         return None  # pragma: no cover
 
-    def _oldest_unfinished(self, lane: int):
-        return (select(InboxUpdate).where(InboxUpdate.bot_key == self.bot_key, InboxUpdate.chat_key == lane,
+    def _oldest_unfinished(self, lane: int, after: int | None):
+        query = select(InboxUpdate).where(InboxUpdate.bot_key == self.bot_key, InboxUpdate.chat_key == lane,
                                           col(InboxUpdate.status).in_(_UNFINISHED))
-                .order_by(InboxUpdate.update_id).limit(1))
+        if after is not None:
+            query = query.where(InboxUpdate.update_id > after)
+        return query.order_by(InboxUpdate.update_id).limit(1)
 
-    def _take_next(self, lane: int) -> tuple[int, Outgoing | None] | None:
+    def _take_next(self, lane: int, after: int | None) -> Taken | None:
         # A read first: an empty lane (the common last look) costs no write transaction.
         with read_session(self.db) as session:
-            if session.exec(self._oldest_unfinished(lane).with_only_columns(InboxUpdate.update_id)).first() is None:
+            if session.exec(self._oldest_unfinished(lane, after).with_only_columns(InboxUpdate.update_id)
+                            ).first() is None:
                 return None
         with unit_of_work(self.db) as session:
-            row = session.exec(self._oldest_unfinished(lane).with_for_update()).first()
+            row = session.exec(self._oldest_unfinished(lane, after).with_for_update()).first()
             if row is None:
                 return None
-            if row.status == InboxStatus.HANDLED:  # handled before a crash; only delivery is left
-                return row.update_id, decode_outgoing(row.replies) if row.replies else None
+            if row.status == InboxStatus.HANDLED:  # handled before a crash or an outage: only delivery is left
+                return Taken(row.update_id, decode_outgoing(row.replies) if row.replies else None, row.received_at,
+                             row.send_attempts, row.replies_sent)
             incoming = self._parsed(row.payload)
             if incoming is None:
                 row.status, row.done_at = InboxStatus.SKIPPED, utcnow()
                 session.add(row)
-                return row.update_id, None
+                return Taken(row.update_id, None, row.received_at)
             try:
                 with session.begin_nested():
                     outgoing = self.handle(incoming)
@@ -133,7 +151,7 @@ class Inbox:
             row.handled_at = utcnow()
             row.replies = encode_outgoing(outgoing) if outgoing is not None else None
             session.add(row)
-            return row.update_id, outgoing
+            return Taken(row.update_id, outgoing, row.received_at)
 
     def _parsed(self, payload: dict) -> Incoming | None:
         try:
@@ -143,13 +161,23 @@ class Inbox:
                         type(error).__name__, str(error)[:200])
             return None
 
-    def mark_done(self, update_id: int) -> None:
+    def mark_done(self, update_id: int, dropped: str | None = None) -> None:
+        """Its replies are delivered, or `dropped` on purpose (the reason is kept on the row)."""
+        values = {"status": InboxStatus.DONE, "done_at": utcnow(), "replies": None}
+        if dropped is not None:
+            values["error"] = f"replies dropped: {dropped}"[:500]
         with session_scope(self.db) as session:
             session.execute(update(InboxUpdate).where(
                 InboxUpdate.bot_key == self.bot_key, InboxUpdate.update_id == update_id,
                 col(InboxUpdate.status).in_((InboxStatus.HANDLED, InboxStatus.FAILED)),
-                col(InboxUpdate.done_at).is_(None))
-                .values(status=InboxStatus.DONE, done_at=utcnow(), replies=None))
+                col(InboxUpdate.done_at).is_(None)).values(**values))
+
+    def still_owed(self, update_id: int, send_attempts: int, replies_sent: int) -> None:
+        """Delivery stopped short (Telegram away): what it spent and reached, for whoever goes on."""
+        with session_scope(self.db) as session:
+            session.execute(update(InboxUpdate).where(
+                InboxUpdate.bot_key == self.bot_key, InboxUpdate.update_id == update_id,
+                col(InboxUpdate.done_at).is_(None)).values(send_attempts=send_attempts, replies_sent=replies_sent))
 
     def waiting_lanes(self, older_than: timedelta = timedelta(0), limit: int = 1000) -> list[int]:
         """Lanes with unfinished updates received at least `older_than` ago (left by a restart or
@@ -163,52 +191,83 @@ class Inbox:
                 .group_by(InboxUpdate.chat_key).limit(limit)).all())
 
 
+class LaneUnavailable(Exception):
+    """The lane's lock cannot be had (Redis is away): its updates wait in the inbox."""
+
+
+class HeldLane:
+    """A held lane. `lost` turns true when the lock could not be kept (Redis away): the holder then
+    finishes the update in hand and stops, since another worker may take the lane once Redis is back."""
+
+    lost = False
+
+
 class ChatLocks:
     """One update of a chat at a time: within this process (asyncio locks) and, with Redis, across
-    every process serving the bot (a redis-py Lock per chat, as aiogram's RedisEventIsolation)."""
+    every process serving the bot (a redis-py Lock per chat, as aiogram's RedisEventIsolation).
 
-    def __init__(self, redis=None, timeout: float = 30.0):
+    While Redis is away no lane is taken at all: doing a chat's updates without the shared lock
+    could do them twice or out of order in two workers, whereas waiting only delays them (they are
+    safe in the inbox, and the sweep takes them up once Redis answers)."""
+
+    def __init__(self, redis=None, timeout: float = 10.0):
         self.redis = redis
         self.timeout = timeout
         self._local: dict[tuple[str, int], list] = {}  # lane -> [lock, holders and waiters]
+        self._outage = outage(REDIS)
 
     @contextlib.asynccontextmanager
     async def hold(self, bot_key: str, lane: int):
         key = (bot_key, lane)
         entry = self._local.setdefault(key, [asyncio.Lock(), 0])
         entry[1] += 1
+        held = HeldLane()
         try:
             async with entry[0]:
                 if self.redis is None:
-                    yield
+                    yield held
                     return
                 lock = self.redis.lock(f"sticktionary:lane:{bot_key}:{lane}", timeout=self.timeout, sleep=0.01,
                                        blocking_timeout=self.timeout * 2)
-                if not await lock.acquire():
+                try:
+                    acquired = await lock.acquire()
+                except Exception as error:  # noqa: BLE001 - Redis away: the updates wait, nothing is wrong
+                    self._outage.begin(error)
+                    self._outage.waiting((bot_key, lane))
+                    raise LaneUnavailable(f"lane {lane} of bot {bot_key}: Redis is unreachable") from None
+                self._outage.end()
+                if not acquired:
                     raise TimeoutError(f"lane {lane} of bot {bot_key} stayed locked")
                 # The lock's timeout only frees the lanes of a dead process: while this one lives, a
                 # long drain (many updates, paced replies) keeps it, or another worker would take the
                 # lane and deliver the update in flight a second time.
-                renewing = asyncio.create_task(self._keep(lock, bot_key, lane))
+                renewing = asyncio.create_task(self._keep(lock, held))
                 try:
-                    yield
+                    yield held
                 finally:
                     renewing.cancel()
-                    with contextlib.suppress(Exception):  # expired meanwhile: nothing to release
+                    with contextlib.suppress(Exception):  # expired or Redis away meanwhile: nothing to release
                         await lock.release()
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._local[key]
 
-    async def _keep(self, lock, bot_key: str, lane: int) -> None:
+    async def _keep(self, lock, held: HeldLane) -> None:
         while True:
             await asyncio.sleep(self.timeout / 3)
             try:
                 await lock.reacquire()  # the full timeout again, from now
-            except Exception as error:  # noqa: BLE001 - Redis away or the lock lost: said once, not fatal here
-                log.warning("bot %s: could not keep the lock of lane %s: %s", bot_key, lane, error)
+            except Exception as error:  # noqa: BLE001 - Redis away or the lock lost: stop after this update
+                from redis.exceptions import LockError
+
+                held.lost = True
+                if isinstance(error, LockError):
+                    log.warning("a chat's lock ran out while held (%s): its lane is left to the next holder", error)
+                else:
+                    self._outage.begin(error)
                 return
 
-    def __len__(self) -> int:
+    def lanes_in_use(self) -> int:
+        """Lanes this process holds or waits for."""
         return len(self._local)

@@ -13,6 +13,7 @@ import functools
 import logging
 from collections import OrderedDict
 from concurrent.futures import Executor
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Protocol
 
@@ -20,9 +21,9 @@ from sqlalchemy import Engine, or_
 from sqlmodel import Session, select
 
 from bots.conversation import Conversation
-from bots.inbox import ChatLocks, Inbox, update_id_of
+from bots.inbox import ChatLocks, Inbox, LaneUnavailable, Taken, update_id_of
 from bots.media import Media
-from bots.pacing import LocalPacer, Pacer
+from bots.pacing import OVERALL_PER_SECOND, PER_CHAT, LocalPacer, Pacer
 from bots.screens import (
     COMMANDS,
     AnswerCallback,
@@ -38,73 +39,56 @@ from bots.screens import (
     SendText,
     incoming_from_update,
 )
+from bots.transport import (
+    Attempts,
+    ChatMigrated,
+    Forbidden,
+    Owed,
+    Rejected,
+    RetryAfter,
+    SendPolicy,
+    TelegramError,
+    Unauthorized,
+    message_gone,
+    not_modified,
+)
 from core.outbox import Route, claimer_id
 from storage.db import insert_ignoring_conflicts, session_scope
-from storage.models import LiveScreen, OutboxMessage, TelegramFile, utcnow
+from storage.models import LiveScreen, OutboxMessage, OutboxStatus, TelegramFile, utcnow
+from storage.outage import DATABASE, is_database_outage, outage
 
 log = logging.getLogger(__name__)
+
+
+# The attempts of the message being delivered: every Bot API call made for it spends from them.
+_SENDING: ContextVar[Attempts | None] = ContextVar("sending", default=None)
+# Stands in an owed update's replies for a live-screen edit a later owed reply makes again.
+SUPERSEDED = object()
+
+
+def _drop_superseded_edits(owed: list[Taken]) -> None:
+    """Of owed replies, an in-place edit of a live screen that a later owed update edits again is
+    not sent: the later one shows what the player should see. Screens that move, finish or carry
+    held notices are always sent."""
+    latest: dict[tuple[type, str], int] = {}
+    for position, taken in enumerate(owed):
+        for reply in taken.outgoing.replies if taken.outgoing is not None else ():
+            if isinstance(reply, LiveText | LivePhoto) and not reply.fresh:
+                latest[(type(reply), reply.screen)] = position
+    for position, taken in enumerate(owed[:-1]):
+        outgoing = taken.outgoing
+        if outgoing is None or outgoing.outbox_ids:
+            continue
+        for index in range(taken.replies_sent, len(outgoing.replies)):
+            reply = outgoing.replies[index]
+            if (isinstance(reply, LiveText | LivePhoto) and not reply.fresh and not reply.final
+                    and latest.get((type(reply), reply.screen), position) > position):
+                outgoing.replies[index] = SUPERSEDED
 
 
 REMEMBERED_UPDATES = 10_000  # how many handled update ids wait_finished still knows
 # The update kinds the bots ask Telegram for (polling and webhooks alike).
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
-
-
-class TelegramError(Exception):
-    pass
-
-
-class RetryAfter(TelegramError):
-    def __init__(self, seconds: float):
-        super().__init__(f"retry after {seconds}s")
-        self.seconds = seconds
-
-
-class Forbidden(TelegramError):
-    """The player blocked the bot (403)."""
-
-
-class Transient(TelegramError):
-    """5xx, timeouts, dropped connections: worth another try."""
-
-
-class Rejected(TelegramError):
-    """400/404: Telegram refuses this call for good (unknown chat, a bot not in that group, an edit
-    of a message that is gone). Retrying cannot help."""
-
-
-class ChatMigrated(TelegramError):
-    """The group became a supergroup with a new id: send there instead (and remember it)."""
-
-    def __init__(self, new_chat_id: int):
-        super().__init__(f"the chat migrated to {new_chat_id}")
-        self.new_chat_id = new_chat_id
-
-
-class Unauthorized(TelegramError):
-    """401 (or PTB's InvalidToken): Telegram does not know this bot's token, revoked or mistyped.
-    Nothing this bot sends can succeed until an operator fixes the token."""
-
-
-class Conflict(TelegramError):
-    """409: another process polls with this token, or a webhook is set while we poll."""
-
-
-def not_modified(error: TelegramError) -> bool:
-    """Telegram's answer to an edit that changes nothing: the message already shows it (success)."""
-    return "message is not modified" in str(error).lower()
-
-
-def message_gone(error: TelegramError) -> bool:
-    """An edit Telegram refuses because the message cannot be edited any more: send anew."""
-    text = str(error).lower()
-    return any(words in text for words in ("message to edit not found", "message can't be edited",
-                                           "message_id_invalid", "there is no text in the message",
-                                           "there is no caption in the message", "there is no media"))
-
-
-class UnexpectedError(TelegramError):
-    """Any other error the framework reports: not known to be permanent, so worth a later try."""
 
 
 class Sender(Protocol):
@@ -145,8 +129,9 @@ class Sender(Protocol):
 
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
-                 *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = (3, 3.5),
-                 overall_per_second: int = 25, attempts: int = 6, delivers_to_moderators: bool = True,
+                 *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = PER_CHAT,
+                 overall_per_second: int = OVERALL_PER_SECOND, attempts: int = 8,
+                 reply_max_age: float = 3600.0, delivers_to_moderators: bool = True,
                  game_executor: Executor | None = None, chat_locks: ChatLocks | None = None,
                  pacer: Pacer | None = None):
         """`per_chat` (burst, seconds) paces each chat a little under one message a second, and
@@ -155,7 +140,9 @@ class BotRuntime:
         turns pacing off (only for a sandbox whose limits are off too). `pacer` replaces both (one
         shared through Redis by every process of the bot). `game_executor` runs the database and
         engine work, off the event loop (None: the loop's default executor). `chat_locks` keeps a
-        chat's updates one at a time (shared through Redis by several workers)."""
+        chat's updates one at a time (shared through Redis by several workers). `attempts` is the one
+        budget of tries per message (Settings.send_attempts); a reply still undelivered
+        `reply_max_age` seconds after its update arrived is dropped."""
         self.bot_key = bot_key
         self.conversation = conversation
         self.sender = sender
@@ -168,12 +155,16 @@ class BotRuntime:
         self.claimer = claimer_id(bot_key)  # who holds the leases on the outbox rows this bot claims
         self.outbox_stopped: str | None = None  # why this bot's outbox stopped (a refused token)
         self._moved_chats: dict[int, int] = {}  # groups seen migrating (the database has them too)
-        self.attempts = attempts
         self.game_executor = game_executor
         if pacer is None and per_chat is not None:
             pacer = LocalPacer(per_chat, overall_per_second)
         self.pacer = pacer
-        self.chat_locks = chat_locks or ChatLocks()
+        self.policy = SendPolicy(bot_key, pacer, attempts)
+        self.reply_max_age = timedelta(seconds=reply_max_age)
+        self.replies_dropped = 0  # replies given up on purpose (each said once in the log, with why)
+        self._database = outage(DATABASE)
+        # Not `chat_locks or …`: ChatLocks has a length, and one holding no lane would be replaced.
+        self.chat_locks = chat_locks if chat_locks is not None else ChatLocks()
         self.inbox = Inbox(db, bot_key, self._parse, self._handle, self._failure)
         self._scheduled: set[int] = set()  # lanes with a drain waiting for the lane
         self._drains: set[asyncio.Task] = set()
@@ -214,35 +205,60 @@ class BotRuntime:
         task.add_done_callback(self._drains.discard)
 
     async def _drain(self, lane: int) -> None:
-        """Handle a lane's unfinished updates in order, delivering each one's replies before the next."""
+        """Handle a lane's unfinished updates in order and deliver their replies in the same order.
+
+        Replies Telegram cannot take now (it is away) stay owed: the lane goes on handling the
+        chat's next updates meanwhile, and delivers the owed replies, oldest first, as soon as
+        Telegram answers again; an edit of a live screen that a later owed reply edits again is
+        not sent at all. The lane is held throughout, so nothing else delivers to this chat."""
         holding = False
         try:
-            async with self.chat_locks.hold(self.bot_key, lane):
+            async with self.chat_locks.hold(self.bot_key, lane) as held:
                 holding = True
                 self._scheduled.discard(lane)  # from now on, a new update needs a drain of its own
-                while True:
-                    taken = await self._game(self.inbox.take_next, lane)
-                    if taken is None:
+                owed: list[Taken] = []
+                after = None
+                while not held.lost:
+                    taken = await self._game(self.inbox.take_next, lane, after)
+                    self._database.end()
+                    if taken is not None:
+                        after = taken.update_id
+                        if taken.outgoing is None and not owed:
+                            await self._finish(taken)
+                            continue
+                        owed.append(taken)
+                        if not self.policy.gate.open():
+                            continue  # Telegram is away: handle what else the chat sent, deliver later
+                    elif not owed:
                         return
-                    update_id, outgoing = taken
-                    if outgoing is not None:
-                        try:
-                            await self.deliver(outgoing)
-                        except Exception:  # noqa: BLE001 - a bug in delivery: once, not again every sweep
-                            log.exception("bot %s: the replies to update %s could not be delivered", self.bot_key,
-                                          update_id)
-                    await self._game(self.inbox.mark_done, update_id)
-                    self._mark_finished(update_id)
-        except Exception:  # noqa: BLE001 - logged; the sweep takes the lane up again
-            log.exception("bot %s: lane %s stopped", self.bot_key, lane)
+                    owed = await self._deliver_owed(owed)
+                    if owed and taken is None:  # nothing new to handle: wait for the next try
+                        await asyncio.sleep(min(max(self.policy.gate.wait_seconds(), 0.05), 1.0))
+        except LaneUnavailable:
+            pass  # Redis is away (said once): the updates wait in the inbox for the sweep
+        except Exception as error:  # noqa: BLE001 - logged; the sweep takes the lane up again
+            self._trouble(error, "bot %s: lane %s stopped", self.bot_key, lane)
         finally:
             if not holding:  # never got the lane: not waiting for it any more
                 self._scheduled.discard(lane)
+
+    def _trouble(self, error: BaseException, message: str, *args) -> None:
+        """A failure: the database being away is an outage, said once; anything else is logged."""
+        if is_database_outage(error):
+            self._database.begin(error)
+            self._database.waiting()
+        else:
+            log.error(message, *args, exc_info=error)
+
+    async def _finish(self, taken: Taken, dropped: str | None = None) -> None:
+        await self._game(self.inbox.mark_done, taken.update_id, dropped)
+        self._mark_finished(taken.update_id)
 
     async def sweep(self, older_than: float = 0.0) -> int:
         """Drain every lane with unfinished updates (received before a restart, or by a worker that
         died); returns how many lanes."""
         lanes = await self._game(self.inbox.waiting_lanes, timedelta(seconds=older_than))
+        self._database.end()
         for lane in lanes:
             self._schedule(lane)
         return len(lanes)
@@ -251,8 +267,8 @@ class BotRuntime:
         while True:
             try:
                 await self.sweep(older_than=interval)
-            except Exception:  # noqa: BLE001
-                log.exception("bot %s: inbox sweep failed", self.bot_key)
+            except Exception as error:  # noqa: BLE001
+                self._trouble(error, "bot %s: inbox sweep failed", self.bot_key)
             await asyncio.sleep(interval)
 
     async def poll(self, timeout: int = 10) -> None:
@@ -278,8 +294,8 @@ class BotRuntime:
             if updates:
                 try:
                     await self.receive(updates)
-                except Exception:  # noqa: BLE001 - not stored, so not acknowledged: asked for again
-                    log.exception("bot %s: could not store %d updates; asking for them again", self.bot_key,
+                except Exception as error:  # noqa: BLE001 - not stored, so not acknowledged: asked for again
+                    self._trouble(error, "bot %s: could not store %d updates; asking for them again", self.bot_key,
                                   len(updates))
                     await asyncio.sleep(1)
                     continue
@@ -334,59 +350,91 @@ class BotRuntime:
                     del self._waiting[update_id]
 
     # ------------------------------------------------------------------ delivery
-    async def _call(self, paced_chat: int | None, call):
-        """One Bot API call with pacing and retries; returns its result."""
-        last: TelegramError | None = None
-        for attempt in range(self.attempts):
-            if paced_chat is not None and self.pacer is not None:
-                await self.pacer.wait(self.bot_key, paced_chat)
-            try:
-                return await call()
-            except RetryAfter as wait:
-                last = wait
-                await asyncio.sleep(min(wait.seconds, 60))
-            except Transient as error:
-                last = error
-                if attempt + 1 < self.attempts:
-                    await asyncio.sleep(min(0.1 * 2 ** attempt, 5))
-        raise Transient(f"gave up after {self.attempts} attempts ({last})")
+    async def _call(self, paced_chat: int | None, call, budget: Attempts | None = None, *, wait: bool = False):
+        """One Bot API call through the bot's send policy (pacing, 429 waits, outage backoff),
+        spending from the attempts of the message being delivered."""
+        if budget is None:
+            budget = _SENDING.get()
+        return await self.policy.process_request(call, chat_id=paced_chat, budget=budget, wait=wait)
 
-    async def deliver(self, outgoing: Outgoing) -> None:
+    async def _deliver_owed(self, owed: list[Taken]) -> list[Taken]:
+        """Deliver owed replies, oldest update first; returns what is still owed (Telegram away)."""
+        _drop_superseded_edits(owed)
+        for index, taken in enumerate(owed):
+            if not await self._deliver_update(taken):
+                return owed[index:]
+        return []
+
+    async def _deliver_update(self, taken: Taken) -> bool:
+        """The rest of one update's replies; True once it is done (delivered, or dropped on purpose),
+        False while they are still owed."""
+        outgoing = taken.outgoing
+        if outgoing is None or taken.replies_sent >= len(outgoing.replies):
+            await self._finish(taken)
+            return True
+        age = utcnow() - taken.received_at
+        if age > self.reply_max_age:
+            return await self._drop(taken, f"still undelivered {age.total_seconds():.0f} s after the update came "
+                                           f"(STICKTIONARY_REPLY_MAX_AGE_SECONDS)")
+        budget = Attempts(taken.send_attempts, self.policy.attempts)
+        if budget.spent:
+            return await self._drop(taken, f"gave up after {budget.used} attempts")
         # The answer to a button press goes out alongside the screens rather than after them: it is
         # not a chat message, so it need not wait its turn, and it stops the spinner on the
-        # player's button sooner (Telegram asks bots to answer promptly).
+        # player's button sooner (Telegram asks bots to answer promptly). Only on the first try:
+        # a press answered late is answered for nothing.
         answer = next((r for r in outgoing.replies if isinstance(r, AnswerCallback)), None)
-        answering = asyncio.create_task(self._deliver_one(outgoing, answer)) if answer is not None else None
-        folded = bool(outgoing.outbox_ids)
+        answering = None
+        if answer is not None and taken.replies_sent == 0 and taken.send_attempts == 0:
+            answering = asyncio.create_task(self._deliver_one(outgoing, answer))
+        sending = _SENDING.set(budget)
         try:
-            for index, reply in enumerate(outgoing.replies):
-                if reply is not answer:
+            for index in range(taken.replies_sent, len(outgoing.replies)):
+                reply = outgoing.replies[index]
+                if reply is not answer and reply is not SUPERSEDED:
                     await self._deliver_one(outgoing, reply)
-                if folded and index == outgoing.notices_at:  # the held notices reached the player
+                taken.replies_sent = index + 1
+                if outgoing.outbox_ids and index == outgoing.notices_at:  # the held notices reached the player
                     await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
-                    folded = False
-            if folded:
+                    outgoing.outbox_ids = []
+            if outgoing.outbox_ids:
                 await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
-        except Forbidden:
+        except Owed as error:
+            taken.send_attempts = budget.used
+            if budget.spent:
+                return await self._drop(taken, f"gave up after {budget.used} attempts ({error})")
+            self.policy.gate.outage.waiting(("update", self.bot_key, taken.update_id))
+            await self._game(self.inbox.still_owed, taken.update_id, taken.send_attempts, taken.replies_sent)
+            return False
+        except Forbidden as error:  # 403: the player blocked the bot
             if outgoing.player_id is not None:
                 await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
-        except Transient:
-            log.warning("could not deliver to chat %s", outgoing.chat_id)
-        except Rejected as error:
-            log.warning("Telegram refused a message to chat %s: %s", outgoing.chat_id, error)
-        except TelegramError as error:  # a migrated group, a refused token, a conflict, anything else
-            log.warning("could not deliver to chat %s: %s: %s", outgoing.chat_id, type(error).__name__, error)
+            return await self._drop(taken, f"forbidden: {error}", quiet=True)
+        except (Rejected, ChatMigrated, Unauthorized) as error:  # refused for good: retrying cannot help
+            return await self._drop(taken, f"refused: {type(error).__name__}: {error}")
         finally:
+            _SENDING.reset(sending)
             if answering is not None:
                 await answering  # it never raises a TelegramError: a late answer is harmless
+        await self._finish(taken)
+        return True
+
+    async def _drop(self, taken: Taken, reason: str, *, quiet: bool = False) -> bool:
+        """Give up on an update's remaining replies on purpose: one line with the reason, counted."""
+        self.replies_dropped += 1
+        (log.info if quiet else log.warning)("bot %s: the replies to update %s were dropped: %s", self.bot_key,
+                                             taken.update_id, reason)
+        await self._finish(taken, reason)
+        return True
 
     async def _deliver_one(self, outgoing: Outgoing, reply) -> None:
         chat = outgoing.chat_id
         sender = self.sender
         if isinstance(reply, AnswerCallback):
             if outgoing.callback_id:
-                try:
-                    await self._call(None, lambda: sender.answer_callback(outgoing.callback_id, reply.text, reply.alert))
+                try:  # tried once, on a budget of its own
+                    await self._call(None, lambda: sender.answer_callback(outgoing.callback_id, reply.text, reply.alert),
+                                     Attempts(limit=1))
                 except TelegramError:
                     pass  # an answer that comes too late is harmless
         elif isinstance(reply, SendText):
@@ -544,9 +592,10 @@ class BotRuntime:
 
     async def deliver_outbox_once(self, limit: int = 20) -> int:
         """Claim a batch of this bot's due outbox messages and deliver them, one at a time, each
-        marked sent, retried later or dead-lettered as soon as its outcome is known. Returns how
-        many were sent."""
-        if self.outbox_stopped:
+        marked sent, retried later or dead-lettered as soon as its outcome is known. While
+        Telegram is away nothing is claimed; what a batch could not try goes back untried.
+        Returns how many were sent."""
+        if self.outbox_stopped or not self.policy.gate.open():
             return 0
         outbox = self.conversation.game.outbox
         messages = await self._game(outbox.claim, self.route, self.claimer, limit)
@@ -557,6 +606,11 @@ class BotRuntime:
         sent = 0
         try:
             for message in messages:
+                if not self.policy.gate.open():  # Telegram went away mid-batch: the rest waits, untried
+                    for message_id in remaining:
+                        self.policy.gate.outage.waiting(("outbox", message_id))
+                    await self._game(outbox.release, list(remaining), self.claimer)
+                    break
                 try:
                     sent += await self._deliver_message(message)
                 except Unauthorized as error:
@@ -578,11 +632,12 @@ class BotRuntime:
             await asyncio.sleep(outbox.lease_seconds / 3)
             try:
                 await self._game(outbox.renew, list(ids), self.claimer)
-            except Exception:  # noqa: BLE001 - the next beat tries again; a lost lease only risks a repeat
-                log.exception("could not renew outbox leases of %s", self.bot_key)
+            except Exception as error:  # noqa: BLE001 - the next beat tries again; a lost lease only risks a repeat
+                self._trouble(error, "could not renew outbox leases of %s", self.bot_key)
 
     async def _deliver_message(self, message: OutboxMessage) -> int:
-        """Send one claimed message to everyone it concerns; 1 if it went out."""
+        """Send one claimed message to everyone it concerns; 1 if it went out. The claim counted
+        one attempt; every call made for it spends from the same budget."""
         outbox = self.conversation.game.outbox
         if await self._game(self.conversation.holds, message):
             await self._game(outbox.hold, message.id, self.claimer)  # for the player's next screen
@@ -597,19 +652,28 @@ class BotRuntime:
             await self._game(outbox.dead_letter, message.id, self.claimer,
                              "nobody to send it to (the player is inactive or has no chat; or no moderators)")
             return 0
-        delivered, permanent, temporary = 0, [], []
-        for outgoing in outgoings:
-            try:
-                await self._send_outgoing(outgoing)
-                delivered += 1
-            except Forbidden as error:  # 403: the player blocked the bot, or the bot left that group
-                if outgoing.player_id is not None:
-                    await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
-                permanent.append(f"chat {outgoing.chat_id}: forbidden: {error}")
-            except Rejected as error:
-                permanent.append(f"chat {outgoing.chat_id}: refused: {error}")
-            except (Transient, Conflict, UnexpectedError) as error:
-                temporary.append(f"chat {outgoing.chat_id}: {type(error).__name__}: {error}")
+        # The claim counted this try already: the budget starts one below, so that the first call
+        # spends what the claim counted.
+        budget = Attempts(message.attempts - 1, min(self.policy.attempts, outbox.max_attempts))
+        delivered, permanent, temporary, tried = 0, [], [], False
+        sending = _SENDING.set(budget)
+        try:
+            for outgoing in outgoings:
+                try:
+                    await self._send_outgoing(outgoing)
+                    delivered += 1
+                except Forbidden as error:  # 403: the player blocked the bot, or the bot left that group
+                    if outgoing.player_id is not None:
+                        await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
+                    permanent.append(f"chat {outgoing.chat_id}: forbidden: {error}")
+                except Rejected as error:
+                    permanent.append(f"chat {outgoing.chat_id}: refused: {error}")
+                except Owed as error:
+                    tried = tried or error.attempted
+                    temporary.append(f"chat {outgoing.chat_id}: {error}")
+                    break  # Telegram is away: the other recipients wait too
+        finally:
+            _SENDING.reset(sending)
         problems = "; ".join(permanent + temporary)
         if delivered:
             # Some recipients have it (several moderators): sending it again would repeat it to them.
@@ -620,8 +684,16 @@ class BotRuntime:
                 log.warning("outbox message %s was sent after its lease was lost: it may go out twice", message.id)
             return 1
         if temporary:
+            self.policy.gate.outage.waiting(("outbox", message.id))
+            if not tried:  # held back before any call: the claim does not count as an attempt
+                await self._game(outbox.release, [message.id], self.claimer)
+                return 0
             status = await self._game(outbox.retry_later, message.id, self.claimer, problems)
-            log.warning("outbox message %s not sent (%s): %s", message.id, status or "lease lost", problems)
+            if status == OutboxStatus.DEAD:
+                log.warning("outbox message %s dead-lettered after %d attempts: %s", message.id, budget.used,
+                            problems)
+            elif not self.policy.gate.outage.active:
+                log.warning("outbox message %s not sent (%s): %s", message.id, status or "lease lost", problems)
         else:
             await self._game(outbox.dead_letter, message.id, self.claimer, problems)
             log.warning("outbox message %s dead-lettered: %s", message.id, problems)
@@ -649,14 +721,15 @@ class BotRuntime:
             try:
                 while await self.deliver_outbox_once():
                     pass  # a full queue drains without pausing between batches
-            except Exception:  # noqa: BLE001
-                log.exception("outbox delivery failed")
-            await asyncio.sleep(interval)
+                self._database.end()
+            except Exception as error:  # noqa: BLE001
+                self._trouble(error, "bot %s: outbox delivery failed", self.bot_key)
+            await asyncio.sleep(max(interval, min(self.policy.gate.wait_seconds(), 5.0)))
 
     # ------------------------------------------------------------------ commands
     async def sender_set_webhook(self, url: str, secret: str) -> None:
-        await self._call(None, lambda: self.sender.set_webhook(url, secret))
+        await self._call(None, lambda: self.sender.set_webhook(url, secret), wait=True)
 
     async def register_commands(self) -> None:
         for language in self.languages:
-            await self._call(None, lambda lang=language: self.sender.set_commands(lang, COMMANDS[lang]))
+            await self._call(None, lambda lang=language: self.sender.set_commands(lang, COMMANDS[lang]), wait=True)

@@ -34,9 +34,9 @@ from aiogram.types import (
     Update,
 )
 
-from bots.runtime import (
-    ALLOWED_UPDATES,
-    BotRuntime,
+from bots.runtime import ALLOWED_UPDATES, BotRuntime
+from bots.screens import Buttons
+from bots.transport import (
     ChatMigrated,
     Conflict,
     Forbidden,
@@ -46,7 +46,6 @@ from bots.runtime import (
     Unauthorized,
     UnexpectedError,
 )
-from bots.screens import Buttons
 
 
 def _response_models() -> dict:

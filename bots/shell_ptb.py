@@ -27,9 +27,9 @@ from telegram import (
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
-from bots.runtime import (
-    ALLOWED_UPDATES,
-    BotRuntime,
+from bots.runtime import ALLOWED_UPDATES, BotRuntime
+from bots.screens import Buttons
+from bots.transport import (
     ChatMigrated,
     Conflict,
     Forbidden,
@@ -39,7 +39,6 @@ from bots.runtime import (
     Unauthorized,
     UnexpectedError,
 )
-from bots.screens import Buttons
 
 
 def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:

@@ -7,6 +7,8 @@ import hmac
 
 from aiohttp import web
 
+from storage.outage import DATABASE, is_database_outage, outage
+
 
 class WebhookReceiver:
     def __init__(self, secret: str):
@@ -35,7 +37,15 @@ class WebhookReceiver:
         if not isinstance(update, dict) or "update_id" not in update:
             return web.Response(status=400, text="not an update")
         # Stored before Telegram hears 200: a worker killed after this still has it in the inbox.
-        await shell.feed(update)
+        try:
+            await shell.feed(update)
+        except Exception as error:
+            if not is_database_outage(error):
+                raise
+            # Not stored: Telegram keeps the update and delivers it again later.
+            outage(DATABASE).begin(error)
+            outage(DATABASE).waiting()
+            return web.Response(status=503, text="the database is unreachable; deliver it again later")
         return web.Response(text="ok")
 
     async def start(self, host: str, port: int) -> str:

@@ -29,6 +29,7 @@ from core.search import BulkBuild, SearchIndexes
 from core.search_log import follow_commits, query_tokens, search_tokens
 from storage.db import is_postgres
 from storage.models import USABLE_QUERY_STATUSES, Query, SearchChange
+from storage.outage import DATABASE, is_database_outage, outage
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,8 @@ class SearchFollower:
         if self.clock() - self._last_look >= self.poll_seconds:
             try:
                 self.catch_up()
-            except Exception:  # noqa: BLE001 - a search goes on with what the index has
-                log.exception("search index: catching up failed; searching what is applied so far")
+            except Exception as error:  # noqa: BLE001 - a search goes on with what the index has
+                _trouble(error, "search index: catching up failed; searching what is applied so far")
 
     def _documents(self, connection, language: str, sticker_ids: Iterable[int]) -> dict[int, list[str]]:
         """The current documents of these stickers: their searchable queries in collection order."""
@@ -185,6 +186,15 @@ class SearchFollower:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.catch_up()
-            except Exception:  # noqa: BLE001 - the database may be back at the next poll
-                log.exception("search index: polling the change log failed")
+            except Exception as error:  # noqa: BLE001 - the database may be back at the next poll
+                _trouble(error, "search index: polling the change log failed")
+            else:
+                outage(DATABASE).end()
 
+
+def _trouble(error: BaseException, message: str) -> None:
+    """The database being away is an outage (said once), anything else a failure to log."""
+    if is_database_outage(error):
+        outage(DATABASE).begin(error)
+    else:
+        log.error(message, exc_info=error)

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -71,9 +71,16 @@ class Settings(BaseSettings):
     # posts to chats. Unset: the first bot in STICKTIONARY_BOTS. Every process must agree on it.
     moderator_bot: str | None = None
     # Outbox delivery: a claimed message is leased this long (a killed sender's rows are claimable
-    # again after it); a message failing this many times is dead-lettered (`sticktionary outbox`).
+    # again after it).
     outbox_lease_seconds: float = Field(default=120, gt=0)
-    outbox_max_attempts: int = Field(default=8, ge=1)
+    # One attempt budget for everything sent to Telegram: a reply or an outbox message is tried at
+    # most this many times in all (a 429 wait is no attempt), then dropped or dead-lettered with
+    # its reason. STICKTIONARY_OUTBOX_MAX_ATTEMPTS is the older name of the same budget.
+    send_attempts: int = Field(default=8, ge=1)
+    outbox_max_attempts: int | None = Field(default=None, ge=1)
+    # A reply still undelivered this long after its update arrived (a long Telegram outage) is
+    # dropped with one log line rather than shown to a player who has moved on.
+    reply_max_age_seconds: float = Field(default=3600, gt=0)
     # Threads that run game work (database and engine) for all the bots of a process. Few is
     # faster: the work holds Python's interpreter lock, so more threads only queue on it and on
     # the database's writer lock; two keep one slow call from stalling everyone.
@@ -136,6 +143,13 @@ class Settings(BaseSettings):
     pull_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list,
                                                               description="bearer tokens of researchers")
     pull_listen: str = "0.0.0.0:8080"
+
+    @model_validator(mode="after")
+    def _one_attempt_budget(self):
+        if self.outbox_max_attempts is not None and "send_attempts" not in self.model_fields_set:
+            self.send_attempts = self.outbox_max_attempts
+        self.outbox_max_attempts = self.send_attempts
+        return self
 
     @field_validator("moderators", "pull_tokens", mode="before")
     @classmethod

@@ -237,10 +237,10 @@ async def test_commands(game_db, tmp_path, framework, language):
         commands = world.sandbox.bots[TOKEN].commands
         assert commands == {} or all(commands.values())
         for _ in range(100):  # the lane's drain ends once it finds the lane empty, just after the last reply
-            if len(world.shell.runtime.chat_locks) == 0:
+            if world.shell.runtime.chat_locks.lanes_in_use() == 0:
                 break
             await asyncio.sleep(0.02)
-        assert len(world.shell.runtime.chat_locks) == 0  # a chat's lock goes when its last update is done
+        assert world.shell.runtime.chat_locks.lanes_in_use() == 0  # a chat's lock goes when its last update is done
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -485,7 +485,6 @@ async def test_server_errors_back_off_and_dead_letter_after_the_last_attempt(db,
     async with bots_world(db, tmp_path, framework, [("main", "111:main", ("en",))], moderator_bot="main",
                           outbox_max_attempts=2) as world:
         runtime = world.runtime("main")
-        runtime.attempts = 1  # one call per delivery attempt: the queue's backoff is what is tested
         game = world.game("main")
         await world.sim("group", token="111:main", chat_id=-100)
         world.notify("main", "flaky", chat_id=-100)
@@ -499,12 +498,15 @@ async def test_server_errors_back_off_and_dead_letter_after_the_last_attempt(db,
         now = utcnow()
         game.clock = lambda: now + timedelta(minutes=1)
         await world.sim("faults", error_5xx=0.0)
+        assert await runtime.deliver_outbox_once() == 0  # Telegram was away: nothing is tried before the next try
+        await asyncio.sleep(runtime.policy.gate.wait_seconds())
         assert await runtime.deliver_outbox_once() == 1
         assert await world.chat_texts("main", -100) == [board("flaky")]
         world.notify("main", "doomed", chat_id=-100)
         await world.sim("faults", error_5xx=1.0)
         assert await runtime.deliver_outbox_once() == 0
         game.clock = lambda: now + timedelta(minutes=2)
+        await asyncio.sleep(runtime.policy.gate.wait_seconds())
         assert await runtime.deliver_outbox_once() == 0
         row = rows(db)["doomed"]
         assert row.status == DEAD and row.last_error.startswith("gave up after 2 attempts")
@@ -629,7 +631,7 @@ async def test_every_framework_error_is_translated_by_both_shells():
     from aiogram.methods import SendMessage
     from telegram import error as ptb
 
-    import bots.runtime as rt
+    import bots.transport as rt
     from bots.shell_aiogram import _translated as aiogram_translated
     from bots.shell_ptb import _translated as ptb_translated
 
