@@ -21,7 +21,7 @@ from sqlmodel import col, select
 from bots.screens import Incoming, Outgoing, decode_outgoing, encode_outgoing
 from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
 from storage.models import InboxStatus, InboxUpdate, utcnow
-from storage.outage import REDIS, outage
+from storage.outage import REDIS, is_database_outage, outage
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Taken:
     received_at: datetime
     send_attempts: int = 0  # spent on its replies so far (the one attempt budget)
     replies_sent: int = 0  # replies Telegram already has, in order
+    resumed: bool = False  # handled earlier (by a process that died, or before an outage), not just now
 
 
 class Inbox:
@@ -131,7 +132,7 @@ class Inbox:
                 return None
             if row.status == InboxStatus.HANDLED:  # handled before a crash or an outage: only delivery is left
                 return Taken(row.update_id, decode_outgoing(row.replies) if row.replies else None, row.received_at,
-                             row.send_attempts, row.replies_sent)
+                             row.send_attempts, row.replies_sent, resumed=True)
             incoming = self._parsed(row.payload)
             if incoming is None:
                 row.status, row.done_at = InboxStatus.SKIPPED, utcnow()
@@ -141,8 +142,8 @@ class Inbox:
                 with session.begin_nested():
                     outgoing = self.handle(incoming)
             except Exception as error:  # noqa: BLE001 - a bug must not wedge the lane: fail this update only
-                if is_retryable(error):
-                    raise
+                if is_retryable(error) or is_database_outage(error):
+                    raise  # nothing of it is kept: the update is handled again (now, or once the database is back)
                 log.exception("bot %s: update %s failed", self.bot_key, row.update_id)
                 outgoing = self.failure(incoming)
                 row.status, row.error = InboxStatus.FAILED, f"{type(error).__name__}: {error}"[:500]

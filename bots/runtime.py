@@ -381,11 +381,11 @@ class BotRuntime:
             return await self._drop(taken, f"gave up after {budget.used} attempts")
         # The answer to a button press goes out alongside the screens rather than after them: it is
         # not a chat message, so it need not wait its turn, and it stops the spinner on the
-        # player's button sooner (Telegram asks bots to answer promptly). Only on the first try:
-        # a press answered late is answered for nothing.
+        # player's button sooner (Telegram asks bots to answer promptly). Only on the first try,
+        # by the process that handled it: a press is answered once, and late is for nothing.
         answer = next((r for r in outgoing.replies if isinstance(r, AnswerCallback)), None)
         answering = None
-        if answer is not None and taken.replies_sent == 0 and taken.send_attempts == 0:
+        if answer is not None and not taken.resumed and taken.replies_sent == 0 and taken.send_attempts == 0:
             answering = asyncio.create_task(self._deliver_one(outgoing, answer))
         sending = _SENDING.set(budget)
         try:

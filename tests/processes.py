@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import time
 
+import pytest
+import redis
 from sqlmodel import Session, select
 
 from storage.models import InboxStatus, InboxUpdate
@@ -30,3 +34,17 @@ def handled_in(db, bot_key: str, patience: float = 300):
                 raise TimeoutError(f"update {update_id} of {bot_key} not finished")
             await asyncio.sleep(0.05)
     return wait_finished
+
+
+def shared_redis_url() -> str:
+    """A database of the Redis server on 127.0.0.1:6379, flushed (one per test process)."""
+    url = f"redis://127.0.0.1:6379/{random.Random(os.getpid()).randint(1, 15)}"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client.flushdb()
+        client.close()
+    except redis.RedisError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis on 127.0.0.1:6379 is required under CI: {error}")
+        pytest.skip(f"no Redis server: {error}")
+    return url

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
@@ -38,7 +37,7 @@ from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Player, Query
 from storage.settings import Settings
-from tests.processes import handled_in
+from tests.processes import handled_in, shared_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = int(os.environ.get("STICKTIONARY_SCALEOUT_STEPS", "6"))
@@ -51,19 +50,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _redis_url() -> str:
-    url = f"redis://127.0.0.1:6379/{random.Random(os.getpid()).randint(1, 15)}"
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        client.flushdb()
-        client.close()
-    except redis.RedisError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis on 127.0.0.1:6379 is required under CI: {error}")
-        pytest.skip(f"no Redis server: {error}")
-    return url
 
 
 async def _start(name: str, args: list[str], env: dict, log: Path, ready: str | None, count: int = 1):
@@ -98,7 +84,7 @@ async def _scale_out(db, tmp_path: Path) -> None:
     common = {key: value for key, value in os.environ.items() if not key.startswith("STICKTIONARY_")}
     common.update({"STICKTIONARY_DATABASE_URL": url, "STICKTIONARY_TELEGRAM_API": base,
                    "STICKTIONARY_STICKER_ROOT": str(PACK_DIR), "STICKTIONARY_MEDIA_CACHE": str(tmp_path / "media"),
-                   "STICKTIONARY_REDIS_URL": _redis_url(), "STICKTIONARY_GOLD_RATE": "0",
+                   "STICKTIONARY_REDIS_URL": shared_redis_url(), "STICKTIONARY_GOLD_RATE": "0",
                    "STICKTIONARY_MODERATOR_BOT": "a", "STICKTIONARY_MODERATORS": "[]"})
     workers_env = {**common, "STICKTIONARY_BOTS": json.dumps([A]), "STICKTIONARY_WEBHOOK_SECRET": SECRET,
                    "STICKTIONARY_WEBHOOK_URL": f"http://127.0.0.1:{ports[0]}"}
@@ -275,7 +261,7 @@ async def test_a_chat_lock_is_kept_while_its_holder_lives_and_freed_when_it_is_g
 
     from bots.inbox import ChatLocks
 
-    client = redis.asyncio.Redis.from_url(_redis_url())
+    client = redis.asyncio.Redis.from_url(shared_redis_url())
     first, second = ChatLocks(client, timeout=0.6), ChatLocks(client, timeout=1.5)  # second waits up to 3 s
     order = []
 

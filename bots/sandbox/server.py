@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientError, ClientSession, web
 
 # Sticker file types a system's MIME table may not know.
 STICKER_TYPES = {"webp": "image/webp", "webm": "video/webm", "tgs": "application/x-tgsticker"}
@@ -146,7 +146,8 @@ class Sandbox:
         self.presses: dict[str, dict] = {}  # callback query id -> the press in its chat's transcript
         self.rate_limits = rate_limits
         self.overall: dict[str, Bucket] = defaultdict(lambda: Bucket(30, 30))
-        self.faults: dict[str, float] = {"error_5xx": 0.0, "error_429": 0.0, "delay_ms": 0.0, "drop": 0.0}
+        self.faults: dict[str, float] = {"error_5xx": 0.0, "error_429": 0.0, "delay_ms": 0.0, "drop": 0.0,
+                                         "retry_after": 1.0}
         self.rng = random.Random(seed)
         self.stats: dict[str, int] = defaultdict(int)
         self._ids = itertools.count(1)
@@ -214,6 +215,7 @@ class Sandbox:
         try:
             params = await self._params(request)
             if method in SEND_METHODS or method.startswith("edit"):
+                self.stats[f"tries:{params.get('chat_id')}"] += 1  # every call, faulted or not
                 if await self._faults(method):
                     request.transport.close()  # a dropped connection: no response at all
                     return web.Response(status=499)
@@ -258,7 +260,8 @@ class Sandbox:
         roll -= faults["error_5xx"]
         if roll < faults["error_429"]:
             self.stats["fault:429"] += 1
-            raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
+            wait = max(1, int(faults["retry_after"]))
+            raise ApiError(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
         return False
 
     def _chat(self, bot: BotState, chat_id: Any) -> Chat:
@@ -516,6 +519,8 @@ class Sandbox:
         entry = self.presses.get(callback)
         if entry is None:
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        if "answer" in entry:
+            self.stats["press_answered_again"] += 1  # a press answered twice: its update was handled twice
         entry["answer"] = _checked(params.get("text"), 200, "callback answer text", empty_ok=True)
         entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
         self._touch()
@@ -554,7 +559,7 @@ class Sandbox:
                             bot.handed_out.add(update["update_id"])
                         if response.status < 500:
                             return
-                except OSError:
+                except (OSError, ClientError):  # refused, or a worker killed mid-request: Telegram retries
                     pass
                 await asyncio.sleep(0.05 * (attempt + 1))
             self.stats["webhook_undelivered"] += 1
