@@ -190,7 +190,7 @@ def _assert_nothing_lost(db, given: dict) -> None:
 async def _three_workers(db, tmp_path: Path, redis_url: str) -> None:
     load_demo_pack(db)
     port = _free_port()
-    sandbox = Sandbox(rate_limits=True, seed=11)
+    sandbox = Sandbox(rate_limits=True, seed=11, webhook_connections="new")  # spread over the workers
     sandbox.add_bot(BOT["token"], "outage_a_bot")
     api = await sandbox.start()
     env = _environment(db.url.render_as_string(hide_password=False), api, tmp_path,
@@ -215,6 +215,23 @@ async def _three_workers(db, tmp_path: Path, redis_url: str) -> None:
 
         await asyncio.gather(kill_one_worker(), *(_play_until(a, deadline) for a in players))
         await _quiet(db)
+        # Bursts: three commands of one chat at once reach different workers; each is answered once, in order.
+        t = catalogue("en")
+        me = t("me_title", nickname="").strip()
+        starts = {a.player.user_id: len(await a.player.transcript()) for a in players}
+
+        async def burst(user: int) -> None:
+            for command in ("/help", "/me", "/help") * 2:  # sent one after another, handled meanwhile
+                await client.post("/sim/message", json={"token": BOT["token"], "user_id": user, "text": command})
+
+        await asyncio.gather(*(burst(user) for user in starts))
+        await _quiet(db)
+        bursts = {}
+        for auto in players:
+            answers = [e.get("text") or "" for e in (await auto.player.transcript())[starts[auto.player.user_id]:]
+                       if e["by"] == "bot" and not e.get("edit")]
+            bursts[auto.player.user_id] = ["help" if a.startswith(t("help")) else "me" if a.startswith(me) else a[:30]
+                                           for a in answers]
         presses = 0
         for auto in players:
             presses += sum(1 for entry in await auto.player.transcript() if "callback_id" in entry)
@@ -225,6 +242,7 @@ async def _three_workers(db, tmp_path: Path, redis_url: str) -> None:
         await client.aclose()
         await sandbox.stop()
     log = (tmp_path / "workers.log").read_text(errors="replace")
+    assert all(answers == ["help", "me", "help"] * 2 for answers in bursts.values()), bursts
     assert killed and "starting it again" in log  # the supervisor replaced the killed worker
     assert presses > 50, presses
     assert stats.get("press_answered_again", 0) == 0, stats
@@ -439,3 +457,14 @@ async def _postgres_outage(tmp_path: Path) -> None:
 
 def test_a_postgresql_outage_loses_nothing_and_says_so_in_a_few_lines(tmp_path):
     asyncio.run(asyncio.wait_for(_postgres_outage(tmp_path), 600))
+
+
+def test_the_chat_locks_given_are_the_ones_used_even_when_no_lane_is_held():
+    """A ChatLocks holding no lane has length 0: `chat_locks or ChatLocks()` once replaced the one
+    shared through Redis by a process-local one, and several workers then did a chat's updates at once."""
+    from bots.inbox import ChatLocks
+    from bots.runtime import BotRuntime
+
+    shared = ChatLocks(redis=object())
+    assert shared.lanes_in_use() == 0
+    assert BotRuntime("a", None, None, None, None, chat_locks=shared).chat_locks is shared

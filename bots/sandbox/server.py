@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aiohttp import ClientError, ClientSession, web
+from aiohttp import ClientError, ClientSession, TCPConnector, web
 
 # Sticker file types a system's MIME table may not know.
 STICKER_TYPES = {"webp": "image/webp", "webm": "video/webm", "tgs": "application/x-tgsticker"}
@@ -135,10 +135,14 @@ class Chat:
 
 
 class Sandbox:
-    def __init__(self, *, rate_limits: bool = True, seed: int = 0, webhook_spread: list[str] | None = None):
+    def __init__(self, *, rate_limits: bool = True, seed: int = 0, webhook_spread: list[str] | None = None,
+                 webhook_connections: str = "reuse"):
         """`webhook_spread`: base URLs (scheme://host:port) that webhook deliveries go to in turn,
-        keeping the path the bot set, as a load balancer in front of several workers would."""
+        keeping the path the bot set, as a load balancer in front of several workers would.
+        `webhook_connections` "new": every delivery on a connection of its own, as Telegram's
+        many servers do, so that workers sharing one port (SO_REUSEPORT) each get some."""
         self.webhook_spread = list(webhook_spread or [])
+        self.webhook_connections = webhook_connections
         self._spread_turn = itertools.count()
         self.bots: dict[str, BotState] = {}
         self.chats: dict[tuple[str, int], Chat] = {}
@@ -549,7 +553,8 @@ class Sandbox:
     async def publish(self, bot: BotState, update: dict) -> None:
         if bot.webhook:
             if self._http is None:
-                self._http = ClientSession()
+                fresh = self.webhook_connections == "new"
+                self._http = ClientSession(connector=TCPConnector(force_close=True) if fresh else None)
             headers = {"X-Telegram-Bot-Api-Secret-Token": bot.secret} if bot.secret else {}
             for attempt in range(8):  # Telegram retries failed webhook deliveries
                 try:
