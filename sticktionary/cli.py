@@ -241,7 +241,8 @@ def _scheduler(kind, settings, only: list[str] | None = None):
 def _log_to_stderr(settings=None) -> None:
     from sticktionary.logs import setup
 
-    setup(secrets=(settings or get_settings()).secrets())
+    settings = settings or get_settings()
+    setup(secrets=settings.secrets(), log_format=settings.log_format)
 
 
 @app.command()
