@@ -400,8 +400,8 @@ def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str |
 
 
 # ---------------------------------------------------------------------------- jobs
-JobName = Annotated[str, typer.Argument(help="leaderboard_daily, leaderboard_weekly, prizes, export, expiry or "
-                                             "export_retention")]
+JobName = Annotated[str, typer.Argument(help="leaderboard_daily, leaderboard_weekly, prizes, export, expiry, "
+                                             "export_retention or retention")]
 
 
 def _parse_moment(value: str | None):
