@@ -121,6 +121,14 @@ class Examination:
         mode = "webhook" if s.webhook_url else "long polling"
         self.add("settings", Status.OK, f"{len(s.bots)} bot(s) by {mode}, {len(s.moderators)} moderator(s), "
                                         f"Bot API {s.telegram_api}")
+        if s.webhook_url and not s.webhook_secret:
+            self.add("webhook secret", Status.FAIL, "STICKTIONARY_WEBHOOK_URL is set but STICKTIONARY_WEBHOOK_SECRET "
+                     "is not (`sticktionary run` refuses to start)", "set STICKTIONARY_WEBHOOK_SECRET to a long random "
+                     "string")
+        keys = [bot.key for bot in s.bots]
+        if len(set(keys)) != len(keys):
+            self.add("bot names", Status.FAIL, "two bots in STICKTIONARY_BOTS have the same name (or token number)",
+                     'give each a different "name"')
         if s.pseudonym_key == "change-me":
             self.add("pseudonym key", Status.WARN, "STICKTIONARY_PSEUDONYM_KEY is the default: exports refuse it",
                      "set a long random secret, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'")

@@ -211,3 +211,10 @@ def test_dead_letters_and_a_missing_sticker_file_are_warnings(setup, tmp_path):
     assert by_check["outbox"].status == Status.WARN and "1 dead letters" in by_check["outbox"].detail
     assert "outbox retry" in by_check["outbox"].fix
     assert by_check["sticker folder"].status == Status.WARN and "1 of the database's 2" in by_check["sticker folder"].detail
+
+
+def test_a_webhook_without_its_secret(setup):
+    findings = examine(_settings(setup, webhook_secret=None))
+    assert not healthy(findings)
+    [failed] = [f for f in findings if f.status == Status.FAIL]
+    assert failed.check == "webhook secret" and "STICKTIONARY_WEBHOOK_SECRET" in failed.fix
