@@ -69,41 +69,38 @@ def prune(db: Engine, rules: RetentionRules, now: datetime, batch: int = BATCH) 
             "before": {kind: cutoff.isoformat() if cutoff else None for kind, cutoff in cutoffs.items()}}
 
 
-def _in_batches(db: Engine, pick, remove) -> int:
-    """Run `remove(keys)` on batches that `pick()` finds until it finds none; returns rows deleted."""
+def _in_batches(db: Engine, remove) -> int:
+    """Run `remove()` (a DELETE of at most one batch) in its own transaction until it deletes nothing."""
     total = 0
     while True:
         with session_scope(db) as session:
-            keys = list(session.execute(pick()).all())
-            if not keys:
-                return total
-            total += session.execute(remove(keys)).rowcount
+            removed = session.execute(remove()).rowcount
+        if not removed:
+            return total
+        total += removed
 
 
 def prune_inbox(db: Engine, before: datetime, batch: int = BATCH) -> int:
     """Finished updates received before `before`."""
     eligible = (col(InboxUpdate.status).in_(FINISHED_UPDATES), col(InboxUpdate.received_at) < before)
     key = tuple_(InboxUpdate.bot_key, InboxUpdate.update_id)
-    return _in_batches(
-        db, lambda: select(InboxUpdate.bot_key, InboxUpdate.update_id).where(*eligible).limit(batch),
-        lambda keys: delete(InboxUpdate).where(key.in_([tuple(k) for k in keys]), *eligible))
+    chosen = select(InboxUpdate.bot_key, InboxUpdate.update_id).where(*eligible).limit(batch)
+    return _in_batches(db, lambda: delete(InboxUpdate).where(key.in_(chosen), *eligible))
 
 
 def prune_sent_outbox(db: Engine, before: datetime, batch: int = BATCH) -> int:
     """Messages Telegram accepted before `before`."""
     eligible = (col(OutboxMessage.status) == OutboxStatus.SENT, col(OutboxMessage.sent_at) < before)
-    return _in_batches(
-        db, lambda: select(OutboxMessage.id).where(*eligible).order_by(OutboxMessage.id).limit(batch),
-        lambda keys: delete(OutboxMessage).where(col(OutboxMessage.id).in_([k[0] for k in keys]), *eligible))
+    chosen = select(OutboxMessage.id).where(*eligible).order_by(OutboxMessage.id).limit(batch)
+    return _in_batches(db, lambda: delete(OutboxMessage).where(col(OutboxMessage.id).in_(chosen), *eligible))
 
 
 def prune_search_log(db: Engine, before: datetime, batch: int = BATCH) -> int:
     """Change-log rows written before `before`, except the newest row."""
     newest = select(func.max(SearchChange.id)).scalar_subquery()
     eligible = (col(SearchChange.created_at) < before, col(SearchChange.id) < newest)
-    return _in_batches(
-        db, lambda: select(SearchChange.id).where(*eligible).order_by(SearchChange.id).limit(batch),
-        lambda keys: delete(SearchChange).where(col(SearchChange.id).in_([k[0] for k in keys]), *eligible))
+    chosen = select(SearchChange.id).where(*eligible).order_by(SearchChange.id).limit(batch)
+    return _in_batches(db, lambda: delete(SearchChange).where(col(SearchChange.id).in_(chosen), *eligible))
 
 
 __all__ = ["RetentionRules", "prune", "prune_inbox", "prune_sent_outbox", "prune_search_log", "BATCH"]
