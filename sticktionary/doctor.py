@@ -129,6 +129,9 @@ class Examination:
         if len(set(keys)) != len(keys):
             self.add("bot names", Status.FAIL, "two bots in STICKTIONARY_BOTS have the same name (or token number)",
                      'give each a different "name"')
+        if s.bots and not s.moderators:
+            self.add("moderators", Status.WARN, "STICKTIONARY_MODERATORS is empty: missed rounds wait for a review "
+                     "nobody can give", "put the moderators' Telegram user ids there")
         if s.pseudonym_key == "change-me":
             self.add("pseudonym key", Status.WARN, "STICKTIONARY_PSEUDONYM_KEY is the default: exports refuse it",
                      "set a long random secret, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'")

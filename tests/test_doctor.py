@@ -70,6 +70,7 @@ def setup(tmp_path, sqlite_template, sandbox):
         "STICKTIONARY_WEBHOOK_SECRET": SECRET,
         "STICKTIONARY_REDIS_URL": "redis://127.0.0.1:6379/9",
         "STICKTIONARY_PSEUDONYM_KEY": "a-long-pseudonym-key-for-tests",
+        "STICKTIONARY_MODERATORS": "4242",
     }
 
 
@@ -179,6 +180,7 @@ def test_settings_that_do_not_parse(tmp_path, setup):
 def _settings(env: dict, **changes) -> Settings:
     values = {key.removeprefix("STICKTIONARY_").lower(): value for key, value in env.items()}
     values["bots"] = json.loads(values["bots"])
+    values["moderators"] = [int(values["moderators"])]
     return Settings(_env_file=None, **{**values, **changes})
 
 
