@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 from bots import callbacks
+from bots.log_context import note_player
 from bots.moderation import ModerationScreens
 from bots.notices import player_notice_text, render_outbox
 from bots.profile import ProfileScreens
@@ -97,6 +98,7 @@ class Conversation:
     def handle(self, incoming: Incoming, bot_key: str | None = None) -> Outgoing:
         """`bot_key`: the bot the update came through; the player's outbox messages follow it."""
         player = self.game.register_player(incoming.user_id, incoming.display_name, bot_key=bot_key)
+        note_player(player.id)
         if incoming.user_id in self.moderators and not player.is_moderator:
             self.game.set_moderator(player.id)
             player.is_moderator = True

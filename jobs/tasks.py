@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from core.engine import Game
 from core.exports import run_export
 from core.prizes import Prizes, last_complete_period
+from core.retention import RetentionRules, prune
 from core.search import SearchIndexes
 from jobs.runner import job_lock
 from storage.export_files import apply_retention, remove_partials
@@ -64,6 +65,10 @@ def export_retention(context: JobContext, now: datetime) -> dict:
     return {"removed": removed, "partials": partials}
 
 
+def retention(context: JobContext, now: datetime) -> dict:
+    return prune(context.db, RetentionRules.from_settings(context.settings), now)
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -86,6 +91,8 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
     JobSpec("expiry", "schedule_expiry", expiry, "close rounds and tasks left open too long"),
     JobSpec("export_retention", "schedule_export_retention", export_retention,
             "keep only the newest export_keep exports"),
+    JobSpec("retention", "schedule_retention", retention,
+            "delete handled updates, sent messages and search-log rows older than the retention settings"),
 )}
 
 __all__ = ["JOBS", "JobSpec", "JobContext"]

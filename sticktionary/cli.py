@@ -32,10 +32,12 @@ Language = Annotated[str, typer.Option("--lang", help="en or zh")]
 
 
 @app.callback()
-def main() -> None:
+def main(context: typer.Context) -> None:
     """Settings are checked before any command runs: a wrong one is named in one line, with an example."""
     from storage.settings import SettingsProblem
 
+    if context.invoked_subcommand == "doctor":
+        return  # the doctor reports them among its checks
     try:
         get_settings()
     except SettingsProblem as problem:
@@ -239,7 +241,8 @@ def _scheduler(kind, settings, only: list[str] | None = None):
 def _log_to_stderr(settings=None) -> None:
     from sticktionary.logs import setup
 
-    setup(secrets=(settings or get_settings()).secrets())
+    settings = settings or get_settings()
+    setup(secrets=settings.secrets(), log_format=settings.log_format)
 
 
 @app.command()
@@ -397,8 +400,8 @@ def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str |
 
 
 # ---------------------------------------------------------------------------- jobs
-JobName = Annotated[str, typer.Argument(help="leaderboard_daily, leaderboard_weekly, prizes, export, expiry or "
-                                             "export_retention")]
+JobName = Annotated[str, typer.Argument(help="leaderboard_daily, leaderboard_weekly, prizes, export, expiry, "
+                                             "export_retention or retention")]
 
 
 def _parse_moment(value: str | None):
@@ -735,6 +738,21 @@ def _print(result: dict, as_json: bool) -> None:
     else:
         for key, value in result.items():
             typer.echo(f"{key:>24}: {value}")
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object instead of lines")) -> None:
+    """Check the set-up, one line per check (ok, warn, fail, with what to do): settings, database and
+    migrations, Redis, each bot's token and webhook, sticker and export folders, free disk, dead
+    letters, stickers without a Telegram file id. Exits 1 if any check fails."""
+    from sticktionary.doctor import examine, healthy, render
+
+    findings = examine()
+    if as_json:
+        typer.echo(json.dumps({"ok": healthy(findings), "checks": [f.as_dict() for f in findings]}, ensure_ascii=False))
+    else:
+        render(findings, typer.echo)
+    raise typer.Exit(0 if healthy(findings) else 1)
 
 
 if __name__ == "__main__":

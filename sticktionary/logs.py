@@ -76,7 +76,15 @@ def protect(secrets: Iterable[str] = ()) -> RedactingFilter:
     return _FILTER
 
 
-def setup(level: int = logging.INFO, secrets: Iterable[str] = ()) -> RedactingFilter:
-    """The commands' logging: one line a record on stderr, secrets kept out."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup(level: int = logging.INFO, secrets: Iterable[str] = (), log_format: str = "text") -> RedactingFilter:
+    """The commands' logging: one line a record on stderr (text, or one JSON object: sticktionary/log_json.py),
+    secrets kept out of either."""
+    if log_format == "json":
+        from sticktionary.log_json import JsonFormatter
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter(_FILTER))
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return protect(secrets)

@@ -25,6 +25,9 @@ EXAMPLES = {
     "prize_period": "week",
 }
 
+# The shortest retention that stays safe, in days (see the settings' comments for why).
+RETENTION_FLOORS = {"retention_inbox_days": 1, "retention_outbox_sent_days": 32, "retention_search_log_days": 1}
+
 
 class BotConfig(BaseModel):
     """One Telegram bot: its token, the framework that runs it and the languages it serves."""
@@ -118,6 +121,7 @@ class Settings(BaseSettings):
     schedule_export: str = "0 3 * * *"
     schedule_expiry: str = "*/10 * * * *"
     schedule_export_retention: str = "30 3 * * *"
+    schedule_retention: str = "0 4 * * *"
     # Where leaderboards are posted besides the players who opted in: {"en": [chat ids], "zh": [...]}
     leaderboard_chats: Annotated[dict[Literal["en", "zh"], list[int]], NoDecode] = Field(default_factory=dict)
     leaderboard_size: int = 10
@@ -144,6 +148,22 @@ class Settings(BaseSettings):
                                                               description="bearer tokens of researchers")
     pull_listen: str = "0.0.0.0:8080"
 
+    # Retention (the `retention` job, core/retention.py): rows older than this many days are deleted;
+    # 0 keeps them forever. Never an unhandled update or an undelivered message, whatever the age.
+    # Handled updates (done, skipped, failed): at least 1 day, since Telegram redelivers an update for
+    # up to 24 hours and the stored row is what makes a redelivery a no-op.
+    retention_inbox_days: float = Field(default=14, ge=0)
+    # Sent messages: at least 32 days, since their dedupe keys go with them and the daily prize tally
+    # tallies the last complete month again for a month (its notice to moderators must not repeat).
+    retention_outbox_sent_days: float = Field(default=90, ge=0)
+    # The search change log: processes keep their position in memory, so only rows older than any
+    # live process can still be behind are deleted (at least 1 day; the newest row always stays).
+    retention_search_log_days: float = Field(default=7, ge=0)
+
+    # Logs of `run`, `jobs start` and `export serve`: text (one line a record) or json (one JSON object
+    # a line, with the bot, update id and player where known; tokens redacted as in text).
+    log_format: Literal["text", "json"] = "text"
+
     @model_validator(mode="after")
     def _one_attempt_budget(self):
         if self.outbox_max_attempts is not None and "send_attempts" not in self.model_fields_set:
@@ -160,6 +180,14 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return _json(text)
         return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("retention_inbox_days", "retention_outbox_sent_days", "retention_search_log_days")
+    @classmethod
+    def _retention_floor(cls, value: float, info):
+        floor = RETENTION_FLOORS[info.field_name]
+        if 0 < value < floor:
+            raise ValueError(f"keep at least {floor:g} days (or 0: keep forever)")
+        return value
 
     @field_validator("bots", "leaderboard_chats", mode="before")
     @classmethod
