@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
+from bots.log_context import handling_update
 from bots.screens import Incoming, Outgoing, decode_outgoing, encode_outgoing
 from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
 from storage.models import InboxStatus, InboxUpdate, utcnow
@@ -130,29 +131,34 @@ class Inbox:
             row = session.exec(self._oldest_unfinished(lane, after).with_for_update()).first()
             if row is None:
                 return None
-            if row.status == InboxStatus.HANDLED:  # handled before a crash or an outage: only delivery is left
-                return Taken(row.update_id, decode_outgoing(row.replies) if row.replies else None, row.received_at,
-                             row.send_attempts, row.replies_sent, resumed=True)
-            incoming = self._parsed(row.payload)
-            if incoming is None:
-                row.status, row.done_at = InboxStatus.SKIPPED, utcnow()
-                session.add(row)
-                return Taken(row.update_id, None, row.received_at)
-            try:
-                with session.begin_nested():
-                    outgoing = self.handle(incoming)
-            except Exception as error:  # noqa: BLE001 - a bug must not wedge the lane: fail this update only
-                if is_retryable(error) or is_database_outage(error):
-                    raise  # nothing of it is kept: the update is handled again (now, or once the database is back)
-                log.exception("bot %s: update %s failed", self.bot_key, row.update_id)
-                outgoing = self.failure(incoming)
-                row.status, row.error = InboxStatus.FAILED, f"{type(error).__name__}: {error}"[:500]
-            else:
-                row.status = InboxStatus.HANDLED
-            row.handled_at = utcnow()
-            row.replies = encode_outgoing(outgoing) if outgoing is not None else None
+            with handling_update(self.bot_key, row.update_id):  # what the log says meanwhile
+                return self._take(session, row)
+
+    def _take(self, session, row: InboxUpdate) -> Taken:
+        """The row's update handled in the caller's unit of work (or, handled before, its replies)."""
+        if row.status == InboxStatus.HANDLED:  # handled before a crash or an outage: only delivery is left
+            return Taken(row.update_id, decode_outgoing(row.replies) if row.replies else None, row.received_at,
+                         row.send_attempts, row.replies_sent, resumed=True)
+        incoming = self._parsed(row.payload)
+        if incoming is None:
+            row.status, row.done_at = InboxStatus.SKIPPED, utcnow()
             session.add(row)
-            return Taken(row.update_id, outgoing, row.received_at)
+            return Taken(row.update_id, None, row.received_at)
+        try:
+            with session.begin_nested():
+                outgoing = self.handle(incoming)
+        except Exception as error:  # noqa: BLE001 - a bug must not wedge the lane: fail this update only
+            if is_retryable(error) or is_database_outage(error):
+                raise  # nothing of it is kept: the update is handled again (now, or once the database is back)
+            log.exception("bot %s: update %s failed", self.bot_key, row.update_id)
+            outgoing = self.failure(incoming)
+            row.status, row.error = InboxStatus.FAILED, f"{type(error).__name__}: {error}"[:500]
+        else:
+            row.status = InboxStatus.HANDLED
+        row.handled_at = utcnow()
+        row.replies = encode_outgoing(outgoing) if outgoing is not None else None
+        session.add(row)
+        return Taken(row.update_id, outgoing, row.received_at)
 
     def _parsed(self, payload: dict) -> Incoming | None:
         try:

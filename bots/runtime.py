@@ -9,6 +9,7 @@ the framework's errors translated into the ones below.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from sqlmodel import Session, select
 
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks, Inbox, LaneUnavailable, Taken, update_id_of
+from bots.log_context import handling_update
 from bots.media import Media
 from bots.pacing import OVERALL_PER_SECOND, PER_CHAT, LocalPacer, Pacer
 from bots.screens import (
@@ -387,37 +389,46 @@ class BotRuntime:
         answering = None
         if answer is not None and not taken.resumed and taken.replies_sent == 0 and taken.send_attempts == 0:
             answering = asyncio.create_task(self._deliver_one(outgoing, answer))
-        sending = _SENDING.set(budget)
-        try:
-            for index in range(taken.replies_sent, len(outgoing.replies)):
-                reply = outgoing.replies[index]
-                if reply is not answer and reply is not SUPERSEDED:
-                    await self._deliver_one(outgoing, reply)
-                taken.replies_sent = index + 1
-                if outgoing.outbox_ids and index == outgoing.notices_at:  # the held notices reached the player
+        with self._delivering(taken, budget):
+            try:
+                for index in range(taken.replies_sent, len(outgoing.replies)):
+                    reply = outgoing.replies[index]
+                    if reply is not answer and reply is not SUPERSEDED:
+                        await self._deliver_one(outgoing, reply)
+                    taken.replies_sent = index + 1
+                    if outgoing.outbox_ids and index == outgoing.notices_at:  # the held notices reached the player
+                        await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
+                        outgoing.outbox_ids = []
+                if outgoing.outbox_ids:
                     await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
-                    outgoing.outbox_ids = []
-            if outgoing.outbox_ids:
-                await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
-        except Owed as error:
-            taken.send_attempts = budget.used
-            if budget.spent:
-                return await self._drop(taken, f"gave up after {budget.used} attempts ({error})")
-            self.policy.gate.outage.waiting(("update", self.bot_key, taken.update_id))
-            await self._game(self.inbox.still_owed, taken.update_id, taken.send_attempts, taken.replies_sent)
-            return False
-        except Forbidden as error:  # 403: the player blocked the bot
-            if outgoing.player_id is not None:
-                await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
-            return await self._drop(taken, f"forbidden: {error}", quiet=True)
-        except (Rejected, ChatMigrated, Unauthorized) as error:  # refused for good: retrying cannot help
-            return await self._drop(taken, f"refused: {type(error).__name__}: {error}")
-        finally:
-            _SENDING.reset(sending)
-            if answering is not None:
-                await answering  # it never raises a TelegramError: a late answer is harmless
+            except Owed as error:
+                taken.send_attempts = budget.used
+                if budget.spent:
+                    return await self._drop(taken, f"gave up after {budget.used} attempts ({error})")
+                self.policy.gate.outage.waiting(("update", self.bot_key, taken.update_id))
+                await self._game(self.inbox.still_owed, taken.update_id, taken.send_attempts, taken.replies_sent)
+                return False
+            except Forbidden as error:  # 403: the player blocked the bot
+                if outgoing.player_id is not None:
+                    await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
+                return await self._drop(taken, f"forbidden: {error}", quiet=True)
+            except (Rejected, ChatMigrated, Unauthorized) as error:  # refused for good: retrying cannot help
+                return await self._drop(taken, f"refused: {type(error).__name__}: {error}")
+            finally:
+                if answering is not None:
+                    await answering  # it never raises a TelegramError: a late answer is harmless
         await self._finish(taken)
         return True
+
+    @contextlib.contextmanager
+    def _delivering(self, taken: Taken, budget: Attempts):
+        """While an update's replies go out: their calls spend its budget, its log lines name it."""
+        sending = _SENDING.set(budget)
+        try:
+            with handling_update(self.bot_key, taken.update_id, taken.outgoing.player_id):
+                yield
+        finally:
+            _SENDING.reset(sending)
 
     async def _drop(self, taken: Taken, reason: str, *, quiet: bool = False) -> bool:
         """Give up on an update's remaining replies on purpose: one line with the reason, counted."""
