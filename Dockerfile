@@ -23,6 +23,9 @@ COPY . .
 RUN /venv/bin/pip install --no-deps --no-build-isolation .
 
 FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="sticktionary" \
+      org.opencontainers.image.description="A Telegram game that collects sticker search queries" \
+      org.opencontainers.image.licenses="MIT"
 # The stickers, the exports and the media cache live under /data (compose mounts a volume on each);
 # relative defaults (the SQLite file var/sticktionary.sqlite3) resolve there too.
 RUN groupadd --system --gid 10001 sticktionary \
