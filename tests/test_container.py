@@ -27,6 +27,8 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from storage.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -277,3 +279,20 @@ def test_compose_health_checks_ask_the_servers():
     port = pull["command"][pull["command"].index("--listen") + 1].rpartition(":")[2]
     assert f"127.0.0.1:{port}/healthz" in " ".join(pull["healthcheck"]["test"])
     assert f"{port}:{port}" in pull["ports"]
+
+
+def test_compose_volumes_and_ports_are_the_images():
+    """The folders compose mounts are the ones the image makes (owned by its user), and its settings point there."""
+    dockerfile = DOCKERFILE.read_text()
+    made = set(re.search(r"mkdir -p ([^&]+)&&", dockerfile).group(1).split())
+    services = _compose()["services"]
+    for name in APP_SERVICES:
+        targets = {volume.split(":")[1] for volume in services[name]["volumes"]}
+        assert targets <= made, (name, targets - made)
+        environment = services[name]["environment"]
+        for setting in ("STICKTIONARY_STICKER_ROOT", "STICKTIONARY_EXPORT_DIR", "STICKTIONARY_MEDIA_CACHE"):
+            assert environment[setting] in made and f"{setting}={environment[setting]}" in dockerfile, setting
+    exposed = set(re.search(r"^EXPOSE (.+)$", dockerfile, re.M).group(1).split())
+    defaults = Settings.model_fields
+    ports = {defaults[listen].default.rpartition(":")[2] for listen in ("webhook_listen", "pull_listen")}
+    assert ports <= exposed, (ports, exposed)
