@@ -2,8 +2,8 @@
 # The Sticktionary image: its entrypoint is the `sticktionary` command, so every subcommand runs in it
 # (run, jobs start, export serve, db upgrade, …). docker-compose.yml builds and uses it.
 #
-#   docker build -t sticktionary .
-#   docker run --rm --env-file .env sticktionary db upgrade
+#   docker build -t sticktionary:local .
+#   docker run --rm --env-file .env -v sticktionary-data:/data sticktionary:local db upgrade
 #
 # The dependencies are requirements/base.txt, every file checked against the lock's sha256, installed by
 # requirements/install: the same script and the same lock that .ci/run installs the tests' environment
