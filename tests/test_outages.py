@@ -468,3 +468,41 @@ def test_the_chat_locks_given_are_the_ones_used_even_when_no_lane_is_held():
     shared = ChatLocks(redis=object())
     assert shared.lanes_in_use() == 0
     assert BotRuntime("a", None, None, None, None, chat_locks=shared).chat_locks is shared
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_after_an_outage_a_live_screen_is_edited_once_to_its_latest_state(game_db, tmp_path, framework):
+    """Three queries typed while Telegram is away: each handled update owes an edit of the same
+    label screen; once Telegram is back only the latest is sent, and it shows all three."""
+    from tests.test_bots import onboard
+
+    async with running_bot(game_db, tmp_path, framework) as world:
+        labeler = world.player(82)
+        await onboard(labeler, "en")
+        screen = next(e for e in reversed(await labeler.transcript()) if e["by"] == "bot" and e.get("text"))
+        assert any(b.startswith("lx:") for b in labeler.buttons(screen)), screen  # a label round: Skip
+        queries = ["sleepy monday morning", "need coffee right now", "cannot wake up at all"]
+        await world.client.post("/sim/faults", json={"error_5xx": 1.0})
+        for query in queries:
+            sent = await world.client.post("/sim/message", json={"token": TOKEN, "user_id": 82, "text": query})
+            assert sent.status_code == 200, sent.text
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # all three handled; the latest one's replies owed
+            with Session(game_db) as session:
+                statuses = dict(session.exec(select(InboxUpdate.update_id, InboxUpdate.status)).all())
+            latest_update = max(statuses)
+            if len(statuses) >= 6 and statuses[latest_update] == InboxStatus.HANDLED and \
+                    InboxStatus.RECEIVED not in statuses.values():
+                break
+            await asyncio.sleep(0.1)
+        assert statuses[latest_update] == InboxStatus.HANDLED, statuses
+        before = (await world.client.get("/sim/stats")).json()["result"]
+        await world.client.post("/sim/faults", json={"error_5xx": 0.0})
+        await _quiet(game_db, 60)
+        after = (await world.client.get("/sim/stats")).json()["result"]
+        latest = next(e for e in world.sandbox.chats[(TOKEN, 82)].messages.values()
+                      if e.get("message_id") == screen["message_id"])
+    edits = after.get("ok:editMessageText", 0) - before.get("ok:editMessageText", 0)
+    assert edits == 1, (before, after)
+    assert all(query in latest["text"] for query in queries), latest["text"]
