@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sticktionary.cli import app
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import REAL_SAMPLES
 
 runner = CliRunner()
 
@@ -32,9 +32,7 @@ def test_help_everywhere(command):
 
 def test_db_upgrade_and_query_round_trip(env):
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    source = SHARED_SAMPLES / "sticker_queries_zh_release.first200.csv"
-    if not source.exists():
-        pytest.skip("real sample missing")
+    source = REAL_SAMPLES / "sticker_queries_zh_release.first200.csv"
     result = runner.invoke(app, ["data", "import-queries", str(source), "--lang", "zh"])
     assert result.exit_code == 0, result.output
     out = env / "zh.csv"
@@ -112,9 +110,7 @@ def test_run_with_several_workers_needs_webhooks_and_redis(tmp_path, monkeypatch
 
 
 def test_report_on_the_real_samples():
-    files = [SHARED_SAMPLES / f"sticker_queries_{lang}_release.first200.csv" for lang in ("en", "zh")]
-    if not all(f.exists() for f in files):
-        pytest.skip("real samples missing")
+    files = [REAL_SAMPLES / f"sticker_queries_{lang}_release.first200.csv" for lang in ("en", "zh")]
     result = runner.invoke(app, ["report", *map(str, files), "--json", "--no-semantic"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
