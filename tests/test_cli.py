@@ -30,6 +30,26 @@ def test_help_everywhere(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def _command_paths(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name)
+        if hasattr(command, "commands"):
+            yield from _command_paths(command, (*path, name))
+
+
+def test_help_shows_flags_without_a_value():
+    """A flag reads as a flag (`--json`), not as an option taking a value (`--json <bool>`)."""
+    import typer
+
+    paths = [(), *_command_paths(typer.main.get_command(app))]
+    assert ("bench", "import") in paths and ("outbox", "retry") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output, (path, result.output)
+        assert "--help" in result.output
+
+
 def test_db_upgrade_and_query_round_trip(env):
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
     source = REAL_SAMPLES / "sticker_queries_zh_release.first200.csv"
