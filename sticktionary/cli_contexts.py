@@ -9,12 +9,12 @@ shows the contexts and reports what was decided.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlmodel import Session, col, func, select
 
-from storage.models import ChatContext, ContextStatus, Player, Sticker
+if TYPE_CHECKING:  # the tables are imported when a command runs: every command's start-up (and --help) stays light
+    from storage.models import ChatContext
 
 contexts_app = typer.Typer(help="Curated chat contexts waiting for a moderator: list them, approve or reject them "
                                 "(only approved ones enter the game).", no_args_is_help=True)
@@ -65,6 +65,10 @@ def _setup():
 
 def _moderator(db, settings, telegram_user_id: int | None) -> int:
     """The player id of the deciding moderator; a clear line and exit 2 when there is none."""
+    from sqlmodel import Session, col, select
+
+    from storage.models import Player
+
     wanted = [telegram_user_id] if telegram_user_id is not None else list(settings.moderators)
     if not wanted:
         typer.echo("no moderator: set STICKTIONARY_MODERATORS to your Telegram user id (README, \"Go live\"), "
@@ -95,6 +99,10 @@ def _language(language: str | None) -> str | None:
 
 
 def _waiting(db, language: str | None) -> dict[str, int]:
+    from sqlmodel import Session, func, select
+
+    from storage.models import ChatContext, ContextStatus
+
     statement = (select(ChatContext.language, func.count()).where(ChatContext.status == ContextStatus.CANDIDATE)
                  .group_by(ChatContext.language))
     if language:
@@ -118,6 +126,10 @@ def contexts_list(
     """The contexts waiting for review, oldest first.
 
     Each with its id, language, sticker, source file and message, and the dialogue that led up to the sticker."""
+    from sqlmodel import Session, col, select
+
+    from storage.models import Sticker
+
     db, settings = _setup()
     language = _language(lang)
     review = ContextReview(db, settings, _moderator(db, settings, moderator))
