@@ -688,3 +688,31 @@ def test_go_live_as_written(tmp_path, workspace):
     for args, code, exits, output in outcomes:
         assert code in exits, f"{args} exited {code}:\n{''.join(output)}"
     print("\n".join(["skipped:", *walk.skipped]))
+
+
+# ---------------------------------------------------------------------------- nothing outside the repository
+# What once pointed outside the checkout: the design notes and the real samples of a shared folder.
+OUTSIDE = re.compile("|".join([r"\.\./shared\b", r"\bshared/data\b", r"real-samples", r"\bDESIGN\.md\b"]))
+
+
+def _repository_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if listed.returncode == 0 and listed.stdout:
+        return [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    skip = {".git", ".venv", "var", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    return [path for path in ROOT.rglob("*") if path.is_file() and not skip & set(path.relative_to(ROOT).parts)]
+
+
+def test_nothing_refers_to_files_outside_the_repository():
+    this = Path(__file__).resolve()
+    found = []
+    for path in _repository_files():
+        if path.resolve() == this or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # stickers, fonts
+        found += [f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group()}"
+                  for m in OUTSIDE.finditer(text)]
+    assert not found, "references to files outside the repository:\n" + "\n".join(found)
