@@ -158,14 +158,23 @@ def _import_worker(folder: str, database: str, queue) -> None:
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine)
     workers = min(4, os.cpu_count() or 1)
+    cpu_before = _cpu_seconds()
     with _MemorySampler() as memory:
         start = time.perf_counter()
         report = import_usticker(engine, Path(folder), progress=False, workers=workers)
         seconds = time.perf_counter() - start
+    # The importer has joined its worker processes by now, so their CPU time is in RUSAGE_CHILDREN.
+    cpu_seconds = _cpu_seconds() - cpu_before
     # ru_maxrss also catches short peaks between samples: never report less than it.
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    queue.put({"seconds": seconds, "peak_rss_mb": max(memory.peak_rss, own_peak) / 2**20,
+    queue.put({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mb": max(memory.peak_rss, own_peak) / 2**20,
                "peak_pss_mb": memory.peak_pss / 2**20, "workers": workers, "report": report.as_dict()})
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its children that have ended."""
+    return sum(usage.ru_utime + usage.ru_stime
+               for usage in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def bench_import(messages: int = 1_000_000, stickers: int = 104_000) -> dict:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sticktionary.cli_contexts import contexts_app
 from storage.settings import get_settings
 
 app = typer.Typer(help="Sticktionary: a sticker-query annotation game for Telegram.", no_args_is_help=True)
@@ -27,6 +28,7 @@ outbox_app = typer.Typer(help="The outbox: messages waiting for the bots, and de
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(export_app, name="export")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(contexts_app, name="contexts")
 
 Language = Annotated[str, typer.Option("--lang", help="en or zh")]
 

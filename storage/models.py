@@ -274,7 +274,8 @@ class TelegramFile(SQLModel, table=True):
 class LiveScreen(SQLModel, table=True):
     """The messages that make up a task's screen in a player's chat (one text, one photo), edited in
     place while the task lasts. Message ids are known only once Telegram has the message, so the
-    runtime records them here as it sends; every process reads them from here (DESIGN.md)."""
+    runtime records them here as it sends; every process reads them from here (docs/design.md, "Many
+    processes")."""
 
     bot_key: str = Field(primary_key=True, max_length=64)
     player_id: int = Field(primary_key=True, foreign_key="player.id")

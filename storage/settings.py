@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # at-a-time order of each chat are then shared by all of them. Unset: kept in each process.
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
 
-    # Game rules (DESIGN.md "The game"); defaults follow the paper.
+    # Game rules (docs/design.md, "The game"); defaults follow the paper.
     points_by_rank: tuple[int, int, int] = (3, 2, 1)
     resonance_bonus: int = 1
     resonance_retrievers: int = 2

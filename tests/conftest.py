@@ -21,7 +21,8 @@ from storage.migrate import upgrade
 from storage.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_SAMPLES = ROOT.parent / "shared" / "data" / "real-samples" / "sticker-queries"
+# The first 200 stickers of each language of the released StickerQueries (MIT; see its PROVENANCE.md).
+REAL_SAMPLES = ROOT / "tests" / "data" / "sticker-queries"
 POSTGRES_ADMIN = os.environ.get("STICKTIONARY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

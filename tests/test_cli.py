@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sticktionary.cli import app
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import REAL_SAMPLES
 
 runner = CliRunner()
 
@@ -30,11 +30,29 @@ def test_help_everywhere(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def _command_paths(group, path=()):
+    for name, command in group.commands.items():
+        yield (*path, name)
+        if hasattr(command, "commands"):
+            yield from _command_paths(command, (*path, name))
+
+
+def test_help_shows_flags_without_a_value():
+    """A flag reads as a flag (`--json`), not as an option taking a value (`--json <bool>`)."""
+    import typer
+
+    paths = [(), *_command_paths(typer.main.get_command(app))]
+    assert ("bench", "import") in paths and ("outbox", "retry") in paths
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"], terminal_width=200)
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output, (path, result.output)
+        assert "--help" in result.output
+
+
 def test_db_upgrade_and_query_round_trip(env):
     assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
-    source = SHARED_SAMPLES / "sticker_queries_zh_release.first200.csv"
-    if not source.exists():
-        pytest.skip("real sample missing")
+    source = REAL_SAMPLES / "sticker_queries_zh_release.first200.csv"
     result = runner.invoke(app, ["data", "import-queries", str(source), "--lang", "zh"])
     assert result.exit_code == 0, result.output
     out = env / "zh.csv"
@@ -112,9 +130,7 @@ def test_run_with_several_workers_needs_webhooks_and_redis(tmp_path, monkeypatch
 
 
 def test_report_on_the_real_samples():
-    files = [SHARED_SAMPLES / f"sticker_queries_{lang}_release.first200.csv" for lang in ("en", "zh")]
-    if not all(f.exists() for f in files):
-        pytest.skip("real samples missing")
+    files = [REAL_SAMPLES / f"sticker_queries_{lang}_release.first200.csv" for lang in ("en", "zh")]
     result = runner.invoke(app, ["report", *map(str, files), "--json", "--no-semantic"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)

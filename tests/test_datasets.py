@@ -4,14 +4,12 @@ import pytest
 
 from core.datasets import export_sticker_queries, import_sticker_queries
 from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries, write_sticker_queries
-from tests.conftest import SHARED_SAMPLES
+from tests.conftest import REAL_SAMPLES
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])
 def test_real_samples_round_trip_byte_for_byte(db, tmp_path, language):
-    source = SHARED_SAMPLES / f"sticker_queries_{language}_release.first200.csv"
-    if not source.exists():
-        pytest.skip(f"real sample missing: {source}")
+    source = REAL_SAMPLES / f"sticker_queries_{language}_release.first200.csv"
     result = import_sticker_queries(db, source, language)
     assert result["stickers"] == 200
     out = tmp_path / "out.csv"

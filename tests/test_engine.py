@@ -1,4 +1,4 @@
-"""Every game rule of DESIGN.md, through the engine, on SQLite and PostgreSQL."""
+"""Every game rule of docs/design.md ("The game"), through the engine, on SQLite and PostgreSQL."""
 
 from datetime import timedelta
 
