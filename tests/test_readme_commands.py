@@ -236,6 +236,20 @@ def _db_upgrade(ws):
     assert ws.run("db", "upgrade").stdout.strip().endswith("is at head")
 
 
+@case("sticktionary doctor [--json]")
+def _doctor(ws):
+    ws.run("db", "upgrade")
+    ws.demo_pack(approve=True)
+    base = ws.sandbox(f"{TOKEN}=sticktionary_bot")
+    ws.env.update(STICKTIONARY_BOTS=_bots_setting(), STICKTIONARY_TELEGRAM_API=base,
+                  STICKTIONARY_MODERATORS=str(MODERATOR), STICKTIONARY_PSEUDONYM_KEY="a-long-enough-test-secret")
+    report = ws.json("doctor", "--json")
+    failed = [check for check in report["checks"] if check["status"] == "fail"]
+    assert report["ok"] and not failed, report
+    assert {"database", "bot main"} <= {check["check"].split(":")[0] for check in report["checks"]}, report
+    assert ws.run("doctor").stdout.count("\n") == len(report["checks"])  # one line per check
+
+
 @case("sticktionary data download-usticker var/usticker")
 def _download_usticker(ws):
     from tests.test_download import FILES
@@ -421,6 +435,13 @@ def _jobs_list_and_run(ws):
     outcome = ws.json("jobs", "run", "expiry", "--at", "2026-11-30T03:00:00+00:00")
     assert outcome["job"] == "expiry" and outcome["status"] == "done" and outcome["error"] is None
     assert re.search(r"^\s*expiry .* last 2026-11-30T03:00:00\+00:00 done$", ws.run("jobs", "list").stdout, flags=re.M)
+
+
+@case("sticktionary jobs run retention")
+def _jobs_run_retention(ws):
+    ws.run("db", "upgrade")
+    outcome = ws.json("jobs", "run", "retention")
+    assert outcome["job"] == "retention" and outcome["status"] == "done" and outcome["error"] is None, outcome
 
 
 @case("sticktionary outbox [list --status dead]")
