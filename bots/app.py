@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from contextlib import contextmanager
 
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks
 from bots.media import Media
-from bots.pacing import PER_CHAT, RedisPacer
 from bots.runtime import BotRuntime
+from bots.transport.pacing import PER_CHAT, RedisPacer
 from core.engine import Game
 
 FRAMEWORKS = ("ptb", "aiogram")
@@ -31,11 +31,11 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
                           pacer=shared.pacer if shared and pacing else None)
 
     if framework == "ptb":
-        from bots.shell_ptb import PtbShell
+        from bots.transport.ptb_shell import PtbShell
 
         return PtbShell(token, api_base, runtime_factory)
     if framework == "aiogram":
-        from bots.shell_aiogram import AiogramShell
+        from bots.transport.aiogram_shell import AiogramShell
 
         return AiogramShell(token, api_base, runtime_factory)
     raise ValueError(f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}")
@@ -53,11 +53,6 @@ class SharedState:
 
     async def close(self) -> None:
         await self.redis.aclose()
-
-
-def game_executor(threads: int) -> ThreadPoolExecutor:
-    """The threads that run game work for every bot of a process (see Settings.game_threads)."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="game")
 
 
 @contextmanager

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import signal
 
-from bots.app import SharedState, game_executor, make_shell, settled_heap
+from bots.app import SharedState, make_shell, settled_heap
 from bots.conversation import Conversation
+from bots.game_threads import game_executor
 from bots.media import Media
 from bots.webhook import WebhookReceiver
 from core.engine import Game

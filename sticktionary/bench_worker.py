@@ -34,8 +34,9 @@ async def serve_echo(spec: dict) -> None:
 
 
 async def serve_game(spec: dict) -> None:
-    from bots.app import SharedState, game_executor, make_shell, settled_heap
+    from bots.app import SharedState, make_shell, settled_heap
     from bots.conversation import Conversation
+    from bots.game_threads import game_executor
     from bots.media import Media
     from bots.webhook import WebhookReceiver
     from core.engine import Game

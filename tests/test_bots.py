@@ -477,9 +477,13 @@ async def test_a_cached_file_id_is_reused_instead_of_uploading_again(game_db, tm
         with Session(world.game.db) as session:
             row = session.exec(select(Sticker).where(Sticker.format == "gif")).first()
         sticker = StickerView(row.id, row.key, row.file_path, row.format)
+        from bots.delivery.replies import deliver_reply
+        from bots.screens import Outgoing
+
         runtime = world.shell.runtime
         for _ in range(2):
-            await runtime._send_sticker(1, SendSticker(sticker))
+            reply = SendSticker(sticker)
+            await deliver_reply(runtime.delivery, Outgoing(chat_id=1, replies=[reply]), reply)
         animations = [e["animation"]["file_id"] for e in await player.transcript() if "animation" in e]
         assert len(animations) >= 2 and len(set(animations[-2:])) == 1  # the second one reused the first
         uploads = [k for k in world.sandbox.files if k.startswith("animation-")]
@@ -639,7 +643,7 @@ async def test_aiogram_reply_models_are_built_once():
     from aiogram.methods.base import Response
     from aiogram.types import Message
 
-    import bots.shell_aiogram  # noqa: F401 - importing the shell is what holds the models
+    import bots.transport.aiogram_shell  # noqa: F401 - importing the shell is what holds the models
 
     def parse_model():  # as aiogram does: from a function, keeping no reference
         return weakref.ref(Response[Message])
@@ -650,22 +654,22 @@ async def test_aiogram_reply_models_are_built_once():
 
 
 async def test_wait_finished_knows_recent_updates_and_forgets_old_ones():
-    from bots.runtime import REMEMBERED_UPDATES, BotRuntime
+    from bots.intake import REMEMBERED_UPDATES, FinishedUpdates
 
-    runtime = BotRuntime("1", conversation=None, sender=None, db=None, media=None)
-    runtime._mark_finished(1)
-    await runtime.wait_finished(1, timeout=0.1)  # finished before anyone asked
+    finished = FinishedUpdates()
+    finished.mark(1)
+    await finished.wait(1, timeout=0.1)  # finished before anyone asked
     with pytest.raises(TimeoutError):
-        await runtime.wait_finished(2, timeout=0.05)
-    assert not runtime._waiting  # a waiter that gave up leaves nothing behind
-    both = [asyncio.create_task(runtime.wait_finished(3, timeout)) for timeout in (0.05, 5)]
+        await finished.wait(2, timeout=0.05)
+    assert finished.waiters() == 0  # a waiter that gave up leaves nothing behind
+    both = [asyncio.create_task(finished.wait(3, timeout)) for timeout in (0.05, 5)]
     await asyncio.sleep(0.1)
-    runtime._mark_finished(3)
+    finished.mark(3)
     results = await asyncio.gather(*both, return_exceptions=True)
     assert isinstance(results[0], TimeoutError) and results[1] is None
     for update_id in range(100, 100 + REMEMBERED_UPDATES + 10):
-        runtime._mark_finished(update_id)
-    assert len(runtime._finished) == REMEMBERED_UPDATES and 1 not in runtime._finished
+        finished.mark(update_id)
+    assert len(finished) == REMEMBERED_UPDATES and 1 not in finished
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -299,8 +299,11 @@ async def test_the_runtime_passes_the_tile_to_outline_to_the_grid(root, tmp_path
     """A SendGrid's `highlight` reaches Media.grid (the preview outlines the labeler's own sticker)."""
     from types import SimpleNamespace
 
-    from bots.runtime import BotRuntime
+    from bots.delivery import DeliveryContext
+    from bots.delivery.replies import deliver_reply
+    from bots.game_threads import GameThreads
     from bots.screens import Outgoing, SendGrid
+    from bots.transport import SendPolicy
 
     stickers = [view(root, make_png(root / "stickers" / f"{n}.png", BLUE).name, n) for n in range(1, 4)]
     sent = []
@@ -308,12 +311,8 @@ async def test_the_runtime_passes_the_tile_to_outline_to_the_grid(root, tmp_path
     async def send_photo(chat, image, filename, caption, buttons):
         sent.append(image_of(image))
 
-    async def call(chat, action):
-        return await action()
-
-    runtime = SimpleNamespace(media=Media(root, tmp_path / "cache"), sender=SimpleNamespace(send_photo=send_photo),
-                              _call=call)
-    runtime._grid_image = lambda stickers, highlight: BotRuntime._grid_image(runtime, stickers, highlight)
+    context = DeliveryContext("main", SimpleNamespace(send_photo=send_photo), SendPolicy("main", None),
+                              Media(root, tmp_path / "cache"), None, GameThreads())
     reply = SendGrid(stickers, "“so sick of this”: #2 of 52", highlight=2)
-    await BotRuntime._deliver_one(runtime, Outgoing(chat_id=1, replies=[reply]), reply)
+    await deliver_reply(context, Outgoing(chat_id=1, replies=[reply]), reply)
     assert len(sent) == 1 and outlined(sent[0], 2) and not outlined(sent[0], 1)

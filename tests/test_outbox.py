@@ -381,7 +381,7 @@ async def drain(runtime, limit: int = 5, timeout: float = 60) -> int:
         batch = await runtime.deliver_outbox_once(limit)
         sent += batch
         if not batch:
-            counts = await runtime._game(outbox.counts)
+            counts = await asyncio.to_thread(outbox.counts)
             if counts["pending"] + counts["sending"] == 0:
                 return sent
             await asyncio.sleep(0.01)
@@ -558,11 +558,11 @@ async def test_a_refused_token_stops_that_bots_outbox_and_marks_nothing(db, tmp_
             world.notify("main", f"post{index}", chat_id=-100)
         await world.sim("revoke", token="111:main-secret")
         runtime = world.runtime("main")
-        with caplog.at_level(logging.ERROR, logger="bots.runtime"):
+        with caplog.at_level(logging.ERROR, logger="bots.delivery.outbox_worker"):
             assert await runtime.deliver_outbox_once() == 0
             await asyncio.wait_for(runtime.run_outbox(interval=0.01), 5)  # returns: the outbox is stopped
         assert runtime.outbox_stopped
-        [line] = [r.getMessage() for r in caplog.records if r.name == "bots.runtime"]
+        [line] = [r.getMessage() for r in caplog.records if r.name == "bots.delivery.outbox_worker"]
         assert "bot main" in line and "fix the token" in line and "main-secret" not in line
         assert {(row.status, row.attempts, row.claimed_by) for row in rows(db).values()} == {(PENDING, 0, None)}
         # Once the token works again (a restart with the fixed token), the same rows go out.
@@ -632,8 +632,8 @@ async def test_every_framework_error_is_translated_by_both_shells():
     from telegram import error as ptb
 
     import bots.transport as rt
-    from bots.shell_aiogram import _translated as aiogram_translated
-    from bots.shell_ptb import _translated as ptb_translated
+    from bots.transport.aiogram_shell import _translated as aiogram_translated
+    from bots.transport.ptb_shell import _translated as ptb_translated
 
     method = SendMessage(chat_id=-100, text="x")
     cases = [

@@ -58,8 +58,8 @@ async def _background_player(auto, stop: asyncio.Event, idle_pause: float) -> No
 
 
 def _import_frameworks() -> None:
-    import bots.shell_aiogram  # noqa: F401
-    import bots.shell_ptb  # noqa: F401
+    import bots.transport.aiogram_shell  # noqa: F401
+    import bots.transport.ptb_shell  # noqa: F401
 
 
 def _export_now(db, settings) -> None:

@@ -27,9 +27,10 @@ from telegram import (
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
-from bots.runtime import ALLOWED_UPDATES, BotRuntime
+from bots.runtime import BotRuntime
 from bots.screens import Buttons
 from bots.transport import (
+    ALLOWED_UPDATES,
     ChatMigrated,
     Conflict,
     Forbidden,

@@ -34,9 +34,10 @@ from aiogram.types import (
     Update,
 )
 
-from bots.runtime import ALLOWED_UPDATES, BotRuntime
+from bots.runtime import BotRuntime
 from bots.screens import Buttons
 from bots.transport import (
+    ALLOWED_UPDATES,
     ChatMigrated,
     Conflict,
     Forbidden,

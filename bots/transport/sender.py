@@ -1,0 +1,47 @@
+"""The seam between the game's bots and a Telegram framework: the handful of Bot API calls a shell
+makes, in its framework's terms, with the framework's errors translated into bots/transport/errors.py."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bots.screens import Buttons
+
+# The update kinds the bots ask Telegram for (polling and webhooks alike).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+
+
+class Sender(Protocol):
+    async def get_updates(self, offset: int | None, timeout: int) -> list[dict]:
+        """getUpdates, the updates as Telegram sent them (JSON), not parsed yet."""
+
+    def parse_update(self, raw: dict) -> dict:
+        """The update as the framework reads it (raises when it cannot), as JSON."""
+
+    async def send_text(self, chat_id: int, text: str, buttons: Buttons | None,
+                        entities: list[dict] | None = None) -> int: ...
+
+    # Files are bytes to upload or a file_id already on Telegram; each returns the framework's
+    # Message, whose attributes (sticker, animation, photo) both frameworks name as the Bot API does.
+    async def send_photo(self, chat_id: int, file: bytes | str, filename: str, caption: str | None,
+                         buttons: Buttons | None): ...
+
+    async def send_animation(self, chat_id: int, file: bytes | str, filename: str): ...
+
+    async def send_sticker(self, chat_id: int, file: bytes | str, filename: str): ...
+
+    async def edit(self, chat_id: int, message_id: int, text: str, buttons: Buttons | None, caption: bool,
+                   entities: list[dict] | None = None) -> None: ...
+
+    async def edit_media(self, chat_id: int, message_id: int, file: bytes, filename: str, caption: str | None,
+                         buttons: Buttons | None) -> None:
+        """editMessageMedia: the photo of a message replaced (uploaded), with its caption and buttons."""
+
+    async def edit_markup(self, chat_id: int, message_id: int, buttons: Buttons | None) -> None:
+        """editMessageReplyMarkup: only the buttons (None removes them)."""
+
+    async def answer_callback(self, callback_id: str, text: str, alert: bool) -> None: ...
+
+    async def set_commands(self, language: str, commands: list[tuple[str, str]]) -> None: ...
+
+    async def set_webhook(self, url: str, secret: str) -> None: ...
