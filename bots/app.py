@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from concurrent.futures import Executor
-from contextlib import contextmanager
 
 from bots.conversation import Conversation
 from bots.inbox import ChatLocks
@@ -53,16 +50,3 @@ class SharedState:
 
     async def close(self) -> None:
         await self.redis.aclose()
-
-
-@contextmanager
-def settled_heap() -> Iterator[None]:
-    """While the bots run: what start-up built (modules, models, search indexes, about 300,000
-    objects) is moved out of the garbage collector's sight. Otherwise every full collection walks
-    it all, a pause of 50-200 ms for every player at once; measured with it: under 15 ms."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()

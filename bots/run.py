@@ -7,10 +7,11 @@ import contextlib
 import logging
 import signal
 
-from bots.app import SharedState, make_shell, settled_heap
+from bots.app import SharedState, make_shell
 from bots.conversation import Conversation
 from bots.game_threads import game_executor
 from bots.media import Media
+from bots.startup import settled_heap
 from bots.webhook import WebhookReceiver
 from core.engine import Game
 from storage.db import make_engine

@@ -45,7 +45,7 @@ def bench_search(stickers: int = 100_000, n_queries: int = 1000, reference_queri
     import bm25s
     from rank_bm25 import BM25Okapi
 
-    from bots.app import settled_heap
+    from bots.startup import settled_heap
     from core.search import BM25Index
 
     corpus, _ = _synthetic_corpus(stickers)

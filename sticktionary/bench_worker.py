@@ -34,10 +34,11 @@ async def serve_echo(spec: dict) -> None:
 
 
 async def serve_game(spec: dict) -> None:
-    from bots.app import SharedState, make_shell, settled_heap
+    from bots.app import SharedState, make_shell
     from bots.conversation import Conversation
     from bots.game_threads import game_executor
     from bots.media import Media
+    from bots.startup import settled_heap
     from bots.webhook import WebhookReceiver
     from core.engine import Game
     from sticktionary.demo_pack import PACK_DIR

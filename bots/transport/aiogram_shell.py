@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import Bot
-from aiogram import methods as aiogram_methods
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
@@ -23,7 +22,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.methods.base import Response, TelegramMethod
+from aiogram.methods.base import TelegramMethod
 from aiogram.types import (
     BotCommand,
     BufferedInputFile,
@@ -36,6 +35,7 @@ from aiogram.types import (
 
 from bots.runtime import BotRuntime
 from bots.screens import Buttons
+from bots.startup import pinned_aiogram_models
 from bots.transport import (
     ALLOWED_UPDATES,
     ChatMigrated,
@@ -47,20 +47,6 @@ from bots.transport import (
     Unauthorized,
     UnexpectedError,
 )
-
-
-def _response_models() -> dict:
-    """aiogram parses every Bot API reply as `Response[method.__returning__]`. pydantic keeps
-    parametrised generic models in a WeakValueDictionary, so with no other reference the class is
-    garbage collected and rebuilt (about 3 ms) on most calls: measured, a sixth of the bot process's
-    CPU under load. Holding one of each for the life of the process makes them built once."""
-    models = {}
-    for method in vars(aiogram_methods).values():
-        if isinstance(method, type) and issubclass(method, TelegramMethod) and method is not TelegramMethod:
-            returning = method.__returning__
-            if returning not in models:
-                models[returning] = Response[returning]
-    return models
 
 
 class GetRawUpdates(TelegramMethod[list[dict[str, Any]]]):
@@ -75,8 +61,7 @@ class GetRawUpdates(TelegramMethod[list[dict[str, Any]]]):
     allowed_updates: list[str] | None = None
 
 
-_RESPONSE_MODELS = _response_models()
-_RESPONSE_MODELS[GetRawUpdates.__returning__] = Response[GetRawUpdates.__returning__]
+_RESPONSE_MODELS = pinned_aiogram_models(GetRawUpdates.__returning__)  # see bots/startup.py
 
 
 def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:

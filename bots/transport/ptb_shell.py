@@ -5,14 +5,9 @@ acknowledged to Telegram before it is stored. No game logic here."""
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from datetime import timedelta
 from urllib.parse import urlencode
-
-# Opt in to PTB 22's coming behaviour (retry_after as a timedelta), which we handle, and which
-# silences its deprecation warning on every 429.
-os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 from telegram import (
     Bot,
@@ -29,6 +24,7 @@ from telegram.ext import Application, ApplicationBuilder
 
 from bots.runtime import BotRuntime
 from bots.screens import Buttons
+from bots.startup import ptb_timedelta
 from bots.transport import (
     ALLOWED_UPDATES,
     ChatMigrated,
@@ -40,6 +36,8 @@ from bots.transport import (
     Unauthorized,
     UnexpectedError,
 )
+
+ptb_timedelta()  # see bots/startup.py
 
 
 def _markup(buttons: Buttons | None) -> InlineKeyboardMarkup | None:
