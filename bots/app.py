@@ -12,7 +12,7 @@ from bots.inbox import ChatLocks
 from bots.media import Media
 from bots.pacing import RedisPacer
 from bots.runtime import BotRuntime
-from core.engine import Game
+from core.game import Game
 
 FRAMEWORKS = ("ptb", "aiogram")
 

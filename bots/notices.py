@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from bots.screens import Catalogue, Outgoing, SendText, catalogue, quoted
-from core.engine import Game
+from core.game import Game
 from storage.models import OutboxMessage
 
 # Outbox kinds addressed to one player (message.player_id).
@@ -45,7 +45,7 @@ def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
 def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage) -> list[Outgoing]:
     payload = message.payload
     if message.kind in PLAYER_KINDS and message.player_id is not None:
-        player = game.get_player(message.player_id)
+        player = game.players.get(message.player_id)
         if player.telegram_user_id is None or not player.active:
             return []
         text = player_notice_text(message.kind, payload, catalogue(player.language))
@@ -71,7 +71,7 @@ def to_moderators(game: Game, moderators: Iterable[int], text_in: Callable[[Cata
     """One message per configured moderator, in the language they play in."""
     outgoing = []
     for user_id in sorted(moderators):
-        moderator = game.find_player(user_id)
+        moderator = game.players.find(user_id)
         outgoing.append(Outgoing(user_id, [SendText(text_in(catalogue(moderator.language if moderator else None)))]))
     return outgoing
 

@@ -369,7 +369,7 @@ class BotRuntime:
                 await self._game(self.conversation.game.outbox.mark_folded, list(outgoing.outbox_ids))
         except Forbidden:
             if outgoing.player_id is not None:
-                await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
+                await self._game(self.conversation.game.players.mark_inactive, outgoing.player_id)
         except Transient:
             log.warning("could not deliver to chat %s", outgoing.chat_id)
         except Rejected as error:
@@ -604,7 +604,7 @@ class BotRuntime:
                 delivered += 1
             except Forbidden as error:  # 403: the player blocked the bot, or the bot left that group
                 if outgoing.player_id is not None:
-                    await self._game(self.conversation.game.mark_inactive, outgoing.player_id)
+                    await self._game(self.conversation.game.players.mark_inactive, outgoing.player_id)
                 permanent.append(f"chat {outgoing.chat_id}: forbidden: {error}")
             except Rejected as error:
                 permanent.append(f"chat {outgoing.chat_id}: refused: {error}")

@@ -509,7 +509,6 @@ async def test_gold_check_flags_reach_the_moderators(game_db, tmp_path):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, language):
-    from core.prizes import Prizes
 
     t = catalogue(language)
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -522,13 +521,13 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
             fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 5)).one()
             session.add(ScoreEvent(idempotency_key="t", player_id=fan_id, language=language, points=4, reason="x",
                                    created_at=world.game.clock()))
-        Prizes(world.game).post_leaderboards("week", world.game.clock())
+        world.game.prizes.post_leaderboards("week", world.game.clock())
         assert await world.shell.runtime.deliver_outbox_once() == 1
         posted = texts(await fan.replies(settle=0.2))
         nickname = default_nickname(fan_id, language)  # never the Telegram name ("P5")
         assert posted[-1] == "\n".join([t("leaderboard_week"), t("top_row", rank=1, name=nickname, points=4)])
         assert texts(await fan.send("/top off")) == [t("top_unsubscribed")]
-        assert Prizes(world.game).post_leaderboards("day", world.game.clock())[language] == 0
+        assert world.game.prizes.post_leaderboards("day", world.game.clock())[language] == 0
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -536,7 +535,6 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
 async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language):
     from datetime import timedelta
 
-    from core.prizes import Prizes
 
     t = catalogue(language)
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -550,7 +548,7 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
             session.add(ScoreEvent(idempotency_key="p", player_id=winner_id, language=language, points=9, reason="x",
                                    created_at=now - timedelta(days=1)))
             session.commit()
-        Prizes(world.game).tally(now - timedelta(days=7), now, "week")
+        world.game.prizes.tally(now - timedelta(days=7), now, "week")
         assert await world.shell.runtime.deliver_outbox_once() == 2  # the moderators' notice, the winner's
         notice = texts(await moderator.replies(settle=0.2))[-1]
         told = texts(await winner.replies(settle=0.2))[-1]
@@ -582,7 +580,6 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
 
 
 async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(game_db, tmp_path):
-    from core.prizes import Prizes
 
     async with running_bot(game_db, tmp_path, "aiogram", rate_limits=True) as world:
         fans = [world.player(3000 + i) for i in range(40)]
@@ -590,10 +587,10 @@ async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(ga
         with Session(world.game.db) as session:
             ids = session.exec(select(Player.id).where(col(Player.telegram_user_id) >= 3000)).all()
         for player_id in ids:
-            world.game.set_language(player_id, "en")
-            world.game.give_consent(player_id)
-            world.game.set_leaderboard_opt_in(player_id, True)
-        assert Prizes(world.game).post_leaderboards("day", world.game.clock())["en"] == 40
+            world.game.players.set_language(player_id, "en")
+            world.game.players.give_consent(player_id)
+            world.game.players.set_leaderboard_opt_in(player_id, True)
+        assert world.game.prizes.post_leaderboards("day", world.game.clock())["en"] == 40
         started = asyncio.get_running_loop().time()
         delivered = 0
         while delivered < 40:

@@ -32,7 +32,7 @@ from bots.oracle import database_oracle
 from bots.sandbox import Sandbox
 from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from bots.screens import SendText, catalogue
-from core.engine import Game
+from core.game import Game
 from core.text import tokenize
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
@@ -110,7 +110,7 @@ async def _scale_out(db, tmp_path: Path) -> None:
                 "STICKTIONARY_SCHEDULE_PRIZES": never, "STICKTIONARY_SCHEDULE_EXPORT": never,
                 "STICKTIONARY_SCHEDULE_EXPORT_RETENTION": never, "STICKTIONARY_SCHEDULE_EXPIRY": never}
     client = httpx.AsyncClient(base_url=base, timeout=60)
-    game = Game(db, Settings(database_url=url, _env_file=None))
+    game = Game.open(db, Settings(database_url=url, _env_file=None))
     try:
         for port in ports:
             processes.append(await _start(f"worker {port}", ["run"], {
