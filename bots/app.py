@@ -13,12 +13,13 @@ from bots.media import Media
 from bots.pacing import RedisPacer
 from bots.runtime import BotRuntime
 from core.game import Game
+from core.vocabulary import LANGUAGES
 
 FRAMEWORKS = ("ptb", "aiogram")
 
 
 def make_shell(framework: str, token: str, api_base: str, game: Game, conversation: Conversation, media: Media,
-               *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True,
+               *, bot_key: str | None = None, languages: tuple[str, ...] = LANGUAGES, pacing: bool = True,
                delivers_to_moderators: bool = True, game_executor: Executor | None = None,
                shared: SharedState | None = None):
     def runtime_factory(sender):

@@ -34,15 +34,22 @@ from bots.screens import (
 )
 from core.game import Game, GameError
 from core.views import LabelTaskView, PreviewView, RetrievalTaskView
+from core.vocabulary import HELD_NOTICES, TABOO_SHOWN, AwaitedInput, Verdict
 from storage.models import OutboxMessage, Player
+from storage.settings import Settings
 
 # Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
 _STALE = ("stale", "task_closed", "round_closed")
 # Room kept free at the head of a task's first message for the notices held during the last task (see _next).
 NOTICE_ROOM = 300
 # Outbox kinds for one player that wait, while the player is in a task, for their next screen.
-HELD_KINDS = ("feedback_hit", "feedback_miss", "review_decided")
 _SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
+
+
+def rule_terms(settings: Settings) -> dict[str, int]:
+    """The numbers of the rules the help text states: what a find at rank 1, 2 and 3 is worth."""
+    first, second, third = settings.points_by_rank
+    return {"first": first, "second": second, "third": third}
 
 
 class Conversation:
@@ -60,7 +67,7 @@ class Conversation:
     def holds(self, message: OutboxMessage) -> bool:
         """Whether a game notice waits for its player's next screen: it does while they are in a
         task, so that feedback arrives between tasks, never inside one."""
-        if message.kind not in HELD_KINDS or message.player_id is None:
+        if message.kind not in HELD_NOTICES or message.player_id is None:
             return False
         if self.game.assignment.current_task(message.player_id) is None:
             return False
@@ -223,7 +230,7 @@ class Conversation:
             replies.append(SendText(self._help(t)))
 
     def _help(self, t: Catalogue) -> str:
-        return f"{t('help')}\n\n{t('prizes_rules', **self.profile.prize_terms(t))}"
+        return f"{t('help', **rule_terms(self.game.settings))}\n\n{t('prizes_rules', **self.profile.prize_terms(t))}"
 
     def _ready(self, player: Player, t: Catalogue, out: Outgoing) -> bool:
         """A player plays only after choosing a language and consenting."""
@@ -371,7 +378,7 @@ class Conversation:
                 current = self.game.assignment.current_task(player.id)
                 if not isinstance(current, RetrievalTaskView) or current.task_id != task_id:
                     raise GameError("task_closed")
-                self.game.awaited.expect(player.id, "suggest", task_id)
+                self.game.awaited.expect(player.id, AwaitedInput.SUGGEST, task_id)
                 out.replies.append(SendText(t("suggest_prompt")))
             case _:
                 raise GameError("stale")
@@ -379,17 +386,18 @@ class Conversation:
     # ------------------------------------------------------------------ text
     def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:
         waiting = self.game.awaited.take(player.id) if player.awaiting_kind is not None else None
-        if waiting and waiting[0] == "correct":
+        if waiting and waiting[0] == AwaitedInput.CORRECT:
             self.moderation.corrected(player, waiting[1], text, t, out)
             return
         if not self._ready(player, t, out):
             return
-        if waiting and waiting[0] == "suggest":
+        if waiting and waiting[0] == AwaitedInput.SUGGEST:
             match = _SUGGESTION.match(text or "")
             current = self.game.assignment.current_task(player.id)
-            size = len(current.candidates) if isinstance(current, RetrievalTaskView) else 9
+            size = len(current.candidates) if isinstance(current, RetrievalTaskView) \
+                else self.game.settings.candidates
             if not match or not 1 <= int(match.group(1)) <= size:
-                self.game.awaited.expect(player.id, "suggest", waiting[1])  # the prompt stands: try again
+                self.game.awaited.expect(player.id, AwaitedInput.SUGGEST, waiting[1])  # the prompt stands: try again
                 out.replies.append(SendText(t("suggest_bad", n=size)))
                 return
             sticker_id = current.candidates[int(match.group(1)) - 1].id if isinstance(current, RetrievalTaskView) \
@@ -444,7 +452,7 @@ class Conversation:
         head += self._header(out.player_id, t) + "\n"
         after = f"\n\n{t('label_prompt')}"
         if task.taken:
-            after += "\n" + t("label_taken", queries=quoted(task.taken[:8], t.language))
+            after += "\n" + t("label_taken", queries=quoted(task.taken[:TABOO_SHOWN], t.language))
         lines = []
         for query in task.queries:
             preview = previews.get(query.id)
@@ -480,11 +488,9 @@ class Conversation:
     @staticmethod
     def _preview_result(task: LabelTaskView, preview: PreviewView, t: Catalogue) -> str:
         """Where the sticker stands for one query, honestly: a miss is never shown as a success."""
-        if preview.verdict == "function_words":
+        if preview.verdict == Verdict.FUNCTION_WORDS:
             return t("preview_function_words")
-        if preview.verdict == "visual_only":
-            return t("preview_visual_only")
-        if preview.verdict == "not_found" or not preview.target_rank:
+        if preview.verdict == Verdict.NOT_FOUND or not preview.target_rank:
             return t("preview_not_found")
         position = preview.target_position or _position_of(task, preview)
         if preview.total:

@@ -26,6 +26,7 @@ from bots.screens import (
 from core.game import Game, GameError
 from core.prizes import Prizes
 from core.views import ReviewRound
+from core.vocabulary import AwaitedInput
 from storage.models import Player
 
 _MARKS = {"needs_review": "❔", "accepted": "✅", "corrected": "✏️", "discarded": "✖", "validated": "🎯",
@@ -140,7 +141,7 @@ class ModerationScreens:
             raise GameError("already_reviewed")
         if isinstance(button, callbacks.ReviewCorrect):
             query = next(q for q in item.queries if q.id == query_id)
-            self.game.awaited.expect(player.id, "correct", query_id)
+            self.game.awaited.expect(player.id, AwaitedInput.CORRECT, query_id)
             out.replies.append(AnswerCallback())
             prompt = t("review_correct_prompt", query=query.text)
             # The screen stops offering buttons until the correction arrives; then a fresh one follows.
@@ -188,7 +189,7 @@ class ModerationScreens:
             decided = self.game.moderation.correct_query(player.id, query_id, text)
         except GameError as error:
             if error.code != "already_reviewed":  # a text that cannot be a query: the prompt stands
-                self.game.awaited.expect(player.id, "correct", query_id)
+                self.game.awaited.expect(player.id, AwaitedInput.CORRECT, query_id)
             raise
         note = t("review_done_corrected_text", query=decided.text)
         item = self.game.moderation.review_round(player.id, None, round_id=round_id)

@@ -7,10 +7,8 @@ from collections.abc import Callable, Iterable
 
 from bots.screens import Catalogue, Outgoing, SendText, catalogue, quoted
 from core.game import Game
+from core.vocabulary import PLAYER_NOTICES
 from storage.models import OutboxMessage
-
-# Outbox kinds addressed to one player (message.player_id).
-PLAYER_KINDS = ("feedback_hit", "feedback_miss", "leaderboard", "review_decided", "prize_won")
 
 
 def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
@@ -44,7 +42,7 @@ def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
 
 def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage) -> list[Outgoing]:
     payload = message.payload
-    if message.kind in PLAYER_KINDS and message.player_id is not None:
+    if message.kind in PLAYER_NOTICES and message.player_id is not None:
         player = game.players.get(message.player_id)
         if player.telegram_user_id is None or not player.active:
             return []

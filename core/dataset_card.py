@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.research import SPLIT_PROTOCOL, STICKER_SPLIT_PROTOCOL
+from core.vocabulary import LANGUAGES
 
-LANGUAGES = ("en", "zh")
 PAPER = "https://arxiv.org/abs/2506.01668"
 DEFAULT_KEY_HINT = (
     "refusing to export: STICKTIONARY_PSEUDONYM_KEY is the default 'change-me', with which anyone can map every "

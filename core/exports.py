@@ -46,6 +46,7 @@ from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
 from core.datasets import consenting_usable, release_order
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
 from core.text import normalize_query
+from core.vocabulary import LANGUAGES
 from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
@@ -76,7 +77,6 @@ from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
 
 log = logging.getLogger(__name__)
 
-LANGUAGES = ("en", "zh")
 DEFAULT_PSEUDONYM_KEY = "change-me"
 BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 BEIR_LAYOUTS = ("beir", "beir-stickers")

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from core.game import Game
 from core.prizes import period_start
+from core.vocabulary import LANGUAGES
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import Simulation, demo_vocabulary
 from storage.db import make_engine
@@ -42,7 +43,7 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
 
     summary.setdefault("exports", {})
     summary.setdefault("leaderboards", {})
-    for language in ("en", "zh"):
+    for language in LANGUAGES:
         board = game.standings.leaderboard(language, limit=5)
         summary["leaderboards"][language] = [(row.nickname, row.points) for row in board]
         echo(f"\nleaderboard ({language}):")
@@ -58,7 +59,7 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
                                                         "export_semantic": False}),
                         now=now)
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
-    for language in ("en", "zh"):
+    for language in LANGUAGES:
         table, recall = export.stats[language]["queries"], export.metrics[language]["bm25_retrieval"]
         out = export.folder / f"sticker_queries_{language}_release.csv"
         summary["exports"][language] = {"path": str(out), "stickers": table["stickers"]}
@@ -102,7 +103,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     stop = asyncio.Event()
     ready: dict[str, object] = {}
     bots = asyncio.create_task(run_bots(settings, stop, on_ready=lambda shells: ready.update(
-        {lang: shell.runtime.wait_finished for lang, shell in zip(("en", "zh"), shells, strict=True)})))
+        {lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, shells, strict=True)})))
     roles = {"labeler": 0, "retriever": 0, "idle": 0}
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:

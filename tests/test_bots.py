@@ -10,12 +10,16 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from bots.conversation import rule_terms
 from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue, quoted
 from core.nicknames import default_nickname
 from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
+from storage.settings import Settings as _Settings
 from tests.bots_world import MODERATOR, TOKEN, running_bot, texts
+
+DEFAULT_RULES = rule_terms(_Settings(_env_file=None))
 
 pytestmark = pytest.mark.asyncio
 
@@ -216,7 +220,8 @@ async def test_commands(game_db, tmp_path, framework, language):
         player = world.player(3, language)
         await onboard(player, language)
         help_text = texts(await player.send("/help"))[0]
-        assert help_text.startswith(t("help")) and t("prizes_rules", top=3, tasks=10, period=t("period_week")) in help_text
+        assert help_text.startswith(t("help", **DEFAULT_RULES))
+        assert t("prizes_rules", top=3, tasks=10, period=t("period_week")) in help_text
         me = texts(await player.send("/me"))[0]
         assert t("me_week", count=0, standing=t("me_unranked")) in me and t("me_streak_none") in me and t("me_prizes") in me
         assert texts(await player.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
@@ -350,7 +355,7 @@ async def test_blocked_player_is_marked_inactive_and_429_is_waited_out(game_db, 
         await asyncio.sleep(0.3)
         await world.client.post("/sim/faults", json={"error_429": 0.0})
         [answer] = texts(await waiting)
-        assert answer.startswith(t("help"))
+        assert answer.startswith(t("help", **DEFAULT_RULES))
         await world.client.post("/sim/block", json={"token": TOKEN, "user_id": 1})
         # the block is lifted by a new message in the sandbox, so use a press instead
         update = {"update_id": 20_000, "message": {"message_id": 998, "date": 1, "text": "/help",
@@ -367,7 +372,7 @@ async def test_webhook_mode_checks_the_secret(game_db, tmp_path, framework):
     async with running_bot(game_db, tmp_path, framework, webhook_secret="s3cret-token") as world:
         player = world.player(5)
         [answer] = texts(await player.send("/help"))
-        assert answer.startswith(t("help"))
+        assert answer.startswith(t("help", **DEFAULT_RULES))
         async with httpx.AsyncClient() as client:
             refused = await client.post(world.webhook_url, json={"update_id": 1})
             forged = await client.post(world.webhook_url, json={"update_id": 1},
@@ -685,4 +690,4 @@ async def test_a_graceful_stop_finishes_the_updates_in_flight(game_db, tmp_path,
         await world.shell.stop()
         with Session(game_db) as session:
             assert session.get(InboxUpdate, ("123456", update_id)).status == InboxStatus.DONE
-        assert texts(await player.replies(settle=0, timeout=0))[-1].startswith(t("help"))
+        assert texts(await player.replies(settle=0, timeout=0))[-1].startswith(t("help", **DEFAULT_RULES))

@@ -27,7 +27,7 @@ import redis
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bots.conversation import Conversation
+from bots.conversation import Conversation, rule_terms
 from bots.oracle import database_oracle
 from bots.sandbox import Sandbox
 from bots.sandbox.players import AutoPlayer, SandboxPlayer
@@ -38,7 +38,10 @@ from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Player, Query
 from storage.settings import Settings
+from storage.settings import Settings as _Settings
 from tests.processes import handled_in
+
+DEFAULT_RULES = rule_terms(_Settings(_env_file=None))
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = int(os.environ.get("STICKTIONARY_SCALEOUT_STEPS", "6"))
@@ -148,7 +151,7 @@ async def _scale_out(db, tmp_path: Path) -> None:
         t = catalogue("en")
         me = t("me_title", nickname="").strip()
         answers = [e.get("text") or "" for e in (await prober.player.transcript())[before:] if e["by"] == "bot"]
-        kinds = ["help" if text.startswith(t("help")) else "lang" if text == t("choose_language")
+        kinds = ["help" if text.startswith(t("help", **DEFAULT_RULES)) else "lang" if text == t("choose_language")
                  else "me" if text.startswith(me) else None for text in answers]
         with Session(db) as session:
             lane = session.exec(select(InboxUpdate.update_id, InboxUpdate.handled_at, InboxUpdate.done_at)
