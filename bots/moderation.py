@@ -24,7 +24,7 @@ from bots.screens import (
     utf16_units,
 )
 from core.game import Game, GameError
-from core.prizes import Prizes
+from core.game.prizes import Prizes
 from core.views import ReviewRound
 from core.vocabulary import AwaitedInput
 from storage.models import Player

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bots.screens import Catalogue, Outgoing, SendText
 from core.game import Game
-from core.prizes import Prizes
+from core.game.prizes import Prizes
 from storage.models import Player
 
 

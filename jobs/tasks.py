@@ -13,8 +13,8 @@ from core.exports import run_export
 from core.game import game_outbox
 from core.game.expiry import Expiry
 from core.game.moderation import ModeratorPolicy
+from core.game.prizes import Prizes, last_complete_period
 from core.game.standings import Standings
-from core.prizes import Prizes, last_complete_period
 from jobs.runner import job_lock
 from storage.export_files import apply_retention, remove_partials
 from storage.settings import Settings

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from core.game import Game
-from core.prizes import period_start
+from core.game.prizes import period_start
 from core.vocabulary import LANGUAGES
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import Simulation, demo_vocabulary

@@ -16,8 +16,8 @@ import pytest
 from sqlmodel import Session, col, select
 
 from core.game import GameError
+from core.game.prizes import last_complete_period, period_start
 from core.nicknames import default_nickname
-from core.prizes import last_complete_period, period_start
 from jobs.runner import run_once
 from jobs.schedule import ScheduleError, check_schedules, latest_fire_time, parse_schedule, run_job
 from jobs.tasks import JobContext

@@ -12,7 +12,7 @@
 | `standings` | standings.py | totals, ranks, leaderboards (needs neither search nor outbox) |
 | `moderation` | moderation.py | the review queue, chat contexts, the moderator policy |
 | `expiry` | expiry.py | abandoned rounds and tasks |
-| `prizes` | core/prizes.py | tallies, the prize list, leaderboard posts |
+| `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
 
 Every public service method is one database transaction (inside a bots' unit of work, a savepoint
 of it: storage/db.py). Rules that must hold under concurrency are enforced by the database, not by
@@ -39,12 +39,12 @@ from core.game.expiry import Expiry
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
 from core.game.players import Players
+from core.game.prizes import Prizes
 from core.game.retrieval import Retrieval
 from core.game.scoring import Scoring
 from core.game.standings import Standings
 from core.game.views import Previews
 from core.outbox import Outbox
-from core.prizes import Prizes
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
 from storage.models import utcnow
