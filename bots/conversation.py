@@ -34,12 +34,12 @@ from bots.screens import (
 )
 from core.game import Game, GameError
 from core.views import LabelTaskView, PreviewView, RetrievalTaskView
-from core.vocabulary import HELD_NOTICES, TABOO_SHOWN, AwaitedInput, Verdict
+from core.vocabulary import HELD_NOTICES, TABOO_SHOWN, AwaitedInput, ErrorCode, Verdict
 from storage.models import OutboxMessage, Player
 from storage.settings import Settings
 
 # Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
-_STALE = ("stale", "task_closed", "round_closed")
+_STALE = (ErrorCode.STALE, ErrorCode.TASK_CLOSED, ErrorCode.ROUND_CLOSED)
 # Room kept free at the head of a task's first message for the notices held during the last task (see _next).
 NOTICE_ROOM = 300
 # Outbox kinds for one player that wait, while the player is in a task, for their next screen.
@@ -289,7 +289,7 @@ class Conversation:
     def _on_button(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
         button = callbacks.decode(incoming.callback_data)
         if button is None:
-            raise GameError("stale")
+            raise GameError(ErrorCode.STALE)
         if isinstance(button, callbacks.ChooseLanguage):
             if self._ready_quietly(player):
                 self._release_open_task(player, t, out)  # a chooser from before the task began
@@ -377,11 +377,11 @@ class Conversation:
             case callbacks.SuggestQuery(task_id):
                 current = self.game.assignment.current_task(player.id)
                 if not isinstance(current, RetrievalTaskView) or current.task_id != task_id:
-                    raise GameError("task_closed")
+                    raise GameError(ErrorCode.TASK_CLOSED)
                 self.game.awaited.expect(player.id, AwaitedInput.SUGGEST, task_id)
                 out.replies.append(SendText(t("suggest_prompt")))
             case _:
-                raise GameError("stale")
+                raise GameError(ErrorCode.STALE)
 
     # ------------------------------------------------------------------ text
     def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:

@@ -26,7 +26,7 @@ from bots.screens import (
 from core.game import Game, GameError
 from core.game.prizes import Prizes
 from core.views import ReviewRound
-from core.vocabulary import AwaitedInput
+from core.vocabulary import AwaitedInput, ErrorCode
 from storage.models import Player
 
 _MARKS = {"needs_review": "❔", "accepted": "✅", "corrected": "✏️", "discarded": "✖", "validated": "🎯",
@@ -138,7 +138,7 @@ class ModerationScreens:
         query_id = button.query_id  # type: ignore[attr-defined]
         item = self.game.moderation.review_round(player.id, _language(scope), round_id=self._round_of(player, query_id))
         if item is None or not any(q.id == query_id and q.status == "needs_review" for q in item.queries):
-            raise GameError("already_reviewed")
+            raise GameError(ErrorCode.ALREADY_REVIEWED)
         if isinstance(button, callbacks.ReviewCorrect):
             query = next(q for q in item.queries if q.id == query_id)
             self.game.awaited.expect(player.id, AwaitedInput.CORRECT, query_id)
@@ -158,7 +158,7 @@ class ModerationScreens:
     def _round_of(self, player: Player, query_id: int) -> int:
         round_id = self.game.moderation.review_round_of(player.id, query_id)
         if round_id is None:
-            raise GameError("already_reviewed")
+            raise GameError(ErrorCode.ALREADY_REVIEWED)
         return round_id
 
     def _after_decision(self, player: Player, t: Catalogue, out: Outgoing, scope: str, round_id: int,
@@ -188,7 +188,7 @@ class ModerationScreens:
         try:
             decided = self.game.moderation.correct_query(player.id, query_id, text)
         except GameError as error:
-            if error.code != "already_reviewed":  # a text that cannot be a query: the prompt stands
+            if error.code != ErrorCode.ALREADY_REVIEWED:  # a text that cannot be a query: the prompt stands
                 self.game.awaited.expect(player.id, AwaitedInput.CORRECT, query_id)
             raise
         note = t("review_done_corrected_text", query=decided.text)
