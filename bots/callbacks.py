@@ -136,7 +136,7 @@ class SuggestQuery(ButtonData):
 
 
 # ---- moderators: `scope` is the queue's language filter, kept so the next screen stays filtered
-SCOPES = ("all", "en", "zh")
+SCOPES = ("all", *LANGUAGES)
 
 
 @_action("ra")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from core.game import Game, GameError
 from core.views import LabelTaskView, RetrievalTaskView
+from core.vocabulary import Role
 from sticktionary.demo_pack import STICKERS, sticker_key
 
 _STOP = set("the a an to of and in on at for it is was i my me you your we our he she they this that with "
@@ -63,9 +64,9 @@ class Simulation:
             return None
         if isinstance(task, LabelTaskView):
             self._label(player, task)
-            return "labeler"
+            return Role.LABELER
         self._retrieve(player, task)
-        return "retriever"
+        return Role.RETRIEVER
 
     def _label(self, player: SimulatedPlayer, task: LabelTaskView) -> None:
         ideas = list(self.vocabulary.get((task.sticker.key, task.language), []))
