@@ -29,7 +29,7 @@ class JobContext:
         """Prizes and leaderboard posts as of `now`: they read the standings and write the outbox."""
         clock = lambda: now  # noqa: E731
         return Prizes(self.settings, Standings(self.db, clock), game_outbox(self.db, self.settings, clock),
-                      ModeratorPolicy(self.settings.moderators))
+                      ModeratorPolicy())
 
     def expiry(self, now: datetime) -> Expiry:
         clock = lambda: now  # noqa: E731

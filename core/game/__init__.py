@@ -70,7 +70,7 @@ class Game:
         # indexes (processes that never search) stay as they are.
         self.search = search if isinstance(search, SearchFollower) else None
         self._fixed_indexes = search if isinstance(search, SearchIndexes) else None
-        self.moderators = ModeratorPolicy(settings.moderators)
+        self.moderators = ModeratorPolicy()
         self.previews = Previews(lambda: self.indexes, settings.preview_hits)
         self.players = Players(db, clock)
         self.awaited = AwaitedText(db, self.moderators)

@@ -1,16 +1,16 @@
 """Moderation: the review queue of rounds a retriever missed (accept, correct, discard, skip), chat
 contexts waiting for approval, and the one policy that says who may moderate.
 
-Who is a moderator: the database flag `Player.is_moderator` decides, everywhere. The settings
-list (STICKTIONARY_MODERATORS, Telegram user ids) only grants it: a listed person is made a
-moderator when they write to a bot (`ModeratorPolicy.granted`), and moderator notices go to the
-listed ids. Taking an id off the list does not revoke the flag; `players.set_moderator(id, False)`
-does. One source decides so that a check cannot pass in one place and fail in another.
+Who is a moderator: the database flag `Player.is_moderator` decides, everywhere (`ModeratorPolicy`).
+The settings list (STICKTIONARY_MODERATORS, Telegram user ids) only grants it: the conversation sets
+the flag when a listed person writes to a bot, and moderator notices go to the listed ids. Taking an
+id off the list does not revoke the flag; `players.set_moderator(id, False)` does. One source decides,
+so a check cannot pass in one place and fail in another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Engine, func, update
@@ -39,12 +39,7 @@ from storage.settings import Settings
 
 
 class ModeratorPolicy:
-    def __init__(self, telegram_user_ids: Iterable[int] = ()) -> None:
-        self.telegram_user_ids = frozenset(telegram_user_ids)
-
-    def granted(self, telegram_user_id: int | None) -> bool:
-        """The settings list names this Telegram user: make them a moderator when they write."""
-        return telegram_user_id is not None and telegram_user_id in self.telegram_user_ids
+    """Whether a player may moderate: the one check the game and the screens use."""
 
     @staticmethod
     def allows(player: Player | None) -> bool:
