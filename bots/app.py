@@ -9,13 +9,14 @@ from bots.inbox import ChatLocks
 from bots.media import Media
 from bots.runtime import BotRuntime
 from bots.transport.pacing import PER_CHAT, RedisPacer
-from core.engine import Game
+from core.game import Game
+from core.vocabulary import LANGUAGES
 
 FRAMEWORKS = ("ptb", "aiogram")
 
 
 def make_shell(framework: str, token: str, api_base: str, game: Game, conversation: Conversation, media: Media,
-               *, bot_key: str | None = None, languages: tuple[str, ...] = ("en", "zh"), pacing: bool = True,
+               *, bot_key: str | None = None, languages: tuple[str, ...] = LANGUAGES, pacing: bool = True,
                delivers_to_moderators: bool = True, game_executor: Executor | None = None,
                shared: SharedState | None = None):
     settings = game.settings

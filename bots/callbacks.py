@@ -15,10 +15,11 @@ import re
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+from core.vocabulary import LANGUAGES
+
 MAX_BYTES = 64  # Telegram: callback_data is 1–64 bytes
 MAX_ID = 2**31 - 1  # the id columns are 32-bit integers on PostgreSQL
 MAX_POSITION = 100  # a grid number; a keyboard holds at most 100 buttons anyway
-LANGUAGES = ("en", "zh")
 
 _INT = re.compile(r"[1-9][0-9]{0,9}")  # canonical: no sign, no leading zero, at most 10 digits
 
@@ -135,7 +136,7 @@ class SuggestQuery(ButtonData):
 
 
 # ---- moderators: `scope` is the queue's language filter, kept so the next screen stays filtered
-SCOPES = ("all", "en", "zh")
+SCOPES = ("all", *LANGUAGES)
 
 
 @_action("ra")

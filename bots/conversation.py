@@ -33,24 +33,30 @@ from bots.screens import (
     shorten,
     utf16_units,
 )
-from core.engine import Game, GameError
-from core.prizes import Prizes
+from core.game import Game, GameError
 from core.views import LabelTaskView, PreviewView, RetrievalTaskView
+from core.vocabulary import HELD_NOTICES, TABOO_SHOWN, AwaitedInput, ErrorCode, Verdict
 from storage.models import OutboxMessage, Player
+from storage.settings import Settings
 
 # Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
-_STALE = ("stale", "task_closed", "round_closed")
+_STALE = (ErrorCode.STALE, ErrorCode.TASK_CLOSED, ErrorCode.ROUND_CLOSED)
 # Room kept free at the head of a task's first message for the notices held during the last task (see _next).
 NOTICE_ROOM = 300
 # Outbox kinds for one player that wait, while the player is in a task, for their next screen.
-HELD_KINDS = ("feedback_hit", "feedback_miss", "review_decided")
 _SUGGESTION = re.compile(r"^\s*(\d{1,2})\s+(.+)$", re.S)
+
+
+def rule_terms(settings: Settings) -> dict[str, int]:
+    """The numbers of the rules the help text states: what a find at rank 1, 2 and 3 is worth."""
+    first, second, third = settings.points_by_rank
+    return {"first": first, "second": second, "third": third}
 
 
 class Conversation:
     def __init__(self, game: Game, moderators: set[int] | frozenset[int] = frozenset()):
         self.game = game
-        self.prizes = Prizes(game)
+        self.prizes = game.prizes
         self.moderators = set(moderators)
         self.moderation = ModerationScreens(game, self.prizes)
         self.profile = ProfileScreens(game, self.prizes)
@@ -62,13 +68,13 @@ class Conversation:
     def holds(self, message: OutboxMessage) -> bool:
         """Whether a game notice waits for its player's next screen: it does while they are in a
         task, so that feedback arrives between tasks, never inside one."""
-        if message.kind not in HELD_KINDS or message.player_id is None:
+        if message.kind not in HELD_NOTICES or message.player_id is None:
             return False
-        if self.game.current_task(message.player_id) is None:
+        if self.game.assignment.current_task(message.player_id) is None:
             return False
         # A notice too long to head a screen whole (a round of many corrected queries) is not cut: it
         # goes out at once as a message of its own.
-        player = self.game.get_player(message.player_id)
+        player = self.game.players.get(message.player_id)
         text = player_notice_text(message.kind, message.payload, catalogue(player.language))
         return text is not None and utf16_units(text) < NOTICE_ROOM
 
@@ -97,16 +103,16 @@ class Conversation:
     # ------------------------------------------------------------------ entry point
     def handle(self, incoming: Incoming, bot_key: str | None = None) -> Outgoing:
         """`bot_key`: the bot the update came through; the player's outbox messages follow it."""
-        player = self.game.register_player(incoming.user_id, incoming.display_name, bot_key=bot_key)
+        player = self.game.players.register(incoming.user_id, incoming.display_name, bot_key=bot_key)
         note_player(player.id)
-        if incoming.user_id in self.moderators and not player.is_moderator:
-            self.game.set_moderator(player.id)
+        if incoming.user_id in self.moderators and not self.game.moderators.allows(player):
+            self.game.players.set_moderator(player.id)
             player.is_moderator = True
         t = catalogue(player.language or _language_hint(incoming.language_code))
         out = Outgoing(incoming.chat_id, callback_id=incoming.callback_id, player_id=player.id)
         if incoming.kind in ("command", "callback") and player.awaiting_kind is not None:
             # A prompt for a suggestion or a correction is answered by the very next text only.
-            self.game.forget_expected_text(player.id)
+            self.game.awaited.forget(player.id)
         try:
             self._dispatch(incoming, player, t, out)
         except GameError as error:
@@ -128,7 +134,7 @@ class Conversation:
     def failure(self, incoming: Incoming) -> Outgoing:
         """What a player is told when handling their update failed (a bug, logged): nothing of it
         was kept, and /play goes on from where they were."""
-        player = self.game.find_player(incoming.user_id) if incoming.user_id else None
+        player = self.game.players.find(incoming.user_id) if incoming.user_id else None
         t = catalogue(player.language if player and player.language else _language_hint(incoming.language_code))
         out = Outgoing(incoming.chat_id, [SendText(t("failed"))], callback_id=incoming.callback_id,
                        player_id=player.id if player else None)
@@ -139,7 +145,7 @@ class Conversation:
     def _current_screen(self, player: Player, t: Catalogue, out: Outgoing) -> None:
         """After a stale button (a finished task, a screen from before a restart): the player's
         current screen, moved to the bottom of the chat, so that no button is a dead end."""
-        player = self.game.get_player(player.id)
+        player = self.game.players.get(player.id)
         if player.language is None or player.consent_at is None or player.consent_withdrawn_at is not None:
             return
         try:
@@ -150,7 +156,7 @@ class Conversation:
     def _warn_on_screen(self, player: Player, t: Catalogue, out: Outgoing, warning: str, query: str) -> bool:
         """A refused query is said on the labeler's live screen rather than in a new message."""
         try:
-            current = self.game.current_task(player.id)
+            current = self.game.assignment.current_task(player.id)
         except GameError:
             return False
         if not isinstance(current, LabelTaskView):
@@ -204,11 +210,11 @@ class Conversation:
             self.profile.name(player, args, t, out)
         elif command == "top" and args.strip().lower() in ("on", "off"):
             subscribe = args.strip().lower() == "on"
-            self.game.set_leaderboard_opt_in(player.id, subscribe)
+            self.game.players.set_leaderboard_opt_in(player.id, subscribe)
             replies.append(SendText(t("top_subscribed" if subscribe else "top_unsubscribed")))
         elif command == "top":
-            since = self.game.clock() - timedelta(days=self.game.LEADERBOARD_DAYS)
-            board = self.game.leaderboard(player.language, since=since)
+            since = self.game.clock() - timedelta(days=self.game.standings.LEADERBOARD_DAYS)
+            board = self.game.standings.leaderboard(player.language, since=since)
             lines = [t("top_title")] + [t("top_row", rank=r.rank, name=r.nickname, points=r.points)
                                         for r in board]
             text = "\n".join(lines) if board else t("top_empty")
@@ -226,7 +232,7 @@ class Conversation:
             replies.append(SendText(self._help(t)))
 
     def _help(self, t: Catalogue) -> str:
-        return f"{t('help')}\n\n{t('prizes_rules', **self.profile.prize_terms(t))}"
+        return f"{t('help', **rule_terms(self.game.settings))}\n\n{t('prizes_rules', **self.profile.prize_terms(t))}"
 
     def _ready(self, player: Player, t: Catalogue, out: Outgoing) -> bool:
         """A player plays only after choosing a language and consenting."""
@@ -261,8 +267,8 @@ class Conversation:
 
     def _release_open_task(self, player: Player, t: Catalogue, out: Outgoing) -> bool:
         """Give the player's open task back to the pool and say so on its screen; True if there was one."""
-        current = self.game.current_task(player.id)
-        self.game.pause(player.id)
+        current = self.game.assignment.current_task(player.id)
+        self.game.players.pause(player.id)
         if current is None:
             return False
         self._finish_screen(current, t("task_released"), out)
@@ -285,26 +291,26 @@ class Conversation:
     def _on_button(self, incoming: Incoming, player: Player, t: Catalogue, out: Outgoing) -> None:
         button = callbacks.decode(incoming.callback_data)
         if button is None:
-            raise GameError("stale")
+            raise GameError(ErrorCode.STALE)
         if isinstance(button, callbacks.ChooseLanguage):
             if self._ready_quietly(player):
                 self._release_open_task(player, t, out)  # a chooser from before the task began
-            self.game.set_language(player.id, button.language)
-            player = self.game.get_player(player.id)
+            self.game.players.set_language(player.id, button.language)
+            player = self.game.players.get(player.id)
             t = catalogue(player.language)
             out.replies.append(AnswerCallback(t("language_set")))
             self._onboard(player, t, out, welcome=player.consent_at is None, edit=incoming.message_id)
             return
         if isinstance(button, callbacks.GiveConsent):
             again = self._ready_quietly(player)
-            self.game.give_consent(player.id)
-            self._onboard(self.game.get_player(player.id), t, out, welcome=not again, edit=incoming.message_id)
+            self.game.players.give_consent(player.id)
+            self._onboard(self.game.players.get(player.id), t, out, welcome=not again, edit=incoming.message_id)
             return
         if isinstance(button, callbacks.ForgetAnswer):
             if button.answer == "yes":
                 if self._ready_quietly(player):
                     self._release_open_task(player, t, out)
-                self.game.withdraw_consent(player.id)
+                self.game.players.withdraw_consent(player.id)
             text = t("forgotten" if button.answer == "yes" else "forget_cancelled")
             out.replies.append(EditText(incoming.message_id, text) if incoming.message_id is not None
                                else SendText(text))
@@ -313,7 +319,7 @@ class Conversation:
             self.moderation.button(button, player, t, out, incoming.message_id)
             return
         if isinstance(button, callbacks.PrizeDelivered):
-            if not player.is_moderator:
+            if not self.game.moderators.allows(player):
                 out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
                 return
             self.prizes.mark_delivered(player.id, button.prize_id)
@@ -326,30 +332,30 @@ class Conversation:
             case callbacks.NextTask():
                 self._next(player, t, out, fresh=True)
             case callbacks.SubmitRound(round_id):
-                task = self.game.label_task(player.id, round_id)
-                result = self.game.submit_round(player.id, round_id)
+                task = self.game.labeling.label_task(player.id, round_id)
+                result = self.game.labeling.submit_round(player.id, round_id)
                 kept = [q.text for q in task.queries]
                 self._finish_screen(task, t("round_submitted", count=result.query_count,
                                             queries=quoted(kept, t.language),
-                                            round=self.game.tasks_finished(player.id)), out)
+                                            round=self.game.standings.tasks_finished(player.id)), out)
                 self._next(player, t, out)
             case callbacks.SkipRound(round_id):
-                task = self.game.label_task(player.id, round_id)
-                self.game.skip_round(player.id, round_id)
+                task = self.game.labeling.label_task(player.id, round_id)
+                self.game.labeling.skip_round(player.id, round_id)
                 self._finish_screen(task, t("round_skipped"), out)  # a skip is no round: the next screen keeps its number
                 self._next(player, t, out)
             case callbacks.RemoveQuery(round_id, query_id):
-                self.game.remove_query(player.id, round_id, query_id)
-                self._label_screen(self.game.label_task(player.id, round_id), t, out)
+                self.game.labeling.remove_query(player.id, round_id, query_id)
+                self._label_screen(self.game.labeling.label_task(player.id, round_id), t, out)
             case callbacks.TogglePick(task_id, position):
-                task = self.game.toggle_pick(player.id, task_id, position)
+                task = self.game.retrieval.toggle_pick(player.id, task_id, position)
                 self._edit_grid(task, t, out, incoming.message_id)
             case callbacks.UndoPick(task_id):
-                task = self.game.undo_pick(player.id, task_id)
+                task = self.game.retrieval.undo_pick(player.id, task_id)
                 self._edit_grid(task, t, out, incoming.message_id)
             case callbacks.SubmitRanking(task_id):
-                task = self.game.current_task(player.id)
-                outcome = self.game.submit_drafted_ranking(player.id, task_id)
+                task = self.game.assignment.current_task(player.id)
+                outcome = self.game.retrieval.submit_drafted_ranking(player.id, task_id)
                 screen = task if isinstance(task, RetrievalTaskView) and task.task_id == task_id else None
                 if outcome.hit_rank:
                     text = t("hit", rank=outcome.hit_rank, points=outcome.points)
@@ -364,57 +370,58 @@ class Conversation:
                     out.replies.append(SendText(text))
                 self._next(player, t, out)
             case callbacks.SkipTask(task_id):
-                task = self.game.current_task(player.id)
-                self.game.skip_task(player.id, task_id)
+                task = self.game.assignment.current_task(player.id)
+                self.game.retrieval.skip_task(player.id, task_id)
                 if isinstance(task, RetrievalTaskView) and task.task_id == task_id:
-                    self._finish_screen(task, t("round_skipped", round=self.game.tasks_finished(player.id) + 1),
+                    self._finish_screen(task, t("round_skipped", round=self.game.standings.tasks_finished(player.id) + 1),
                                         out)
                 self._next(player, t, out)
             case callbacks.SuggestQuery(task_id):
-                current = self.game.current_task(player.id)
+                current = self.game.assignment.current_task(player.id)
                 if not isinstance(current, RetrievalTaskView) or current.task_id != task_id:
-                    raise GameError("task_closed")
-                self.game.expect_text(player.id, "suggest", task_id)
+                    raise GameError(ErrorCode.TASK_CLOSED)
+                self.game.awaited.expect(player.id, AwaitedInput.SUGGEST, task_id)
                 out.replies.append(SendText(t("suggest_prompt")))
             case _:
-                raise GameError("stale")
+                raise GameError(ErrorCode.STALE)
 
     # ------------------------------------------------------------------ text
     def _on_text(self, text: str, player: Player, t: Catalogue, out: Outgoing) -> None:
-        waiting = self.game.take_expected_text(player.id) if player.awaiting_kind is not None else None
-        if waiting and waiting[0] == "correct":
+        waiting = self.game.awaited.take(player.id) if player.awaiting_kind is not None else None
+        if waiting and waiting[0] == AwaitedInput.CORRECT:
             self.moderation.corrected(player, waiting[1], text, t, out)
             return
         if not self._ready(player, t, out):
             return
-        if waiting and waiting[0] == "suggest":
+        if waiting and waiting[0] == AwaitedInput.SUGGEST:
             match = _SUGGESTION.match(text or "")
-            current = self.game.current_task(player.id)
-            size = len(current.candidates) if isinstance(current, RetrievalTaskView) else 9
+            current = self.game.assignment.current_task(player.id)
+            size = len(current.candidates) if isinstance(current, RetrievalTaskView) \
+                else self.game.settings.candidates
             if not match or not 1 <= int(match.group(1)) <= size:
-                self.game.expect_text(player.id, "suggest", waiting[1])  # the prompt stands: try again
+                self.game.awaited.expect(player.id, AwaitedInput.SUGGEST, waiting[1])  # the prompt stands: try again
                 out.replies.append(SendText(t("suggest_bad", n=size)))
                 return
             sticker_id = current.candidates[int(match.group(1)) - 1].id if isinstance(current, RetrievalTaskView) \
                 else -1
-            query = self.game.suggest_query(player.id, waiting[1], sticker_id, match.group(2))
+            query = self.game.retrieval.suggest_query(player.id, waiting[1], sticker_id, match.group(2))
             out.replies.append(SendText(t("suggest_thanks", query=query.text)))
             return
-        current = self.game.current_task(player.id)
+        current = self.game.assignment.current_task(player.id)
         if not isinstance(current, LabelTaskView):
             if isinstance(current, RetrievalTaskView):
                 out.replies.append(SendText(t("retrieve_prompt", queries=quoted(current.queries, t.language))))
             else:
                 out.replies.append(SendText(t("no_open_round"), [[(t("next"), callbacks.NextTask().encode())]]))
             return
-        preview = self.game.add_query(player.id, current.round_id, text)
-        self._label_screen(self.game.label_task(player.id, current.round_id), t, out, latest=preview)
+        preview = self.game.labeling.add_query(player.id, current.round_id, text)
+        self._label_screen(self.game.labeling.label_task(player.id, current.round_id), t, out, latest=preview)
 
     # ------------------------------------------------------------------ screens
     def _next(self, player: Player, t: Catalogue, out: Outgoing, fresh: bool = False) -> None:
         """The player's task screen: a new task's gets new messages; the open task's (the player
         asked for it again) is moved down when `fresh`. Notices held during the last task head it."""
-        task = self.game.next_task(player.id)
+        task = self.game.assignment.next_task(player.id)
         notice = self._fold_notices(player, t, out)
         if task is None:
             text = t("no_task")
@@ -427,8 +434,8 @@ class Conversation:
 
     def _header(self, player_id: int, t: Catalogue) -> str:
         """Progress: "Round 4 · 🔥 2 in a row · 37 pts"."""
-        stats = self.game.player_stats(player_id)
-        parts = [t("screen_round", round=self.game.tasks_finished(player_id) + 1)]
+        stats = self.game.standings.player_stats(player_id)
+        parts = [t("screen_round", round=self.game.standings.tasks_finished(player_id) + 1)]
         if stats.streak >= 2:
             parts.append(t("screen_streak", count=stats.streak))
         parts.append(t("screen_points", count=stats.points))
@@ -447,7 +454,7 @@ class Conversation:
         head += self._header(out.player_id, t) + "\n"
         after = f"\n\n{t('label_prompt')}"
         if task.taken:
-            after += "\n" + t("label_taken", queries=quoted(task.taken[:8], t.language))
+            after += "\n" + t("label_taken", queries=quoted(task.taken[:TABOO_SHOWN], t.language))
         lines = []
         for query in task.queries:
             preview = previews.get(query.id)
@@ -483,11 +490,9 @@ class Conversation:
     @staticmethod
     def _preview_result(task: LabelTaskView, preview: PreviewView, t: Catalogue) -> str:
         """Where the sticker stands for one query, honestly: a miss is never shown as a success."""
-        if preview.verdict == "function_words":
+        if preview.verdict == Verdict.FUNCTION_WORDS:
             return t("preview_function_words")
-        if preview.verdict == "visual_only":
-            return t("preview_visual_only")
-        if preview.verdict == "not_found" or not preview.target_rank:
+        if preview.verdict == Verdict.NOT_FOUND or not preview.target_rank:
             return t("preview_not_found")
         position = preview.target_position or _position_of(task, preview)
         if preview.total:

@@ -23,9 +23,10 @@ from bots.screens import (
     shorten,
     utf16_units,
 )
-from core.engine import Game, GameError
-from core.prizes import Prizes
+from core.game import Game, GameError
+from core.game.prizes import Prizes
 from core.views import ReviewRound
+from core.vocabulary import AwaitedInput, ErrorCode
 from storage.models import Player
 
 _MARKS = {"needs_review": "❔", "accepted": "✅", "corrected": "✏️", "discarded": "✖", "validated": "🎯",
@@ -49,11 +50,11 @@ class ModerationScreens:
     # ------------------------------------------------------------------ the review queue
     def review(self, player: Player, t: Catalogue, out: Outgoing, args: str = "") -> None:
         """/review, /review en, /review zh, /review stats."""
-        if not player.is_moderator:
+        if not self.game.moderators.allows(player):
             out.replies.append(SendText(t("moderator_only")))
             return
         if args.strip() == "stats":
-            counts = self.game.review_counts(player.id)
+            counts = self.game.moderation.review_counts(player.id)
             out.replies.append(SendText(t("review_stats", **{str(k): v for k, v in counts.items()})))
             return
         scope = review_scope(args)
@@ -65,7 +66,7 @@ class ModerationScreens:
     def _send_screen(self, player: Player, t: Catalogue, out: Outgoing, scope: str, index: int = 0) -> None:
         """The round at `index` of the queue as a new screen: a round's grid is its own photo, so
         another round cannot be edited into it."""
-        item = self.game.review_round(player.id, _language(scope), index=index)
+        item = self.game.moderation.review_round(player.id, _language(scope), index=index)
         if item is None:
             out.replies.append(SendText(t("review_empty")))
             return
@@ -117,7 +118,7 @@ class ModerationScreens:
 
     def button(self, button: callbacks.ButtonData, player: Player, t: Catalogue, out: Outgoing,
                message_id: int | None) -> None:
-        if not player.is_moderator:
+        if not self.game.moderators.allows(player):
             out.replies.append(AnswerCallback(t("moderator_only"), alert=True))
             return
         scope = button.scope  # type: ignore[attr-defined]
@@ -126,21 +127,21 @@ class ModerationScreens:
             self._send_screen(player, t, out, scope, index=button.position - 1)
             return
         if isinstance(button, callbacks.ReviewSkip):
-            self.game.skip_review_round(player.id, button.round_id)
+            self.game.moderation.skip_review_round(player.id, button.round_id)
             out.replies.append(AnswerCallback(t("review_skipped")))
-            skipped = self.game.review_round(player.id, None, round_id=button.round_id)
+            skipped = self.game.moderation.review_round(player.id, None, round_id=button.round_id)
             if skipped is not None and message_id is not None:  # the skipped screen keeps its text, not its buttons
                 out.replies.append(EditText(message_id, self._caption(skipped, t, scope, note=t("review_skipped")),
                                             None, caption=True))
             self._send_screen(player, t, out, scope, index=0)
             return
         query_id = button.query_id  # type: ignore[attr-defined]
-        item = self.game.review_round(player.id, _language(scope), round_id=self._round_of(player, query_id))
+        item = self.game.moderation.review_round(player.id, _language(scope), round_id=self._round_of(player, query_id))
         if item is None or not any(q.id == query_id and q.status == "needs_review" for q in item.queries):
-            raise GameError("already_reviewed")
+            raise GameError(ErrorCode.ALREADY_REVIEWED)
         if isinstance(button, callbacks.ReviewCorrect):
             query = next(q for q in item.queries if q.id == query_id)
-            self.game.expect_text(player.id, "correct", query_id)
+            self.game.awaited.expect(player.id, AwaitedInput.CORRECT, query_id)
             out.replies.append(AnswerCallback())
             prompt = t("review_correct_prompt", query=query.text)
             # The screen stops offering buttons until the correction arrives; then a fresh one follows.
@@ -148,22 +149,23 @@ class ModerationScreens:
                 if message_id else SendText(prompt)
             out.replies.append(edited)
             return
-        decide = self.game.accept_query if isinstance(button, callbacks.ReviewAccept) else self.game.discard_query
+        moderation = self.game.moderation
+        decide = moderation.accept_query if isinstance(button, callbacks.ReviewAccept) else moderation.discard_query
         decided = decide(player.id, query_id)
         out.replies.append(AnswerCallback(t(f"review_done_{decided.status}")))
         self._after_decision(player, t, out, scope, item.round_id, message_id)
 
     def _round_of(self, player: Player, query_id: int) -> int:
-        round_id = self.game.review_round_of(player.id, query_id)
+        round_id = self.game.moderation.review_round_of(player.id, query_id)
         if round_id is None:
-            raise GameError("already_reviewed")
+            raise GameError(ErrorCode.ALREADY_REVIEWED)
         return round_id
 
     def _after_decision(self, player: Player, t: Catalogue, out: Outgoing, scope: str, round_id: int,
                         message_id: int | None) -> None:
         """The round's screen shows the decision; once the round is done its buttons go and the
         next round follows as a new screen."""
-        item = self.game.review_round(player.id, _language(scope), round_id=round_id)
+        item = self.game.moderation.review_round(player.id, _language(scope), round_id=round_id)
         if item is not None and item.open:
             if message_id is not None:
                 out.replies.append(EditText(message_id, self._caption(item, t, scope), self._buttons(item, t, scope),
@@ -184,13 +186,13 @@ class ModerationScreens:
         """The moderator's text after Correct: saved, and the round's screen shown again with it."""
         round_id = self._round_of(player, query_id)
         try:
-            decided = self.game.correct_query(player.id, query_id, text)
+            decided = self.game.moderation.correct_query(player.id, query_id, text)
         except GameError as error:
-            if error.code != "already_reviewed":  # a text that cannot be a query: the prompt stands
-                self.game.expect_text(player.id, "correct", query_id)
+            if error.code != ErrorCode.ALREADY_REVIEWED:  # a text that cannot be a query: the prompt stands
+                self.game.awaited.expect(player.id, AwaitedInput.CORRECT, query_id)
             raise
         note = t("review_done_corrected_text", query=decided.text)
-        item = self.game.review_round(player.id, None, round_id=round_id)
+        item = self.game.moderation.review_round(player.id, None, round_id=round_id)
         if item is not None and item.open:
             self._send_item(item, t, out, "all", note=note)
             return
@@ -199,7 +201,7 @@ class ModerationScreens:
 
     # ------------------------------------------------------------------ prizes
     def show_prizes(self, player: Player, t: Catalogue, out: Outgoing, edit: int | None = None) -> None:
-        if not player.is_moderator:
+        if not self.game.moderators.allows(player):
             out.replies.append(SendText(t("moderator_only")))
             return
         prizes = self.prizes.pending(player.id, limit=8)

@@ -6,24 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from bots.screens import Catalogue, Outgoing, SendText, catalogue, quoted
-from core.engine import Game
+from core.game import Game
+from core.vocabulary import PLAYER_NOTICES, NoticeKind
 from storage.models import OutboxMessage
-
-# Outbox kinds addressed to one player (message.player_id).
-PLAYER_KINDS = ("feedback_hit", "feedback_miss", "leaderboard", "review_decided", "prize_won")
 
 
 def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
     """The text of a message for one player, or None for a kind that is not one."""
-    if kind == "leaderboard":
+    if kind == NoticeKind.LEADERBOARD:
         return leaderboard_text(payload, t)
-    if kind in ("feedback_hit", "feedback_miss"):
+    if kind in (NoticeKind.FEEDBACK_HIT, NoticeKind.FEEDBACK_MISS):
         # The sticker is named by the labeler's own queries for it: that is how they know it.
         queries = quoted(payload.get("queries") or [], t.language)
-        if kind == "feedback_hit":
+        if kind == NoticeKind.FEEDBACK_HIT:
             return t("feedback_hit", query=queries, rank=payload.get("rank"), points=payload.get("points"))
         return t("feedback_miss", query=queries)
-    if kind == "review_decided":
+    if kind == NoticeKind.REVIEW_DECIDED:
         lines = []
         for query in payload.get("queries") or []:
             status = query.get("status")
@@ -34,7 +32,7 @@ def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
         if not lines:
             return None
         return "\n".join([t("review_decided", count=len(lines)), *lines])
-    if kind == "prize_won":
+    if kind == NoticeKind.PRIZE_WON:
         values = dict(period=t(f"period_{payload.get('period', 'week')}"), start=str(payload.get("start", ""))[:10],
                       rank=payload.get("rank"), points=payload.get("points"), count=payload.get("sessions"))
         won = t("prize_won_top" if payload.get("kind") == "top" else "prize_won_participation", **values)
@@ -44,19 +42,19 @@ def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
 
 def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage) -> list[Outgoing]:
     payload = message.payload
-    if message.kind in PLAYER_KINDS and message.player_id is not None:
-        player = game.get_player(message.player_id)
+    if message.kind in PLAYER_NOTICES and message.player_id is not None:
+        player = game.players.get(message.player_id)
         if player.telegram_user_id is None or not player.active:
             return []
         text = player_notice_text(message.kind, payload, catalogue(player.language))
         return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)] if text else []
-    if message.kind == "leaderboard" and message.chat_id is not None:
+    if message.kind == NoticeKind.LEADERBOARD and message.chat_id is not None:
         return [Outgoing(message.chat_id, [SendText(leaderboard_text(payload, catalogue(payload.get("language"))))])]
-    if message.kind == "moderator_flag":
+    if message.kind == NoticeKind.MODERATOR_FLAG:
         return to_moderators(game, moderators, lambda t: t(
             "moderator_flag", pseudonym=payload.get("pseudonym"), hits=payload.get("gold_hits"),
             answered=payload.get("gold_answered")))
-    if message.kind == "prizes_tallied":
+    if message.kind == NoticeKind.PRIZES_TALLIED:
         def text(t: Catalogue) -> str:
             lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
                        participation=counts.get("participation", 0))
@@ -71,7 +69,7 @@ def to_moderators(game: Game, moderators: Iterable[int], text_in: Callable[[Cata
     """One message per configured moderator, in the language they play in."""
     outgoing = []
     for user_id in sorted(moderators):
-        moderator = game.find_player(user_id)
+        moderator = game.players.find(user_id)
         outgoing.append(Outgoing(user_id, [SendText(text_in(catalogue(moderator.language if moderator else None)))]))
     return outgoing
 

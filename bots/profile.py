@@ -4,8 +4,8 @@ there are and how close the player is) and /name (the nickname leaderboards and 
 from __future__ import annotations
 
 from bots.screens import Catalogue, Outgoing, SendText
-from core.engine import Game
-from core.prizes import Prizes
+from core.game import Game
+from core.game.prizes import Prizes
 from storage.models import Player
 
 
@@ -15,12 +15,12 @@ class ProfileScreens:
         self.prizes = prizes
 
     def me(self, player: Player, t: Catalogue, out: Outgoing) -> None:
-        stats = self.game.player_stats(player.id)
+        stats = self.game.standings.player_stats(player.id)
         accuracy = f"{stats.accuracy:.0%}" if stats.accuracy is not None else "–"
         week = t("me_week", count=stats.period_points,
                  standing=t("me_rank", rank=stats.period_rank) if stats.period_rank else t("me_unranked"))
         streak = t("me_streak", count=stats.streak) if stats.streak else t("me_streak_none")
-        lines = [t("me_title", nickname=self.game.nickname(player.id)), week,
+        lines = [t("me_title", nickname=self.game.players.nickname(player.id)), week,
                  t("me_all_time", count=stats.points), t("me_accuracy", accuracy=accuracy, count=stats.answered),
                  streak, "", self.prize_progress(player.id, t), "", t("me_name_hint")]
         out.replies.append(SendText("\n".join(lines)))
@@ -49,7 +49,7 @@ class ProfileScreens:
 
     def name(self, player: Player, args: str, t: Catalogue, out: Outgoing) -> None:
         if not args.strip():
-            out.replies.append(SendText(t("name_current", nickname=self.game.nickname(player.id))))
+            out.replies.append(SendText(t("name_current", nickname=self.game.players.nickname(player.id))))
             return
-        shown = self.game.set_nickname(player.id, args)
+        shown = self.game.players.set_nickname(player.id, args)
         out.replies.append(SendText(t("name_set", nickname=shown)))

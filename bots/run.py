@@ -13,7 +13,7 @@ from bots.game_threads import game_executor
 from bots.media import Media
 from bots.startup import settled_heap
 from bots.webhook import WebhookReceiver
-from core.engine import Game
+from core.game import Game
 from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.settings import Settings
@@ -58,7 +58,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     check_configuration(settings)
     db = make_engine(settings.database_url)
     await asyncio.to_thread(upgrade, db)
-    game = await asyncio.to_thread(Game, db, settings)
+    game = await asyncio.to_thread(Game.open, db, settings)
     game.follow_search_changes()  # other processes' changes reach this one's search within the poll interval
     conversation = Conversation(game, moderators=set(settings.moderators))
     media = Media(settings.sticker_root, settings.media_cache)

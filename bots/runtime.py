@@ -25,6 +25,7 @@ from bots.screens import COMMANDS, Incoming, Outgoing, incoming_from_update
 from bots.transport import Sender, SendPolicy
 from bots.transport.pacing import OVERALL_PER_SECOND, PER_CHAT, LocalPacer, Pacer
 from core.outbox import Route
+from core.vocabulary import LANGUAGES
 from storage.outage import DATABASE, is_database_outage, outage
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 class BotRuntime:
     def __init__(self, bot_key: str, conversation: Conversation, sender: Sender, db: Engine, media: Media,
-                 *, languages: tuple[str, ...] = ("en", "zh"), per_chat: tuple[int, float] | None = PER_CHAT,
+                 *, languages: tuple[str, ...] = LANGUAGES, per_chat: tuple[int, float] | None = PER_CHAT,
                  overall_per_second: int = OVERALL_PER_SECOND, attempts: int = 8,
                  reply_max_age: float = 3600.0, delivers_to_moderators: bool = True,
                  game_executor: Executor | None = None, chat_locks: ChatLocks | None = None,
@@ -60,7 +61,7 @@ class BotRuntime:
         self.finished = FinishedUpdates()
         game = conversation.game if conversation is not None else None
         outbox = game.outbox if game is not None else None
-        mark_inactive = game.mark_inactive if game is not None else None
+        mark_inactive = game.players.mark_inactive if game is not None else None
         threads = GameThreads(game_executor)
         self.delivery = DeliveryContext(bot_key, sender, self.policy, media, db, threads)
         self.inbox = Inbox(db, bot_key, self._parse, self._handle, self._failure)

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from core.views import StickerView
+from core.vocabulary import LANGUAGES, Language
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ def _load(language: str) -> dict:
 
 
 def catalogue(language: str | None) -> Catalogue:
-    return Catalogue(language if language in ("en", "zh") else "en")
+    return Catalogue(language if language in LANGUAGES else Language.EN)
 
 
 COMMANDS = {

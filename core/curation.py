@@ -13,7 +13,6 @@ import py3langid
 from core.text import count_words
 from storage.usticker import FileShape, MalformedRecord, read_conversation, sticker_format
 
-GAME_LANGUAGES = ("en", "zh")
 CONTEXT_MESSAGES = 8  # how many messages before the sticker are kept and shown
 BRIEF_WORDS = 2  # a reply of at most this many words is "brief"
 LANGUAGE_SAMPLE_CHARS = 200  # identification needs no more; longer text only costs time

@@ -12,16 +12,15 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from core.datasets import dataset_rows
-from core.engine import Game
+from core.game.standings import Standings
 from core.research import QueryStatistics
-from core.search import SearchIndexes
 from core.text import tokenize
+from core.vocabulary import LANGUAGES
 from storage.db import is_postgres
 from storage.export_files import latest_export
 from storage.models import ChatContext, ContextStatus, Query, QuerySource, QueryStatus, utcnow
 from storage.settings import Settings
 
-LANGUAGES = ("en", "zh")
 # Bucket widths the timeline chooses from, narrowest first: a live session shows minutes, a
 # long-running game days.
 BUCKETS = (("minute", timedelta(minutes=1)), ("hour", timedelta(hours=1)), ("day", timedelta(days=1)))
@@ -117,10 +116,10 @@ def query_statistics(db: Engine) -> dict:
 
 def leaderboards(db: Engine, settings: Settings, period: timedelta = timedelta(days=7), limit: int = 10) -> dict:
     """The period's leaderboard per language, as the bot's /top shows it."""
-    game = Game(db, settings, indexes=SearchIndexes())  # the leaderboard needs no search index
-    since = game.clock() - period
+    standings = Standings(db)
+    since = standings.clock() - period
     return {language: [{"rank": row.rank, "name": row.nickname, "points": row.points}
-                       for row in game.leaderboard(language, since=since, limit=limit)]
+                       for row in standings.leaderboard(language, since=since, limit=limit)]
             for language in LANGUAGES}
 
 

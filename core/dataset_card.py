@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from core.export_layout import QUERY_FIELD_DOCS, QUERY_SCHEMA, data_file
 from core.research import SPLIT_PROTOCOL, STICKER_SPLIT_PROTOCOL
+from core.vocabulary import LANGUAGES
 
-LANGUAGES = ("en", "zh")
 PAPER = "https://arxiv.org/abs/2506.01668"
 DEFAULT_KEY_HINT = (
     "refusing to export: STICKTIONARY_PSEUDONYM_KEY is the default 'change-me', with which anyone can map every "
@@ -27,8 +28,6 @@ def config_name(*parts: str) -> str:
 
 def configs() -> list[dict]:
     """The card's `configs`: name, and per split the parquet file behind it."""
-    from core.exports import data_file
-
     result = [{"config_name": "default", "default": True,
                "data_files": [{"split": s, "path": data_file("queries", s)} for s in ("train", "test")]}]
     for language in LANGUAGES:
@@ -84,8 +83,6 @@ def _provenance_rows(stats: dict) -> tuple[list[str], dict[str, int]]:
 
 
 def _structure() -> str:
-    from core.exports import QUERY_FIELD_DOCS, QUERY_SCHEMA
-
     return "\n".join(f"| `{field.name}` | {field.type} | {QUERY_FIELD_DOCS[field.name]} |" for field in QUERY_SCHEMA)
 
 

@@ -44,8 +44,18 @@ from sqlmodel import col
 
 from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
 from core.datasets import consenting_usable, release_order
+from core.export_layout import (
+    BEIR_QUERY_SCHEMA,
+    CORPUS_SCHEMA,
+    QRELS_SCHEMA,
+    QUERY_FIELDS,
+    QUERY_SCHEMA,
+    RELEASE_SCHEMA,
+    data_file,
+)
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
 from core.text import normalize_query
+from core.vocabulary import LANGUAGES
 from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
@@ -76,7 +86,6 @@ from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
 
 log = logging.getLogger(__name__)
 
-LANGUAGES = ("en", "zh")
 DEFAULT_PSEUDONYM_KEY = "change-me"
 BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 BEIR_LAYOUTS = ("beir", "beir-stickers")
@@ -84,63 +93,6 @@ BEIR_LAYOUTS = ("beir", "beir-stickers")
 # Where a query came from, and what made it ground truth (derived from Query.source and Query.status).
 VALIDATION_OF_STATUS = {QueryStatus.VALIDATED: "retrieval_hit", QueryStatus.ACCEPTED: "moderator_accept",
                         QueryStatus.CORRECTED: "moderator_correct"}
-
-QUERY_SCHEMA = pa.schema([
-    ("query_id", pa.int64()),
-    ("language", pa.string()),
-    ("sticker_id", pa.string()),
-    ("sticker_file", pa.string()),
-    ("sticker_format", pa.string()),
-    ("text", pa.string()),
-    ("original_text", pa.string()),
-    ("corrected_text", pa.string()),
-    ("source", pa.string()),
-    ("validation", pa.string()),
-    ("status", pa.string()),
-    ("annotator", pa.string()),
-    ("label_round", pa.string()),
-    ("shown_to_retrievers", pa.int32()),
-    ("retrieved_by", pa.int32()),
-    ("resonant", pa.bool_()),
-    ("review_decision", pa.string()),
-    ("reviewed_at", pa.timestamp("us", tz="UTC")),
-    ("created_at", pa.timestamp("us", tz="UTC")),
-    ("validated_at", pa.timestamp("us", tz="UTC")),
-    ("split", pa.string()),
-    ("sticker_split", pa.string()),
-])
-QUERY_FIELDS = tuple(QUERY_SCHEMA.names)
-QUERY_FIELD_DOCS = {
-    "query_id": "the query's id in this database (stable across exports)",
-    "language": "en or zh",
-    "sticker_id": "the sticker's file name, as in the StickerQueries CSVs",
-    "sticker_file": "the sticker's path in the sticker archive",
-    "sticker_format": "png, gif or webm",
-    "text": "the query as released (a moderator's correction where there is one)",
-    "original_text": "the player's own text before a correction; null unless the operator exported it",
-    "corrected_text": "the moderator's correction, null if none",
-    "source": "seed (imported, never shown to a player), labeler (typed in a labeler round) or suggestion "
-              "(suggested by a retriever)",
-    "validation": "seed (imported as is), retrieval_hit (a retriever found the sticker from it), moderator_accept "
-                  "or moderator_correct (a moderator reviewed it after a miss)",
-    "status": "the game's status: validated, accepted or corrected",
-    "annotator": "keyed pseudonym of the player who wrote it; null for seeds",
-    "label_round": "keyed pseudonym of the labeler round it was written in; null for seeds and suggestions",
-    "shown_to_retrievers": "how many retrieval tasks showed it",
-    "retrieved_by": "distinct retrievers who found the sticker from it",
-    "resonant": "found by at least the resonance number of distinct retrievers",
-    "review_decision": "the last moderator decision on it (accept, correct), null if never reviewed",
-    "reviewed_at": "time of that decision (UTC, truncated)",
-    "created_at": "when it was written (UTC, truncated)",
-    "validated_at": "when it became ground truth (UTC, truncated)",
-    "split": "train or test in the query-level split (beir/)",
-    "sticker_split": "train or test in the sticker-level split (beir-stickers/)",
-}
-RELEASE_SCHEMA = pa.schema([("sticker_id", pa.string()), ("labeled_queries", pa.string())])
-CORPUS_SCHEMA = pa.schema([("_id", pa.string()), ("title", pa.string()), ("text", pa.string())])
-BEIR_QUERY_SCHEMA = pa.schema([("_id", pa.string()), ("text", pa.string())])
-QRELS_SCHEMA = pa.schema([("query-id", pa.string()), ("corpus-id", pa.string()), ("score", pa.int32())])
-
 
 class ExportRefused(ValueError):
     """The settings would make an export that is not safe to publish; the message says what to set."""
@@ -266,11 +218,6 @@ def participation(db: Engine, language: str) -> dict:
         "rounds_per_labeler": round(label_rounds / labelers, 4) if labelers else None,
         "tasks_per_retriever": round(retrieval_tasks / retrievers, 4) if retrievers else None,
     }
-
-
-def data_file(*parts: str) -> str:
-    """Where a config's parquet file lies in the export (relative, POSIX)."""
-    return "/".join(("data", *parts)) + ".parquet"
 
 
 class _BeirWriter:

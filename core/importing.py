@@ -24,7 +24,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from tqdm import tqdm
 
-from core.curation import GAME_LANGUAGES, FileCuration, curate_conversation, detect_language
+from core.curation import FileCuration, curate_conversation, detect_language
+from core.vocabulary import LANGUAGES
 from storage.db import insert_ignoring_conflicts, session_scope
 from storage.media_check import StickerFileError, check_sticker_file
 from storage.models import ChatContext, ContextStatus, Sticker, utcnow
@@ -238,8 +239,8 @@ def _merge(curated: FileCuration, report: ImportReport, writer: _Writer, seen_st
             report.removed["duplicate_sticker"] += 1
             continue
         language = detect_language(text)
-        report.languages[language if language in GAME_LANGUAGES else "other"] += 1
-        if language not in GAME_LANGUAGES:
+        report.languages[language if language in LANGUAGES else "other"] += 1
+        if language not in LANGUAGES:
             report.removed["other_language"] += 1
             continue
         if (key, language) in kept:

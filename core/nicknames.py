@@ -12,6 +12,7 @@ import re
 import unicodedata
 
 from core.text import normalize_query, normalize_text, refused_character
+from core.vocabulary import ErrorCode
 
 MIN_CHARS, MAX_CHARS = 2, 20
 
@@ -60,18 +61,18 @@ def clean_nickname(text: str | None) -> tuple[str, str]:
     """The nickname as shown and its key (the normalised form two nicknames are compared in);
     raises NicknameError when it cannot be one."""
     if text is None or refused_character(text) is not None:
-        raise NicknameError("nickname_symbols")
+        raise NicknameError(ErrorCode.NICKNAME_SYMBOLS)
     shown = re.sub(r"\s+", " ", normalize_text(text)).strip()
     if not shown:
-        raise NicknameError("nickname_empty")
+        raise NicknameError(ErrorCode.NICKNAME_EMPTY)
     if not MIN_CHARS <= len(shown) <= MAX_CHARS:
-        raise NicknameError("nickname_length", f"{MIN_CHARS}–{MAX_CHARS}")
+        raise NicknameError(ErrorCode.NICKNAME_LENGTH, f"{MIN_CHARS}–{MAX_CHARS}")
     if not any(unicodedata.category(ch)[0] in "LN" for ch in shown):
-        raise NicknameError("nickname_symbols")
+        raise NicknameError(ErrorCode.NICKNAME_SYMBOLS)
     key = normalize_query(shown)
     squashed = re.sub(r"[\W_]+", "", key)
     if _LINK.search(shown) or any(word in squashed for word in _OFFENSIVE):
-        raise NicknameError("nickname_refused")
+        raise NicknameError(ErrorCode.NICKNAME_REFUSED)
     return shown, key
 
 

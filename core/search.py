@@ -26,12 +26,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
 
 import numpy as np
+
+from core.read_write_lock import ReadWriteLock
 
 _NO_DOCS = np.empty(0, dtype=np.int32)
 _NO_TFS = np.empty(0, dtype=np.float64)
@@ -51,53 +52,6 @@ class SearchResult:
     hits: list[SearchHit]
     target_rank: int | None  # 1-based; ties count against the target; None: the target scored 0
     matched: int  # documents with a score above zero
-
-
-class ReadWriteLock:
-    """Any number of readers, or one writer. Fair both ways: a waiting writer goes before readers
-    that come later, and the readers that waited for a writer go before the next writer."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._readers_waiting = 0
-        self._readers_turn = False
-        self._writing = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        with self._condition:
-            self._readers_waiting += 1
-            while self._writing or (self._writers_waiting and not self._readers_turn):
-                self._condition.wait()
-            self._readers_waiting -= 1
-            self._readers += 1
-            if not self._readers_waiting:
-                self._readers_turn = False
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._readers -= 1
-                if not self._readers:
-                    self._condition.notify_all()
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        with self._condition:
-            self._writers_waiting += 1
-            while self._writing or self._readers or self._readers_turn:
-                self._condition.wait()
-            self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._writing = False
-                self._readers_turn = self._readers_waiting > 0
-                self._condition.notify_all()
 
 
 class BM25Index:

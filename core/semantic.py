@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from core.research import PAIRS_PROTOCOL, AnnotatedSticker, figures
+from core.similarity import PAIRS_PROTOCOL, AnnotatedSticker, figures
 
 log = logging.getLogger(__name__)
 

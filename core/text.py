@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import jieba
 
+from core.vocabulary import ErrorCode
+
 jieba.setLogLevel(logging.WARNING)
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
@@ -145,29 +147,29 @@ def clean_query_text(text: str | None, *, max_chars: int) -> str:
     """Validate and normalise what a player typed (a query, a suggestion, a correction).
     Raises QueryTextError with a reason code; returns the text in its normal form (normalize_text)."""
     if text is None:
-        raise QueryTextError("empty")
+        raise QueryTextError(ErrorCode.EMPTY)
     refused = refused_character(text)
     if refused is not None:
-        raise QueryTextError("invalid_chars" if unicodedata.category(refused) == "Cs" else "control_chars",
+        raise QueryTextError(ErrorCode.INVALID_CHARS if unicodedata.category(refused) == "Cs" else ErrorCode.CONTROL_CHARS,
                              f"U+{ord(refused):04X}")
     text = _SPACES.sub(" ", normalize_text(text)).strip()
     refused = refused_character(text)  # NFKC maps no character to a control one; checked, not assumed
     if refused is not None:
-        raise QueryTextError("control_chars", f"U+{ord(refused):04X}")
+        raise QueryTextError(ErrorCode.CONTROL_CHARS, f"U+{ord(refused):04X}")
     if not text:
-        raise QueryTextError("empty")
+        raise QueryTextError(ErrorCode.EMPTY)
     if len(text) > max_chars:
-        raise QueryTextError("too_long", str(max_chars))
+        raise QueryTextError(ErrorCode.TOO_LONG, str(max_chars))
     # StickerQueries joins a sticker's queries with ", ": a query may not contain that separator
     # (NFKC has already made a full-width comma a plain one).
     text = text.replace(", ", ",")
     if text.startswith("/"):
-        raise QueryTextError("command")
+        raise QueryTextError(ErrorCode.COMMAND)
     tokens = tokenize(text)
     if not tokens:
-        raise QueryTextError("no_words")
+        raise QueryTextError(ErrorCode.NO_WORDS)
     if all(_EMOJI_ONLY.fullmatch(token) for token in tokens):
-        raise QueryTextError("only_emoji")
+        raise QueryTextError(ErrorCode.ONLY_EMOJI)
     return text
 
 

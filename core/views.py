@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.vocabulary import Role, Verdict
+
 
 @dataclass(frozen=True)
 class StickerView:
@@ -34,11 +36,11 @@ class PreviewView:
     target_rank: int | None  # among all stickers of the language; None when nothing leads to the sticker
     hits: list[StickerView]  # the preview grid, best first
     total: int = 0  # how many stickers of the language the rank is counted among
-    # "ranked": the query leads to the sticker (target_rank); "not_found": it does not (yet);
-    # "function_words": it shares only function words (stop words, particles) with the sticker's queries.
-    # (A visual-only description never gets a preview: add_query refuses it, error "visual_only".)
+    # core.vocabulary.Verdict: the query leads to the sticker (target_rank), does not (yet), or shares only
+    # function words (stop words, particles) with the sticker's queries. A visual-only description never
+    # gets a preview: add_query refuses it (ErrorCode.VISUAL_ONLY).
     # `hits` only ever holds stickers sharing a content word with the query.
-    verdict: str = "ranked"
+    verdict: str = Verdict.RANKED
     target_position: int | None = None  # 1-based tile of the sticker in `hits`, None when not in the grid
 
 
@@ -49,10 +51,10 @@ class LabelTaskView:
     sticker: StickerView
     context: list[ContextMessage]
     queries: list[QueryView] = field(default_factory=list)
-    role: str = "labeler"
+    role: str = Role.LABELER
     previews: list[PreviewView] = field(default_factory=list)  # one per query, in the same order
     # the queries the taboo refuses (other players', seeds, other open rounds' drafts), most frequent
-    # first, at most 8, one text per normalized form, never the player's own
+    # first, at most TABOO_SHOWN, one text per normalized form, never the player's own
     taken: list[str] = field(default_factory=list)
 
 
@@ -63,7 +65,7 @@ class RetrievalTaskView:
     queries: list[str]
     candidates: list[StickerView]  # in the order shown: button n is candidates[n-1]
     picks: list[int] = field(default_factory=list)
-    role: str = "retriever"
+    role: str = Role.RETRIEVER
 
 
 @dataclass(frozen=True)

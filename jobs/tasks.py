@@ -9,11 +9,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from core.engine import Game
 from core.exports import run_export
-from core.prizes import Prizes, last_complete_period
+from core.game import game_outbox
+from core.game.expiry import Expiry
+from core.game.moderation import ModeratorPolicy
+from core.game.prizes import Prizes, last_complete_period
+from core.game.standings import Standings
 from core.retention import RetentionRules, prune
-from core.search import SearchIndexes
 from jobs.runner import job_lock
 from storage.export_files import apply_retention, remove_partials
 from storage.settings import Settings
@@ -24,23 +26,29 @@ class JobContext:
     db: Engine
     settings: Settings
 
-    def game(self, now: datetime) -> Game:
-        # Jobs never search, so the game starts without loading the search index.
-        return Game(self.db, self.settings, indexes=SearchIndexes(), clock=lambda: now)
+    def prizes(self, now: datetime) -> Prizes:
+        """Prizes and leaderboard posts as of `now`: they read the standings and write the outbox."""
+        clock = lambda: now  # noqa: E731
+        return Prizes(self.settings, Standings(self.db, clock), game_outbox(self.db, self.settings, clock),
+                      ModeratorPolicy())
+
+    def expiry(self, now: datetime) -> Expiry:
+        clock = lambda: now  # noqa: E731
+        return Expiry(self.db, self.settings, clock, game_outbox(self.db, self.settings, clock))
 
 
 def leaderboard_daily(context: JobContext, now: datetime) -> dict:
-    return {"posted": Prizes(context.game(now)).post_leaderboards("day", now)}
+    return {"posted": context.prizes(now).post_leaderboards("day", now)}
 
 
 def leaderboard_weekly(context: JobContext, now: datetime) -> dict:
-    return {"posted": Prizes(context.game(now)).post_leaderboards("week", now)}
+    return {"posted": context.prizes(now).post_leaderboards("week", now)}
 
 
 def prizes(context: JobContext, now: datetime) -> dict:
     period = context.settings.prize_period
     start, end = last_complete_period(period, now, ZoneInfo(context.settings.jobs_timezone))
-    counts = Prizes(context.game(now)).tally(start, end, period)
+    counts = context.prizes(now).tally(start, end, period)
     return {"period": period, "start": start.isoformat(), "end": end.isoformat(), "counts": counts}
 
 
@@ -51,7 +59,7 @@ def export(context: JobContext, now: datetime) -> dict:
 
 
 def expiry(context: JobContext, now: datetime) -> dict:
-    return context.game(now).expire_abandoned()
+    return context.expiry(now).expire_abandoned()
 
 
 def export_retention(context: JobContext, now: datetime) -> dict:

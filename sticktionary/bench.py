@@ -202,7 +202,7 @@ def bench_import(messages: int = 1_000_000, stickers: int = 104_000) -> dict:
 
 
 def _engine_cycles(url: str, cycles: int) -> float:
-    from core.engine import Game
+    from core.game import Game
     from sticktionary.demo_pack import load_demo_pack
     from sticktionary.simulation import Simulation, demo_vocabulary
     from storage.db import make_engine
@@ -212,7 +212,7 @@ def _engine_cycles(url: str, cycles: int) -> float:
     engine = make_engine(url)
     upgrade(engine)
     load_demo_pack(engine)
-    game = Game(engine, Settings(database_url=url, gold_rate=0.0, _env_file=None), rng=random.Random(2))
+    game = Game.open(engine, Settings(database_url=url, gold_rate=0.0, _env_file=None), rng=random.Random(2))
     simulation = Simulation(game, demo_vocabulary(), seed=2)
     simulation.add_players("en", 10, 10_000)
     simulation.add_players("zh", 10, 20_000)
@@ -405,14 +405,14 @@ def bench_export(queries: int = 1_000_000, postgres_admin_url: str | None = None
 
 _STARTUP_CHILD = """
 import json, resource, sys, time
-from core.engine import Game
+from core.game import Game
 from storage.db import make_engine
 from storage.settings import Settings
 
 url = sys.argv[1]
-game = Game(make_engine(url), Settings(database_url=url, _env_file=None))
+game = Game.open(make_engine(url), Settings(database_url=url, _env_file=None))
 game.follow_search_changes()
-game.preview("en", "ready")
+game.previews.preview("en", "ready")
 print(json.dumps({"loaded_queries": game.search.loaded_queries,
                   "stickers": {language: len(game.indexes[language]) for language in game.indexes.languages()},
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)

@@ -20,6 +20,7 @@ import httpx
 
 from bots.oracle import database_oracle
 from bots.sandbox.players import AutoPlayer, SandboxPlayer
+from core.vocabulary import LANGUAGES
 from sticktionary.simulation import demo_vocabulary
 from storage.db import make_engine
 
@@ -54,7 +55,7 @@ async def play(spec: dict) -> dict:
     try:
         vocabulary = demo_vocabulary()
         oracle = database_oracle(db)
-        languages = ["en", "zh"]
+        languages = list(LANGUAGES)
         autos = [AutoPlayer(SandboxPlayer(client, spec["game_token"], 10_000 + i, f"bench{i}", languages[i % 2],
                                           wait_finished=wait_finished),
                             languages[i % 2], oracle, vocabulary, random.Random(i), think=think)

@@ -196,7 +196,7 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
     from bots.media import Media
     from bots.oracle import database_oracle
     from bots.sandbox import Sandbox
-    from core.engine import Game
+    from core.game import Game
     from sticktionary.demo_pack import PACK_DIR
     from storage.db import make_engine
     from storage.models import Query, QueryStatus
@@ -204,7 +204,7 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
 
     db = make_engine(database_url)
     settings = Settings(database_url=database_url, sticker_root=PACK_DIR, gold_rate=0.0, _env_file=None)
-    game = Game(db, settings, rng=random.Random(seed))
+    game = Game.open(db, settings, rng=random.Random(seed))
     conversation = Conversation(game, moderators={MODERATOR})
     media = Media(PACK_DIR, workdir / "media-cache")
     sandbox = Sandbox(rate_limits=False)

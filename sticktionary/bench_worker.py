@@ -40,14 +40,14 @@ async def serve_game(spec: dict) -> None:
     from bots.media import Media
     from bots.startup import settled_heap
     from bots.webhook import WebhookReceiver
-    from core.engine import Game
+    from core.game import Game
     from sticktionary.demo_pack import PACK_DIR
     from storage.db import make_engine
     from storage.settings import Settings
 
     db = make_engine(spec["database_url"])
     settings = Settings(database_url=spec["database_url"], gold_rate=0.15, _env_file=None)
-    game = Game(db, settings, rng=random.Random(spec["index"]))
+    game = Game.open(db, settings, rng=random.Random(spec["index"]))
     executor = game_executor(settings.game_threads)
     shared = SharedState(spec["redis_url"]) if spec.get("redis_url") else None
     shell = make_shell(spec["framework"], spec["game_token"], spec["sandbox"], game, Conversation(game),

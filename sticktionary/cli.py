@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from core.vocabulary import LANGUAGES
 from sticktionary.cli_contexts import contexts_app
 from storage.settings import get_settings
 
@@ -58,7 +59,7 @@ def _engine(upgrade_first: bool = True):
 
 
 def _check_language(language: str) -> str:
-    if language not in ("en", "zh"):
+    if language not in LANGUAGES:
         raise typer.BadParameter("the game has two languages: en or zh", param_hint="--lang")
     return language
 
@@ -691,7 +692,7 @@ def report(
 
 def _language_of(path: Path, rows) -> str:
     name = path.name.lower()
-    for language in ("en", "zh"):
+    for language in LANGUAGES:
         if f"_{language}_" in name or name.startswith(f"{language}_") or name.endswith(f"_{language}.csv"):
             return language
     from core.curation import detect_language

@@ -33,22 +33,22 @@ class ContextReview:
     the engine: listing the candidates and deciding one."""
 
     def __init__(self, db, settings, moderator_id: int):
-        from core.engine import Game
+        from core.game import Game
         from core.search import SearchIndexes
 
         # Deciding contexts never searches: no index is built.
-        self._game = Game(db, settings, indexes=SearchIndexes())
+        self._game = Game.open(db, settings, indexes=SearchIndexes())
         self._moderator_id = moderator_id
 
     def pending(self, language: str | None, limit: int) -> list[ChatContext]:
-        return self._game.pending_contexts(self._moderator_id, language, limit)
+        return self._game.moderation.pending_contexts(self._moderator_id, language, limit)
 
     def decide(self, context_id: int, approve: bool) -> bool:
         """True when this call decided it; False when it was not waiting (decided before, or no such id)."""
-        from core.engine import GameError
+        from core.game import GameError
 
         try:
-            self._game.review_context(self._moderator_id, context_id, approve)
+            self._game.moderation.review_context(self._moderator_id, context_id, approve)
         except GameError as error:
             if error.code == "already_reviewed":
                 return False
@@ -57,10 +57,14 @@ class ContextReview:
 
 
 def _setup():
-    from sticktionary.cli import _engine
+    from storage.db import make_engine
+    from storage.migrate import upgrade
     from storage.settings import get_settings
 
-    return _engine(), get_settings()
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)  # as every command that writes: the schema first
+    return engine, settings
 
 
 def _moderator(db, settings, telegram_user_id: int | None) -> int:

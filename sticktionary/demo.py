@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
-from core.engine import Game
-from core.prizes import Prizes, period_start
+from core.game import Game
+from core.game.prizes import period_start
+from core.vocabulary import LANGUAGES
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import Simulation, demo_vocabulary
 from storage.db import make_engine
@@ -42,14 +43,14 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
 
     summary.setdefault("exports", {})
     summary.setdefault("leaderboards", {})
-    for language in ("en", "zh"):
-        board = game.leaderboard(language, limit=5)
+    for language in LANGUAGES:
+        board = game.standings.leaderboard(language, limit=5)
         summary["leaderboards"][language] = [(row.nickname, row.points) for row in board]
         echo(f"\nleaderboard ({language}):")
         for row in board:
             echo(f"  {row.rank}. {row.nickname:<14} {row.points:>4} points")
     now = game.clock()
-    prizes = Prizes(game).tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
+    prizes = game.prizes.tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
     echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"
                                              for language, c in prizes.items()))
     # The demo has no operator secret: a key of its own (real runs refuse the default key); no semantic
@@ -58,7 +59,7 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
                                                         "export_semantic": False}),
                         now=now)
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
-    for language in ("en", "zh"):
+    for language in LANGUAGES:
         table, recall = export.stats[language]["queries"], export.metrics[language]["bm25_retrieval"]
         out = export.folder / f"sticker_queries_{language}_release.csv"
         summary["exports"][language] = {"path": str(out), "stickers": table["stickers"]}
@@ -102,7 +103,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     stop = asyncio.Event()
     ready: dict[str, object] = {}
     bots = asyncio.create_task(run_bots(settings, stop, on_ready=lambda shells: ready.update(
-        {lang: shell.runtime.wait_finished for lang, shell in zip(("en", "zh"), shells, strict=True)})))
+        {lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, shells, strict=True)})))
     roles = {"labeler": 0, "retriever": 0, "idle": 0}
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -137,7 +138,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
         stop.set()
         await bots
         await sandbox.stop()
-    game = Game(db, settings)
+    game = Game.open(db, settings)
     return _finish(db, game, workdir, settings, {"roles": roles, "reviewed": reviewed}, started, echo)
 
 
@@ -177,12 +178,12 @@ def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, s
 
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
                         session_min_tasks=10, _env_file=None)
-    game = Game(db, settings, rng=random.Random(seed))
+    game = Game.open(db, settings, rng=random.Random(seed))
     simulation = Simulation(game, demo_vocabulary(), seed=seed)
     simulation.add_players("en", players_per_language, 1_000)
     simulation.add_players("zh", players_per_language, 2_000)
-    moderator = game.register_player(9_999, "moderator", "en")
-    game.set_moderator(moderator.id)
+    moderator = game.players.register(9_999, "moderator", "en")
+    game.players.set_moderator(moderator.id)
 
     roles = {"labeler": 0, "retriever": 0}
     with tqdm(total=turns * len(simulation.players), desc="playing", unit=" task") as bar:

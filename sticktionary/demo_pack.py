@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.vocabulary import LANGUAGES
 from storage.sticker_queries import write_sticker_queries
 
 PACK_DIR = Path(__file__).resolve().parent / "demo_pack"
@@ -155,7 +156,7 @@ def load_demo_pack(db, sticker_root: Path = PACK_DIR) -> tuple[object, dict[str,
 
     report = import_usticker(db, PACK_DIR, sticker_root=sticker_root, approve=True, progress=False, workers=1)
     seeds = {language: import_sticker_queries(db, PACK_DIR / f"seed_queries_{language}.csv", language)["queries_added"]
-             for language in ("en", "zh")}
+             for language in LANGUAGES}
     return report, seeds
 
 

@@ -8,8 +8,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from core.engine import Game, GameError
+from core.game import Game, GameError
 from core.views import LabelTaskView, RetrievalTaskView
+from core.vocabulary import Role
 from sticktionary.demo_pack import STICKERS, sticker_key
 
 _STOP = set("the a an to of and in on at for it is was i my me you your we our he she they this that with "
@@ -49,23 +50,23 @@ class Simulation:
     def add_players(self, language: str, count: int, start_user_id: int) -> list[SimulatedPlayer]:
         added = []
         for n in range(count):
-            player = self.game.register_player(start_user_id + n, f"{language}-player-{n + 1}", language)
-            self.game.give_consent(player.id)
+            player = self.game.players.register(start_user_id + n, f"{language}-player-{n + 1}", language)
+            self.game.players.give_consent(player.id)
             added.append(SimulatedPlayer(player.id, language, skill=self.rng.uniform(0.6, 0.95),
                                          rng=random.Random(self.rng.getrandbits(32))))
         self.players.extend(added)
         return added
 
     def play_turn(self, player: SimulatedPlayer) -> str | None:
-        task = self.game.next_task(player.player_id)
+        task = self.game.assignment.next_task(player.player_id)
         if task is None:
             player.stats["idle"] += 1
             return None
         if isinstance(task, LabelTaskView):
             self._label(player, task)
-            return "labeler"
+            return Role.LABELER
         self._retrieve(player, task)
-        return "retriever"
+        return Role.RETRIEVER
 
     def _label(self, player: SimulatedPlayer, task: LabelTaskView) -> None:
         ideas = list(self.vocabulary.get((task.sticker.key, task.language), []))
@@ -75,22 +76,22 @@ class Simulation:
         added = 0
         for idea in ideas[:6]:
             try:
-                self.game.add_query(player.player_id, task.round_id, idea)
+                self.game.labeling.add_query(player.player_id, task.round_id, idea)
                 added += 1
             except GameError as error:
                 player.stats[f"refused_{error.code}"] += 1
             if added >= 3:
                 break
         if added:
-            self.game.submit_round(player.player_id, task.round_id)
+            self.game.labeling.submit_round(player.player_id, task.round_id)
             player.stats["rounds"] += 1
         else:
-            self.game.skip_round(player.player_id, task.round_id)
+            self.game.labeling.skip_round(player.player_id, task.round_id)
             player.stats["skipped"] += 1
 
     def _retrieve(self, player: SimulatedPlayer, task: RetrievalTaskView) -> None:
         if player.rng.random() < 0.05:
-            self.game.skip_task(player.player_id, task.task_id)
+            self.game.retrieval.skip_task(player.player_id, task.task_id)
             player.stats["skipped"] += 1
             return
         target = self._guess_target(task)
@@ -103,7 +104,7 @@ class Simulation:
             if player.rng.random() < 0.5:
                 picks.insert(player.rng.randint(1, len(picks)), target)
                 picks = picks[:3]
-        outcome = self.game.submit_ranking(player.player_id, task.task_id, picks)
+        outcome = self.game.retrieval.submit_ranking(player.player_id, task.task_id, picks)
         player.stats["hits" if outcome.hit_rank else "misses"] += 1
 
     def _guess_target(self, task: RetrievalTaskView) -> int:
@@ -117,12 +118,12 @@ class Simulation:
 
     def moderate(self, moderator_id: int, accept_share: float = 0.8) -> Counter:
         decisions: Counter = Counter()
-        while items := self.game.pending_reviews(moderator_id, limit=50):
+        while items := self.game.moderation.pending_reviews(moderator_id, limit=50):
             for item in items:
                 if self.rng.random() < accept_share:
-                    self.game.accept_query(moderator_id, item.query.id)
+                    self.game.moderation.accept_query(moderator_id, item.query.id)
                     decisions["accepted"] += 1
                 else:
-                    self.game.discard_query(moderator_id, item.query.id)
+                    self.game.moderation.discard_query(moderator_id, item.query.id)
                     decisions["discarded"] += 1
         return decisions

@@ -15,7 +15,7 @@ from bots.media import Media
 from bots.sandbox import Sandbox
 from bots.sandbox.players import SandboxPlayer
 from bots.webhook import WebhookReceiver
-from core.engine import Game
+from core.game import Game
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from storage.db import make_engine
 from storage.settings import Settings
@@ -36,7 +36,7 @@ def prepare_database(tmp_path: Path, template: Path):
 async def running_bot(db, tmp_path: Path, framework: str, *, rate_limits: bool = False, gold_rate: float = 0.0,
                       seed: int = 1, webhook_secret: str | None = None):
     settings = Settings(database_url=str(db.url), sticker_root=PACK_DIR, gold_rate=gold_rate, _env_file=None)
-    game = Game(db, settings, rng=random.Random(seed))
+    game = Game.open(db, settings, rng=random.Random(seed))
     conversation = Conversation(game, moderators={MODERATOR})
     media = Media(PACK_DIR, tmp_path / "media-cache")
     sandbox = Sandbox(rate_limits=rate_limits)

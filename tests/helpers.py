@@ -6,7 +6,7 @@ import random
 
 from sqlmodel import select
 
-from core.engine import Game
+from core.game import Game
 from storage.db import session_scope
 from storage.models import ChatContext, ContextStatus, Query, QuerySource, QueryStatus, Sticker
 from storage.settings import Settings
@@ -16,7 +16,7 @@ STORY = [{"sender": "A", "text": "you will not believe what happened on the way 
 
 
 def make_world(db, settings: Settings, *, stickers: int = 12, languages=("en",), seeds: bool = True,
-               seed: int = 1) -> Game:
+               seed: int = 1, clock=None) -> Game:
     with session_scope(db) as session:
         for i in range(stickers):
             session.add(Sticker(key=f"{1000 + i}.png", file_path=f"stickers/{1000 + i}.png", format="png"))
@@ -31,20 +31,20 @@ def make_world(db, settings: Settings, *, stickers: int = 12, languages=("en",),
                     session.add(Query(sticker_id=sticker_id, language=language, text=text,
                                       normalized_text=text, source=QuerySource.SEED,
                                       status=QueryStatus.VALIDATED))
-    return Game(db, settings, rng=random.Random(seed))
+    return Game.open(db, settings, rng=random.Random(seed), **({"clock": clock} if clock else {}))
 
 
 def make_player(game: Game, user_id: int, language: str = "en", consent: bool = True) -> int:
-    player = game.register_player(user_id, f"player{user_id}", language)
+    player = game.players.register(user_id, f"player{user_id}", language)
     if consent:
-        game.give_consent(player.id)
+        game.players.give_consent(player.id)
     return player.id
 
 
 def labeled_round(game: Game, player_id: int, queries=("happy dance",)) -> int:
-    task = game.next_task(player_id, prefer="labeler")
+    task = game.assignment.next_task(player_id, prefer="labeler")
     assert task.role == "labeler"
     for text in queries:
-        game.add_query(player_id, task.round_id, text)
-    game.submit_round(player_id, task.round_id)
+        game.labeling.add_query(player_id, task.round_id, text)
+    game.labeling.submit_round(player_id, task.round_id)
     return task.round_id

@@ -10,12 +10,16 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from bots.conversation import rule_terms
 from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue, quoted
 from core.nicknames import default_nickname
 from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
+from storage.settings import Settings as _Settings
 from tests.bots_world import MODERATOR, TOKEN, running_bot, texts
+
+DEFAULT_RULES = rule_terms(_Settings(_env_file=None))
 
 pytestmark = pytest.mark.asyncio
 
@@ -216,7 +220,8 @@ async def test_commands(game_db, tmp_path, framework, language):
         player = world.player(3, language)
         await onboard(player, language)
         help_text = texts(await player.send("/help"))[0]
-        assert help_text.startswith(t("help")) and t("prizes_rules", top=3, tasks=10, period=t("period_week")) in help_text
+        assert help_text.startswith(t("help", **DEFAULT_RULES))
+        assert t("prizes_rules", top=3, tasks=10, period=t("period_week")) in help_text
         me = texts(await player.send("/me"))[0]
         assert t("me_week", count=0, standing=t("me_unranked")) in me and t("me_streak_none") in me and t("me_prizes") in me
         assert texts(await player.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
@@ -350,7 +355,7 @@ async def test_blocked_player_is_marked_inactive_and_429_is_waited_out(game_db, 
         await asyncio.sleep(0.3)
         await world.client.post("/sim/faults", json={"error_429": 0.0})
         [answer] = texts(await waiting)
-        assert answer.startswith(t("help"))
+        assert answer.startswith(t("help", **DEFAULT_RULES))
         await world.client.post("/sim/block", json={"token": TOKEN, "user_id": 1})
         # the block is lifted by a new message in the sandbox, so use a press instead
         update = {"update_id": 20_000, "message": {"message_id": 998, "date": 1, "text": "/help",
@@ -367,7 +372,7 @@ async def test_webhook_mode_checks_the_secret(game_db, tmp_path, framework):
     async with running_bot(game_db, tmp_path, framework, webhook_secret="s3cret-token") as world:
         player = world.player(5)
         [answer] = texts(await player.send("/help"))
-        assert answer.startswith(t("help"))
+        assert answer.startswith(t("help", **DEFAULT_RULES))
         async with httpx.AsyncClient() as client:
             refused = await client.post(world.webhook_url, json={"update_id": 1})
             forged = await client.post(world.webhook_url, json={"update_id": 1},
@@ -513,7 +518,6 @@ async def test_gold_check_flags_reach_the_moderators(game_db, tmp_path):
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, language):
-    from core.prizes import Prizes
 
     t = catalogue(language)
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -526,13 +530,13 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
             fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 5)).one()
             session.add(ScoreEvent(idempotency_key="t", player_id=fan_id, language=language, points=4, reason="x",
                                    created_at=world.game.clock()))
-        Prizes(world.game).post_leaderboards("week", world.game.clock())
+        world.game.prizes.post_leaderboards("week", world.game.clock())
         assert await world.shell.runtime.deliver_outbox_once() == 1
         posted = texts(await fan.replies(settle=0.2))
         nickname = default_nickname(fan_id, language)  # never the Telegram name ("P5")
         assert posted[-1] == "\n".join([t("leaderboard_week"), t("top_row", rank=1, name=nickname, points=4)])
         assert texts(await fan.send("/top off")) == [t("top_unsubscribed")]
-        assert Prizes(world.game).post_leaderboards("day", world.game.clock())[language] == 0
+        assert world.game.prizes.post_leaderboards("day", world.game.clock())[language] == 0
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -540,7 +544,6 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
 async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language):
     from datetime import timedelta
 
-    from core.prizes import Prizes
 
     t = catalogue(language)
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -554,7 +557,7 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
             session.add(ScoreEvent(idempotency_key="p", player_id=winner_id, language=language, points=9, reason="x",
                                    created_at=now - timedelta(days=1)))
             session.commit()
-        Prizes(world.game).tally(now - timedelta(days=7), now, "week")
+        world.game.prizes.tally(now - timedelta(days=7), now, "week")
         assert await world.shell.runtime.deliver_outbox_once() == 2  # the moderators' notice, the winner's
         notice = texts(await moderator.replies(settle=0.2))[-1]
         told = texts(await winner.replies(settle=0.2))[-1]
@@ -586,7 +589,6 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
 
 
 async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(game_db, tmp_path):
-    from core.prizes import Prizes
 
     async with running_bot(game_db, tmp_path, "aiogram", rate_limits=True) as world:
         fans = [world.player(3000 + i) for i in range(40)]
@@ -594,10 +596,10 @@ async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(ga
         with Session(world.game.db) as session:
             ids = session.exec(select(Player.id).where(col(Player.telegram_user_id) >= 3000)).all()
         for player_id in ids:
-            world.game.set_language(player_id, "en")
-            world.game.give_consent(player_id)
-            world.game.set_leaderboard_opt_in(player_id, True)
-        assert Prizes(world.game).post_leaderboards("day", world.game.clock())["en"] == 40
+            world.game.players.set_language(player_id, "en")
+            world.game.players.give_consent(player_id)
+            world.game.players.set_leaderboard_opt_in(player_id, True)
+        assert world.game.prizes.post_leaderboards("day", world.game.clock())["en"] == 40
         started = asyncio.get_running_loop().time()
         delivered = 0
         while delivered < 40:
@@ -692,4 +694,4 @@ async def test_a_graceful_stop_finishes_the_updates_in_flight(game_db, tmp_path,
         await world.shell.stop()
         with Session(game_db) as session:
             assert session.get(InboxUpdate, ("123456", update_id)).status == InboxStatus.DONE
-        assert texts(await player.replies(settle=0, timeout=0))[-1].startswith(t("help"))
+        assert texts(await player.replies(settle=0, timeout=0))[-1].startswith(t("help", **DEFAULT_RULES))

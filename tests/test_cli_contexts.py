@@ -5,7 +5,7 @@ import pytest
 from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
-from core.engine import Game
+from core.game import Game
 from core.importing import import_usticker
 from core.search import SearchIndexes
 from sticktionary.cli import app
@@ -30,9 +30,9 @@ def candidates(db, monkeypatch, settings):
 
 
 def _moderator(db, settings) -> int:
-    game = Game(db, settings, indexes=SearchIndexes())
-    player = game.register_player(MODERATOR, "Mo")
-    game.set_moderator(player.id)
+    game = Game.open(db, settings, indexes=SearchIndexes())
+    player = game.players.register(MODERATOR, "Mo")
+    game.players.set_moderator(player.id)
     return player.id
 
 

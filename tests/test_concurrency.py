@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import event, text, update
 from sqlmodel import Session, select
 
-from core.engine import Game, GameError, context_priority
-from core.prizes import Prizes
+from core.game import Game, GameError, context_priority
 from core.search import SearchIndexes
 from storage.models import (
     ChatContext,
@@ -35,13 +34,13 @@ def test_many_sessions_submitting_the_same_ranking_award_exactly_once(db, settin
     game = make_world(db, settings)
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice)
-    task = game.next_task(bob, prefer="retriever")
+    task = game.assignment.next_task(bob, prefer="retriever")
     with Session(db) as session:
         target = session.get(RetrievalTask, task.task_id).sticker_id
 
     def submit(_):
         try:
-            game.submit_ranking(bob, task.task_id, [target])
+            game.retrieval.submit_ranking(bob, task.task_id, [target])
             return "ok"
         except GameError as error:
             return error.code
@@ -59,7 +58,7 @@ def test_concurrent_next_task_calls_give_one_player_one_task(db, settings):
     game = make_world(db, settings)
     player = make_player(game, 1)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        tasks = list(pool.map(lambda _: game.next_task(player, prefer="labeler"), range(12)))
+        tasks = list(pool.map(lambda _: game.assignment.next_task(player, prefer="labeler"), range(12)))
     assert len({t.round_id for t in tasks}) == 1
 
 
@@ -70,7 +69,7 @@ def test_two_retrievers_never_overbook_a_round(db, settings):
     labeled_round(game, alice)
     retrievers = [make_player(game, 10 + i) for i in range(6)]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        tasks = list(pool.map(lambda p: game.next_task(p, prefer="retriever"), retrievers))
+        tasks = list(pool.map(lambda p: game.assignment.next_task(p, prefer="retriever"), retrievers))
     with Session(db) as session:
         real = [t for t in tasks if t and t.role == "retriever"
                 and not session.get(RetrievalTask, t.task_id).is_gold]
@@ -143,11 +142,11 @@ def race(engine, first, second, timeout: float = 15.0, at: str | None = None):
 
 def _later(game, hours: float = 2):
     """The same game as the expiry job sees it, `hours` later."""
-    return Game(game.db, game.settings, indexes=SearchIndexes(), clock=lambda: utcnow() + timedelta(hours=hours))
+    return Game.open(game.db, game.settings, indexes=SearchIndexes(), clock=lambda: utcnow() + timedelta(hours=hours))
 
 
 def _retrieval(game, db, player_id):
-    task = game.next_task(player_id, prefer="retriever")
+    task = game.assignment.next_task(player_id, prefer="retriever")
     assert task.role == "retriever"
     with Session(db) as session:
         return task, session.get(RetrievalTask, task.task_id)
@@ -159,8 +158,8 @@ def test_expiry_never_overwrites_an_answered_task(db, settings):
     alice, bob = make_player(game, 1), make_player(game, 2)
     round_id = labeled_round(game, alice)
     task, stored = _retrieval(game, db, bob)
-    answered, expired = race(db, lambda: game.submit_ranking(bob, task.task_id, [stored.sticker_id]),
-                             lambda: _later(game).expire_abandoned())
+    answered, expired = race(db, lambda: game.retrieval.submit_ranking(bob, task.task_id, [stored.sticker_id]),
+                             lambda: _later(game).expiry.expire_abandoned())
     assert answered.result().hit_rank == 1
     assert expired.result() == {"rounds": 0, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
@@ -173,10 +172,10 @@ def test_expiry_never_overwrites_an_answered_task(db, settings):
 def test_expiry_never_touches_a_submitted_round_or_its_queries(db, settings):
     game = make_world(db, settings)
     alice = make_player(game, 1)
-    work = game.next_task(alice, prefer="labeler")
-    game.add_query(alice, work.round_id, "happy dance")
-    submitted, expired = race(db, lambda: game.submit_round(alice, work.round_id),
-                              lambda: _later(game).expire_abandoned())
+    work = game.assignment.next_task(alice, prefer="labeler")
+    game.labeling.add_query(alice, work.round_id, "happy dance")
+    submitted, expired = race(db, lambda: game.labeling.submit_round(alice, work.round_id),
+                              lambda: _later(game).expiry.expire_abandoned())
     assert submitted.result().query_count == 1
     assert expired.result() == {"rounds": 0, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
@@ -189,9 +188,9 @@ def test_expiry_never_touches_a_submitted_round_or_its_queries(db, settings):
 def test_expiry_leaves_no_draft_behind_on_the_round_it_closes(db, settings):
     game = make_world(db, settings)
     alice = make_player(game, 1)
-    work = game.next_task(alice, prefer="labeler")
-    added, expired = race(db, lambda: game.add_query(alice, work.round_id, "happy dance"),
-                          lambda: _later(game).expire_abandoned())
+    work = game.assignment.next_task(alice, prefer="labeler")
+    added, expired = race(db, lambda: game.labeling.add_query(alice, work.round_id, "happy dance"),
+                          lambda: _later(game).expiry.expire_abandoned())
     added.result()
     assert expired.result() == {"rounds": 1, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
@@ -206,8 +205,8 @@ def test_two_concurrent_hits_count_two_retrievers_and_pay_the_resonance_bonus(db
     round_id = labeled_round(game, alice)
     bob_task, target = _retrieval(game, db, bob)
     carol_task, _ = _retrieval(game, db, carol)
-    first, second = race(db, lambda: game.submit_ranking(bob, bob_task.task_id, [target.sticker_id]),
-                         lambda: game.submit_ranking(carol, carol_task.task_id, [target.sticker_id]))
+    first, second = race(db, lambda: game.retrieval.submit_ranking(bob, bob_task.task_id, [target.sticker_id]),
+                         lambda: game.retrieval.submit_ranking(carol, carol_task.task_id, [target.sticker_id]))
     assert first.result().validated_query_ids and not second.result().validated_query_ids  # validated once
     with Session(db) as session:
         query = session.exec(select(Query).where(Query.label_round_id == round_id)).one()
@@ -220,15 +219,15 @@ def test_two_concurrent_hits_count_two_retrievers_and_pay_the_resonance_bonus(db
 def test_a_hit_never_overrides_a_moderators_concurrent_discard(db, settings):
     game = make_world(db, settings)
     alice, bob, carol, moderator = (make_player(game, i) for i in (1, 2, 3, 4))
-    game.set_moderator(moderator)
+    game.players.set_moderator(moderator)
     round_id = labeled_round(game, alice)
     bob_task, target = _retrieval(game, db, bob)
-    game.submit_ranking(bob, bob_task.task_id, [next(c for c in target.candidate_ids if c != target.sticker_id)])
+    game.retrieval.submit_ranking(bob, bob_task.task_id, [next(c for c in target.candidate_ids if c != target.sticker_id)])
     carol_task, _ = _retrieval(game, db, carol)
     with Session(db) as session:
         query_id = session.exec(select(Query.id).where(Query.label_round_id == round_id)).one()
-    discarded, hit = race(db, lambda: game.discard_query(moderator, query_id),
-                          lambda: game.submit_ranking(carol, carol_task.task_id, [target.sticker_id]))
+    discarded, hit = race(db, lambda: game.moderation.discard_query(moderator, query_id),
+                          lambda: game.retrieval.submit_ranking(carol, carol_task.task_id, [target.sticker_id]))
     assert discarded.result().status == QueryStatus.DISCARDED
     assert hit.result().validated_query_ids == []
     with Session(db) as session:
@@ -241,10 +240,10 @@ def test_two_labelers_submitting_on_one_context_are_both_counted(db, settings):
     alice, bob = make_player(game, 1), make_player(game, 2)
     rounds = {}
     for player, words in ((alice, "happy dance"), (bob, "so excited")):
-        rounds[player] = game.next_task(player, prefer="labeler").round_id
-        game.add_query(player, rounds[player], words)
-    first, second = race(db, lambda: game.submit_round(alice, rounds[alice]),
-                         lambda: game.submit_round(bob, rounds[bob]))
+        rounds[player] = game.assignment.next_task(player, prefer="labeler").round_id
+        game.labeling.add_query(player, rounds[player], words)
+    first, second = race(db, lambda: game.labeling.submit_round(alice, rounds[alice]),
+                         lambda: game.labeling.submit_round(bob, rounds[bob]))
     first.result(), second.result()
     with Session(db) as session:
         context = session.exec(select(ChatContext)).one()
@@ -255,11 +254,11 @@ def test_two_labelers_submitting_on_one_context_are_both_counted(db, settings):
 def test_a_submit_and_a_skip_on_one_context_keep_its_priority_right(db, settings):
     game = make_world(db, settings, stickers=1)
     alice, bob = make_player(game, 1), make_player(game, 2)
-    alice_round = game.next_task(alice, prefer="labeler").round_id
-    game.add_query(alice, alice_round, "happy dance")
-    bob_round = game.next_task(bob, prefer="labeler").round_id
-    first, second = race(db, lambda: game.submit_round(alice, alice_round),
-                         lambda: game.skip_round(bob, bob_round))
+    alice_round = game.assignment.next_task(alice, prefer="labeler").round_id
+    game.labeling.add_query(alice, alice_round, "happy dance")
+    bob_round = game.assignment.next_task(bob, prefer="labeler").round_id
+    first, second = race(db, lambda: game.labeling.submit_round(alice, alice_round),
+                         lambda: game.labeling.skip_round(bob, bob_round))
     first.result(), second.result()
     with Session(db) as session:
         context = session.exec(select(ChatContext)).one()
@@ -273,7 +272,7 @@ def test_pause_racing_a_skip_releases_the_rounds_slot_once(db, settings):
     round_id = labeled_round(game, alice)
     bob_task, _ = _retrieval(game, db, bob)
     _retrieval(game, db, carol)
-    skipped, paused = race(db, lambda: game.skip_task(bob, bob_task.task_id), lambda: game.pause(bob))
+    skipped, paused = race(db, lambda: game.retrieval.skip_task(bob, bob_task.task_id), lambda: game.players.pause(bob))
     skipped.result(), paused.result()
     with Session(db) as session:
         assert session.get(RetrievalTask, bob_task.task_id).status == TaskStatus.SKIPPED
@@ -286,9 +285,9 @@ def test_done_right_after_a_pick_submits_that_pick(db, settings):
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice)
     task, stored = _retrieval(game, db, bob)
-    game.toggle_pick(bob, task.task_id, 1)
-    toggled, done = race(db, lambda: game.toggle_pick(bob, task.task_id, 2),
-                         lambda: game.submit_drafted_ranking(bob, task.task_id))
+    game.retrieval.toggle_pick(bob, task.task_id, 1)
+    toggled, done = race(db, lambda: game.retrieval.toggle_pick(bob, task.task_id, 2),
+                         lambda: game.retrieval.submit_drafted_ranking(bob, task.task_id))
     assert toggled.result().picks == stored.candidate_ids[:2]
     done.result()
     with Session(db) as session:
@@ -298,8 +297,8 @@ def test_done_right_after_a_pick_submits_that_pick(db, settings):
 @on_postgres
 def test_first_contact_twice_at_once_makes_one_player(db, settings):
     game = make_world(db, settings)
-    first, second = race(db, lambda: game.register_player(77, "first", "en"),
-                         lambda: game.register_player(77, "second", "en"))
+    first, second = race(db, lambda: game.players.register(77, "first", "en"),
+                         lambda: game.players.register(77, "second", "en"))
     assert first.result().id == second.result().id
     with Session(db) as session:
         assert len(session.exec(select(Player).where(Player.telegram_user_id == 77)).all()) == 1
@@ -316,7 +315,7 @@ def test_a_finished_task_adds_to_its_play_session_in_sql(db, settings):
     with db.connect() as other, ThreadPoolExecutor(max_workers=1) as pool:
         other.execute(update(PlaySession).where(PlaySession.player_id == bob)
                       .values(task_count=PlaySession.task_count + 1))
-        submitted = pool.submit(game.submit_ranking, bob, task.task_id, [stored.sticker_id])
+        submitted = pool.submit(game.retrieval.submit_ranking, bob, task.task_id, [stored.sticker_id])
         _wait_until_waiting(db, submitted)
         other.commit()
         submitted.result(timeout=15)
@@ -331,7 +330,7 @@ def test_pause_and_skip_of_one_task_take_locks_in_one_order(db, settings):
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice)
     task, _ = _retrieval(game, db, bob)
-    paused, skipped = race(db, lambda: game.pause(bob), lambda: game.skip_task(bob, task.task_id),
+    paused, skipped = race(db, lambda: game.players.pause(bob), lambda: game.retrieval.skip_task(bob, task.task_id),
                            at="UPDATE retrievaltask")
     paused.result()
     with pytest.raises(GameError) as error:
@@ -346,8 +345,8 @@ def test_pause_racing_the_expiry_job_releases_the_slot_once(db, settings):
     round_id = labeled_round(game, alice)
     bob_task, _ = _retrieval(game, db, bob)
     carol_task, target = _retrieval(game, db, carol)
-    game.submit_ranking(carol, carol_task.task_id, [target.sticker_id])
-    paused, expired = race(db, lambda: game.pause(bob), lambda: _later(game).expire_abandoned())
+    game.retrieval.submit_ranking(carol, carol_task.task_id, [target.sticker_id])
+    paused, expired = race(db, lambda: game.players.pause(bob), lambda: _later(game).expiry.expire_abandoned())
     paused.result()
     assert expired.result() == {"rounds": 0, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
@@ -361,8 +360,8 @@ def test_two_quick_picks_both_stay_on_the_grid(db, settings):
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice)
     task, stored = _retrieval(game, db, bob)
-    first, second = race(db, lambda: game.toggle_pick(bob, task.task_id, 1),
-                         lambda: game.toggle_pick(bob, task.task_id, 2))
+    first, second = race(db, lambda: game.retrieval.toggle_pick(bob, task.task_id, 1),
+                         lambda: game.retrieval.toggle_pick(bob, task.task_id, 2))
     assert second.result().picks == stored.candidate_ids[:2]
     with Session(db) as session:
         assert session.get(RetrievalTask, task.task_id).picks == stored.candidate_ids[:2]
@@ -377,8 +376,8 @@ def test_the_same_suggestion_twice_at_once_is_taken_once(db, settings):
     labeled_round(game, alice)
     bob_task, target = _retrieval(game, db, bob)
     carol_task, _ = _retrieval(game, db, carol)
-    first, second = race(db, lambda: game.suggest_query(bob, bob_task.task_id, target.sticker_id, "pure joy"),
-                         lambda: game.suggest_query(carol, carol_task.task_id, target.sticker_id, "Pure joy"))
+    first, second = race(db, lambda: game.retrieval.suggest_query(bob, bob_task.task_id, target.sticker_id, "pure joy"),
+                         lambda: game.retrieval.suggest_query(carol, carol_task.task_id, target.sticker_id, "Pure joy"))
     assert first.result().status == QueryStatus.PENDING
     with pytest.raises(GameError) as error:
         second.result()
@@ -390,14 +389,14 @@ def test_two_moderators_deciding_one_query_at_once_decide_it_once(db, settings):
     game = make_world(db, settings)
     alice, bob, first_moderator, second_moderator = (make_player(game, i) for i in (1, 2, 3, 4))
     for moderator in (first_moderator, second_moderator):
-        game.set_moderator(moderator)
+        game.players.set_moderator(moderator)
     round_id = labeled_round(game, alice)
     task, target = _retrieval(game, db, bob)
-    game.submit_ranking(bob, task.task_id, [next(c for c in target.candidate_ids if c != target.sticker_id)])
+    game.retrieval.submit_ranking(bob, task.task_id, [next(c for c in target.candidate_ids if c != target.sticker_id)])
     with Session(db) as session:
         query_id = session.exec(select(Query.id).where(Query.label_round_id == round_id)).one()
-    accepted, discarded = race(db, lambda: game.accept_query(first_moderator, query_id),
-                               lambda: game.discard_query(second_moderator, query_id))
+    accepted, discarded = race(db, lambda: game.moderation.accept_query(first_moderator, query_id),
+                               lambda: game.moderation.discard_query(second_moderator, query_id))
     assert accepted.result().status == QueryStatus.ACCEPTED
     with pytest.raises(GameError) as error:
         discarded.result()
@@ -413,11 +412,11 @@ def test_two_prize_tallies_at_once_award_each_prize_once(db, settings):
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice)
     task, target = _retrieval(game, db, bob)
-    game.submit_ranking(bob, task.task_id, [target.sticker_id])
+    game.retrieval.submit_ranking(bob, task.task_id, [target.sticker_id])
     now = utcnow()
     start, end = now - timedelta(days=1), now + timedelta(minutes=1)
-    first, second = race(db, lambda: Prizes(game).tally(start, end, "day"),
-                         lambda: Prizes(game).tally(start, end, "day"))
+    first, second = race(db, lambda: game.prizes.tally(start, end, "day"),
+                         lambda: game.prizes.tally(start, end, "day"))
     assert first.result()["en"]["new"] + second.result()["en"]["new"] == first.result()["en"]["top"] == 2
     with Session(db) as session:
         assert len(session.exec(select(Prize)).all()) == 2

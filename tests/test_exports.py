@@ -35,15 +35,15 @@ def _target(db, task_id):
 
 def _round_for_retrieval(game, labeler, retriever, queries, hit: bool):
     """One labeler round with these queries, then one retrieval of it that hits or misses."""
-    label = game.next_task(labeler, prefer="labeler")
+    label = game.assignment.next_task(labeler, prefer="labeler")
     for text in queries:
-        game.add_query(labeler, label.round_id, text)
-    game.submit_round(labeler, label.round_id)
-    task = game.next_task(retriever, prefer="retriever")
+        game.labeling.add_query(labeler, label.round_id, text)
+    game.labeling.submit_round(labeler, label.round_id)
+    task = game.assignment.next_task(retriever, prefer="retriever")
     assert task.role == "retriever"
     target = _target(game.db, task.task_id)
     picks = [target] if hit else [c.id for c in task.candidates if c.id != target][:1]
-    game.submit_ranking(retriever, task.task_id, picks)
+    game.retrieval.submit_ranking(retriever, task.task_id, picks)
     return label.sticker
 
 
@@ -55,15 +55,15 @@ def played(db, settings):
     alice, bob = make_player(game, 1, "en"), make_player(game, 2, "en")
     carol = make_player(game, 3, "en")
     moderator = make_player(game, 9, "en")
-    game.set_moderator(moderator)
+    game.players.set_moderator(moderator)
     hit_sticker = _round_for_retrieval(game, alice, bob, ["happy dance", "party time"], hit=True)
     miss_sticker = _round_for_retrieval(game, alice, bob, ["sleepy cat", "tired kitty", "nap time"], hit=False)
-    review = {item.query.text: item.query.id for item in game.pending_reviews(moderator, limit=10)}
-    game.correct_query(moderator, review["sleepy cat"], "sleepy kitten")
-    game.accept_query(moderator, review["tired kitty"])
-    game.discard_query(moderator, review["nap time"])
+    review = {item.query.text: item.query.id for item in game.moderation.pending_reviews(moderator, limit=10)}
+    game.moderation.correct_query(moderator, review["sleepy cat"], "sleepy kitten")
+    game.moderation.accept_query(moderator, review["tired kitty"])
+    game.moderation.discard_query(moderator, review["nap time"])
     withdrawn_sticker = _round_for_retrieval(game, carol, bob, ["secret words"], hit=True)
-    game.withdraw_consent(carol)
+    game.players.withdraw_consent(carol)
     zh_a, zh_b = make_player(game, 11, "zh"), make_player(game, 12, "zh")
     _round_for_retrieval(game, zh_a, zh_b, ["开心跳舞"], hit=True)
     return {"game": game, "hit": hit_sticker, "miss": miss_sticker, "withdrawn": withdrawn_sticker,

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, col, select
 
-from core.engine import GameError
+from core.game import GameError
+from core.game.prizes import last_complete_period, period_start
 from core.nicknames import default_nickname
-from core.prizes import Prizes, last_complete_period, period_start
 from jobs.runner import run_once
 from jobs.schedule import ScheduleError, check_schedules, latest_fire_time, parse_schedule, run_job
 from jobs.tasks import JobContext
@@ -109,7 +109,7 @@ def test_prize_tally_top_and_participation(db, settings):
     assert len(_outbox(db, "prizes_tallied")) == 1
 
     # The same tally again (another slot, same period) adds nothing and tells no one twice.
-    again = Prizes(JobContext(db, settings).game(MONDAY)).tally(*last_complete_period("week", MONDAY, ZoneInfo("UTC")),
+    again = JobContext(db, settings).prizes(MONDAY).tally(*last_complete_period("week", MONDAY, ZoneInfo("UTC")),
                                                                 "week")
     assert again["en"]["new"] == 0 and len(_outbox(db, "prizes_tallied")) == 1
 
@@ -117,9 +117,9 @@ def test_prize_tally_top_and_participation(db, settings):
 def test_moderators_mark_prizes_delivered(db, settings):
     game = make_world(db, settings, stickers=2)
     winner, moderator = make_player(game, 1), make_player(game, 2)
-    game.set_moderator(moderator)
+    game.players.set_moderator(moderator)
     _award(db, winner, 3, datetime(2026, 11, 25, tzinfo=UTC), "k")
-    prizes = Prizes(game)
+    prizes = game.prizes
     prizes.tally(datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC), "week")
     with pytest.raises(GameError, match="not_moderator"):
         prizes.pending(winner)
@@ -137,9 +137,9 @@ def test_leaderboard_posts_go_to_chats_and_opted_in_players(db, settings):
     settings = settings.model_copy(update={"leaderboard_chats": {"en": [-1001], "zh": [-2002]}})
     game = make_world(db, settings, stickers=2, languages=("en", "zh"))
     keen, shy, gone = make_player(game, 1), make_player(game, 2), make_player(game, 3)
-    game.set_leaderboard_opt_in(keen, True)
-    game.set_leaderboard_opt_in(gone, True)
-    game.withdraw_consent(gone)
+    game.players.set_leaderboard_opt_in(keen, True)
+    game.players.set_leaderboard_opt_in(gone, True)
+    game.players.withdraw_consent(gone)
     now = datetime(2026, 12, 2, 20, tzinfo=UTC)  # a Wednesday
     _award(db, shy, 6, now - timedelta(hours=2), "today")
     _award(db, keen, 2, now - timedelta(days=1), "yesterday")  # not today
@@ -161,7 +161,7 @@ def test_leaderboard_posts_go_to_chats_and_opted_in_players(db, settings):
 def test_expiry_job_closes_abandoned_work(db, settings):
     game = make_world(db, settings, stickers=4)
     labeler = make_player(game, 1)
-    task = game.next_task(labeler, prefer="labeler")
+    task = game.assignment.next_task(labeler, prefer="labeler")
     now = datetime.now(UTC) + timedelta(minutes=settings.task_expiry_minutes + 1)
     outcome = run_job(JobContext(db, settings), "expiry", now)
     assert outcome.result == {"rounds": 1, "tasks": 0, "notices_released": 0}

@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent("""
         except RuntimeError:
             log.exception("update %s failed", 812)
     log.info("after", extra={"bot": "zh"})
-    logging.getLogger("core.engine").error("a multi-line\\nmessage %s", key)
+    logging.getLogger("core.game").error("a multi-line\\nmessage %s", key)
 """)
 
 

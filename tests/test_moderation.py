@@ -23,9 +23,9 @@ def buttons(entry, prefix=""):
 
 
 def ready(game, telegram_id, language):
-    player = game.register_player(telegram_id, f"Secret Name {telegram_id}")
-    game.set_language(player.id, language)
-    game.give_consent(player.id)
+    player = game.players.register(telegram_id, f"Secret Name {telegram_id}")
+    game.players.set_language(player.id, language)
+    game.players.give_consent(player.id)
     return player.id
 
 
@@ -33,22 +33,22 @@ def make_miss(game, labeler_tid, retriever_tid, language, queries):
     """A labeler round whose retrieval missed (its queries then wait for a moderator), played through
     the engine. Returns (labeler's player id, round id)."""
     labeler = ready(game, labeler_tid, language)
-    task = game.next_task(labeler)
+    task = game.assignment.next_task(labeler)
     assert isinstance(task, LabelTaskView)
     for text in queries:
-        game.add_query(labeler, task.round_id, text)
-    game.submit_round(labeler, task.round_id)
+        game.labeling.add_query(labeler, task.round_id, text)
+    game.labeling.submit_round(labeler, task.round_id)
     retriever = ready(game, retriever_tid, language)
     for _ in range(6):
-        current = game.next_task(retriever)
+        current = game.assignment.next_task(retriever)
         if isinstance(current, LabelTaskView):
-            game.skip_round(retriever, current.round_id)  # leaves no round of their own to retrieve
+            game.labeling.skip_round(retriever, current.round_id)  # leaves no round of their own to retrieve
             continue
         assert isinstance(current, RetrievalTaskView)
         with Session(game.db) as session:
             target = session.get(RetrievalTask, current.task_id)
             wrong = next(c.id for c in current.candidates if c.id != target.sticker_id)
-        assert game.submit_ranking(retriever, current.task_id, [wrong]).hit_rank is None
+        assert game.retrieval.submit_ranking(retriever, current.task_id, [wrong]).hit_rank is None
         return labeler, target.label_round_id
     raise AssertionError("the retriever never got a retrieval task")
 
@@ -225,53 +225,54 @@ def _engine_miss(game, db, labeler, retriever, queries):
     from tests.helpers import labeled_round
 
     round_id = labeled_round(game, labeler, queries=queries)
-    task = game.next_task(retriever, prefer="retriever")
+    task = game.assignment.next_task(retriever, prefer="retriever")
     with Session(db) as session:
         target = session.get(RetrievalTask, task.task_id)
     assert target.label_round_id == round_id
-    game.submit_ranking(retriever, task.task_id, [next(c.id for c in task.candidates if c.id != target.sticker_id)])
+    wrong = next(c.id for c in task.candidates if c.id != target.sticker_id)
+    game.retrieval.submit_ranking(retriever, task.task_id, [wrong])
     return round_id
 
 
 def test_the_review_queue_is_per_round_and_a_skip_goes_to_the_back(db, settings):
-    from core.engine import GameError
+    from core.game import GameError
     from storage.models import OutboxMessage
     from tests.helpers import make_player, make_world
 
     game = make_world(db, settings, stickers=20, languages=("en", "zh"))
     moderator = make_player(game, 9)
-    game.set_moderator(moderator)
+    game.players.set_moderator(moderator)
     alice, bob, carol, dan = (make_player(game, i) for i in (1, 2, 3, 4))
     wen, li = make_player(game, 5, "zh"), make_player(game, 6, "zh")
     first = _engine_miss(game, db, alice, bob, ("so sick of this", "what a day"))
     second = _engine_miss(game, db, carol, dan, ("leave me alone",))
     third = _engine_miss(game, db, wen, li, ("烦死了",))
     with pytest.raises(GameError):
-        game.review_round(alice)
-    item = game.review_round(moderator)
+        game.moderation.review_round(alice)
+    item = game.moderation.review_round(moderator)
     assert (item.round_id, item.position, item.waiting) == (first, 1, 3)
     assert [q.text for q in item.open] == ["so sick of this", "what a day"] and item.context
     assert item.sticker.id not in {s.id for s in item.retriever_picks}
-    assert game.review_round(moderator, "zh").round_id == third
-    assert game.review_round(moderator, "en", index=1).round_id == second
-    assert game.review_round(moderator, "en", index=7).round_id == second  # past the end: the last
-    game.skip_review_round(moderator, first)
-    assert [game.review_round(moderator, index=i).round_id for i in range(3)] == [second, third, first]
-    game.skip_review_round(moderator, second)  # skipped later: behind the earlier skip
-    assert [game.review_round(moderator, index=i).round_id for i in range(3)] == [third, first, second]
+    assert game.moderation.review_round(moderator, "zh").round_id == third
+    assert game.moderation.review_round(moderator, "en", index=1).round_id == second
+    assert game.moderation.review_round(moderator, "en", index=7).round_id == second  # past the end: the last
+    game.moderation.skip_review_round(moderator, first)
+    assert [game.moderation.review_round(moderator, index=i).round_id for i in range(3)] == [second, third, first]
+    game.moderation.skip_review_round(moderator, second)  # skipped later: behind the earlier skip
+    assert [game.moderation.review_round(moderator, index=i).round_id for i in range(3)] == [third, first, second]
     # decisions: the labeler hears of them once the round has no open query left
-    [query_1, query_2] = [q.id for q in game.review_round(moderator, round_id=first).open]
-    game.correct_query(moderator, query_1, "so tired of this")
-    corrected = game.review_round(moderator, round_id=first)
+    [query_1, query_2] = [q.id for q in game.moderation.review_round(moderator, round_id=first).open]
+    game.moderation.correct_query(moderator, query_1, "so tired of this")
+    corrected = game.moderation.review_round(moderator, round_id=first)
     assert corrected.queries[0].text == "so tired of this" and corrected.queries[0].original == "so sick of this"
     with Session(db) as session:
         assert not session.exec(select(OutboxMessage).where(OutboxMessage.kind == "review_decided")).all()
-    game.discard_query(moderator, query_2)
+    game.moderation.discard_query(moderator, query_2)
     with Session(db) as session:
         [notice] = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "review_decided")).all()
     assert notice.player_id == alice and notice.payload["queries"] == [
         {"text": "so sick of this", "status": "corrected", "corrected": "so tired of this"},
         {"text": "what a day", "status": "discarded", "corrected": None}]
-    assert [game.review_round(moderator, index=i).round_id for i in range(2)] == [third, second]
+    assert [game.moderation.review_round(moderator, index=i).round_id for i in range(2)] == [third, second]
     with pytest.raises(GameError):
-        game.skip_review_round(moderator, first)  # nothing of it is open any more
+        game.moderation.skip_review_round(moderator, first)  # nothing of it is open any more

@@ -29,7 +29,7 @@ from bots.media import Media
 from bots.sandbox import Sandbox
 from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue
-from core.engine import Game
+from core.game import Game
 from core.outbox import DEAD, PENDING, SENDING, SENT, Outbox, Route
 from storage.db import make_engine, session_scope
 from storage.models import ChatMigration, OutboxMessage, Player, utcnow
@@ -316,7 +316,7 @@ async def bots_world(db, tmp_path, framework: str, bots: list[tuple[str, str, tu
             for copy in range(copies):
                 engine = make_engine(url_of(db))
                 engines.append(engine)
-                game = Game(engine, Settings(database_url=url_of(db), sticker_root=tmp_path, gold_rate=0.0,
+                game = Game.open(engine, Settings(database_url=url_of(db), sticker_root=tmp_path, gold_rate=0.0,
                                              _env_file=None, **settings))
                 shell = make_shell(framework, token, base, game, Conversation(game, moderators={MODERATOR}),
                                    Media(tmp_path, tmp_path / "media"), bot_key=key, languages=languages,
@@ -364,7 +364,7 @@ class World:
         game = self.game(key)
         payload = payload if payload is not None else {"language": "en", "period": "day", "rows": [[1, dedupe, 1]]}
         with session_scope(game.db) as session:
-            game.notify(session, dedupe, kind, payload, **to)
+            game.outbox.enqueue(session, dedupe, kind, payload, **to)
 
 
 def board(name: str) -> str:
@@ -468,7 +468,7 @@ async def test_refusals_dead_letter_at_once_and_never_stall_the_queue(db, tmp_pa
         assert found["to-no-such-group"].status == DEAD and "chat not found" in found["to-no-such-group"].last_error.lower()
         assert found["to-the-blocker"].status == DEAD and "blocked" in found["to-the-blocker"].last_error.lower()
         assert found["to-the-blocker"].sent_at is None and found["to-the-blocker"].attempts == 1
-        assert not world.game("main").get_player(player_id(db, 1)).active
+        assert not world.game("main").players.get(player_id(db, 1)).active
         assert await world.runtime("main").deliver_outbox_once() == 0  # nothing is retried forever
         stats = await world.stats()
         assert (stats.get("error:400"), stats.get("error:403")) == (1, 1)
@@ -496,7 +496,7 @@ async def test_server_errors_back_off_and_dead_letter_after_the_last_attempt(db,
         assert await runtime.deliver_outbox_once() == 0  # not due yet
         assert (await world.stats())["fault:5xx"] == 1
         now = utcnow()
-        game.clock = lambda: now + timedelta(minutes=1)
+        game.outbox.clock = lambda: now + timedelta(minutes=1)
         await world.sim("faults", error_5xx=0.0)
         assert await runtime.deliver_outbox_once() == 0  # Telegram was away: nothing is tried before the next try
         await asyncio.sleep(runtime.policy.gate.wait_seconds())
@@ -505,7 +505,7 @@ async def test_server_errors_back_off_and_dead_letter_after_the_last_attempt(db,
         world.notify("main", "doomed", chat_id=-100)
         await world.sim("faults", error_5xx=1.0)
         assert await runtime.deliver_outbox_once() == 0
-        game.clock = lambda: now + timedelta(minutes=2)
+        game.outbox.clock = lambda: now + timedelta(minutes=2)
         await asyncio.sleep(runtime.policy.gate.wait_seconds())
         assert await runtime.deliver_outbox_once() == 0
         row = rows(db)["doomed"]

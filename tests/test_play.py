@@ -137,16 +137,16 @@ def test_dashboard_shows_what_players_did(db, settings, tmp_path):
     assert empty["statistics"]["en"]["queries"] == 12  # the seeds are the dataset so far
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice, queries=("happy dance", "victory lap"))
-    task = game.next_task(bob, prefer="retriever")
+    task = game.assignment.next_task(bob, prefer="retriever")
     with Session(db) as session:
         target = session.get(RetrievalTask, task.task_id).sticker_id
-    game.submit_ranking(bob, task.task_id, [c.id for c in task.candidates if c.id != target][:2])  # a miss
+    game.retrieval.submit_ranking(bob, task.task_id, [c.id for c in task.candidates if c.id != target][:2])  # a miss
     carol, dan = make_player(game, 3, "zh"), make_player(game, 4, "zh")
     labeled_round(game, carol, queries=("开心",))
-    task = game.next_task(dan, prefer="retriever")
+    task = game.assignment.next_task(dan, prefer="retriever")
     with Session(db) as session:
         target = session.get(RetrievalTask, task.task_id).sticker_id
-    assert game.submit_ranking(dan, task.task_id, [target]).hit_rank == 1
+    assert game.retrieval.submit_ranking(dan, task.task_id, [target]).hit_rank == 1
 
     data = dashboard(db, settings)
     timeline = data["timeline"]

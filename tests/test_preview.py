@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from core.engine import Game, GameError
+from core.game import Game, GameError
 from core.search import BM25Index
 from core.text import content_tokens, is_visual_only, tokenize
 from storage.db import session_scope
@@ -36,7 +36,7 @@ def _world(db, settings, target, others, language, discarded=()):
         for text in discarded:
             session.add(Query(sticker_id=ids[0], language=language, text=text, normalized_text=text,
                               source=QuerySource.SEED, status=QueryStatus.DISCARDED))
-    return Game(db, settings.model_copy(update={"preview_hits": 3}), rng=random.Random(1)), ids
+    return Game.open(db, settings.model_copy(update={"preview_hits": 3}), rng=random.Random(1)), ids
 
 
 def test_function_and_visual_words_lists():
@@ -65,26 +65,26 @@ def test_search_sharing_keeps_scores_and_drops_function_word_only_matches():
 def test_english_preview_verdicts(db, settings):
     game, ids = _world(db, settings, EN_TARGET, EN_OTHERS, "en")
     player = make_player(game, 1)
-    task = game.next_task(player, prefer="labeler")
+    task = game.assignment.next_task(player, prefer="labeler")
     assert task.sticker.id == ids[0]
     # "so sick of this": three stickers share more with it; the target is ranked, but not in the 3-tile grid.
-    sick = game.add_query(player, task.round_id, "so sick of this")
+    sick = game.labeling.add_query(player, task.round_id, "so sick of this")
     assert sick.verdict == "ranked" and sick.target_rank == 4 and sick.total == 6
     assert len(sick.hits) == 3 and ids[0] not in [s.id for s in sick.hits] and sick.target_position is None
     assert set(ids[1:4]) == {s.id for s in sick.hits}
     # only "with" in common with the target: no rank; "out of office" is in the grid for "out", a content word.
-    late = game.add_query(player, task.round_id, "running late again")
+    late = game.labeling.add_query(player, task.round_id, "running late again")
     assert late.verdict == "not_found" and late.target_rank is None and late.hits == []
-    of = game.add_query(player, task.round_id, "out with friends")
+    of = game.labeling.add_query(player, task.round_id, "out with friends")
     assert of.verdict == "function_words" and of.target_rank is None
     assert [s.id for s in of.hits] == [ids[5]]  # it shares "out" with "out of office", a content word
-    what = game.add_query(player, task.round_id, "with the")
+    what = game.labeling.add_query(player, task.round_id, "with the")
     assert what.verdict == "function_words" and what.hits == [] and what.target_rank is None
-    day = game.add_query(player, task.round_id, "sick day off")
+    day = game.labeling.add_query(player, task.round_id, "sick day off")
     assert day.verdict == "ranked" and day.target_rank == 1 and day.target_position == 1
     assert day.hits[0].id == ids[0]
     # the label view carries the same previews, one per query in order
-    view = game.current_task(player)
+    view = game.assignment.current_task(player)
     assert [p.query.text for p in view.previews] == [q.text for q in view.queries]
     assert [(p.verdict, p.target_rank, p.target_position) for p in view.previews] == [
         ("ranked", 4, None), ("not_found", None, None), ("function_words", None, None),
@@ -95,56 +95,56 @@ def test_english_preview_verdicts(db, settings):
 def test_visual_only_is_refused_with_advice_in_both_languages(db, settings):
     game, _ = _world(db, settings, EN_TARGET, EN_OTHERS, "en")
     player = make_player(game, 1)
-    task = game.next_task(player, prefer="labeler")
+    task = game.assignment.next_task(player, prefer="labeler")
     for text in ("yellow face with mask", "yellow circle", "a yellow face"):
         with pytest.raises(GameError) as error:
-            game.add_query(player, task.round_id, text)
+            game.labeling.add_query(player, task.round_id, text)
         assert error.value.code == "visual_only"
-    assert game.add_query(player, task.round_id, "sick yellow face").verdict == "ranked"
-    assert game.current_task(player).queries[0].text == "sick yellow face"  # nothing else was stored
+    assert game.labeling.add_query(player, task.round_id, "sick yellow face").verdict == "ranked"
+    assert game.assignment.current_task(player).queries[0].text == "sick yellow face"  # nothing else was stored
 
 
 def test_chinese_particle_does_not_find_the_sticker(db, settings):
     game, ids = _world(db, settings, ZH_TARGET, ZH_OTHERS, "zh")
     player = make_player(game, 1, "zh")
-    task = game.next_task(player, prefer="labeler")
-    preview = game.add_query(player, task.round_id, "白期待了")
+    task = game.assignment.next_task(player, prefer="labeler")
+    preview = game.labeling.add_query(player, task.round_id, "白期待了")
     assert preview.verdict == "function_words" and preview.target_rank is None and preview.total == 5
     assert [s.id for s in preview.hits] == [ids[3]]  # 好期待 shares 期待; 累死我了 shares only 了
-    money = game.add_query(player, task.round_id, "钱打水漂了")
+    money = game.labeling.add_query(player, task.round_id, "钱打水漂了")
     assert money.verdict == "function_words" and money.hits == []
-    cried = game.add_query(player, task.round_id, "我哭了")
+    cried = game.labeling.add_query(player, task.round_id, "我哭了")
     assert cried.verdict == "ranked" and cried.target_rank == 1 and cried.target_position == 1
     for text in ("黄色的脸", "戴口罩的黄脸"):
         with pytest.raises(GameError) as error:
-            game.add_query(player, task.round_id, text)
+            game.labeling.add_query(player, task.round_id, text)
         assert error.value.code == "visual_only"
 
 
 def test_taken_lists_the_taboo_most_frequent_first(db, settings):
     game, ids = _world(db, settings, EN_TARGET, EN_OTHERS, "en", discarded=["thrown away"])
     first, second = make_player(game, 1), make_player(game, 2)
-    task = game.next_task(first, prefer="labeler")
+    task = game.assignment.next_task(first, prefer="labeler")
     # "take care" was given twice (its first writing is shown), then the others; discarded ones never.
     assert task.taken == ["take care", "sick day", "with love"]
-    game.add_query(first, task.round_id, "feeling ill")
-    assert game.current_task(first).taken == ["take care", "sick day", "with love"]  # never the player's own
-    other = game.next_task(second, prefer="labeler")
+    game.labeling.add_query(first, task.round_id, "feeling ill")
+    assert game.assignment.current_task(first).taken == ["take care", "sick day", "with love"]  # never the player's own
+    other = game.assignment.next_task(second, prefer="labeler")
     assert other.sticker.id == ids[0]
     # another player's draft refuses the same text, so it is shown too
     assert other.taken == ["take care", "sick day", "with love", "feeling ill"]
     with pytest.raises(GameError) as error:
-        game.add_query(second, other.round_id, "Feeling ill")
+        game.labeling.add_query(second, other.round_id, "Feeling ill")
     assert error.value.code == "taboo"
-    game.skip_round(first, task.round_id)  # the draft is gone with the round
-    assert game.current_task(second).taken == ["take care", "sick day", "with love"]
+    game.labeling.skip_round(first, task.round_id)  # the draft is gone with the round
+    assert game.assignment.current_task(second).taken == ["take care", "sick day", "with love"]
 
 
 def test_taken_is_capped_and_counts_repeats(db, settings):
     many = ["sick day"] + [f"word{i}" for i in range(12)] + ["word7", "word7", "word3"]
     game, _ = _world(db, settings, many, EN_OTHERS, "en")
     player = make_player(game, 1)
-    taken = game.next_task(player, prefer="labeler").taken
+    taken = game.assignment.next_task(player, prefer="labeler").taken
     assert len(taken) == 8 and taken[:2] == ["word7", "word3"] and taken[2] == "sick day"
 
 

@@ -12,7 +12,6 @@ from sqlmodel import Session, select
 
 from bots.screens import catalogue
 from core.nicknames import MAX_CHARS, NicknameError, clean_nickname, default_nickname
-from core.prizes import Prizes
 from storage.db import session_scope
 from storage.models import OutboxMessage, Player, ScoreEvent
 from tests.bots_world import MODERATOR, running_bot
@@ -60,7 +59,7 @@ async def test_a_player_has_a_nickname_and_can_choose_another(game_db, tmp_path,
     async with running_bot(game_db, tmp_path, framework) as world:
         alice = world.player(1, language, name="Alice Realname")
         await onboard(alice, language)
-        alice_id = world.game.find_player(1).id
+        alice_id = world.game.players.find(1).id
         default = default_nickname(alice_id, language)
         assert texts(await alice.send("/name")) == [t("name_current", nickname=default)]
         assert t("me_title", nickname=default) in texts(await alice.send("/me"))[0]
@@ -92,7 +91,7 @@ async def test_top_and_prizes_show_nicknames_and_never_forgotten_or_banned_playe
             screen = await player.press("consent")
             assert consent and screen
         assert "/name" in t("consent")  # the consent says what others see
-        ids = {uid: world.game.find_player(uid).id for uid in players}
+        ids = {uid: world.game.players.find(uid).id for uid in players}
         now = world.game.clock()
         with session_scope(world.game.db) as session:
             for points, uid in enumerate(players, start=3):
@@ -104,17 +103,17 @@ async def test_top_and_prizes_show_nicknames_and_never_forgotten_or_banned_playe
         for name in ("Nova", default_nickname(ids[12], language), default_nickname(ids[13], language)):
             assert name in top
         # Carol withdraws her consent, Bob is banned: neither is listed anywhere any more.
-        world.game.withdraw_consent(ids[13])
+        world.game.players.withdraw_consent(ids[13])
         with session_scope(world.game.db) as session:
             session.execute(update(Player).where(Player.id == ids[12]).values(banned=True))
         top = texts(await players[11].send("/top"))[0]
         assert top.split("\n\n")[0].splitlines()[1:] == [t("top_row", rank=1, name="Nova", points=3)]
         await players[11].send("/top on")
-        Prizes(world.game).post_leaderboards("week", now)
+        world.game.prizes.post_leaderboards("week", now)
         with Session(world.game.db) as session:
             posts = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "leaderboard")).all()
         assert posts and all(post.payload["rows"] == [[1, "Nova", 3]] for post in posts)
-        Prizes(world.game).tally(now - timedelta(days=7), now + timedelta(minutes=1), "week")
+        world.game.prizes.tally(now - timedelta(days=7), now + timedelta(minutes=1), "week")
         moderator = world.player(MODERATOR, language)
         listing = await moderator.send("/prizes")
         text = texts(listing)[0]
@@ -129,7 +128,7 @@ async def test_top_and_prizes_show_nicknames_and_never_forgotten_or_banned_playe
 
 # ---------------------------------------------------------------- the engine, on SQLite and PostgreSQL
 def test_leaderboards_list_nicknames_of_players_in_good_standing(db, settings):
-    from core.engine import GameError
+    from core.game import GameError
     from tests.helpers import make_player, make_world
 
     game = make_world(db, settings, stickers=3, languages=("en", "zh"))
@@ -141,26 +140,26 @@ def test_leaderboards_list_nicknames_of_players_in_good_standing(db, settings):
             session.add(ScoreEvent(idempotency_key=f"s{player_id}", player_id=player_id,
                                    language="zh" if player_id == wen else "en", points=points, reason="x",
                                    created_at=now - timedelta(hours=3)))
-    assert game.set_nickname(alice, " Nova ") == "Nova"
+    assert game.players.set_nickname(alice, " Nova ") == "Nova"
     with pytest.raises(GameError) as taken:
-        game.set_nickname(carol, "NOVA")
+        game.players.set_nickname(carol, "NOVA")
     assert taken.value.code == "nickname_taken"
-    assert game.set_nickname(wen, "nova") == "nova"  # another language: free
+    assert game.players.set_nickname(wen, "nova") == "nova"  # another language: free
     with pytest.raises(GameError) as refused:
-        game.set_nickname(li, "?!")
+        game.players.set_nickname(li, "?!")
     assert refused.value.code == "nickname_symbols"
-    board = game.leaderboard("en")
+    board = game.standings.leaderboard("en")
     assert [(row.nickname, row.points) for row in board] == [(default_nickname(bob, "en"), 7), ("Nova", 5),
                                                               (default_nickname(carol, "en"), 2)]
     assert all("player" not in row.nickname for row in board)  # "player2" is bob's Telegram name
-    game.withdraw_consent(bob)
+    game.players.withdraw_consent(bob)
     with session_scope(db) as session:
         session.execute(update(Player).where(Player.id == carol).values(banned=True))
-    assert [row.nickname for row in game.leaderboard("en")] == ["Nova"]
-    stats = game.player_stats(alice)
+    assert [row.nickname for row in game.standings.leaderboard("en")] == ["Nova"]
+    stats = game.standings.player_stats(alice)
     assert (stats.period_points, stats.period_rank, stats.points) == (5, 1, 5)
     # the prizes of the current period, and how close alice is
-    standing = Prizes(game).standing(alice)
+    standing = game.prizes.standing(alice)
     assert standing.top_n == settings.prize_top_n and standing.session_min_tasks == settings.session_min_tasks
 
 
@@ -173,7 +172,7 @@ async def test_me_shows_the_period_the_streak_and_the_prizes(game_db, tmp_path, 
         leader, alice = world.player(21, language), world.player(22, language)
         await onboard(leader, language)
         await onboard(alice, language)
-        ids = {uid: world.game.find_player(uid).id for uid in (21, 22)}
+        ids = {uid: world.game.players.find(uid).id for uid in (21, 22)}
         now = world.game.clock()
         with session_scope(world.game.db) as session:
             for uid, points, age in ((21, 9, 1), (22, 4, 1), (22, 6, 30 * 24)):  # alice's 6 are a month old
@@ -182,7 +181,7 @@ async def test_me_shows_the_period_the_streak_and_the_prizes(game_db, tmp_path, 
         me = texts(await alice.send("/me"))[0]
         assert t("me_week", count=4, standing=t("me_rank", rank=2)) in me and t("me_all_time", count=10) in me
         assert t("me_streak_none") in me and t("me_prizes") in me
-        standing = Prizes(world.game).standing(ids[22])
+        standing = world.game.prizes.standing(ids[22])
         period, end = t(f"period_{standing.period}"), standing.period_end.date().isoformat()
         if standing.rank is not None and standing.rank <= standing.top_n:  # alice is within the top 3 already
             assert t("me_prize_top_in", top=3, period=period, end=end, rank=standing.rank) in me

@@ -185,15 +185,15 @@ class Workspace:
 
     def moderator(self) -> None:
         """The moderator wrote to a bot once (which makes them one), as in the README's Go live, step 8."""
-        from core.engine import Game
+        from core.game import Game
         from core.search import SearchIndexes
         from storage.db import make_engine
         from storage.settings import Settings
 
         db = make_engine(self.env["STICKTIONARY_DATABASE_URL"])
-        game = Game(db, Settings(database_url=self.env["STICKTIONARY_DATABASE_URL"], _env_file=None),
+        game = Game.open(db, Settings(database_url=self.env["STICKTIONARY_DATABASE_URL"], _env_file=None),
                     indexes=SearchIndexes())
-        game.set_moderator(game.register_player(MODERATOR, "Ada").id)
+        game.players.set_moderator(game.players.register(MODERATOR, "Ada").id)
         db.dispose()
         self.env["STICKTIONARY_MODERATORS"] = str(MODERATOR)
 

@@ -12,18 +12,9 @@ from hypothesis import strategies as st
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 
-from core.research import (
-    AnnotatedSticker,
-    LanguageReport,
-    RecallEvaluation,
-    lexical_similarity,
-    rouge_l_f1,
-    split_queries,
-    sticker_in_test,
-)
-from core.research import (
-    sentence_bleu as research_sentence_bleu,
-)
+from core.research import LanguageReport, RecallEvaluation, split_queries, sticker_in_test
+from core.similarity import AnnotatedSticker, lexical_similarity, rouge_l_f1
+from core.similarity import sentence_bleu as research_sentence_bleu
 from core.text import normalize_query, tokenize
 
 

@@ -26,18 +26,20 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bots.conversation import Conversation
+from bots.conversation import Conversation, rule_terms
 from bots.oracle import database_oracle
 from bots.sandbox import Sandbox
 from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from bots.screens import SendText, catalogue
-from core.engine import Game
+from core.game import Game
 from core.text import tokenize
 from sticktionary.demo_pack import PACK_DIR, load_demo_pack
 from sticktionary.simulation import demo_vocabulary
 from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Player, Query
 from storage.settings import Settings
 from tests.processes import handled_in, shared_redis_url
+
+DEFAULT_RULES = rule_terms(Settings(_env_file=None))
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = int(os.environ.get("STICKTIONARY_SCALEOUT_STEPS", "6"))
@@ -96,7 +98,7 @@ async def _scale_out(db, tmp_path: Path) -> None:
                 "STICKTIONARY_SCHEDULE_PRIZES": never, "STICKTIONARY_SCHEDULE_EXPORT": never,
                 "STICKTIONARY_SCHEDULE_EXPORT_RETENTION": never, "STICKTIONARY_SCHEDULE_EXPIRY": never}
     client = httpx.AsyncClient(base_url=base, timeout=60)
-    game = Game(db, Settings(database_url=url, _env_file=None))
+    game = Game.open(db, Settings(database_url=url, _env_file=None))
     try:
         for port in ports:
             processes.append(await _start(f"worker {port}", ["run"], {
@@ -134,7 +136,7 @@ async def _scale_out(db, tmp_path: Path) -> None:
         t = catalogue("en")
         me = t("me_title", nickname="").strip()
         answers = [e.get("text") or "" for e in (await prober.player.transcript())[before:] if e["by"] == "bot"]
-        kinds = ["help" if text.startswith(t("help")) else "lang" if text == t("choose_language")
+        kinds = ["help" if text.startswith(t("help", **DEFAULT_RULES)) else "lang" if text == t("choose_language")
                  else "me" if text.startswith(me) else None for text in answers]
         with Session(db) as session:
             lane = session.exec(select(InboxUpdate.update_id, InboxUpdate.handled_at, InboxUpdate.done_at)

@@ -15,7 +15,7 @@ from sqlalchemy import insert, text
 from sqlmodel import Session, select
 
 from core.datasets import dataset_rows
-from core.engine import Game
+from core.game import Game
 from core.search_follower import SearchFollower
 from core.search_log import record_search_change
 from core.text import tokenize
@@ -26,11 +26,11 @@ from tests.helpers import labeled_round, make_player, make_world
 
 
 def _retrieve_and_hit(game, db, retriever):
-    task = game.next_task(retriever, prefer="retriever")
+    task = game.assignment.next_task(retriever, prefer="retriever")
     with Session(db) as session:
         from storage.models import RetrievalTask
         target = session.get(RetrievalTask, task.task_id).sticker_id
-    game.submit_ranking(retriever, task.task_id, [target])
+    game.retrieval.submit_ranking(retriever, task.task_id, [target])
     return target
 
 
@@ -75,18 +75,18 @@ def test_a_change_through_one_game_reaches_another_games_search_within_2_s(db, s
     first = make_world(db, settings)
     other_engine = make_engine(db.url.render_as_string(hide_password=False))
     try:
-        second = Game(other_engine, settings)
+        second = Game.open(other_engine, settings)
         alice, bob = make_player(first, 1), make_player(first, 2)
         labeled_round(first, alice, queries=("zebra parade",))
-        assert second.preview("en", "zebra parade").hits == []
+        assert second.previews.preview("en", "zebra parade").hits == []
         target = _retrieve_and_hit(first, db, bob)
         # The committing process sees it at once; the other within the poll interval.
         assert first.search.indexes["en"].search(tokenize("zebra parade")).hits[0].sticker_id == target
-        waited = _wait_for(lambda: [h.sticker_id for h in second.preview("en", "zebra parade").hits] == [target])
+        waited = _wait_for(lambda: [h.sticker_id for h in second.previews.preview("en", "zebra parade").hits] == [target])
         assert waited < 2.0
         _same_view(first, second, "en", [["zebra"], ["seed3", "mood"], ["mood"]])
         # And a restart sees exactly the same.
-        _same_view(first, Game(db, settings), "en", [["zebra"], ["seed3", "mood"], ["mood"]])
+        _same_view(first, Game.open(db, settings), "en", [["zebra"], ["seed3", "mood"], ["mood"]])
     finally:
         other_engine.dispose()
 
@@ -108,7 +108,7 @@ def test_a_change_committed_by_another_process_reaches_a_running_games_search(db
         with Session(db) as session:
             new_id = session.exec(select(Sticker.id).where(Sticker.key == "brand-new.png")).one()
         assert new_id in index and len(index) == 13
-        _same_view(game, Game(db, settings), "en", [["walrus"], ["mood"], ["seed0"]])
+        _same_view(game, Game.open(db, settings), "en", [["walrus"], ["mood"], ["seed0"]])
     finally:
         game.close()
 
@@ -124,10 +124,10 @@ def test_a_rollback_leaves_no_phantom_entries(db, settings):
         game.search.catch_up()  # another thread catching up meanwhile sees nothing uncommitted
         raise RuntimeError("the transaction fails after recording its change")
     assert game.search.catch_up() == 0
-    assert game.preview("en", "phantom").hits == []
+    assert game.previews.preview("en", "phantom").hits == []
     with session_scope(db) as session:
         _validate(session, query_id)
-    assert [h.sticker_id for h in game.preview("en", "phantom").hits] == [sticker]
+    assert [h.sticker_id for h in game.previews.preview("en", "phantom").hits] == [sticker]
 
 
 def test_ids_committed_out_of_order_are_not_skipped(db, settings):
@@ -144,7 +144,7 @@ def test_ids_committed_out_of_order_are_not_skipped(db, settings):
             with session_scope(db) as session:
                 _validate(session, fast_query)
             # This process's own commit caught up already; the slow one's id is a gap now.
-            assert game.search.gaps and [h.sticker_id for h in game.preview("en", "hare").hits] == [second]
+            assert game.search.gaps and [h.sticker_id for h in game.previews.preview("en", "hare").hits] == [second]
             slow.commit()
     else:
         with session_scope(db) as session:
@@ -158,9 +158,9 @@ def test_ids_committed_out_of_order_are_not_skipped(db, settings):
             session.get(Query, slow_query).status = QueryStatus.VALIDATED
             session.execute(insert(SearchChange), [dict(id=high + 1, language="en", sticker_id=first,
                                                         reason="validated")])
-    _wait_for(lambda: [h.sticker_id for h in game.preview("en", "tortoise").hits] == [first])
+    _wait_for(lambda: [h.sticker_id for h in game.previews.preview("en", "tortoise").hits] == [first])
     assert game.search.gaps == {}
-    _same_view(game, Game(db, settings), "en", [["tortoise"], ["hare"], ["mood"]])
+    _same_view(game, Game.open(db, settings), "en", [["tortoise"], ["hare"], ["mood"]])
 
 
 def test_gaps_that_never_fill_age_out(db, settings):
@@ -187,14 +187,14 @@ def test_a_start_up_sees_ids_still_in_flight(db, settings):
             slow.flush()
             with session_scope(db) as session:  # a later id commits first
                 _validate(session, _add_pending(db, sticker, "early bird"))
-            fresh = Game(db, settings)
+            fresh = Game.open(db, settings)
             assert fresh.search.gaps
             slow.commit()
     else:
-        fresh = Game(db, settings)
+        fresh = Game.open(db, settings)
         with session_scope(db) as session:
             _validate(session, query_id)
-    _wait_for(lambda: [h.sticker_id for h in fresh.preview("en", "latecomer").hits] == [sticker])
+    _wait_for(lambda: [h.sticker_id for h in fresh.previews.preview("en", "latecomer").hits] == [sticker])
     _same_view(game, fresh, "en", [["latecomer"], ["mood"]])
 
 
@@ -203,40 +203,40 @@ def test_withdrawn_players_queries_leave_the_index_as_they_leave_the_export(db, 
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice, queries=("alice special",))
     target = _retrieve_and_hit(game, db, bob)
-    assert [h.sticker_id for h in game.preview("en", "alice special").hits] == [target]
-    game.withdraw_consent(alice)
-    assert game.preview("en", "alice special").hits == []
+    assert [h.sticker_id for h in game.previews.preview("en", "alice special").hits] == [target]
+    game.players.withdraw_consent(alice)
+    assert game.previews.preview("en", "alice special").hits == []
     exported = dict(dataset_rows(db, "en"))
-    restarted = Game(db, settings)
+    restarted = Game.open(db, settings)
     for sticker_id in restarted.indexes["en"].sticker_ids():
         with Session(db) as session:
             key = session.get(Sticker, sticker_id).key
         assert restarted.indexes["en"].document(sticker_id) == sorted(
             t for q in exported[key] for t in tokenize(q))
-    game.give_consent(alice)
-    assert [h.sticker_id for h in game.preview("en", "alice special").hits] == [target]
-    _same_view(game, Game(db, settings), "en", [["alice"], ["mood"]])
+    game.players.give_consent(alice)
+    assert [h.sticker_id for h in game.previews.preview("en", "alice special").hits] == [target]
+    _same_view(game, Game.open(db, settings), "en", [["alice"], ["mood"]])
 
 
 def test_moderator_decisions_reach_the_index(db, settings):
     game = make_world(db, settings, stickers=20)
     alice, bob, moderator = make_player(game, 1), make_player(game, 2), make_player(game, 3)
-    game.set_moderator(moderator)
+    game.players.set_moderator(moderator)
     labeled_round(game, alice, queries=("kept idea", "dropped idea", "misspeled idea"))
-    task = game.next_task(bob, prefer="retriever")
+    task = game.assignment.next_task(bob, prefer="retriever")
     with Session(db) as session:
         from storage.models import RetrievalTask
         target = session.get(RetrievalTask, task.task_id).sticker_id
-    game.submit_ranking(bob, task.task_id, [c.id for c in task.candidates if c.id != target][:2])
-    assert game.preview("en", "idea").hits == []
-    kept, dropped, misspelled = (item.query.id for item in game.pending_reviews(moderator))
-    game.accept_query(moderator, kept)
-    game.discard_query(moderator, dropped)
-    game.correct_query(moderator, misspelled, "misspelled idea")
+    game.retrieval.submit_ranking(bob, task.task_id, [c.id for c in task.candidates if c.id != target][:2])
+    assert game.previews.preview("en", "idea").hits == []
+    kept, dropped, misspelled = (item.query.id for item in game.moderation.pending_reviews(moderator))
+    game.moderation.accept_query(moderator, kept)
+    game.moderation.discard_query(moderator, dropped)
+    game.moderation.correct_query(moderator, misspelled, "misspelled idea")
     index = game.indexes["en"]
     assert "kept" in index.document(target) and "misspelled" in index.document(target)
     assert "dropped" not in index.document(target) and "misspeled" not in index.document(target)
-    _same_view(game, Game(db, settings), "en", [["idea"], ["kept"], ["misspelled"]])
+    _same_view(game, Game.open(db, settings), "en", [["idea"], ["kept"], ["misspelled"]])
 
 
 def test_searches_and_applies_run_concurrently(db, settings):
@@ -251,7 +251,7 @@ def test_searches_and_applies_run_concurrently(db, settings):
     def search():
         try:
             while not stop.is_set():
-                game.preview("en", "word3 mood")
+                game.previews.preview("en", "word3 mood")
                 game.indexes["en"].search(["extra5", "word1"], k=5)
         except Exception as error:  # noqa: BLE001
             errors.append(error)
@@ -276,8 +276,8 @@ def test_searches_and_applies_run_concurrently(db, settings):
             thread.join()
     assert errors == []
     game.search.catch_up()
-    _same_view(game, Game(db, settings), "en", [["word3"], ["extra5", "word1"], ["mood"]])
-    assert len(game.preview("en", "extra39").hits) == 1
+    _same_view(game, Game.open(db, settings), "en", [["word3"], ["extra5", "word1"], ["mood"]])
+    assert len(game.previews.preview("en", "extra39").hits) == 1
 
 
 def _commit_validation(db, query_id: int) -> None:

@@ -14,8 +14,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from core.research import AnnotatedSticker, LanguageReport  # noqa: E402
+from core.research import LanguageReport  # noqa: E402
 from core.semantic import semantic_similarity  # noqa: E402
+from core.similarity import AnnotatedSticker  # noqa: E402
 
 
 def _small_model() -> str:

@@ -215,7 +215,7 @@ async def test_a_screen_whose_task_expired_says_so_when_pressed(tmp_path, sqlite
         text = screen[1]
         with Session(db) as session:
             player_id = session.exec(select(Player.id).where(Player.telegram_user_id == 1)).one()
-        world.game.pause(player_id)  # the round is closed behind the screen's back (as an expiry job does)
+        world.game.players.pause(player_id)  # the round is closed behind the screen's back (as an expiry job does)
         skip = next(b for b in _buttons(text) if b.startswith("lx:"))
         after = await player.press(skip, message_id=text["message_id"])
         assert (await player.answer_to_last_press())["answer"] == t.error("round_closed")

@@ -4,6 +4,7 @@ acknowledged to Telegram before it is stored. No game logic here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot
@@ -33,7 +34,6 @@ from aiogram.types import (
     Update,
 )
 
-from bots.runtime import BotRuntime
 from bots.screens import Buttons
 from bots.startup import pinned_aiogram_models
 from bots.transport import (
@@ -47,6 +47,7 @@ from bots.transport import (
     Unauthorized,
     UnexpectedError,
 )
+from bots.transport.sender import Runtime, Sender
 
 
 class GetRawUpdates(TelegramMethod[list[dict[str, Any]]]):
@@ -160,11 +161,11 @@ class AiogramSender:
 class AiogramShell:
     framework = "aiogram"
 
-    def __init__(self, token: str, api_base: str, runtime_factory):
+    def __init__(self, token: str, api_base: str, runtime_factory: Callable[[Sender], Runtime]):
         # aiogram's documented way to use another Bot API server.
         session = AiohttpSession(api=TelegramAPIServer.from_base(api_base))
         self.bot = Bot(token, session=session)
-        self.runtime: BotRuntime = runtime_factory(AiogramSender(self.bot))
+        self.runtime: Runtime = runtime_factory(AiogramSender(self.bot))
 
     async def open(self) -> None:
         """Ready to call the Bot API (nothing to do for aiogram)."""

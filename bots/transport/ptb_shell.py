@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -22,7 +23,6 @@ from telegram import (
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
-from bots.runtime import BotRuntime
 from bots.screens import Buttons
 from bots.startup import ptb_timedelta
 from bots.transport import (
@@ -36,6 +36,7 @@ from bots.transport import (
     Unauthorized,
     UnexpectedError,
 )
+from bots.transport.sender import Runtime, Sender
 
 ptb_timedelta()  # see bots/startup.py
 
@@ -151,9 +152,9 @@ def build_application(token: str, api_base: str) -> Application:
 class PtbShell:
     framework = "ptb"
 
-    def __init__(self, token: str, api_base: str, runtime_factory):
+    def __init__(self, token: str, api_base: str, runtime_factory: Callable[[Sender], Runtime]):
         self.application = build_application(token, api_base)
-        self.runtime: BotRuntime = runtime_factory(PtbSender(self.application.bot))
+        self.runtime: Runtime = runtime_factory(PtbSender(self.application.bot))
         self._opened = False
 
     async def open(self) -> None:

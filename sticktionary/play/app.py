@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from core.vocabulary import LANGUAGES
 from sticktionary.play.web import BotEntry, Dashboard, Identity, add_routes
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
         BotConfig(token=TOKENS["zh"], framework="aiogram", languages=["zh"], name="zh")]})
     ready: dict[str, object] = {}
     bots = asyncio.create_task(run_bots(settings, stop, on_ready=lambda shells: ready.update(
-        {lang: shell.runtime.wait_finished for lang, shell in zip(("en", "zh"), shells, strict=True)})))
+        {lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, shells, strict=True)})))
     background: list[asyncio.Task] = []
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:

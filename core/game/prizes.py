@@ -14,10 +14,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from core.engine import LANGUAGES, Game, GameError
+from core.game.errors import GameError
+from core.game.moderation import ModeratorPolicy
+from core.game.standings import Standings, listable, standing_in
 from core.nicknames import nickname_of
+from core.outbox import Outbox
+from core.vocabulary import LANGUAGES, ErrorCode, NoticeKind
 from storage.db import insert_ignoring_conflicts, read_session, session_scope
 from storage.models import Player, PlaySession, Prize, PrizeKind, ScoreEvent
+from storage.settings import Settings
 
 PERIODS = ("day", "week", "month")
 
@@ -77,12 +82,18 @@ class PrizeStanding:
 
 
 class Prizes:
-    """Tallies, the moderators' prize list, and leaderboard posts, on top of the game's database."""
+    """Tallies, the moderators' prize list, and leaderboard posts, read from the standings and
+    written to the outbox."""
 
-    def __init__(self, game: Game) -> None:
-        self.game = game
-        self.db = game.db
-        self.settings = game.settings
+    def __init__(self, settings: Settings, standings: Standings, outbox: Outbox, moderators: ModeratorPolicy) -> None:
+        self.db = standings.db
+        self.settings = settings
+        self.standings = standings
+        self.outbox = outbox
+        self.moderators = moderators
+
+    def clock(self) -> datetime:
+        return self.standings.clock()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -114,7 +125,7 @@ class Prizes:
                            col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None))
                     .group_by(PlaySession.player_id).order_by(PlaySession.player_id)).all()
                 common = dict(period=period, period_start=start, period_end=end, language=language,
-                              created_at=self.game.clock())
+                              created_at=self.clock())
                 rows = [dict(common, kind=PrizeKind.TOP, player_id=pid, rank=i + 1, points=int(points), sessions=0)
                         for i, (pid, points) in enumerate(top)]
                 rows += [dict(common, kind=PrizeKind.PARTICIPATION, player_id=pid, rank=None, points=0, sessions=n)
@@ -123,13 +134,13 @@ class Prizes:
                                                   ["kind", "period", "period_start", "language", "player_id"])
                 counts[language] = {"top": len(top), "participation": len(sessions), "new": added}
                 for row in rows:  # each winner hears what they won and how to claim it, once
-                    self.game.notify(
+                    self.outbox.enqueue(
                         session, f"prize:{row['kind']}:{period}:{start.isoformat()}:{language}:{row['player_id']}",
-                        "prize_won", {"kind": str(row["kind"]), "period": period, "start": start.isoformat(),
+                        NoticeKind.PRIZE_WON, {"kind": str(row["kind"]), "period": period, "start": start.isoformat(),
                                       "end": end.isoformat(), "language": language, "rank": row["rank"],
                                       "points": row["points"], "sessions": row["sessions"]},
                         player_id=row["player_id"])
-            self.game.notify(session, f"prizes:{period}:{start.isoformat()}", "prizes_tallied",
+            self.outbox.enqueue(session, f"prizes:{period}:{start.isoformat()}", NoticeKind.PRIZES_TALLIED,
                               {"period": period, "start": start.isoformat(), "end": end.isoformat(),
                                "counts": counts})
         return counts
@@ -137,8 +148,8 @@ class Prizes:
     # ------------------------------------------------------------------ moderators
     def pending(self, moderator_id: int, limit: int = 10, include_delivered: bool = False) -> list[PrizeView]:
         with read_session(self.db) as session:
-            self.game.require_moderator(session, moderator_id)
-            statement = select(Prize, Player).join(Player, Player.id == Prize.player_id).where(*self.game.listable())
+            self.moderators.require(session, moderator_id)
+            statement = select(Prize, Player).join(Player, Player.id == Prize.player_id).where(*listable())
             if not include_delivered:
                 statement = statement.where(col(Prize.delivered_at).is_(None))
             rows = session.exec(statement.order_by(col(Prize.period_start).desc(), Prize.language, Prize.kind,
@@ -147,14 +158,14 @@ class Prizes:
 
     def mark_delivered(self, moderator_id: int, prize_id: int) -> PrizeView:
         with session_scope(self.db) as session:
-            moderator = self.game.require_moderator(session, moderator_id)
+            moderator = self.moderators.require(session, moderator_id)
             prize = session.get(Prize, prize_id)
             if prize is None:
-                raise GameError("unknown_prize")
+                raise GameError(ErrorCode.UNKNOWN_PRIZE)
             marked = session.execute(update(Prize).where(Prize.id == prize_id, col(Prize.delivered_at).is_(None))
-                                     .values(delivered_at=self.game.clock(), delivered_by=moderator.id)).rowcount
+                                     .values(delivered_at=self.clock(), delivered_by=moderator.id)).rowcount
             if not marked:
-                raise GameError("prize_delivered")
+                raise GameError(ErrorCode.PRIZE_DELIVERED)
             session.flush()
             session.refresh(prize)
             return _prize_view(prize, session.get(Player, prize.player_id))
@@ -162,7 +173,7 @@ class Prizes:
     # ------------------------------------------------------------------ players
     def standing(self, player_id: int, now: datetime | None = None) -> PrizeStanding:
         """The prizes of the current period and how close the player is to them."""
-        now = now or self.game.clock()
+        now = now or self.clock()
         period = self.settings.prize_period
         start = period_start(period, now, self.tz)
         end = period_start(period, start + timedelta(days=32 if period == "month" else 8 if period == "week" else 1,
@@ -170,15 +181,15 @@ class Prizes:
         with read_session(self.db) as session:
             player = session.get(Player, player_id)
             if player is None:
-                raise GameError("unknown_player")
-            points, rank = self.game.standing_in(session, player, start, end)
+                raise GameError(ErrorCode.UNKNOWN_PLAYER)
+            points, rank = standing_in(session, player, start, end)
             points_to_top = 0 if rank is not None and rank <= self.settings.prize_top_n else None
             if points_to_top is None and player.language:
                 total = func.sum(ScoreEvent.points).label("total")
                 totals = session.exec(
                     select(total).join(Player, Player.id == ScoreEvent.player_id)
                     .where(ScoreEvent.language == player.language, ScoreEvent.created_at >= start,
-                           ScoreEvent.created_at < end, ScoreEvent.player_id != player_id, *self.game.listable())
+                           ScoreEvent.created_at < end, ScoreEvent.player_id != player_id, *listable())
                     .group_by(ScoreEvent.player_id).order_by(total.desc())
                     .limit(self.settings.prize_top_n)).all()
                 if len(totals) < self.settings.prize_top_n:
@@ -199,19 +210,19 @@ class Prizes:
         posted: dict[str, int] = {}
         with session_scope(self.db) as session:
             for language in LANGUAGES:
-                board = self.game.leaderboard(language, since=since, limit=self.settings.leaderboard_size)
+                board = self.standings.leaderboard(language, since=since, limit=self.settings.leaderboard_size)
                 payload = {"language": language, "period": period, "since": since.isoformat(),
                            "rows": [[r.rank, r.nickname, r.points] for r in board]}
                 key = f"leaderboard:{period}:{language}:{now.astimezone(self.tz).date().isoformat()}"
                 chats = self.settings.leaderboard_chats.get(language, [])
                 for chat_id in chats:
-                    self.game.notify(session, f"{key}:chat:{chat_id}", "leaderboard", payload, chat_id=chat_id)
+                    self.outbox.enqueue(session, f"{key}:chat:{chat_id}", NoticeKind.LEADERBOARD, payload, chat_id=chat_id)
                 players = session.exec(select(Player.id).where(
                     Player.language == language, col(Player.leaderboard_opt_in).is_(True),
                     col(Player.active).is_(True), col(Player.banned).is_(False),
                     col(Player.consent_withdrawn_at).is_(None)).order_by(Player.id)).all()
                 for player_id in players:
-                    self.game.notify(session, f"{key}:player:{player_id}", "leaderboard", payload,
+                    self.outbox.enqueue(session, f"{key}:player:{player_id}", NoticeKind.LEADERBOARD, payload,
                                       player_id=player_id)
                 posted[language] = len(chats) + len(players)
         return posted
