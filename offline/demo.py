@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from core.engine import Game
 from core.prizes import Prizes, period_start
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
-from sticktionary.simulation import Simulation, demo_vocabulary
+from offline.demo_pack import PACK_DIR, load_demo_pack
+from offline.simulation import Simulation, demo_vocabulary
 from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.settings import Settings
@@ -77,10 +77,10 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     Chinese bot on aiogram in one process, simulated players and a moderator pressing buttons."""
     import httpx
 
-    from bots.oracle import database_oracle
     from bots.run import run_bots
-    from bots.sandbox import Sandbox
-    from bots.sandbox.players import AutoPlayer, SandboxPlayer
+    from offline.oracle import database_oracle
+    from offline.sandbox import Sandbox
+    from offline.sandbox.players import AutoPlayer, SandboxPlayer
     from sticktionary.logs import protect
     from storage.settings import BotConfig
 
@@ -142,7 +142,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
 
 
 async def _moderator_joins(client, token: str, moderator_id: int, wait_finished):
-    from bots.sandbox.players import SandboxPlayer
+    from offline.sandbox.players import SandboxPlayer
 
     moderator = SandboxPlayer(client, token, moderator_id, "moderator", "en", wait_finished=wait_finished)
     await moderator.send("/start")
