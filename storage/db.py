@@ -162,21 +162,3 @@ def insert_new_rows(session: Session, table, rows: list[dict], conflict_columns:
     statement = insert(table).on_conflict_do_nothing(index_elements=conflict_columns).returning(
         *(returning if returning is not None else table.primary_key.columns))
     return list(session.execute(statement, rows).all())
-
-
-@contextmanager
-def throwaway_postgres_database(admin_url: str, prefix: str = "sticktionary_tmp") -> Iterator[str]:
-    """A fresh, empty database on a PostgreSQL server, dropped afterwards; yields its SQLAlchemy URL."""
-    import uuid
-
-    import psycopg
-
-    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(plain, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{plain.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(plain, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -12,11 +12,11 @@ import httpx
 from bots.app import make_shell
 from bots.conversation import Conversation
 from bots.media import Media
-from bots.sandbox import Sandbox
-from bots.sandbox.players import SandboxPlayer
 from bots.webhook import WebhookReceiver
 from core.game import Game
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
+from offline.demo_pack import PACK_DIR, load_demo_pack
+from offline.sandbox import Sandbox
+from offline.sandbox.players import SandboxPlayer
 from storage.db import make_engine
 from storage.settings import Settings
 

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import SQLModel
 
-from storage.db import make_engine, throwaway_postgres_database
+from offline.databases import throwaway_postgres_database
+from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.settings import Settings
 

@@ -11,9 +11,9 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bots.conversation import rule_terms
-from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue, quoted
 from core.nicknames import default_nickname
+from offline.sandbox.players import SandboxPlayer
 from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
 from storage.settings import Settings as _Settings
@@ -401,9 +401,9 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
     the sum of what the engine decided."""
     import random
 
-    from bots.oracle import database_oracle
-    from bots.sandbox.players import AutoPlayer
-    from sticktionary.simulation import demo_vocabulary
+    from offline.oracle import database_oracle
+    from offline.sandbox.players import AutoPlayer
+    from offline.simulation import demo_vocabulary
     from storage.models import LabelRound, RoundStatus, TaskStatus
 
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -438,8 +438,8 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
 
 async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(game_db, tmp_path):
     from bots.run import run_bots
-    from bots.sandbox import Sandbox
-    from sticktionary.demo_pack import PACK_DIR
+    from offline.demo_pack import PACK_DIR
+    from offline.sandbox import Sandbox
     from storage.settings import BotConfig, Settings
 
     sandbox = Sandbox(rate_limits=True)

@@ -24,11 +24,11 @@ import httpx
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bots.oracle import database_oracle
-from bots.sandbox import Sandbox
-from bots.sandbox.players import AutoPlayer, SandboxPlayer
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
-from sticktionary.simulation import demo_vocabulary
+from offline.demo_pack import PACK_DIR, load_demo_pack
+from offline.oracle import database_oracle
+from offline.sandbox import Sandbox
+from offline.sandbox.players import AutoPlayer, SandboxPlayer
+from offline.simulation import demo_vocabulary
 from storage.models import InboxStatus, InboxUpdate, LabelRound, Query, RetrievalTask, RoundStatus, ScoreEvent
 from storage.settings import Settings
 from tests.processes import handled_in

@@ -70,7 +70,7 @@ def test_wrong_language_and_wrong_file_get_clear_errors(env):
 
 
 def test_import_usticker_prints_what_each_rule_removed(env):
-    from sticktionary.demo_pack import PACK_DIR
+    from offline.demo_pack import PACK_DIR
 
     result = runner.invoke(app, ["data", "import-usticker", str(PACK_DIR)])
     assert result.exit_code == 0, result.output

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 from core.game import Game
 from core.importing import import_usticker
 from core.search import SearchIndexes
+from offline.demo_pack import PACK_DIR
 from sticktionary.cli import app
-from sticktionary.demo_pack import PACK_DIR
 from storage.models import ChatContext, ContextStatus, Review
 
 runner = CliRunner()

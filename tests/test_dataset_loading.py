@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.dataset_card import configs  # noqa: E402
 from core.export_layout import QUERY_SCHEMA  # noqa: E402
-from sticktionary.demo import run_demo  # noqa: E402
+from offline.demo import run_demo  # noqa: E402
 
 
 @pytest.fixture(scope="module")

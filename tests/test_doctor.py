@@ -27,7 +27,7 @@ SECRET = "webhook-secret-for-doctor-tests"
 @pytest.fixture(scope="module")
 def sandbox():
     """The sandbox in a process of its own, one bot registered; its base URL."""
-    process = subprocess.Popen([sys.executable, "-m", "bots.sandbox", "--bot", f"{TOKEN}=doctor_bot", "--no-limits"],
+    process = subprocess.Popen([sys.executable, "-m", "offline.sandbox", "--bot", f"{TOKEN}=doctor_bot", "--no-limits"],
                                stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()

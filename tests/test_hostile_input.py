@@ -22,8 +22,8 @@ import pytest
 from sqlmodel import Session, func, select
 from typer.testing import CliRunner
 
+from offline.demo_pack import PACK_DIR
 from sticktionary.cli import app
-from sticktionary.demo_pack import PACK_DIR
 from storage.models import ChatContext, Query, Sticker
 
 MEMORY_LIMIT_MB = 300

@@ -13,11 +13,11 @@ import pytest
 
 from bots.conversation import NOTICE_ROOM, Conversation
 from bots.media import Media
-from bots.sandbox import Sandbox
 from bots.screens import CAPTION_LIMIT, TEXT_LIMIT, Outgoing, SendGrid, SendText, catalogue, shorten, utf16_units
 from core.text import QueryTextError, clean_query_text, normalize_query, seed_query_problem
 from core.views import ContextMessage, LabelTaskView, RetrievalTaskView, StickerView
-from sticktionary.demo_pack import PACK_DIR
+from offline.demo_pack import PACK_DIR
+from offline.sandbox import Sandbox
 from sticktionary.logs import MASK, RedactingFilter, protect
 from storage.media_check import StickerFileError, check_sticker_file
 from storage.settings import SettingsProblem, load_settings

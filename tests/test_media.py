@@ -21,7 +21,7 @@ from PIL import Image
 from bots.media import COLUMNS, HIGHLIGHT, PLACEHOLDER, PLAY_BACK, TILE, Media
 from bots.media_frame import MAX_BYTES, MAX_SIDE, FrameDecoder, Job
 from core.views import StickerView
-from sticktionary.demo_pack import PACK_DIR
+from offline.demo_pack import PACK_DIR
 
 RED = (220, 30, 30)
 GREEN = (30, 180, 50)

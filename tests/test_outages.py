@@ -33,12 +33,12 @@ import psutil
 import pytest
 from sqlmodel import Session, col, select
 
-from bots.oracle import database_oracle
-from bots.sandbox import Sandbox
-from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from bots.screens import catalogue
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
-from sticktionary.simulation import demo_vocabulary
+from offline.demo_pack import PACK_DIR, load_demo_pack
+from offline.oracle import database_oracle
+from offline.sandbox import Sandbox
+from offline.sandbox.players import AutoPlayer, SandboxPlayer
+from offline.simulation import demo_vocabulary
 from storage.db import make_engine, session_scope
 from storage.migrate import upgrade
 from storage.models import InboxStatus, InboxUpdate, OutboxMessage

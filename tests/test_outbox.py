@@ -26,11 +26,11 @@ from sqlmodel import Session, select
 from bots.app import make_shell
 from bots.conversation import Conversation
 from bots.media import Media
-from bots.sandbox import Sandbox
-from bots.sandbox.players import SandboxPlayer
 from bots.screens import catalogue
 from core.game import Game
 from core.outbox import DEAD, PENDING, SENDING, SENT, Outbox, Route
+from offline.sandbox import Sandbox
+from offline.sandbox.players import SandboxPlayer
 from storage.db import make_engine, session_scope
 from storage.models import ChatMigration, OutboxMessage, Player, utcnow
 from storage.settings import Settings
@@ -253,7 +253,7 @@ def empty_database(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.sqlite3'}"
         return
-    from storage.db import throwaway_postgres_database
+    from offline.databases import throwaway_postgres_database
     from tests.conftest import POSTGRES_ADMIN
 
     request.getfixturevalue("postgres_url")  # skips (or fails under CI) without a server

@@ -17,10 +17,10 @@ from aiohttp import ClientSession, FormData
 from PIL import Image
 from sqlmodel import Session
 
-from bots.sandbox import Sandbox
 from core.dashboard import dashboard, latest_metrics, queries_over_time
 from core.exports import run_export
 from core.nicknames import default_nickname
+from offline.sandbox import Sandbox
 from sticktionary.play.web import chart
 from storage.models import RetrievalTask, utcnow
 from tests.helpers import labeled_round, make_player, make_world

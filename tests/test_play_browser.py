@@ -29,8 +29,8 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from bots.oracle import database_oracle
-from sticktionary.demo_pack import PACK_DIR
+from offline.demo_pack import PACK_DIR
+from offline.oracle import database_oracle
 from storage.db import make_engine
 from storage.models import OutboxMessage, OutboxStatus
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sticktionary.demo_pack import PACK_DIR
+from offline.demo_pack import PACK_DIR
 from tests.conftest import POSTGRES_ADMIN, REAL_SAMPLES, ROOT, _postgres_available
 from tests.test_download import hub  # noqa: F401 - the local Hub that download-usticker is pointed at
 
@@ -198,7 +198,7 @@ class Workspace:
         self.env["STICKTIONARY_MODERATORS"] = str(MODERATOR)
 
     def sandbox(self, *bots: str) -> str:
-        sandbox = self.start("-m", "bots.sandbox", *(f"--bot={bot}" for bot in bots), program=PYTHON)
+        sandbox = self.start("-m", "offline.sandbox", *(f"--bot={bot}" for bot in bots), program=PYTHON)
         return sandbox.wait_for(r"^ready (\S+)").group(1)
 
 
@@ -506,7 +506,7 @@ def _report(ws):
     assert out.count("stickers 200, queries") == 2 and out.count("Table 6, BM25 retrieval") == 2
 
 
-@case("python -m bots.sandbox --bot 123:abc=my_bot")
+@case("python -m offline.sandbox --bot 123:abc=my_bot")
 def _sandbox(ws):
     base = ws.sandbox("123:abc=my_bot")
     me = httpx.get(f"{base}/bot123:abc/getMe", timeout=30).json()
@@ -540,8 +540,8 @@ def _go_live_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "checkout"
     (folder / ".venv" / "bin").mkdir(parents=True)
     (folder / ".venv" / "bin" / "sticktionary").symlink_to(STICKTIONARY)
-    (folder / "sticktionary").mkdir()
-    (folder / "sticktionary" / "demo_pack").symlink_to(PACK_DIR, target_is_directory=True)
+    (folder / "offline").mkdir()
+    (folder / "offline" / "demo_pack").symlink_to(PACK_DIR, target_is_directory=True)
     return folder
 
 
@@ -594,7 +594,7 @@ def _env_file(walk, command):
     _shell()(walk, command)
     settings = Settings(_env_file=walk.folder / ".env")
     assert [b.token.get_secret_value() for b in settings.bots] == [GO_LIVE_TOKEN] and settings.moderators == [MODERATOR]
-    assert len(settings.pseudonym_key) == 64 and settings.sticker_root == Path("sticktionary/demo_pack")
+    assert len(settings.pseudonym_key) == 64 and settings.sticker_root == Path("offline/demo_pack")
 
 
 def _private(walk, command):
@@ -646,14 +646,14 @@ GO_LIVE: dict[str, Callable] = {
     '"name": "main"}]\n'
     "STICKTIONARY_MODERATORS=123456789\n"
     "STICKTIONARY_PSEUDONYM_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))')\n"
-    "STICKTIONARY_STICKER_ROOT=sticktionary/demo_pack\n"
+    "STICKTIONARY_STICKER_ROOT=offline/demo_pack\n"
     "EOF": _env_file,
     "chmod 600 .env": _private,
     ".venv/bin/sticktionary db upgrade": _shell(_contains("sqlite:///var/sticktionary.sqlite3 is at head")),
-    ".venv/bin/sticktionary data import-usticker sticktionary/demo_pack": _shell(_contains("kept 104 contexts (104 new)")),
-    ".venv/bin/sticktionary data import-queries sticktionary/demo_pack/seed_queries_en.csv --lang en":
+    ".venv/bin/sticktionary data import-usticker offline/demo_pack": _shell(_contains("kept 104 contexts (104 new)")),
+    ".venv/bin/sticktionary data import-queries offline/demo_pack/seed_queries_en.csv --lang en":
         _shell(_contains("52 stickers, 156 new queries (en)")),
-    ".venv/bin/sticktionary data import-queries sticktionary/demo_pack/seed_queries_zh.csv --lang zh":
+    ".venv/bin/sticktionary data import-queries offline/demo_pack/seed_queries_zh.csv --lang zh":
         _shell(_contains("52 stickers, 156 new queries (zh)")),
     ".venv/bin/sticktionary data download-usticker var/usticker":
         _skip("U-Sticker is downloaded from the Hub; the Commands case runs it against a local one"),

@@ -27,14 +27,14 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bots.conversation import Conversation, rule_terms
-from bots.oracle import database_oracle
-from bots.sandbox import Sandbox
-from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from bots.screens import SendText, catalogue
 from core.game import Game
 from core.text import tokenize
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
-from sticktionary.simulation import demo_vocabulary
+from offline.demo_pack import PACK_DIR, load_demo_pack
+from offline.oracle import database_oracle
+from offline.sandbox import Sandbox
+from offline.sandbox.players import AutoPlayer, SandboxPlayer
+from offline.simulation import demo_vocabulary
 from storage.models import USABLE_QUERY_STATUSES, InboxStatus, InboxUpdate, OutboxMessage, Player, Query
 from storage.settings import Settings
 from tests.processes import handled_in, shared_redis_url

@@ -12,7 +12,7 @@ from core.curation import (
     is_command_driven,
 )
 from core.importing import ImportStopped, import_usticker
-from sticktionary.demo_pack import PACK_DIR
+from offline.demo_pack import PACK_DIR
 from storage.models import ChatContext, Sticker
 from storage.usticker import MalformedRecord, UnknownShape, read_conversation, read_domains
 
@@ -153,8 +153,8 @@ def test_stop_on_error_stops_at_the_first_malformed_record(db, tmp_path):
 def test_parallel_and_single_process_imports_agree(db, tmp_path, sqlite_template):
     import shutil
 
+    from offline.synthetic import write_synthetic_usticker
     from storage.db import make_engine
-    from storage.synthetic import write_synthetic_usticker
 
     folder = tmp_path / "syn"
     write_synthetic_usticker(folder, messages=6000, stickers=300, files=3, progress=False)

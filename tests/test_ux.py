@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from bots.screens import catalogue
-from sticktionary.bench_ux import current_messages, live_buttons, run_ux
+from offline.bench.ux import current_messages, live_buttons, run_ux
 from tests.bots_world import prepare_database
 
 FRAMEWORKS = ["ptb", "aiogram"]

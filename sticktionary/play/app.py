@@ -108,12 +108,12 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     """Run until `stop` is set (default: Ctrl-C or SIGTERM)."""
     import httpx
 
-    from bots.oracle import database_oracle
     from bots.run import run_bots, stop_on_signals
-    from bots.sandbox import Sandbox
-    from bots.sandbox.players import AutoPlayer, SandboxPlayer
-    from sticktionary.demo import _prepare
-    from sticktionary.simulation import demo_vocabulary
+    from offline.demo import _prepare
+    from offline.oracle import database_oracle
+    from offline.sandbox import Sandbox
+    from offline.sandbox.players import AutoPlayer, SandboxPlayer
+    from offline.simulation import demo_vocabulary
     from storage.settings import BotConfig, Settings
 
     stop = stop or stop_on_signals()

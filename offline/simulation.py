@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from core.game import Game, GameError
 from core.views import LabelTaskView, RetrievalTaskView
 from core.vocabulary import Role
-from sticktionary.demo_pack import STICKERS, sticker_key
+from offline.demo_pack import STICKERS, sticker_key
 
 _STOP = set("the a an to of and in on at for it is was i my me you your we our he she they this that with "
             "after before all just now from by be have has had are not so even".split())

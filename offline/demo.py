@@ -14,8 +14,8 @@ from tqdm import tqdm
 from core.game import Game
 from core.game.prizes import period_start
 from core.vocabulary import LANGUAGES
-from sticktionary.demo_pack import PACK_DIR, load_demo_pack
-from sticktionary.simulation import Simulation, demo_vocabulary
+from offline.demo_pack import PACK_DIR, load_demo_pack
+from offline.simulation import Simulation, demo_vocabulary
 from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.settings import Settings
@@ -73,16 +73,15 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
     return summary
 
 
-async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, seed: int, echo) -> dict:
+async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, seed: int, echo, protect) -> dict:
     """The demo through Telegram's protocol: the sandbox, an English bot on python-telegram-bot and a
     Chinese bot on aiogram in one process, simulated players and a moderator pressing buttons."""
     import httpx
 
-    from bots.oracle import database_oracle
     from bots.run import run_bots
-    from bots.sandbox import Sandbox
-    from bots.sandbox.players import AutoPlayer, SandboxPlayer
-    from sticktionary.logs import protect
+    from offline.oracle import database_oracle
+    from offline.sandbox import Sandbox
+    from offline.sandbox.players import AutoPlayer, SandboxPlayer
     from storage.settings import BotConfig
 
     started = time.perf_counter()
@@ -143,7 +142,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
 
 
 async def _moderator_joins(client, token: str, moderator_id: int, wait_finished):
-    from bots.sandbox.players import SandboxPlayer
+    from offline.sandbox.players import SandboxPlayer
 
     moderator = SandboxPlayer(client, token, moderator_id, "moderator", "en", wait_finished=wait_finished)
     await moderator.send("/start")
@@ -165,8 +164,9 @@ async def _moderate(moderator) -> int:
 
 
 def run_telegram_demo(workdir: Path, *, players_per_language: int = 4, turns: int = 4, seed: int = 1,
-                      echo=print) -> dict:
-    return asyncio.run(_telegram_demo(Path(workdir), players_per_language, turns, seed, echo))
+                      echo=print, protect=lambda secrets: None) -> dict:
+    """`protect(secrets)`: the caller's log redaction, told the demo's bot tokens (sticktionary.logs)."""
+    return asyncio.run(_telegram_demo(Path(workdir), players_per_language, turns, seed, echo, protect))
 
 
 def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, seed: int = 1,

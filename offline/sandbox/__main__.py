@@ -1,4 +1,4 @@
-"""Run the sandbox on its own: `python -m bots.sandbox --bot 123:TOKEN=name [--port 8081] [--no-limits]`.
+"""Run the sandbox on its own: `python -m offline.sandbox --bot 123:TOKEN=name [--port 8081] [--no-limits]`.
 
 Prints `ready <base url>` once it listens, then serves until interrupted."""
 
@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import signal
 
-from bots.sandbox.server import Sandbox
+from offline.sandbox.server import Sandbox
 
 
 async def serve(host: str, port: int, bots: list[str], limits: bool, spread: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ async def serve(host: str, port: int, bots: list[str], limits: bool, spread: lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bots.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m offline.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--bot", action="append", default=[], help="TOKEN=username, once per bot")

@@ -22,8 +22,8 @@ import httpx
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from bots.sandbox.players import SandboxPlayer
-from sticktionary.simulation import demo_vocabulary
+from offline.sandbox.players import SandboxPlayer
+from offline.simulation import demo_vocabulary
 
 TOKEN = "123456:UX-bench"
 MODERATOR = 900
@@ -194,10 +194,10 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
     from bots.app import make_shell
     from bots.conversation import Conversation
     from bots.media import Media
-    from bots.oracle import database_oracle
-    from bots.sandbox import Sandbox
     from core.game import Game
-    from sticktionary.demo_pack import PACK_DIR
+    from offline.demo_pack import PACK_DIR
+    from offline.oracle import database_oracle
+    from offline.sandbox import Sandbox
     from storage.db import make_engine
     from storage.models import Query, QueryStatus
     from storage.settings import Settings
@@ -242,7 +242,7 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
 
 def bench_ux(framework: str = "ptb", languages: tuple[str, ...] = ("en", "en", "zh"), labels: int = 6,
              retrievals: int = 6) -> dict:
-    from sticktionary.demo_pack import load_demo_pack
+    from offline.demo_pack import load_demo_pack
     from storage.db import make_engine
     from storage.migrate import upgrade
 

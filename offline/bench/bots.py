@@ -3,9 +3,9 @@ same framework and sandbox, measured in the same run. The sandbox's rate limits 
 pacing are off: this measures the bot, not Telegram's cap.
 
 Processes as in real life: the sandbox (Telegram), `workers` game bot processes
-(sticktionary.bench_worker, each the game shell in webhook mode on its own port, the sandbox
+(offline.bench.worker, each the game shell in webhook mode on its own port, the sandbox
 spreading deliveries over them round-robin; chat order through Redis when there are several), the
-echo bot in a process of its own (polling), and the simulated players (sticktionary.bench_players).
+echo bot in a process of its own (polling), and the simulated players (offline.bench.players).
 One worker is measured the same way as several (a webhook worker process, not today's in-process
 polling), so 1 and N compare like with like. The game players and the echo players play in the
 same time window, so interactions_per_s and echo_interactions_per_s share the machine alike;
@@ -25,9 +25,10 @@ from pathlib import Path
 
 import httpx
 
-from sticktionary.bench import _percentile
-from sticktionary.demo_pack import load_demo_pack
-from storage.db import make_engine, throwaway_postgres_database
+from offline.bench.suite import _percentile
+from offline.databases import throwaway_postgres_database
+from offline.demo_pack import load_demo_pack
+from storage.db import make_engine
 from storage.migrate import upgrade
 
 GAME_TOKEN = "1000:bench-game"
@@ -93,7 +94,7 @@ def _free_port() -> int:
 def _start_sandbox_process(spread: list[str]) -> tuple[subprocess.Popen, str]:
     """The sandbox in its own process, as Telegram is in its own place: the bot processes are
     measured alone, not the fake Telegram they talk to."""
-    process = subprocess.Popen([sys.executable, "-m", "bots.sandbox", "--no-limits", "--spread", ",".join(spread),
+    process = subprocess.Popen([sys.executable, "-m", "offline.sandbox", "--no-limits", "--spread", ",".join(spread),
                                 "--bot", f"{GAME_TOKEN}=bench_game_bot", "--bot", f"{ECHO_TOKEN}=bench_echo_bot"],
                                stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline().strip()
@@ -104,7 +105,7 @@ def _start_sandbox_process(spread: list[str]) -> tuple[subprocess.Popen, str]:
 
 
 def _start_bot_process(spec: dict) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "sticktionary.bench_worker", json.dumps(spec)],
+    process = subprocess.Popen([sys.executable, "-m", "offline.bench.worker", json.dumps(spec)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline().strip()
     if not line.startswith("ready "):
@@ -147,7 +148,7 @@ def _measure(framework: str, players: int, steps: int, database_url: str, workdi
         spec = {"sandbox": base, "game_token": GAME_TOKEN, "echo_token": ECHO_TOKEN,
                 "finished": [f"{b}/finished" for b in worker_bases], "database_url": database_url,
                 "players": players, "steps": steps, "think": think}
-        players_process = subprocess.run([sys.executable, "-m", "sticktionary.bench_players", json.dumps(spec)],
+        players_process = subprocess.run([sys.executable, "-m", "offline.bench.players", json.dumps(spec)],
                                          stdout=subprocess.PIPE, text=True)
         if players_process.returncode != 0:
             raise RuntimeError(f"the simulated players failed (exit code {players_process.returncode})")

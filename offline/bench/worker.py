@@ -1,4 +1,4 @@
-"""One bot process of `sticktionary bench bots`: `python -m sticktionary.bench_worker SPEC`.
+"""One bot process of `sticktionary bench bots`: `python -m offline.bench.worker SPEC`.
 
 role "game": the game shell in webhook mode on its own port (the sandbox spreads deliveries over
 the workers), with GET /finished?update_id=N on the same port: ok once THIS process has delivered
@@ -22,7 +22,7 @@ async def _stdin_closed() -> None:
 
 
 async def serve_echo(spec: dict) -> None:
-    from sticktionary.bench_bots import _echo_shell
+    from offline.bench.bots import _echo_shell
 
     echo = _echo_shell(spec["framework"], spec["sandbox"])
     await echo.start()
@@ -41,7 +41,7 @@ async def serve_game(spec: dict) -> None:
     from bots.startup import settled_heap
     from bots.webhook import WebhookReceiver
     from core.game import Game
-    from sticktionary.demo_pack import PACK_DIR
+    from offline.demo_pack import PACK_DIR
     from storage.db import make_engine
     from storage.settings import Settings
 

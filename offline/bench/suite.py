@@ -178,7 +178,7 @@ def _cpu_seconds() -> float:
 
 
 def bench_import(messages: int = 1_000_000, stickers: int = 104_000) -> dict:
-    from storage.synthetic import write_synthetic_usticker
+    from offline.synthetic import write_synthetic_usticker
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "usticker"
@@ -203,8 +203,8 @@ def bench_import(messages: int = 1_000_000, stickers: int = 104_000) -> dict:
 
 def _engine_cycles(url: str, cycles: int) -> float:
     from core.game import Game
-    from sticktionary.demo_pack import load_demo_pack
-    from sticktionary.simulation import Simulation, demo_vocabulary
+    from offline.demo_pack import load_demo_pack
+    from offline.simulation import Simulation, demo_vocabulary
     from storage.db import make_engine
     from storage.migrate import upgrade
     from storage.settings import Settings
@@ -239,7 +239,7 @@ def bench_engine(cycles: int = 300, postgres_admin_url: str | None = None) -> di
         result["cycles_per_s_sqlite"] = round(_engine_cycles(f"sqlite:///{tmp}/engine.sqlite3", cycles), 1)
     result["cycles_per_s_postgres"] = None
     if postgres_admin_url:
-        from storage.db import throwaway_postgres_database
+        from offline.databases import throwaway_postgres_database
 
         with throwaway_postgres_database(postgres_admin_url, "sticktionary_bench") as url:
             result["cycles_per_s_postgres"] = round(_engine_cycles(url, cycles), 1)
@@ -378,7 +378,7 @@ def _export_worker(url: str, export_dir: str, queue) -> None:
 def bench_export(queries: int = 1_000_000, postgres_admin_url: str | None = None, progress: bool = True) -> dict:
     import contextlib
 
-    from storage.db import throwaway_postgres_database
+    from offline.databases import throwaway_postgres_database
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         if postgres_admin_url:
@@ -453,7 +453,7 @@ def bench_startup(queries: int = 1_000_000, postgres_admin_url: str | None = Non
     import subprocess
     import sys
 
-    from storage.db import throwaway_postgres_database
+    from offline.databases import throwaway_postgres_database
 
     # build_export_database's mix: 93% of its queries usable, 2% of players withdrew consent; a
     # little more, so at least `queries` are usable (the figure reports how many were loaded).
@@ -467,7 +467,7 @@ def bench_startup(queries: int = 1_000_000, postgres_admin_url: str | None = Non
         _store_search_tokens(url, progress)
         start = time.perf_counter()
         child = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, url], capture_output=True, text=True,
-                               cwd=Path(__file__).resolve().parent.parent, check=True)
+                               cwd=Path(__file__).resolve().parents[2], check=True)
         seconds = time.perf_counter() - start
     result = json.loads(child.stdout.strip().splitlines()[-1])
     return {

@@ -21,7 +21,7 @@ from pathlib import Path
 from core.vocabulary import LANGUAGES
 from storage.sticker_queries import write_sticker_queries
 
-PACK_DIR = Path(__file__).resolve().parent / "demo_pack"
+PACK_DIR = Path(__file__).resolve().parent  # the pack's files sit beside this module
 FIRST_ID = 7100000000000000000
 
 # (emoji, English situation, Chinese situation, English seed queries, Chinese seed queries)

@@ -1,7 +1,7 @@
 """The simulated players of `sticktionary bench bots`, in a process of their own: they share
 neither the bot's interpreter lock nor its event loop, as real players would not.
 
-`python -m sticktionary.bench_players SPEC` takes a JSON spec (sandbox base, tokens, the bot
+`python -m offline.bench.players SPEC` takes a JSON spec (sandbox base, tokens, the bot
 hosts' /finished addresses, database URL, players, steps, think) and prints one JSON line: the
 latency of every game interaction and of every echo interaction, and how long each group took (both groups play at once).
 An interaction is timed from just before the update goes into the sandbox until the bot host
@@ -18,10 +18,10 @@ import time
 
 import httpx
 
-from bots.oracle import database_oracle
-from bots.sandbox.players import AutoPlayer, SandboxPlayer
 from core.vocabulary import LANGUAGES
-from sticktionary.simulation import demo_vocabulary
+from offline.oracle import database_oracle
+from offline.sandbox.players import AutoPlayer, SandboxPlayer
+from offline.simulation import demo_vocabulary
 from storage.db import make_engine
 
 

@@ -1,3 +1,0 @@
-from bots.sandbox.server import Sandbox
-
-__all__ = ["Sandbox"]

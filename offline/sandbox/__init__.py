@@ -1,0 +1,3 @@
+from offline.sandbox.server import Sandbox
+
+__all__ = ["Sandbox"]
