@@ -242,6 +242,10 @@ async def _three_workers(db, tmp_path: Path, redis_url: str) -> None:
         await client.aclose()
         await sandbox.stop()
     log = (tmp_path / "workers.log").read_text(errors="replace")
+    print("FIGURES workers", json.dumps({"presses": presses, "updates": given["last_update_id"],
+                                         "press_answered_again": stats.get("press_answered_again", 0),
+                                         "not_modified": sum(v for k, v in stats.items() if k.startswith("not_modified")),
+                                         "killed_worker": bool(killed)}))
     assert all(answers == ["help", "me", "help"] * 2 for answers in bursts.values()), bursts
     assert killed and "starting it again" in log  # the supervisor replaced the killed worker
     assert presses > 50, presses
@@ -311,6 +315,7 @@ async def _redis_outage(db, tmp_path: Path) -> None:
         redis_server.stop()
         await client.aclose()
         await sandbox.stop()
+    print("FIGURES redis", json.dumps({"updates": given["last_update_id"], "answered_after_back_s": answered}))
     assert len(answered) == len(players) and max(answered.values()) <= 10, answered
     _assert_nothing_lost(db, given)
     log = (tmp_path / "bot.log").read_text(errors="replace")
@@ -360,6 +365,9 @@ async def test_a_telegram_outage_delivers_each_reply_and_notice_once_within_the_
         finally:
             outbox_worker.cancel()
         stats = (await world.client.get("/sim/stats")).json()["result"]
+    print("FIGURES telegram", framework, json.dumps({
+        "calls_to_the_group": stats[f"tries:{group}"], "faults_5xx": stats.get("fault:5xx"),
+        "faults_429": stats.get("fault:429"), "replies": len(replies), "posts": len(posts)}))
     assert len(replies) == 1 and replies[0]["text"].startswith(catalogue("en")("help")), replies
     assert len(posts) == 1, posts
     assert stats.get("fault:5xx", 0) > 0 and stats.get("fault:429", 0) > 0, stats
@@ -367,6 +375,7 @@ async def test_a_telegram_outage_delivers_each_reply_and_notice_once_within_the_
     assert stats[f"tries:{group}"] <= 8 + stats["fault:429"], stats
     with Session(game_db) as session:
         notice = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == "outage-notice")).one()
+    print("FIGURES telegram", framework, "notice attempts", notice.attempts)
     assert notice.status == "sent" and notice.attempts <= 8
     outage_lines = [r.getMessage() for r in caplog.records if r.name == "sticktionary.outage"]
     assert len(outage_lines) <= 4, outage_lines  # it began (and ended) once or twice: not once per attempt
@@ -451,6 +460,7 @@ async def _postgres_outage(tmp_path: Path) -> None:
     log = (tmp_path / "bot.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     during = [line for line in log.splitlines()[lines_before:] if " WARNING " in line or " ERROR " in line]
+    print("FIGURES postgres", json.dumps({"updates": given["last_update_id"], "log_lines": during}))
     assert 1 <= len(during) <= 4, during
     assert any("the database is back" in line for line in during), during
 
