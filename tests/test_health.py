@@ -18,6 +18,7 @@ import asyncio
 import json
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -362,7 +363,6 @@ def test_run_by_long_polling_answers_on_the_health_listener(game_db, tmp_path):
 
 def test_a_health_listener_on_a_taken_port_is_one_clear_line(game_db, tmp_path):
     import subprocess
-    import sys
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -374,6 +374,45 @@ def test_a_health_listener_on_a_taken_port_is_one_clear_line(game_db, tmp_path):
     assert result.returncode == 2, result.stderr
     assert "cannot start: cannot listen on STICKTIONARY_HEALTH_LISTEN" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- jobs start
+async def _jobs(db, tmp_path: Path) -> None:
+    port = _free_port()
+    env = _environment(db.url.render_as_string(hide_password=False), "http://127.0.0.1:9", tmp_path,
+                       STICKTIONARY_HEALTH_LISTEN=f"127.0.0.1:{port}", STICKTIONARY_SCHEDULE_EXPIRY="* * * * * *")
+    jobs = Command(["jobs", "start", "--only", "expiry"], env, tmp_path / "jobs.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        jobs.process = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-c", "from sticktionary.cli import app; app()", *jobs.args], env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        async with httpx.AsyncClient(timeout=10) as http:
+            async def answering() -> bool:
+                try:
+                    return (await http.get(f"{base}/healthz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            assert await _until(answering, timeout=120)
+            ready = await http.get(f"{base}/readyz")
+            assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok"}, ready.text
+
+            async def ran() -> list:
+                samples = await _scrape(http, base)
+                return samples if _total(samples, "sticktionary_job_runs_total", job="expiry", outcome="done") >= 2 \
+                    else []
+
+            samples = await _until(ran, timeout=30)
+            assert samples, "the expiry job did not run twice"
+            assert _total(samples, "sticktionary_job_seconds_count", job="expiry", outcome="done") >= 2
+            assert _total(samples, "sticktionary_processes", role="jobs") == 1
+    finally:
+        await jobs.stop()
+
+
+def test_jobs_start_counts_its_runs_on_the_health_listener(game_db, tmp_path):
+    asyncio.run(asyncio.wait_for(_jobs(game_db, tmp_path), 300))
 
 
 # ---------------------------------------------------------------- the pull server
