@@ -132,6 +132,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         with settled_heap():
             await stop.wait()
     finally:
+        running.clear()  # /readyz: not ready while stopping
         if receiver is not None:
             await receiver.stop()  # no new updates; those in flight are finished by the shells' stop
         if listener is not None:

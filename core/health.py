@@ -59,9 +59,15 @@ def _database_problem(db: Engine) -> str | None:
 
 
 def database_check(db: Engine) -> Check:
-    """The database answers and alembic's current revision is the head."""
+    """The database answers and alembic's current revision is the head. A database that hangs
+    (rather than refuses) keeps one thread waiting, not one per probe: a probe while the last
+    one's query is still out waits for that one."""
+    pending: list[asyncio.Future] = []
+
     async def check() -> str | None:
-        return await asyncio.to_thread(_database_problem, db)
+        if not pending or pending[0].done():
+            pending[:] = [asyncio.ensure_future(asyncio.to_thread(_database_problem, db))]
+        return await asyncio.shield(pending[0])
     return check
 
 

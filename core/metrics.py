@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import timedelta
+from http import HTTPStatus
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -157,11 +158,17 @@ def error_code(error: BaseException) -> str:
         if kind.__name__ in _CODES:
             return _CODES[kind.__name__]
     original = error.__context__ or error
-    found = re.search(r"\b(5\d\d)\b", str(original))
+    text = f"{error} {original}".lower()
+    found = re.search(r"\b(5\d\d)\b", text)
     if found:
         return found.group(1)
+    for status in HTTPStatus:  # the frameworks give the description ("Bad Gateway"), not the number
+        if 500 <= status.value < 600 and status.phrase.lower() in text:
+            return str(status.value)
     if "server" in type(original).__name__.lower():
         return "5xx"
+    if "timed out" in text or "timeout" in text:
+        return "timeout"
     return "network"
 
 
@@ -216,7 +223,9 @@ class DatabaseState:
         self._lock = threading.Lock()
 
     def families(self) -> list[Metric]:
-        with self._lock:
+        if not self._lock.acquire(blocking=False):  # another scrape is reading: its last answer will do
+            return list(self._families)
+        try:
             if time.monotonic() - self._at > self.fresh:
                 try:
                     self._families = self._read() + [_gauge("sticktionary_database_up", "Whether the database "
@@ -226,6 +235,8 @@ class DatabaseState:
                                              "scrape's queries", 0)]
                 self._at = time.monotonic()
             return list(self._families)
+        finally:
+            self._lock.release()
 
     def _read(self) -> list[Metric]:
         now = utcnow()
