@@ -509,3 +509,91 @@ def test_every_metric_in_the_module_is_in_the_readme():
                                                                         "sticktionary_search_log_lag_rows",
                                                                         "sticktionary_players_active"))
 
+
+
+# ---------------------------------------------------------------- the send policy's counts
+@pytest.mark.asyncio
+@pytest.mark.parametrize("framework", ["ptb", "aiogram"])
+async def test_the_send_policy_counts_failed_calls_by_method_and_code(framework):
+    """What each framework raises for a 502, a 400 and a 429, through the shell's translation and the
+    send policy: counted by the Bot API method's name and the code."""
+    from prometheus_client import REGISTRY
+
+    from bots.transport import Owed, Rejected, SendPolicy
+
+    if framework == "ptb":
+        from telegram import error
+
+        from bots.shell_ptb import _translated
+        failures = {"502": error.NetworkError("Bad Gateway"), "400": error.BadRequest("Bad Request: chat not found"),
+                    "429": error.RetryAfter(0)}
+    else:
+        from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
+        from aiogram.methods import SendMessage
+
+        from bots.shell_aiogram import _translated
+        method = SendMessage(chat_id=1, text="x")
+        failures = {"502": TelegramServerError(method=method, message="Bad Gateway"),
+                    "400": TelegramBadRequest(method=method, message="Bad Request: chat not found"),
+                    "429": TelegramRetryAfter(method=method, message="Too Many Requests", retry_after=0)}
+    bot = f"count-{framework}"
+    policy = SendPolicy(bot, pacer=None)
+
+    def counted(code: str) -> float:
+        return REGISTRY.get_sample_value("sticktionary_telegram_errors_total",
+                                         {"bot": bot, "method": "sendMessage", "code": code}) or 0.0
+
+    async def send_message(failure):  # named as the frameworks' Bot methods are
+        if failure is not None:
+            raise failure
+        return "sent"
+
+    with pytest.raises(Owed):
+        await policy.process_request(lambda: _translated(send_message(failures["502"])))
+    policy.gate.succeeded()
+    with pytest.raises(Rejected):
+        await policy.process_request(lambda: _translated(send_message(failures["400"])))
+    calls = iter([failures["429"], None])
+    assert await policy.process_request(lambda: _translated(send_message(next(calls)))) == "sent"
+    assert (counted("502"), counted("400"), counted("429")) == (1, 1, 1)
+    assert REGISTRY.get_sample_value("sticktionary_telegram_retry_after_waits_total", {"bot": bot}) == 1
+
+
+# ---------------------------------------------------------------- the gauges read from the database
+def test_the_database_gauges_read_the_backlog_the_queue_and_the_active_players(db):
+    """On SQLite and PostgreSQL: ages from the oldest rows, counts by status, players of the last 5
+    minutes, the last successful run of each job, and nothing finished counted as waiting."""
+    from datetime import timedelta
+
+    from core.metrics import DatabaseState, render
+    from storage.db import session_scope
+    from storage.models import JobRun, OutboxMessage, Player, utcnow
+
+    now = utcnow()
+    with session_scope(db) as session:
+        for update_id, status, age in ((1, "received", 60), (2, "handled", 30), (3, "done", 600), (4, "received", 5)):
+            session.add(InboxUpdate(bot_key="a", update_id=update_id, chat_key=7, status=status,
+                                    received_at=now - timedelta(seconds=age)))
+        for number, (status, age) in enumerate((("pending", 120), ("sending", 10), ("dead", 900), ("sent", 999),
+                                                ("held", 50))):
+            session.add(OutboxMessage(dedupe_key=f"m{number}", kind="leaderboard", chat_id=-1, status=status,
+                                      created_at=now - timedelta(seconds=age)))
+        for number, (language, minutes) in enumerate((("en", 1), ("en", 4), ("zh", 2), ("zh", 9))):
+            session.add(Player(telegram_user_id=500 + number, pseudonym=f"p{number}", language=language,
+                               last_active_at=now - timedelta(minutes=minutes)))
+        finished = now - timedelta(hours=2)
+        session.add(JobRun(job="export", scheduled_for=finished, runner="t", status="done", finished_at=finished))
+        session.add(JobRun(job="export", scheduled_for=now, runner="t", status="failed", finished_at=now))
+    samples = _samples(render(DatabaseState(db, ["a", "b"]).families()).decode())
+    assert _total(samples, "sticktionary_database_up") == 1
+    assert _total(samples, "sticktionary_inbox_backlog", bot="a", status="received") == 2
+    assert _total(samples, "sticktionary_inbox_backlog", bot="a", status="handled") == 1
+    assert _total(samples, "sticktionary_inbox_backlog", bot="b") == 0  # shown at 0
+    assert 59 <= _total(samples, "sticktionary_inbox_oldest_unfinished_age_seconds", bot="a") < 90
+    assert [_total(samples, "sticktionary_outbox_messages", status=s) for s in ("pending", "sending", "held", "dead")] \
+        == [1, 1, 1, 1]
+    assert 119 <= _total(samples, "sticktionary_outbox_oldest_queued_age_seconds") < 150
+    assert (_total(samples, "sticktionary_players_active", language="en"),
+            _total(samples, "sticktionary_players_active", language="zh")) == (2, 1)
+    assert abs(_total(samples, "sticktionary_job_last_success_timestamp_seconds", job="export")
+               - finished.timestamp()) < 1
