@@ -4,7 +4,8 @@
   ready, and its counters move by exactly the updates it handled (and a Telegram failure is counted
   by method and code);
 - `sticktionary run --workers 2` on PostgreSQL and Redis, deliveries spread over the workers on one
-  port: a scrape of either worker gives the sum, and each worker's own files add up to it;
+  port: a scrape of either worker gives the sum, and each worker's own files add up to it; a worker
+  killed and replaced leaves its counts in the totals and its live gauges out;
 - /readyz says 503 while the database is unreachable (a TCP relay of the test's own in front of
   PostgreSQL is cut; the shared server is never touched), and 200 again once it is back;
 - `run` by long polling with STICKTIONARY_HEALTH_LISTEN; the pull server and `sticktionary play`.
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -225,6 +227,26 @@ async def _two_workers(db, tmp_path: Path) -> None:
                 assert _total(samples, "sticktionary_handler_seconds_count", bot="a") == sent
                 assert _total(samples, "sticktionary_processes", role="bots") == 2
             per_process = _per_process(folder, tmp_path)
+            # A worker killed: the supervisor marks it dead and starts another. Its counts stay in the
+            # totals; its live gauges go (two processes again, not three).
+            victim = psutil.Process(supervisor.process.pid).children()[0]
+            victim.kill()
+
+            async def replaced() -> bool:
+                children = psutil.Process(supervisor.process.pid).children()
+                if len(children) != 2 or victim.pid in {child.pid for child in children}:
+                    return False
+                async with httpx.AsyncClient(timeout=30) as fresh:
+                    samples = await _scrape(fresh, base)
+                return _total(samples, "sticktionary_processes", role="bots") == 2 and \
+                    _total(samples, "sticktionary_updates_handled_total", bot="a") == sent
+
+            assert await _until(replaced, timeout=120, pause=0.5)
+            more = await _send(http, range(92_001, 92_003), ("/help",))
+            await _all_finished(db, sent + more)
+            async with httpx.AsyncClient(timeout=30) as fresh:
+                samples = await _scrape(fresh, base)
+            assert _total(samples, "sticktionary_updates_handled_total", bot="a") == sent + more
     finally:
         await supervisor.stop()
         await sandbox.stop()
