@@ -546,14 +546,14 @@ async def test_the_send_policy_counts_failed_calls_by_method_and_code(framework)
     if framework == "ptb":
         from telegram import error
 
-        from bots.shell_ptb import _translated
+        from bots.transport.ptb_shell import _translated
         failures = {"502": error.NetworkError("Bad Gateway"), "400": error.BadRequest("Bad Request: chat not found"),
                     "429": error.RetryAfter(0)}
     else:
         from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter, TelegramServerError
         from aiogram.methods import SendMessage
 
-        from bots.shell_aiogram import _translated
+        from bots.transport.aiogram_shell import _translated
         method = SendMessage(chat_id=1, text="x")
         failures = {"502": TelegramServerError(method=method, message="Bad Gateway"),
                     "400": TelegramBadRequest(method=method, message="Bad Request: chat not found"),
