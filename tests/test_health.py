@@ -31,8 +31,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session, select
 
-from bots.sandbox import Sandbox
-from sticktionary.demo_pack import load_demo_pack
+from offline.demo_pack import load_demo_pack
+from offline.sandbox import Sandbox
 from storage.models import InboxStatus, InboxUpdate
 from tests.processes import shared_redis_url
 from tests.test_outages import BOT, SECRET, Command, _environment, _players
