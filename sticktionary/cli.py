@@ -436,13 +436,31 @@ def jobs_start(only: Annotated[list[str] | None, typer.Option(help="run only the
 
     _log_to_stderr()
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = _scheduler(BlockingScheduler, get_settings(), only)
+    settings = get_settings()
+    scheduler = _scheduler(BlockingScheduler, settings, only)
     for job in scheduler.get_jobs():
         typer.echo(f"{job.id:>20}: {job.trigger}")
+    stop_listener = _jobs_health(settings) if settings.health_listen else None
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        if stop_listener is not None:
+            stop_listener()
+
+
+def _jobs_health(settings):
+    """/healthz, /readyz (the database) and /metrics (job runs) of `jobs start` on STICKTIONARY_HEALTH_LISTEN."""
+    from core.health import Health, database_check, serve_in_thread
+
+    try:
+        return serve_in_thread(Health("jobs", {"database": database_check(_engine(upgrade_first=False))}),
+                               settings.health_listen)
+    except OSError as error:
+        typer.echo(f"cannot start: cannot listen on STICKTIONARY_HEALTH_LISTEN={settings.health_listen} "
+                   f"({error.strerror})", err=True)
+        raise typer.Exit(2) from None
 
 
 @jobs_app.command("run")
