@@ -57,19 +57,22 @@ def bench_bots_command(
     steps: Annotated[int, typer.Option(help="interactions per player")] = 20,
     postgres_url: Annotated[str | None, typer.Option(help="run on a throwaway database of this server instead "
                                                           "of SQLite")] = None,
-    think_ms: Annotated[int, typer.Option(help="mean pause before each action; 0 measures saturation")] = 1000,
+    think_ms: Annotated[int, typer.Option(help="mean pause before each action in the first run; 0 (the default) "
+                                               "saturates")] = 0,
     workers: Annotated[int, typer.Option(help="game bot processes (webhook workers); over 1 needs Redis")] = 1,
     redis_url: Annotated[str, typer.Option(help="Redis for the workers' chat locks (this database is flushed)")
                          ] = "redis://127.0.0.1:6379/9",
+    half_load: Annotated[bool, typer.Option(help="then each bot alone at half its measured capacity")] = True,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Bot interactions per second and latency through the sandbox, against a bare echo bot."""
+    """Bot CPU per interaction (game and echo), capacity, and latency saturated and at half capacity."""
     from bots.app import FRAMEWORKS
     from offline.bench.bots import bench_bots
 
     if framework not in FRAMEWORKS:
         raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
-    print_result(bench_bots(framework, players, steps, postgres_url, think_ms, workers, redis_url), as_json)
+    print_result(bench_bots(framework, players, steps, postgres_url, think_ms, workers, redis_url, half_load),
+                 as_json)
 
 
 @bench_app.command("ux")

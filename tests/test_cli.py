@@ -215,18 +215,38 @@ def test_jobs_list_and_a_bad_schedule(env, monkeypatch):
     assert result.exit_code == 2 and "weekdays as names" in result.output
 
 
+CPU_FIGURES = ("game_cpu_ms_per_interaction", "echo_cpu_ms_per_interaction", "harness_cpu_ms_per_interaction",
+               "capacity_ratio")
+HALF_LOAD_FIGURES = ("capacity_per_s", "echo_capacity_per_s", "half_load_offered_per_s", "half_load_interval_ms",
+                     "half_load_interactions_per_s", "half_load_load", "half_load_p50_ms", "half_load_p99_ms",
+                     "half_load_cpu_ms_per_interaction", "echo_half_load_offered_per_s",
+                     "echo_half_load_interval_ms", "echo_half_load_interactions_per_s", "echo_half_load_load",
+                     "echo_half_load_p50_ms", "echo_half_load_p99_ms", "echo_half_load_cpu_ms_per_interaction")
+
+
 @pytest.mark.parametrize("framework", ["ptb", "aiogram"])
 def test_bench_bots_measures_through_three_processes(env, framework):
-    """A small run of the real benchmark: sandbox, bots and players each in their own process."""
-    result = runner.invoke(app, ["bench", "bots", "--players", "2", "--steps", "3", "--think-ms", "0",
+    """A small run of the real benchmark: sandbox, bots and players each in their own process; the
+    saturated run, then the game and the echo bot each at half the capacity its CPU figures give."""
+    result = runner.invoke(app, ["bench", "bots", "--players", "2", "--steps", "3",
                                  "--framework", framework, "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert {"framework", "players", "interactions", "interactions_per_s", "p50_ms", "p99_ms",
-            "echo_interactions_per_s", "echo_p50_ms"} <= figures.keys()
-    assert figures["framework"] == framework and figures["database"] == "sqlite"
+            "echo_interactions_per_s", "echo_p50_ms", "throughput_ratio", "cores", "half_load_think_ms",
+            "half_load_machine_busy", *CPU_FIGURES, *HALF_LOAD_FIGURES} <= figures.keys()
+    assert figures["framework"] == framework and figures["database"] == "sqlite" and figures["think_ms"] == 0
     assert figures["interactions"] >= 2 * 3  # a retriever's turn may take a pick and Done in one step
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0
+    assert all(figures[key] > 0 for key in (*CPU_FIGURES, *HALF_LOAD_FIGURES)), figures
+    assert figures["half_load_p50_ms"] <= figures["half_load_p99_ms"]
+    assert figures["echo_half_load_p50_ms"] <= figures["echo_half_load_p99_ms"]
+    # capacity_ratio is the quotient of the CPU figures, and the half load is half the capacity.
+    assert figures["capacity_ratio"] == pytest.approx(
+        figures["echo_cpu_ms_per_interaction"] / figures["game_cpu_ms_per_interaction"], rel=0.02, abs=0.002)
+    assert figures["half_load_offered_per_s"] == pytest.approx(figures["capacity_per_s"] / 2, abs=0.1)
+    assert figures["half_load_interval_ms"] == pytest.approx(
+        2 / figures["half_load_offered_per_s"] * 1000, rel=0.05)
 
 
 def test_bench_bots_with_two_workers_on_postgresql(env, postgres_url):
@@ -244,13 +264,14 @@ def test_bench_bots_with_two_workers_on_postgresql(env, postgres_url):
             raise
         pytest.skip("no Redis on 127.0.0.1:6379")
     result = runner.invoke(app, ["bench", "bots", "--players", "2", "--steps", "3", "--think-ms", "0",
-                                 "--workers", "2", "--postgres-url", POSTGRES_ADMIN, "--json"])
+                                 "--workers", "2", "--postgres-url", POSTGRES_ADMIN, "--no-half-load", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert figures["workers"] == 2 and figures["database"] == "postgresql" and figures["interleaved"]
     assert figures["interactions"] >= 2 * 3
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0
-    assert figures["capacity_ratio"] > 0
+    assert all(figures[key] > 0 for key in CPU_FIGURES), figures  # both workers' CPU counts
+    assert "half_load_p50_ms" not in figures
 
 
 def test_bench_bots_refuses_an_unknown_framework():
