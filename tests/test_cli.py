@@ -234,7 +234,7 @@ def test_bench_bots_measures_through_three_processes(env, framework):
     figures = json.loads(result.output.strip().splitlines()[-1])
     assert {"framework", "players", "interactions", "interactions_per_s", "p50_ms", "p99_ms",
             "echo_interactions_per_s", "echo_p50_ms", "throughput_ratio", "cores", "half_load_think_ms",
-            "half_load_machine_busy", *CPU_FIGURES, *HALF_LOAD_FIGURES} <= figures.keys()
+            "half_load_machine_busy", "half_load_others_busy", *CPU_FIGURES, *HALF_LOAD_FIGURES} <= figures.keys()
     assert figures["framework"] == framework and figures["database"] == "sqlite" and figures["think_ms"] == 0
     assert figures["interactions"] >= 2 * 3  # a retriever's turn may take a pick and Done in one step
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0

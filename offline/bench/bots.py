@@ -27,7 +27,9 @@ Three runs, the same processes throughout:
    time is what the previous action left of that interval), which offers half the capacity;
    half_load_p50_ms and half_load_p99_ms are what a player feels on a machine that is not
    saturated. half_load_interactions_per_s and half_load_load (that over capacity_per_s) say what
-   was achieved, and half_load_machine_busy how busy the whole machine was (other users included).
+   was achieved, half_load_machine_busy how busy the whole machine was (every process of every user,
+   a share of all its cores) and half_load_others_busy how much of that was not the benchmark's
+   processes (machine_busy and others_busy: the same for the saturated run).
 3. The echo bot alone the same way (echo_capacity_per_s, echo_half_load_*)."""
 
 from __future__ import annotations
@@ -227,6 +229,7 @@ def _measure(framework: str, players: int, steps: int, database_url: str, workdi
             "harness_cpu_ms_per_interaction": round(harness_cpu, 2),
             "capacity_ratio": round(echo_cpu / game_cpu, 3) if game_cpu else None,
             "cores": cores, "machine_busy": round(saturated["machine_busy"], 2),
+            "others_busy": round(saturated["others_busy"], 2),
         }
         if not half_load:
             return result
@@ -252,6 +255,7 @@ def _measure(framework: str, players: int, steps: int, database_url: str, workdi
                 f"{prefix}_cpu_ms_per_interaction": round(_per_interaction(measured["cpu"][name],
                                                                            len(milliseconds)), 2),
                 f"{prefix}_machine_busy": round(measured["machine_busy"], 2),
+                f"{prefix}_others_busy": round(measured["others_busy"], 2),
             }
         return result
     finally:

@@ -5,15 +5,19 @@ neither the bot's interpreter lock nor its event loop, as real players would not
 players) and then reads one run a line on stdin until stdin closes:
 
     {"mode": "both" | "game" | "echo", "steps": N, "think": S, "echo_think": S,
+     "interval": S, "echo_interval": S,   (optional: pace the players instead, see Pacer)
      "finished": [the game workers' /finished addresses],
      "pids": {"game": [...], "echo": [...], "sandbox": [...]}}
 
 For each run it prints one JSON line: the latency of every game interaction and of every echo
-interaction, how long each group took ("both" plays the two groups at once), and the CPU seconds
-(user + system, psutil) that each group of processes spent in that run's window: the game workers
-and the echo bot up to the end of their own group, the sandbox and this process up to the end of
-the run. The game players join (/start, language, consent) before their first measured window;
-the same players play every run, so later runs find a warm bot.
+interaction, how long each group took ("both" plays the two groups at once), the mean pause before
+an action, the CPU seconds (user + system, psutil) that each group of processes spent in that run's
+window (the game workers and the echo bot up to the end of their own group, the sandbox and this
+process up to the end of the run), and how busy the whole machine was meanwhile, as a share of all
+its cores, with the part that was not these processes (other users on a shared machine).
+
+The game players join (/start, language, consent) and make one move each before their first
+measured window; the same players play every run, so later runs find a warm bot.
 
 An interaction is timed from just before the update goes into the sandbox until the bot host
 says the bot has delivered its last reply to it.
@@ -150,6 +154,8 @@ class Players:
             auto.player.eager = False  # read the screen when acting on it, not after every reply
             auto.pacer = Pacer(auto.rng)
         await asyncio.gather(*(a.join() for a in self.autos))
+        # One unmeasured move each, so the bot's first-use work (lazy imports, first statements) is start-up too.
+        await asyncio.gather(*(a.step() for a in self.autos))
 
     async def _play_game(self, auto: AutoPlayer, steps: int) -> None:
         while auto.interactions < steps:
@@ -211,6 +217,7 @@ class Players:
         for name in ("sandbox", "players"):
             cpu[name] = cpu_seconds(processes[name]) - before[name]
         machine_after = machine_busy_seconds()
+        machine_seconds = max(machine_after[1] - machine_before[1], 1e-9)
         self.echo_sent += 1
         echo = [x for timings in results[-1] for x in timings] if echo_on else []
         game = [x for a in self.autos for x in a.latencies] if game_on else []
@@ -218,8 +225,8 @@ class Players:
                   "echo": sum(p.paused for p in echo_pacers.values()) / max(len(echo), 1) if echo_on else None}
         return {"game": game, "echo": echo, "mean_pause": paused,
                 "game_seconds": seconds.get("game"), "echo_seconds": seconds.get("echo"), "window_seconds": window,
-                "cpu": cpu, "machine_busy": (machine_after[0] - machine_before[0])
-                / max(machine_after[1] - machine_before[1], 1e-9)}
+                "cpu": cpu, "machine_busy": (machine_after[0] - machine_before[0]) / machine_seconds,
+                "others_busy": max(0.0, machine_after[0] - machine_before[0] - sum(cpu.values())) / machine_seconds}
 
 
 async def serve(spec: dict) -> None:
