@@ -12,27 +12,13 @@ from datetime import timedelta
 
 from bots import callbacks
 from bots.log_context import note_player
+from bots.messages.catalogue import Catalogue, catalogue, quoted
+from bots.messages.incoming import Incoming
+from bots.messages.limits import CAPTION_LIMIT, TEXT_LIMIT, Buttons, shorten, utf16_units
+from bots.messages.replies import AnswerCallback, EditText, Expire, LivePhoto, LiveText, Outgoing, SendText
 from bots.moderation import ModerationScreens
 from bots.notices import player_notice_text, render_outbox
 from bots.profile import ProfileScreens
-from bots.screens import (
-    CAPTION_LIMIT,
-    TEXT_LIMIT,
-    AnswerCallback,
-    Buttons,
-    Catalogue,
-    EditText,
-    Expire,
-    Incoming,
-    LivePhoto,
-    LiveText,
-    Outgoing,
-    SendText,
-    catalogue,
-    quoted,
-    shorten,
-    utf16_units,
-)
 from core.game import Game, GameError
 from core.views import LabelTaskView, PreviewView, RetrievalTaskView
 from core.vocabulary import HELD_NOTICES, TABOO_SHOWN, AwaitedInput, ErrorCode, Verdict

@@ -11,18 +11,9 @@ screen keeps its decisions and loses its buttons, and the next round comes as a 
 from __future__ import annotations
 
 from bots import callbacks
-from bots.screens import (
-    CAPTION_LIMIT,
-    AnswerCallback,
-    Buttons,
-    Catalogue,
-    EditText,
-    Outgoing,
-    SendGrid,
-    SendText,
-    shorten,
-    utf16_units,
-)
+from bots.messages.catalogue import Catalogue
+from bots.messages.limits import CAPTION_LIMIT, Buttons, shorten, utf16_units
+from bots.messages.replies import AnswerCallback, EditText, Outgoing, SendGrid, SendText
 from core.game import Game, GameError
 from core.game.prizes import Prizes
 from core.views import ReviewRound

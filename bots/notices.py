@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from bots.screens import Catalogue, Outgoing, SendText, catalogue, quoted
+from bots.messages.catalogue import Catalogue, catalogue, quoted
+from bots.messages.replies import Outgoing, SendText
 from core.game import Game
 from core.vocabulary import PLAYER_NOTICES, NoticeKind
 from storage.models import OutboxMessage

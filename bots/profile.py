@@ -3,7 +3,8 @@ there are and how close the player is) and /name (the nickname leaderboards and 
 
 from __future__ import annotations
 
-from bots.screens import Catalogue, Outgoing, SendText
+from bots.messages.catalogue import Catalogue
+from bots.messages.replies import Outgoing, SendText
 from core.game import Game
 from core.game.prizes import Prizes
 from storage.models import Player

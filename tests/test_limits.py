@@ -13,7 +13,9 @@ import pytest
 
 from bots.conversation import NOTICE_ROOM, Conversation
 from bots.media import Media
-from bots.screens import CAPTION_LIMIT, TEXT_LIMIT, Outgoing, SendGrid, SendText, catalogue, shorten, utf16_units
+from bots.messages.catalogue import catalogue
+from bots.messages.limits import CAPTION_LIMIT, TEXT_LIMIT, shorten, utf16_units
+from bots.messages.replies import Outgoing, SendGrid, SendText
 from core.text import QueryTextError, clean_query_text, normalize_query, seed_query_problem
 from core.views import ContextMessage, LabelTaskView, RetrievalTaskView, StickerView
 from offline.demo_pack import PACK_DIR

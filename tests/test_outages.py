@@ -33,7 +33,7 @@ import psutil
 import pytest
 from sqlmodel import Session, col, select
 
-from bots.screens import catalogue
+from bots.messages.catalogue import catalogue
 from offline.demo_pack import PACK_DIR, load_demo_pack
 from offline.oracle import database_oracle
 from offline.sandbox import Sandbox

@@ -27,7 +27,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bots.conversation import Conversation, rule_terms
-from bots.screens import SendText, catalogue
+from bots.messages.catalogue import catalogue
+from bots.messages.replies import SendText
 from core.game import Game
 from core.text import tokenize
 from offline.demo_pack import PACK_DIR, load_demo_pack
