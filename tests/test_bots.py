@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
-from bots.conversation import rule_terms
 from bots.messages.catalogue import catalogue, quoted
+from bots.screens.help import rule_terms
 from core.nicknames import default_nickname
 from offline.sandbox.players import SandboxPlayer
 from storage.db import session_scope

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from bots.conversation import rule_terms
 from bots.messages.catalogue import catalogue
 from bots.messages.limits import TEXT_LIMIT, utf16_units
+from bots.screens.help import rule_terms
 from storage.models import ChatContext, Player
 from storage.settings import Settings as _Settings
 from tests.bots_world import TOKEN, running_bot
