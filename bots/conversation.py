@@ -17,7 +17,7 @@ from bots.messages.incoming import Incoming, IncomingKind
 from bots.messages.replies import AnswerCallback, Expire, Outgoing, SendText
 from bots.router import PlayerState, Router, Turn
 from core.game import Game, GameError
-from core.vocabulary import ErrorCode, Language
+from core.vocabulary import LANGUAGES, ErrorCode, Language
 from storage.models import OutboxMessage
 
 # Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
@@ -85,4 +85,5 @@ class Conversation:
 
 def language_hint(language_code: str | None) -> Language:
     """The game language to speak to someone who has not chosen one, from their Telegram client's."""
-    return Language.ZH if (language_code or "").lower().startswith("zh") else Language.EN
+    code = (language_code or "").lower()
+    return next((Language(language) for language in LANGUAGES if code.startswith(language)), Language.EN)

@@ -148,34 +148,32 @@ class Router:
 
     # ------------------------------------------------------------------ dispatch
     def dispatch(self, turn: Turn) -> None:
-        route, argument = self._route(turn)
+        route, arguments = self._route(turn)
         if route.moderator and not turn.player.moderator:
             self.refusals["moderator"](turn)
         elif route.onboarded and not turn.player.onboarded:
             self.refusals["onboarded"](turn)
-        elif argument is None:
-            route.handler(turn)
         else:
-            route.handler(turn, argument)
+            route.handler(turn, *arguments)
 
-    def _route(self, turn: Turn) -> tuple[Route, Any]:
+    def _route(self, turn: Turn) -> tuple[Route, tuple[Any, ...]]:
         incoming, player = turn.incoming, turn.player
         if incoming.kind in (IncomingKind.COMMAND, IncomingKind.CALLBACK) and player.awaiting is not None:
             turn.game.awaited.forget(player.id)
         if incoming.kind == IncomingKind.COMMAND:
-            return self.commands.get(incoming.command) or self.unknown["command"], None
+            return self.commands.get(incoming.command) or self.unknown["command"], ()
         if incoming.kind == IncomingKind.CALLBACK:
             button = callbacks.decode(incoming.callback_data)
             route = self.buttons.get(type(button)) if button is not None else None
             if route is None:
                 raise GameError(ErrorCode.STALE)
-            return route, button
+            return route, (button,)
         if incoming.kind == IncomingKind.TEXT and player.awaiting is not None:
             waiting = turn.game.awaited.take(player.id)
             if waiting is not None:
                 state, reference = waiting
-                return self.states[state], reference
-        return self.kinds[IncomingKind(incoming.kind)], None
+                return self.states[state], (reference,)
+        return self.kinds[IncomingKind(incoming.kind)], ()
 
 
 def _add(table: dict, key, value) -> None:

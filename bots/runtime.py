@@ -21,7 +21,7 @@ from bots.game_threads import GameThreads
 from bots.inbox import ChatLocks, Inbox
 from bots.intake import FinishedUpdates, Intake
 from bots.media import Media
-from bots.messages.catalogue import COMMANDS
+from bots.messages.catalogue import catalogue
 from bots.messages.incoming import Incoming, incoming_from_update
 from bots.messages.replies import Outgoing
 from bots.transport import Sender, SendPolicy
@@ -156,5 +156,5 @@ class BotRuntime:
 
     async def register_commands(self) -> None:
         for language in self.languages:
-            await self.delivery.call(None, lambda lang=language: self.sender.set_commands(lang, COMMANDS[lang]),
+            await self.delivery.call(None, lambda lang=language: self.sender.set_commands(lang, catalogue(lang).commands()),
                                      wait=True)

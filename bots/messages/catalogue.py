@@ -1,6 +1,6 @@
 """The catalogues: every text a player reads, one JSON file per language (bots/locales/), with
-plural forms and the language's own words for statuses and language names; the commands each
-language's menu lists; and how a list of quoted texts is punctuated in each language."""
+plural forms, the language's own words for statuses and language names, the commands its menu
+lists, and how it punctuates a list of quoted texts."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ class Catalogue:
         code = str(code)
         return self.strings.get("status", {}).get(code, code)
 
+    def commands(self) -> list[tuple[str, str]]:
+        """The commands the client's menu lists for players of this language, with their descriptions."""
+        return list(self.strings["commands"].items())
+
     def language_name(self, code) -> str:
         """The name of a game language ("en", "zh") in this language."""
         code = str(code)
@@ -79,16 +83,8 @@ def catalogue(language: str | None) -> Catalogue:
     return Catalogue(language if language in LANGUAGES else Language.EN)
 
 
-COMMANDS = {
-    "en": [("play", "Next task"), ("me", "Your points"), ("name", "Your nickname"), ("top", "Leaderboard"),
-           ("lang", "Language"), ("help", "Rules"), ("stop", "Pause"), ("forget", "Withdraw consent")],
-    "zh": [("play", "下一个任务"), ("me", "我的积分"), ("name", "我的昵称"), ("top", "排行榜"), ("lang", "语言"),
-           ("help", "规则"), ("stop", "暂停"), ("forget", "撤回同意")],
-}
-
-
 def quoted(texts, language: str = "en") -> str:
     """Quoted texts as a list in the language's own punctuation: “a”, “b” in English; “a”、“b” in
     Chinese (the enumeration comma, no space)."""
-    separator = "、" if language == "zh" else ", "
+    separator = _load(language if language in LANGUAGES else Language.EN)["list_separator"]
     return separator.join(f"“{text}”" for text in texts)

@@ -5,17 +5,15 @@ edited into the message that button was on."""
 from __future__ import annotations
 
 from bots import callbacks
-from bots.messages.catalogue import Catalogue
+from bots.messages.catalogue import Catalogue, catalogue
 from bots.messages.replies import EditText, SendText
-from core.vocabulary import Language
-
-# Each language's name in itself, as the chooser shows it.
-LANGUAGE_NAMES = {Language.EN: "English", Language.ZH: "中文"}
+from core.vocabulary import LANGUAGES
 
 
 def language_choice(t: Catalogue) -> SendText:
-    return SendText(t("choose_language"), [[(name, callbacks.ChooseLanguage(language).encode())
-                                             for language, name in LANGUAGE_NAMES.items()]])
+    """Every game language, each named in itself."""
+    return SendText(t("choose_language"), [[(catalogue(language).language_name(language),
+                                             callbacks.ChooseLanguage(language).encode()) for language in LANGUAGES]])
 
 
 def consent(t: Catalogue, edit: int | None = None) -> EditText | SendText:
