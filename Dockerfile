@@ -42,7 +42,8 @@ ENV PATH=/venv/bin:$PATH \
     STICKTIONARY_MEDIA_CACHE=/data/media-cache
 WORKDIR /data
 USER 10001:10001
-# The webhook server (STICKTIONARY_WEBHOOK_LISTEN) and the researchers' pull server (export serve).
-EXPOSE 8443 8080
+# The webhook server (STICKTIONARY_WEBHOOK_LISTEN), the researchers' pull server (export serve) and the
+# health and metrics listener of `run` and `jobs start` (STICKTIONARY_HEALTH_LISTEN, as compose sets it).
+EXPOSE 8443 8080 9090
 ENTRYPOINT ["sticktionary"]
 CMD ["run"]

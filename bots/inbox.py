@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from sqlmodel import col, select
 from bots.log_context import handling_update
 from bots.messages.incoming import Incoming
 from bots.messages.replies import Outgoing, decode_outgoing, encode_outgoing
+from core import metrics
 from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
 from storage.models import InboxStatus, InboxUpdate, utcnow
 from storage.outage import REDIS, is_database_outage, outage
@@ -71,6 +73,8 @@ class Taken:
     send_attempts: int = 0  # spent on its replies so far (the one attempt budget)
     replies_sent: int = 0  # replies Telegram already has, in order
     resumed: bool = False  # handled earlier (by a process that died, or before an outage), not just now
+    outcome: str | None = None  # handled just now: ok, failed or skipped
+    handler_seconds: float = 0.0  # how long handling it took
 
 
 class Inbox:
@@ -108,11 +112,14 @@ class Inbox:
         still to deliver, or None when there is none. Call it holding the lane."""
         for attempt in range(4):
             try:
-                return self._take_next(lane, after)
+                taken = self._take_next(lane, after)
             except Exception as error:
                 if is_retryable(error) and attempt < 3:
                     continue  # the database aborted us to break a deadlock: the whole unit again
                 raise
+            if taken is not None:  # committed: counted once
+                metrics.update_handled(self.bot_key, taken.outcome, taken.handler_seconds)
+            return taken
         return None  # pragma: no cover
 
     def _oldest_unfinished(self, lane: int, after: int | None):
@@ -144,7 +151,8 @@ class Inbox:
         if incoming is None:
             row.status, row.done_at = InboxStatus.SKIPPED, utcnow()
             session.add(row)
-            return Taken(row.update_id, None, row.received_at)
+            return Taken(row.update_id, None, row.received_at, outcome="skipped")
+        started = time.perf_counter()
         try:
             with session.begin_nested():
                 outgoing = self.handle(incoming)
@@ -159,7 +167,8 @@ class Inbox:
         row.handled_at = utcnow()
         row.replies = encode_outgoing(outgoing) if outgoing is not None else None
         session.add(row)
-        return Taken(row.update_id, outgoing, row.received_at)
+        return Taken(row.update_id, outgoing, row.received_at, outcome="ok" if row.status == InboxStatus.HANDLED
+                     else "failed", handler_seconds=time.perf_counter() - started)
 
     def _parsed(self, payload: dict) -> Incoming | None:
         try:

@@ -19,6 +19,7 @@ from bots.delivery import OwedReplies
 from bots.game_threads import GameThreads
 from bots.inbox import ChatLocks, Inbox, LaneUnavailable, Taken, update_id_of
 from bots.transport import RetryAfter, Sender, TelegramError, TelegramGate, Unauthorized
+from core import metrics
 from storage.outage import DATABASE, outage
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,9 @@ class Intake:
         we have them (the next getUpdates offset, the webhook's 200) once this returns."""
         if not self.receiving:
             raise RuntimeError("the bot is stopping")
-        for lane in await self.game_threads.run(self.inbox.store, updates):
+        lanes = await self.game_threads.run(self.inbox.store, updates)
+        metrics.updates_received(self.bot_key, len(updates), len(lanes))
+        for lane in lanes:
             self.schedule(lane)
 
     def schedule(self, lane: int) -> None:
@@ -164,6 +167,7 @@ class Intake:
                           "STICKTIONARY_BOTS", self.bot_key)
                 return
             except (TelegramError, OSError) as error:
+                metrics.telegram_failed(self.bot_key, error, "getUpdates")
                 log.warning("bot %s: getUpdates failed (%s); trying again", self.bot_key, type(error).__name__)
                 await asyncio.sleep(1)
                 continue

@@ -13,7 +13,9 @@ from bots.game_threads import game_executor
 from bots.media import Media
 from bots.startup import settled_heap
 from bots.webhook import WebhookReceiver
+from core import metrics
 from core.game import Game
+from core.health import Health, HealthListener, database_check, flag_check, redis_check
 from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.settings import Settings
@@ -52,17 +54,46 @@ def moderator_bot_key(settings: Settings) -> str:
     return settings.moderator_bot or settings.bots[0].key
 
 
-async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_ready=None) -> None:
+def bots_health(settings: Settings, db, started) -> Health:
+    """/healthz, /readyz and /metrics of the bots: ready once the database answers at the newest
+    migration, Redis answers (when configured) and `started()` says the bots are up."""
+    checks = {"database": database_check(db)}
+    closers = []
+    if settings.redis_url:
+        checks["redis"], close = redis_check(settings.redis_url)
+        closers.append(close)
+    checks["bots"] = flag_check(started, "the bots have not started yet")
+    health = Health("bots", checks, extra=metrics.DatabaseState(db, [b.key for b in settings.bots]).families)
+    for close in closers:
+        health.on_close(close)
+    return health
+
+
+async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_ready=None,
+                   health: Health | None = None) -> None:
     """Run until `stop` is set (default: SIGINT/SIGTERM). `on_ready(shells)` is called once every
-    bot is up (the demo uses it to follow the bots' work)."""
+    bot is up (the demo uses it to follow the bots' work). `health` replaces the bots' own
+    /healthz, /readyz and /metrics (`sticktionary play` serves them on its page's server)."""
     check_configuration(settings)
     db = make_engine(settings.database_url)
+    running = asyncio.Event()
+    own_health = health is None
+    health = health or bots_health(settings, db, running.is_set)
+    listener = HealthListener(health) if own_health and settings.health_listen else None
+    if listener is not None:  # up before the bots, so that a prober sees "alive, not ready yet"
+        try:
+            log.info("health and metrics on %s", await listener.start(settings.health_listen))
+        except OSError as error:
+            raise ConfigurationError(f"cannot listen on STICKTIONARY_HEALTH_LISTEN={settings.health_listen} "
+                                     f"({error.strerror})") from None
     await asyncio.to_thread(upgrade, db)
     game = await asyncio.to_thread(Game.open, db, settings)
     game.follow_search_changes()  # other processes' changes reach this one's search within the poll interval
     conversation = Conversation(game, moderators=set(settings.moderators))
     media = Media(settings.sticker_root, settings.media_cache)
     receiver = WebhookReceiver(settings.webhook_secret.get_secret_value()) if settings.webhook_url else None
+    if receiver is not None and own_health:
+        health.add_routes(receiver.app)
     executor = game_executor(settings.game_threads)
     shared = SharedState(settings.redis_url) if settings.redis_url else None
     shells = []
@@ -93,14 +124,21 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         if receiver is not None:
             host, _, port = settings.webhook_listen.rpartition(":")
             await receiver.start(host or "0.0.0.0", int(port))
+        health.start_heartbeat()
+        running.set()
         stop = stop or stop_on_signals()
         if on_ready is not None:
             on_ready(shells)
         with settled_heap():
             await stop.wait()
     finally:
+        running.clear()  # /readyz: not ready while stopping
         if receiver is not None:
             await receiver.stop()  # no new updates; those in flight are finished by the shells' stop
+        if listener is not None:
+            await listener.stop()
+        if own_health:
+            await health.close()
         for shell in shells:
             with contextlib.suppress(Exception):
                 await shell.stop()

@@ -26,6 +26,7 @@ from bots.messages.incoming import Incoming, incoming_from_update
 from bots.messages.replies import Outgoing
 from bots.transport import Sender, SendPolicy
 from bots.transport.pacing import OVERALL_PER_SECOND, PER_CHAT, LocalPacer, Pacer
+from core import metrics
 from core.outbox import Route
 from core.vocabulary import LANGUAGES
 from storage.outage import DATABASE, is_database_outage, outage
@@ -77,6 +78,7 @@ class BotRuntime:
                                    mark_inactive, self._trouble)
         self._background: list[asyncio.Task] = []
         self._database = outage(DATABASE)
+        metrics.bot_started(bot_key)
 
     # ------------------------------------------------------------------ the conversation, for the inbox
     def _parse(self, raw: dict) -> Incoming | None:

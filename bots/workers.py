@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from core import metrics
 from storage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ def worker_problem(settings: Settings, workers: int) -> str | None:
 def supervise(workers: int, restart_delay: float = 1.0) -> int:
     """Run `workers` worker processes until SIGINT/SIGTERM; returns the exit code."""
     command = [sys.executable, "-c", "from sticktionary.cli import app; app()", "run"]
+    # The workers' metrics go to one fresh folder; a scrape of any worker sums them all.
+    metrics_dir, made_here = metrics.fresh_multiprocess_dir()
+    environment = {**os.environ, metrics.MULTIPROCESS_ENV: metrics_dir}
     stopping = False
 
     def stop(_signum, _frame) -> None:
@@ -52,11 +56,12 @@ def supervise(workers: int, restart_delay: float = 1.0) -> int:
                 child = children.get(number)
                 if child is None or child.poll() is not None:
                     if child is not None:
+                        metrics.process_exited(child.pid, metrics_dir)
                         log.warning("worker %d exited with %s; starting it again", number, child.returncode)
                         time.sleep(restart_delay)
                         if stopping:
                             break
-                    children[number] = subprocess.Popen(command, env={**os.environ, "STICKTIONARY_WORKER": str(number)})
+                    children[number] = subprocess.Popen(command, env={**environment, "STICKTIONARY_WORKER": str(number)})
                     log.info("worker %d started (pid %d)", number, children[number].pid)
             time.sleep(0.2)
     finally:
@@ -69,6 +74,10 @@ def supervise(workers: int, restart_delay: float = 1.0) -> int:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
+            metrics.process_exited(child.pid, metrics_dir)
+        if made_here:
+            metrics.remove_multiprocess_dir(metrics_dir)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
+from core import metrics
 from core.datasets import consenting_authors, consenting_usable
 from core.search import BulkBuild, SearchIndexes
 from core.search_log import follow_commits, query_tokens, search_tokens
@@ -75,6 +76,7 @@ class SearchFollower:
         self.gaps = {i: now for i in range(max(1, high - START_WINDOW + 1), high + 1) if i not in present}
         self._last_look = now
         follow_commits(self.db, self)
+        metrics.search_followed(self)
         return self.indexes
 
     def _build_all(self, connection) -> tuple[dict[str, BulkBuild], int]:
@@ -129,6 +131,7 @@ class SearchFollower:
                 self._advance([i for i, _, _ in changes], now)
                 self.applied += len(changes)
             self._age_gaps(now)
+            metrics.search_followed(self)
             return len(changes)
 
     def catch_up_if_due(self) -> None:

@@ -25,11 +25,14 @@ from pathlib import Path, PurePosixPath
 from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
+from core import metrics
+from core.health import Health, folder_check
 from storage.export_files import MANIFEST, latest_export, list_exports, read_manifest
 
 log = logging.getLogger(__name__)
 
 MAX_PATH_CHARS = 1024
+HEALTH_PATHS = ("/healthz", "/readyz", "/metrics")
 _RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})", re.ASCII)
 # Control characters (NUL above all), backslashes and lone surrogates (undecodable bytes).
 _UNSAFE_PATH = re.compile("[\x00-\x1f\x7f\\\\\ud800-\udfff]")
@@ -101,8 +104,12 @@ def make_app(export_dir: Path, tokens: list[str]) -> web.Application:
     root = Path(export_dir)
     secrets = [t.encode() for t in tokens]
 
+    health = Health("pull", {"exports": folder_check(root)}, extra=lambda: metrics.export_families(root))
+
     @web.middleware
     async def require_token(request: web.Request, handler):
+        if request.path in HEALTH_PATHS:  # for the orchestrator and Prometheus: no token, no secret in them
+            return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given:
@@ -157,6 +164,16 @@ def make_app(export_dir: Path, tokens: list[str]) -> web.Application:
     app = web.Application(middlewares=[require_token])
     app.router.add_get("/exports", index)
     app.router.add_get("/exports/{version}/{path:.+}", export_file)
+    health.add_routes(app)
+
+    async def beat(_app: web.Application) -> None:
+        health.start_heartbeat()
+
+    async def close(_app: web.Application) -> None:
+        await health.close()
+
+    app.on_startup.append(beat)
+    app.on_cleanup.append(close)
     return app
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, and_, or_, update
 from sqlmodel import Session, col, select
 
+from core import metrics
 from storage.db import insert_ignoring_conflicts, session_scope
 from storage.locks import exclusive
 from storage.models import JobRun, utcnow
@@ -53,6 +55,13 @@ def job_lock(db: Engine, job: str):
 
 
 def run_once(db: Engine, job: str, scheduled_for: datetime, work: Callable[[], dict]) -> JobOutcome:
+    started = time.monotonic()
+    outcome = _run_once(db, job, scheduled_for, work)
+    metrics.job_ran(job, outcome.status, time.monotonic() - started)
+    return outcome
+
+
+def _run_once(db: Engine, job: str, scheduled_for: datetime, work: Callable[[], dict]) -> JobOutcome:
     with job_lock(db, job) as acquired:
         if not acquired:
             return JobOutcome(job, scheduled_for, "locked")

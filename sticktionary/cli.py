@@ -8,30 +8,27 @@ from typing import Annotated
 
 import typer
 
-from core.vocabulary import LANGUAGES
+from sticktionary.cli_bench import bench_app
+from sticktionary.cli_common import Language, check_language, log_to_stderr, open_database
 from sticktionary.cli_contexts import contexts_app
+from sticktionary.cli_export import export_app
+from sticktionary.cli_jobs import jobs_app, make_scheduler
+from sticktionary.cli_outbox import outbox_app
+from sticktionary.cli_report import report
 from storage.settings import get_settings
 
 app = typer.Typer(help="Sticktionary: a sticker-query annotation game for Telegram.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 data_app = typer.Typer(help="Data in and out: U-Sticker, StickerQueries, demo pack, synthetic data.",
                        no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print figures (use --json for one JSON object).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
-jobs_app = typer.Typer(help="Scheduled jobs: leaderboards, prizes, the nightly export, expiry, retention. "
-                            "Without a subcommand: run the scheduler (as `jobs start`).",
-                       invoke_without_command=True)
-export_app = typer.Typer(help="The research export: make one, serve them, pull them.", no_args_is_help=True)
-outbox_app = typer.Typer(help="The outbox: messages waiting for the bots, and dead letters. "
-                              "Without a subcommand: list them (as `outbox list`).", invoke_without_command=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(export_app, name="export")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(contexts_app, name="contexts")
 
-Language = Annotated[str, typer.Option("--lang", help="en or zh")]
 
 
 @app.callback()
@@ -46,22 +43,6 @@ def main(context: typer.Context) -> None:
     except SettingsProblem as problem:
         typer.echo(f"the settings are not valid: {problem}", err=True)
         raise typer.Exit(2) from None
-
-
-def _engine(upgrade_first: bool = True):
-    from storage.db import make_engine
-    from storage.migrate import upgrade
-
-    engine = make_engine(get_settings().database_url)
-    if upgrade_first:
-        upgrade(engine)
-    return engine
-
-
-def _check_language(language: str) -> str:
-    if language not in LANGUAGES:
-        raise typer.BadParameter("the game has two languages: en or zh", param_hint="--lang")
-    return language
 
 
 @db_app.command("upgrade")
@@ -95,7 +76,7 @@ def import_usticker_command(
         typer.echo(f"malformed: {problem}", err=True)
 
     try:
-        report = import_usticker(_engine(), folder, sticker_root=sticker_root or folder, min_words=min_words,
+        report = import_usticker(open_database(), folder, sticker_root=sticker_root or folder, min_words=min_words,
                                  stop_on_error=stop_on_error, approve=approve, on_malformed=show)
     except ImportStopped as stop:
         typer.echo(f"stopped at a malformed record, nothing imported: {stop}\n"
@@ -124,9 +105,9 @@ def import_queries(csv_path: Annotated[Path, typer.Argument(exists=True, dir_oka
     from core.datasets import import_sticker_queries
     from storage.sticker_queries import StickerQueriesFormatError
 
-    language = _check_language(lang)
+    language = check_language(lang)
     try:
-        result = import_sticker_queries(_engine(), csv_path, language)
+        result = import_sticker_queries(open_database(), csv_path, language)
     except StickerQueriesFormatError as error:
         typer.echo(f"not a StickerQueries file, nothing imported: {error}", err=True)
         raise typer.Exit(2) from None
@@ -141,7 +122,7 @@ def export_queries(lang: Language, out: Annotated[Path, typer.Option(help="CSV f
     """Write the collected queries in the released StickerQueries format."""
     from core.datasets import export_sticker_queries
 
-    rows = export_sticker_queries(_engine(), _check_language(lang), out)
+    rows = export_sticker_queries(open_database(), check_language(lang), out)
     typer.echo(f"{rows} stickers written to {out}")
 
 
@@ -200,7 +181,7 @@ def run(workers: Annotated[int, typer.Option(
     except SettingsProblem as problem:
         typer.echo(f"the settings are not valid: {problem}", err=True)
         raise typer.Exit(2) from None
-    _log_to_stderr(settings)
+    log_to_stderr(settings)
     scheduler = None
     try:
         if workers > 1:
@@ -217,35 +198,6 @@ def run(workers: Annotated[int, typer.Option(
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
-
-
-def _start_background_jobs(settings):
-    """The jobs in a thread of the bot process (STICKTIONARY_JOBS_IN_BOT_PROCESS=true)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = _scheduler(BackgroundScheduler, settings)
-    scheduler.start()
-    return scheduler
-
-
-def _scheduler(kind, settings, only: list[str] | None = None):
-    """An APScheduler scheduler of `kind` with the jobs added; a bad schedule stops the command."""
-    from jobs.schedule import ScheduleError, add_jobs, time_zone
-
-    try:
-        scheduler = kind(timezone=time_zone(settings))
-        add_jobs(scheduler, _engine(), settings, only)
-    except ScheduleError as error:
-        typer.echo(f"cannot start: {error}", err=True)
-        raise typer.Exit(2) from None
-    return scheduler
-
-
-def _log_to_stderr(settings=None) -> None:
-    from sticktionary.logs import setup
-
-    settings = settings or get_settings()
-    setup(secrets=settings.secrets(), log_format=settings.log_format)
 
 
 @app.command()
@@ -314,434 +266,13 @@ def play(
     os._exit(0)
 
 
-@bench_app.command("search")
-def bench_search(stickers: int = 100_000, queries: int = 1000,
-                 write_every: Annotated[int, typer.Option(help="one index write per this many searches (0: none)")] = 0,
-                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """Search latency over N stickers, against rank_bm25 and bm25s on the same corpus."""
-    from offline.bench.suite import bench_search as run
-
-    _print(run(stickers=stickers, n_queries=queries, write_every=write_every), as_json)
-
-
-@bench_app.command("startup")
-def bench_startup_command(queries: int = 1_000_000, postgres_url: Annotated[str | None, typer.Option(
-        help="admin URL of a PostgreSQL server: the database is made there (default: an SQLite file)")] = None,
-        as_json: bool = typer.Option(False, "--json")) -> None:
-    """Seconds from process start until a bot could answer, over a database of N usable queries."""
-    from offline.bench.suite import bench_startup
-
-    _print(bench_startup(queries=queries, postgres_admin_url=postgres_url, progress=not as_json), as_json)
-
-
-@bench_app.command("import")
-def bench_import(messages: int = 1_000_000, stickers: int = 104_000,
-                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """U-Sticker import throughput and peak memory on synthetic data."""
-    from offline.bench.suite import bench_import as run
-
-    _print(run(messages=messages, stickers=stickers), as_json)
-
-
-@bench_app.command("engine")
-def bench_engine(cycles: int = 300, postgres_url: Annotated[str | None, typer.Option(
-        help="PostgreSQL server for the second half")] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """Complete label+retrieve cycles per second by simulated players, on SQLite and PostgreSQL."""
-    from offline.bench.suite import bench_engine as run
-
-    _print(run(cycles=cycles, postgres_admin_url=postgres_url), as_json)
-
-
-@bench_app.command("bots")
-def bench_bots_command(
-    framework: Annotated[str, typer.Option(help="ptb or aiogram")] = "ptb",
-    players: int = 50,
-    steps: Annotated[int, typer.Option(help="interactions per player")] = 20,
-    postgres_url: Annotated[str | None, typer.Option(help="run on a throwaway database of this server instead "
-                                                          "of SQLite")] = None,
-    think_ms: Annotated[int, typer.Option(help="mean pause before each action; 0 measures saturation")] = 1000,
-    workers: Annotated[int, typer.Option(help="game bot processes (webhook workers); over 1 needs Redis")] = 1,
-    redis_url: Annotated[str, typer.Option(help="Redis for the workers' chat locks (this database is flushed)")
-                         ] = "redis://127.0.0.1:6379/9",
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Bot interactions per second and latency through the sandbox, against a bare echo bot."""
-    from bots.app import FRAMEWORKS
-    from offline.bench.bots import bench_bots
-
-    if framework not in FRAMEWORKS:
-        raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
-    _print(bench_bots(framework, players, steps, postgres_url, think_ms, workers, redis_url), as_json)
-
-
-@bench_app.command("ux")
-def bench_ux_command(
-    framework: Annotated[str, typer.Option(help="ptb or aiogram")] = "ptb",
-    languages: Annotated[str, typer.Option(help="one language per player, comma-separated")] = "en,en,zh",
-    labels: Annotated[int, typer.Option(help="labeler rounds per player")] = 6,
-    retrievals: Annotated[int, typer.Option(help="retrievals per player")] = 6,
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Messages a player receives per task, counted from the sandbox transcript of a fixed script."""
-    from bots.app import FRAMEWORKS
-    from offline.bench.ux import bench_ux
-
-    if framework not in FRAMEWORKS:
-        raise typer.BadParameter(f"choose one of {', '.join(FRAMEWORKS)}", param_hint="--framework")
-    chosen = tuple(_check_language(language.strip()) for language in languages.split(","))
-    _print(bench_ux(framework, chosen, labels, retrievals), as_json)
-
-
-@bench_app.command("export")
-def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str | None, typer.Option(
-        help="build the database on a throwaway database of this server instead of SQLite")] = None,
-                         as_json: bool = typer.Option(False, "--json")) -> None:
-    """Seconds and peak memory of a full research export of a database with N queries."""
-    from offline.bench.suite import bench_export
-
-    _print(bench_export(queries=queries, postgres_admin_url=postgres_url), as_json)
-
-
-# ---------------------------------------------------------------------------- jobs
-JobName = Annotated[str, typer.Argument(help="leaderboard_daily, leaderboard_weekly, prizes, export, expiry, "
-                                             "export_retention or retention")]
-
-
-def _parse_moment(value: str | None):
-    from datetime import UTC, datetime
-
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter("an ISO time, e.g. 2026-11-30T03:00:00+00:00", param_hint="--at") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-@jobs_app.callback()
-def jobs_main(context: typer.Context) -> None:
-    if context.invoked_subcommand is None:
-        jobs_start(only=None)
-
-
-@jobs_app.command("start")
-def jobs_start(only: Annotated[list[str] | None, typer.Option(help="run only these jobs (repeatable)")] = None
-               ) -> None:
-    """Run the scheduler until interrupted. Several processes may run it: each firing runs once."""
-    import logging
-
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    _log_to_stderr()
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = _scheduler(BlockingScheduler, get_settings(), only)
-    for job in scheduler.get_jobs():
-        typer.echo(f"{job.id:>20}: {job.trigger}")
-    try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-
-
-@jobs_app.command("run")
-def jobs_run(name: JobName, at: Annotated[str | None, typer.Option(
-        help="the scheduled time this run stands for (ISO); default now")] = None) -> None:
-    """Run one job now, through the same exactly-once guard as the scheduler."""
-    from jobs.schedule import run_job
-    from jobs.tasks import JOBS, JobContext
-
-    if name not in JOBS:
-        raise typer.BadParameter(f"choose one of {', '.join(JOBS)}", param_hint="NAME")
-    outcome = run_job(JobContext(_engine(), get_settings()), name, _parse_moment(at))
-    typer.echo(json.dumps({"job": name, "scheduled_for": outcome.scheduled_for.isoformat(), "status": outcome.status,
-                           "result": outcome.result, "error": outcome.error}, ensure_ascii=False))
-    if outcome.status == "failed":
-        raise typer.Exit(1)
-
-
-@jobs_app.command("list")
-def jobs_list() -> None:
-    """Each job's schedule, next firing and last run."""
-    from sqlmodel import Session, col, select
-
-    from jobs.schedule import ScheduleError, check_schedules
-    from jobs.tasks import JOBS
-    from storage.models import JobRun, utcnow
-
-    settings = get_settings()
-    try:
-        triggers = check_schedules(settings)
-    except ScheduleError as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(2) from None
-    engine = _engine()
-    now = utcnow()
-    with Session(engine) as session:
-        for name, spec in JOBS.items():
-            last = session.exec(select(JobRun).where(JobRun.job == name)
-                                .order_by(col(JobRun.scheduled_for).desc()).limit(1)).first()
-            following = triggers[name].get_next_fire_time(None, now)
-            typer.echo(f"{name:>20}  {spec.schedule(settings):<16} next {following.isoformat() if following else '–'}"
-                       f"  last {last.scheduled_for.isoformat() + ' ' + last.status if last else '–'}")
-            typer.echo(f"{'':>20}  {spec.description}")
-
-
-# ---------------------------------------------------------------------------- outbox
-def _outbox():
-    from core.outbox import Outbox
-
-    settings = get_settings()
-    return Outbox(_engine(), max_attempts=settings.outbox_max_attempts, lease_seconds=settings.outbox_lease_seconds)
-
-
-@outbox_app.callback()
-def outbox_default(context: typer.Context) -> None:
-    if context.invoked_subcommand is None:
-        outbox_list(status=["pending", "sending", "dead"], limit=50)
-
-
-@outbox_app.command("list")
-def outbox_list(
-    status: Annotated[list[str] | None, typer.Option(help="pending, sending, held, sent or dead (repeatable); "
-                                                         "default: all but sent")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="rows shown")] = 50,
-) -> None:
-    """Counts by state, then the oldest rows in the chosen states: whom each is for, the bot that
-    delivers it, attempts, when it is next tried, and why it failed."""
-    from core.outbox import OutboxStatus
-
-    status = status or ["pending", "sending", "dead"]
-    known = {s.value for s in OutboxStatus}
-    if bad := [s for s in status if s not in known]:
-        raise typer.BadParameter(f"{', '.join(bad)}: the states are {', '.join(sorted(known))}", param_hint="--status")
-    outbox = _outbox()
-    counts = outbox.counts()
-    typer.echo("  ".join(f"{name} {counts[name]}" for name in ("pending", "sending", "held", "sent", "dead")))
-    for message, bot_key in outbox.listing(status, limit):
-        to = (f"player {message.player_id} via {bot_key or 'their language'}" if message.player_id is not None
-              else f"chat {message.chat_id}" if message.chat_id is not None else "moderators")
-        when = (f"lease until {message.lease_until:%Y-%m-%d %H:%M:%S}" if message.status == "sending"
-                else f"next {message.next_attempt_at:%Y-%m-%d %H:%M:%S}" if message.status == "pending" else "")
-        typer.echo(f"#{message.id:<7} {message.status:<8} {message.kind:<16} {to}  attempts {message.attempts}  {when}"
-                   .rstrip())
-        if message.last_error:
-            typer.echo(f"{'':9}{message.last_error}")
-
-
-@outbox_app.command("retry")
-def outbox_retry(
-    ids: Annotated[list[int] | None, typer.Argument(help="dead letters to retry, by id")] = None,
-    all_dead: Annotated[bool, typer.Option("--all", help="retry every dead letter")] = False,
-) -> None:
-    """Put dead letters back in the queue, attempts reset (after fixing what killed them)."""
-    if not ids and not all_dead:
-        typer.echo("say which: `sticktionary outbox retry ID…`, or `--all` for every dead letter", err=True)
-        raise typer.Exit(2)
-    retried = _outbox().retry_dead(None if all_dead else ids)
-    typer.echo(f"{retried} dead letters back in the queue")
-    if ids and retried < len(ids):
-        typer.echo(f"{len(ids) - retried} of the ids given are not dead letters (see `sticktionary outbox list`)",
-                   err=True)
-
-
-@outbox_app.command("reroute")
-def outbox_reroute(
-    old: Annotated[str, typer.Argument(help="the key of a bot that no longer runs (its name, or token number)")],
-    new: Annotated[str, typer.Argument(help="the key of the bot its players should hear from")],
-) -> None:
-    """Messages to a player go through the bot they last wrote to: after renaming or retiring a bot,
-    move its players (and what waits for them) to another."""
-    moved = _outbox().reroute(old, new)
-    typer.echo(f"{moved} players of bot {old} now hear from bot {new}")
-
-
-@outbox_app.command("purge")
-def outbox_purge(
-    sent_before: Annotated[str, typer.Option(help="delete messages sent before this date or time (ISO 8601, UTC)")],
-) -> None:
-    """Delete sent messages older than a date. Their dedupe keys go too: a job re-run for a purged
-    period would post again."""
-    from datetime import UTC, datetime
-
-    try:
-        before = datetime.fromisoformat(sent_before)
-    except ValueError:
-        raise typer.BadParameter("a date like 2026-11-01 or 2026-11-01T12:00", param_hint="--sent-before") from None
-    if before.tzinfo is None:
-        before = before.replace(tzinfo=UTC)
-    typer.echo(f"{_outbox().purge_sent(before)} sent messages deleted")
-
-
-# ---------------------------------------------------------------------------- export
-@export_app.command("now")
-def export_now(progress: bool = typer.Option(True, help="show a progress bar"),
-               without_seeds: bool = typer.Option(False, "--without-seeds", help="leave imported seed queries "
-                                                  "out of the files and the metrics")) -> None:
-    """Write a research export now (the nightly job's work) and print where it went."""
-    from tqdm import tqdm
-
-    from core.exports import ExportRefused, check_export_settings, run_export
-    from jobs.runner import job_lock
-
-    settings = get_settings()
-    if without_seeds:
-        settings = settings.model_copy(update={"export_without_seeds": True})
-    try:
-        check_export_settings(settings)
-    except ExportRefused as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(2) from None
-    engine = _engine()
-    with job_lock(engine, "export") as acquired:
-        if not acquired:
-            typer.echo("an export is running in another process; try again when it is done", err=True)
-            raise typer.Exit(1)
-        with tqdm(unit=" queries", disable=not progress, desc="export") as bar:
-            summary = run_export(engine, settings, progress=bar.update)
-    typer.echo(json.dumps({"version": summary.version, "folder": str(summary.folder), "queries": summary.queries,
-                           "stickers": summary.stickers, "seconds": round(summary.seconds, 2)}))
-
-
-@export_app.command("list")
-def export_list() -> None:
-    """The complete exports in STICKTIONARY_EXPORT_DIR, newest last."""
-    from storage.export_files import latest_export, list_exports, read_manifest
-
-    root = get_settings().export_dir
-    latest = latest_export(root)
-    for version in list_exports(root):
-        manifest = read_manifest(root / version)
-        typer.echo(f"{version}  {manifest.get('queries', '?')} queries{'  (latest)' if version == latest else ''}")
-
-
-@export_app.command("serve")
-def export_serve(listen: Annotated[str | None, typer.Option(help="host:port (default STICKTIONARY_PULL_LISTEN)")]
-                 = None) -> None:
-    """Serve the exports to researchers over HTTP (bearer tokens from STICKTIONARY_PULL_TOKENS)."""
-
-    from jobs.pull_server import serve
-
-    _log_to_stderr()
-    settings = get_settings()
-    tokens = [t.get_secret_value() for t in settings.pull_tokens]
-    if not tokens:
-        typer.echo('cannot start: no researcher tokens; set STICKTIONARY_PULL_TOKENS, e.g. ["a-long-random-token"]',
-                   err=True)
-        raise typer.Exit(2)
-    host, _, port = (listen or settings.pull_listen).rpartition(":")
-    serve(settings.export_dir, tokens, host or "0.0.0.0", int(port))
-
-
-@export_app.command("pull")
-def export_pull(
-    url: Annotated[str, typer.Argument(help="the export server, e.g. https://sticktionary.example.org")],
-    token: Annotated[str, typer.Option(envvar="STICKTIONARY_PULL_TOKEN", help="your bearer token")],
-    dest: Annotated[Path, typer.Option(help="local folder; one sub-folder per export version")],
-    version: Annotated[str, typer.Option(help="an export version, or latest")] = "latest",
-    progress: bool = typer.Option(True, help="show a progress bar"),
-) -> None:
-    """Download an export: only files that changed, resuming partial ones, every sha256 checked."""
-    from jobs.pull_client import PullError, pull
-
-    try:
-        result = pull(url, token, dest, version=version, progress=progress)
-    except PullError as error:
-        typer.echo(f"pull failed: {error}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(json.dumps(result))
-
-
-@app.command()
-def report(
-    csv_files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
-                                                    help="StickerQueries CSVs (sticker_id,labeled_queries)")],
-    lang: Annotated[str | None, typer.Option("--lang", help="en or zh; default: from the file name "
-                                                            "(…_zh_…) or else detected")] = None,
-    semantic: bool = typer.Option(True, help="CS and BERTScore too (needs the semantic extra and the model)"),
-    semantic_model: Annotated[str | None, typer.Option(
-        help="model name or local folder for CS and BERTScore (default: STICKTIONARY_SEMANTIC_MODEL_EN / _ZH)")]
-    = None,
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs."""
-    from core.research import LanguageReport
-    from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries
-
-    settings = get_settings()
-    results = {}
-    for path in csv_files:
-        try:
-            rows = list(read_sticker_queries(path))
-        except StickerQueriesFormatError as error:
-            typer.echo(str(error), err=True)
-            raise typer.Exit(2) from None
-        language = _check_language(lang) if lang else _language_of(path, rows)
-        language_report = LanguageReport(language)
-        for sticker, queries in rows:
-            language_report.add(sticker, queries)
-        model = (semantic_model or getattr(settings, f"semantic_model_{language}")) if semantic else None
-        results[str(path)] = {"language": language, "statistics": language_report.statistics_table(),
-                              **language_report.metrics(semantic_model=model)}
-    if as_json:
-        typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
-        return
-    for path, result in results.items():
-        _print_report(path, result)
-
-
-def _language_of(path: Path, rows) -> str:
-    name = path.name.lower()
-    for language in LANGUAGES:
-        if f"_{language}_" in name or name.startswith(f"{language}_") or name.endswith(f"_{language}.csv"):
-            return language
-    from core.curation import detect_language
-
-    # Queries are short: a file's first 200 stickers say more than the 200 characters a chat needs.
-    sample = " ".join(q for _, queries in rows[:200] for q in queries)
-    return "zh" if detect_language(sample, sample_chars=20_000) == "zh" else "en"
-
-
-def _print_report(path: str, result: dict) -> None:
-    stats = result["statistics"]
-    typer.echo(f"{path} ({result['language']})")
-    typer.echo(f"  stickers {stats['stickers']}, queries {stats['queries']}, queries/sticker "
-               f"{stats['queries_per_sticker']}, tokens/query {stats['tokens_per_query']}, vocabulary "
-               f"{stats['vocabulary_size']}")
-    typer.echo("  most frequent: " + ", ".join(f"{t} ({n})" for t, n in stats["most_frequent_terms"][:10]))
-    split = result["split"]
-    typer.echo(f"  split: {split['train_queries']} train / {split['test_queries']} test queries — {split['protocol']}")
-    similarity = result["lexical_similarity"]
-    typer.echo(f"  Table 4, lexical ({similarity['stickers_compared']} stickers, {similarity['queries_compared']} "
-               f"queries, {similarity['pairs_compared']} pairs; {similarity['pairs']}):")
-    _print_figures(similarity)
-    semantic = result.get("semantic_similarity")
-    if semantic is not None:
-        if semantic.get("unavailable"):
-            typer.echo(f"  Table 4, semantic: not computed — {semantic['unavailable']}")
-        else:
-            typer.echo(f"  Table 4, semantic (model {semantic['model']}, BERTScore layer {semantic['bertscore_layer']}; "
-                       f"{semantic['stickers_compared']} stickers, {semantic['pairs_compared']} pairs; "
-                       f"{semantic['seconds_scoring']} s):")
-            _print_figures(semantic)
-    retrieval = result["bm25_retrieval"]
-    typer.echo(f"  Table 6, BM25 retrieval ({retrieval['test_queries_evaluated']} test queries over "
-               f"{retrieval['corpus_documents']} stickers; {retrieval['protocol']}):")
-    _print_figures(retrieval)
-
-
-def _print_figures(section: dict) -> None:
-    for name, about in section["figures"].items():
-        typer.echo(f"    {name:<22} {section[name]!s:<8} scale {about['scale']}: {about['protocol']}")
-
-
-def _print(result: dict, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        for key, value in result.items():
-            typer.echo(f"{key:>24}: {value}")
+def _start_background_jobs(settings):
+    """The jobs in a thread of the bot process (STICKTIONARY_JOBS_IN_BOT_PROCESS=true)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = make_scheduler(BackgroundScheduler, settings)
+    scheduler.start()
+    return scheduler
 
 
 @app.command()
@@ -758,6 +289,8 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object i
         render(findings, typer.echo)
     raise typer.Exit(0 if healthy(findings) else 1)
 
+
+app.command()(report)  # sticktionary/cli_report.py
 
 if __name__ == "__main__":
     app()

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # Redis, for running several worker processes per bot: Telegram's pacing and the one-update-
     # at-a-time order of each chat are then shared by all of them. Unset: kept in each process.
     redis_url: str | None = Field(default=None, description="e.g. redis://127.0.0.1:6379/0")
+    # host:port of a small HTTP server with only /healthz, /readyz and /metrics, for `run` by long
+    # polling (which has no server of its own) and `jobs start`. Unset: none. With webhooks the
+    # webhook server answers them too.
+    health_listen: str | None = Field(default=None, description="e.g. 0.0.0.0:9090")
 
     # Game rules (docs/design.md, "The game"); defaults follow the paper.
     points_by_rank: tuple[int, int, int] = (3, 2, 1)

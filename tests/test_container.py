@@ -273,8 +273,14 @@ def test_compose_health_checks_ask_the_servers():
     services = _compose()["services"]
     for name in ("bots", "jobs", "pull"):
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
-    assert "/healthz" in " ".join(services["bots"]["healthcheck"]["test"])
-    assert "STICKTIONARY_WEBHOOK_LISTEN" in " ".join(services["bots"]["healthcheck"]["test"])
+    environment = _compose()["x-app"]["environment"]
+    listen = environment["STICKTIONARY_HEALTH_LISTEN"]  # run (by long polling too) and jobs start serve /healthz
+    assert Settings(health_listen=listen, _env_file=None).health_listen == listen
+    for name in ("bots", "jobs"):
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert "/healthz" in test and "STICKTIONARY_HEALTH_LISTEN" in test, name
+        assert services[name]["environment"]["STICKTIONARY_HEALTH_LISTEN"] == listen, name
+    assert "STICKTIONARY_WEBHOOK_LISTEN" in " ".join(services["bots"]["healthcheck"]["test"])  # without a listener
     pull = services["pull"]
     port = pull["command"][pull["command"].index("--listen") + 1].rpartition(":")[2]
     assert f"127.0.0.1:{port}/healthz" in " ".join(pull["healthcheck"]["test"])
@@ -296,3 +302,48 @@ def test_compose_volumes_and_ports_are_the_images():
     defaults = Settings.model_fields
     ports = {defaults[listen].default.rpartition(":")[2] for listen in ("webhook_listen", "pull_listen")}
     assert ports <= exposed, (ports, exposed)
+    assert services["bots"]["environment"]["STICKTIONARY_HEALTH_LISTEN"].rpartition(":")[2] in exposed
+
+
+@pytest.mark.parametrize("service", ["bots", "jobs", "pull"])
+def test_compose_health_checks_run_as_written(service, tmp_path):
+    """Each health check's command, run as the container would (python -c …), passes against a server
+    answering /healthz and fails against one that does not."""
+    import http.server
+    import socket
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            asked.append(self.path)
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    command = _compose()["services"][service]["healthcheck"]["test"]
+    assert command[:3] == ["CMD", "python", "-c"], command
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        script = command[3]
+        if service == "pull":  # its port is the one in its command
+            script = script.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        env = {"PATH": "/usr/bin:/bin", "STICKTIONARY_HEALTH_LISTEN": f"0.0.0.0:{port}"}
+        result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and asked == ["/healthz"], result.stderr
+        if service == "bots":  # webhook mode without a listener: the webhook server's port
+            env = {"PATH": "/usr/bin:/bin", "STICKTIONARY_WEBHOOK_LISTEN": f"0.0.0.0:{port}"}
+            result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0 and asked == ["/healthz"] * 2, result.stderr
+        server.shutdown()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        env = {"PATH": "/usr/bin:/bin", "STICKTIONARY_HEALTH_LISTEN": f"0.0.0.0:{closed.getsockname()[1]}"}
+        if service != "pull":
+            result = subprocess.run([sys.executable, "-c", command[3]], env=env, capture_output=True, text=True,
+                                    timeout=60)
+            assert result.returncode != 0

@@ -25,10 +25,10 @@ SCRIPT = textwrap.dedent("""
     import os
 
     from bots.log_context import handling_update, note_player
-    from sticktionary.cli import _log_to_stderr
+    from sticktionary.cli_common import log_to_stderr
 
     token, key = os.environ["TEST_TOKEN"], os.environ["STICKTIONARY_PSEUDONYM_KEY"]
-    _log_to_stderr()  # as `run`, `jobs start` and `export serve` do
+    log_to_stderr()  # as `run`, `jobs start` and `export serve` do
     log = logging.getLogger("bots.runtime")
     log.info("started with %s", token)
     with handling_update("en", 812):

@@ -34,6 +34,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from bots.messages.catalogue import catalogue
+from bots.screens.help import rule_terms
 from offline.demo_pack import PACK_DIR, load_demo_pack
 from offline.oracle import database_oracle
 from offline.sandbox import Sandbox
@@ -42,6 +43,7 @@ from offline.simulation import demo_vocabulary
 from storage.db import make_engine, session_scope
 from storage.migrate import upgrade
 from storage.models import InboxStatus, InboxUpdate, OutboxMessage
+from storage.settings import Settings
 from tests.bots_world import TOKEN, running_bot
 from tests.processes import handled_in, shared_redis_url
 
@@ -49,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCALE = float(os.environ.get("STICKTIONARY_OUTAGE_SECONDS", "0") or 0) / 10 or 1.0  # 1.0: the sizes above
 BOT = {"token": "5001:outage-a", "framework": "ptb", "languages": ["en"], "name": "a"}
 SECRET = "outage-secret"
+DEFAULT_RULES = rule_terms(Settings(_env_file=None))  # the help text states the rules
 
 
 def _free_port() -> int:
@@ -149,7 +152,7 @@ async def _outage_mid_play(client, players: list[AutoPlayer], stop, start, secon
             user = auto.player.user_id
             if user not in answered:
                 entries = (await auto.player.transcript())[sent_at[user]:]
-                if any(e["by"] == "bot" and (e.get("text") or "").startswith(t("help")) for e in entries):
+                if any(e["by"] == "bot" and (e.get("text") or "").startswith(t("help", **DEFAULT_RULES)) for e in entries):
                     answered[user] = round(time.monotonic() - back, 2)
         await asyncio.sleep(0.1)
     await asyncio.gather(*(_play_until(a, time.monotonic() + 5) for a in players))
@@ -230,7 +233,8 @@ async def _three_workers(db, tmp_path: Path, redis_url: str) -> None:
         for auto in players:
             answers = [e.get("text") or "" for e in (await auto.player.transcript())[starts[auto.player.user_id]:]
                        if e["by"] == "bot" and not e.get("edit")]
-            bursts[auto.player.user_id] = ["help" if a.startswith(t("help")) else "me" if a.startswith(me) else a[:30]
+            helped = t("help", **DEFAULT_RULES)
+            bursts[auto.player.user_id] = ["help" if a.startswith(helped) else "me" if a.startswith(me) else a[:30]
                                            for a in answers]
         presses = 0
         for auto in players:
@@ -242,6 +246,10 @@ async def _three_workers(db, tmp_path: Path, redis_url: str) -> None:
         await client.aclose()
         await sandbox.stop()
     log = (tmp_path / "workers.log").read_text(errors="replace")
+    print("FIGURES workers", json.dumps({"presses": presses, "updates": given["last_update_id"],
+                                         "press_answered_again": stats.get("press_answered_again", 0),
+                                         "not_modified": sum(v for k, v in stats.items() if k.startswith("not_modified")),
+                                         "killed_worker": bool(killed)}))
     assert all(answers == ["help", "me", "help"] * 2 for answers in bursts.values()), bursts
     assert killed and "starting it again" in log  # the supervisor replaced the killed worker
     assert presses > 50, presses
@@ -311,6 +319,7 @@ async def _redis_outage(db, tmp_path: Path) -> None:
         redis_server.stop()
         await client.aclose()
         await sandbox.stop()
+    print("FIGURES redis", json.dumps({"updates": given["last_update_id"], "answered_after_back_s": answered}))
     assert len(answered) == len(players) and max(answered.values()) <= 10, answered
     _assert_nothing_lost(db, given)
     log = (tmp_path / "bot.log").read_text(errors="replace")
@@ -360,13 +369,17 @@ async def test_a_telegram_outage_delivers_each_reply_and_notice_once_within_the_
         finally:
             outbox_worker.cancel()
         stats = (await world.client.get("/sim/stats")).json()["result"]
-    assert len(replies) == 1 and replies[0]["text"].startswith(catalogue("en")("help")), replies
+    print("FIGURES telegram", framework, json.dumps({
+        "calls_to_the_group": stats[f"tries:{group}"], "faults_5xx": stats.get("fault:5xx"),
+        "faults_429": stats.get("fault:429"), "replies": len(replies), "posts": len(posts)}))
+    assert len(replies) == 1 and replies[0]["text"].startswith(catalogue("en")("help", **DEFAULT_RULES)), replies
     assert len(posts) == 1, posts
     assert stats.get("fault:5xx", 0) > 0 and stats.get("fault:429", 0) > 0, stats
     # Every call to each chat, faulted or not (429s included); at most 8 of them failed with a 5xx.
     assert stats[f"tries:{group}"] <= 8 + stats["fault:429"], stats
     with Session(game_db) as session:
         notice = session.exec(select(OutboxMessage).where(OutboxMessage.dedupe_key == "outage-notice")).one()
+    print("FIGURES telegram", framework, "notice attempts", notice.attempts)
     assert notice.status == "sent" and notice.attempts <= 8
     outage_lines = [r.getMessage() for r in caplog.records if r.name == "sticktionary.outage"]
     assert len(outage_lines) <= 4, outage_lines  # it began (and ended) once or twice: not once per attempt
@@ -451,6 +464,7 @@ async def _postgres_outage(tmp_path: Path) -> None:
     log = (tmp_path / "bot.log").read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     during = [line for line in log.splitlines()[lines_before:] if " WARNING " in line or " ERROR " in line]
+    print("FIGURES postgres", json.dumps({"updates": given["last_update_id"], "log_lines": during}))
     assert 1 <= len(during) <= 4, during
     assert any("the database is back" in line for line in during), during
 

@@ -13,6 +13,7 @@ from bots.delivery.context import DeliveryContext, spending
 from bots.delivery.replies import deliver_reply
 from bots.messages.replies import Outgoing
 from bots.transport import Attempts, ChatMigrated, Forbidden, Owed, Rejected, Unauthorized
+from core import metrics
 from core.outbox import Outbox, Route, claimer_id
 from storage.models import OutboxMessage, OutboxStatus
 
@@ -98,10 +99,12 @@ class OutboxWorker:
         except Exception as error:  # noqa: BLE001 - a rendering bug: it is retried, then dead-lettered
             log.exception("could not render outbox message %s", message.id)
             await game(outbox.retry_later, message.id, self.claimer, f"rendering failed: {error!r}")
+            metrics.outbox_delivered(self.context.bot_key, "retry")
             return 0
         if not outgoings:
             await game(outbox.dead_letter, message.id, self.claimer,
                        "nobody to send it to (the player is inactive or has no chat; or no moderators)")
+            metrics.outbox_delivered(self.context.bot_key, "dead")
             return 0
         # The claim counted this try already: the budget starts one below, so that a failed call
         # counts what the claim counted.
@@ -128,6 +131,7 @@ class OutboxWorker:
             if problems:
                 log.warning("outbox message %s reached %d of %d chats: %s", message.id, delivered, len(outgoings),
                             problems)
+            metrics.outbox_delivered(self.context.bot_key, "sent")
             if not await game(outbox.mark_sent, message.id, self.claimer):
                 log.warning("outbox message %s was sent after its lease was lost: it may go out twice", message.id)
             return 1
@@ -137,6 +141,7 @@ class OutboxWorker:
                 await game(outbox.release, [message.id], self.claimer)
                 return 0
             status = await game(outbox.retry_later, message.id, self.claimer, problems)
+            metrics.outbox_delivered(self.context.bot_key, "dead" if status == OutboxStatus.DEAD else "retry")
             if status == OutboxStatus.DEAD:
                 log.warning("outbox message %s dead-lettered after %d attempts: %s", message.id, budget.used,
                             problems)
@@ -144,6 +149,7 @@ class OutboxWorker:
                 log.warning("outbox message %s not sent (%s): %s", message.id, status or "lease lost", problems)
         else:
             await game(outbox.dead_letter, message.id, self.claimer, problems)
+            metrics.outbox_delivered(self.context.bot_key, "dead")
             log.warning("outbox message %s dead-lettered: %s", message.id, problems)
         return 0
 

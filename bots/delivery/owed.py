@@ -16,6 +16,7 @@ from bots.inbox import Inbox, Taken
 from bots.log_context import handling_update
 from bots.messages.replies import AnswerCallback, LivePhoto, LiveText
 from bots.transport import Attempts, ChatMigrated, Forbidden, Owed, Rejected, Unauthorized
+from core import metrics
 from core.outbox import Outbox
 from storage.models import utcnow
 
@@ -69,6 +70,7 @@ class OwedReplies:
 
     async def finish(self, taken: Taken, dropped: str | None = None) -> None:
         await self.context.game(self.inbox.mark_done, taken.update_id, dropped)
+        metrics.update_done(self.context.bot_key, taken.received_at)
         self.finished(taken.update_id)
 
     async def deliver_update(self, taken: Taken) -> bool:
@@ -80,11 +82,11 @@ class OwedReplies:
             return True
         age = utcnow() - taken.received_at
         if age > self.reply_max_age:
-            return await self._drop(taken, f"still undelivered {age.total_seconds():.0f} s after the update came "
+            return await self._drop(taken, "too_old", f"still undelivered {age.total_seconds():.0f} s after the update came "
                                            f"(STICKTIONARY_REPLY_MAX_AGE_SECONDS)")
         budget = Attempts(taken.send_attempts, context.policy.attempts)
         if budget.spent:
-            return await self._drop(taken, f"gave up after {budget.used} attempts")
+            return await self._drop(taken, "attempts", f"gave up after {budget.used} attempts")
         # The answer to a button press goes out alongside the screens rather than after them: it is
         # not a chat message, so it need not wait its turn, and it stops the spinner on the
         # player's button sooner (Telegram asks bots to answer promptly). Only on the first try,
@@ -110,7 +112,7 @@ class OwedReplies:
                 progressed = budget.used != taken.send_attempts or taken.replies_sent != sent_before
                 taken.send_attempts = budget.used
                 if budget.spent:
-                    return await self._drop(taken, f"gave up after {budget.used} attempts ({error})")
+                    return await self._drop(taken, "attempts", f"gave up after {budget.used} attempts ({error})")
                 context.policy.gate.outage.waiting(("update", context.bot_key, taken.update_id))
                 if progressed:  # kept for whoever goes on (held back by the gate: nothing to keep)
                     await context.game(self.inbox.still_owed, taken.update_id, taken.send_attempts,
@@ -119,9 +121,9 @@ class OwedReplies:
             except Forbidden as error:  # 403: the player blocked the bot
                 if outgoing.player_id is not None:
                     await context.game(self.mark_inactive, outgoing.player_id)
-                return await self._drop(taken, f"forbidden: {error}", quiet=True)
+                return await self._drop(taken, "forbidden", f"forbidden: {error}", quiet=True)
             except (Rejected, ChatMigrated, Unauthorized) as error:  # refused for good: retrying cannot help
-                return await self._drop(taken, f"refused: {type(error).__name__}: {error}")
+                return await self._drop(taken, "refused", f"refused: {type(error).__name__}: {error}")
             finally:
                 if answering is not None:
                     await answering  # it never raises a TelegramError: a late answer is harmless
@@ -134,9 +136,11 @@ class OwedReplies:
         with spending(budget), handling_update(self.context.bot_key, taken.update_id, taken.outgoing.player_id):
             yield
 
-    async def _drop(self, taken: Taken, reason: str, *, quiet: bool = False) -> bool:
-        """Give up on an update's remaining replies on purpose: one line with the reason, counted."""
+    async def _drop(self, taken: Taken, kind: str, reason: str, *, quiet: bool = False) -> bool:
+        """Give up on an update's remaining replies on purpose: one line with the reason, counted
+        (`kind`: too_old, attempts, forbidden or refused)."""
         self.dropped += 1
+        metrics.reply_dropped(self.context.bot_key, kind)
         (log.info if quiet else log.warning)("bot %s: the replies to update %s were dropped: %s",
                                              self.context.bot_key, taken.update_id, reason)
         await self.finish(taken, reason)

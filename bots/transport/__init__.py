@@ -15,6 +15,7 @@ from bots.transport.errors import (
     Unauthorized,
     UnexpectedError,
     message_gone,
+    names_method,
     not_modified,
 )
 from bots.transport.policy import Attempts, SendPolicy, TelegramGate
@@ -22,4 +23,4 @@ from bots.transport.sender import ALLOWED_UPDATES, Sender
 
 __all__ = ["ALLOWED_UPDATES", "OUTAGE_ERRORS", "Attempts", "ChatMigrated", "Conflict", "Forbidden", "Owed",
            "Rejected", "RetryAfter", "SendPolicy", "Sender", "TelegramError", "TelegramGate", "Transient",
-           "Unauthorized", "UnexpectedError", "message_gone", "not_modified"]
+           "Unauthorized", "UnexpectedError", "message_gone", "names_method", "not_modified"]

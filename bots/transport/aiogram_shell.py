@@ -46,6 +46,7 @@ from bots.transport import (
     Transient,
     Unauthorized,
     UnexpectedError,
+    names_method,
 )
 from bots.transport.sender import Runtime, Sender
 
@@ -76,6 +77,7 @@ def _entities(entities: list[dict] | None) -> list[MessageEntity] | None:
     return [MessageEntity(**entity) for entity in entities] if entities else None
 
 
+@names_method
 async def _translated(call):
     """aiogram's errors as the runtime's (bots/runtime.py); every TelegramAPIError becomes one of them."""
     try:

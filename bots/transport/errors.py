@@ -3,9 +3,27 @@ answers, whichever framework made the call."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class TelegramError(Exception):
-    pass
+    method: str | None = None  # the Bot API method that failed (sendMessage), named by `names_method`
+
+
+def names_method(translate: Callable[[Awaitable[T]], Awaitable[T]]):
+    """For a shell's error translation: the errors it raises carry the Bot API method (sendMessage,
+    from the framework's send_message), which the metrics count failed calls by."""
+    async def translated(call: Awaitable[T]) -> T:
+        try:
+            return await translate(call)
+        except TelegramError as error:
+            name = getattr(call, "__name__", "") or ""
+            error.method = "".join(word if i == 0 else word.capitalize() for i, word in enumerate(name.split("_")))
+            raise
+    return translated
 
 
 class RetryAfter(TelegramError):

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bots.transport.errors import OUTAGE_ERRORS, Owed, RetryAfter
+from bots.transport.errors import OUTAGE_ERRORS, Owed, RetryAfter, TelegramError
 from bots.transport.pacing import Pacer
+from core import metrics
 from storage.outage import Outage, outage
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,18 @@ class SendPolicy:
                 result = await callback()
             except RetryAfter as error:  # Telegram asked us to slow down: a wait, not a failed attempt
                 self.retry_after_waits += 1
+                metrics.telegram_failed(self.bot_key, error)
                 await asyncio.sleep(min(max(error.seconds, 0.0), MAX_RETRY_AFTER))
                 continue
             except OUTAGE_ERRORS as error:
+                metrics.telegram_failed(self.bot_key, error)
                 budget.used += 1
                 self.gate.failed(error)
                 if wait and not budget.spent:
                     continue
                 raise Owed(f"{type(error).__name__}: {error}", attempted=True) from error
+            except TelegramError as error:  # refused for good (400, 401, 403, a migrated chat): the caller decides
+                metrics.telegram_failed(self.bot_key, error)
+                raise
             self.gate.succeeded()
             return result

@@ -35,6 +35,7 @@ from bots.transport import (
     Transient,
     Unauthorized,
     UnexpectedError,
+    names_method,
 )
 from bots.transport.sender import Runtime, Sender
 
@@ -52,6 +53,7 @@ def _entities(entities: list[dict] | None) -> list[MessageEntity] | None:
     return [MessageEntity(**entity) for entity in entities] if entities else None
 
 
+@names_method
 async def _translated(call):
     """PTB's errors as the runtime's (bots/runtime.py); every TelegramError becomes one of them."""
     try:

@@ -109,6 +109,8 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     import httpx
 
     from bots.run import run_bots, stop_on_signals
+    from core import metrics
+    from core.health import Health, database_check, flag_check
     from offline.demo import _prepare
     from offline.oracle import database_oracle
     from offline.sandbox import Sandbox
@@ -133,6 +135,11 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
         sandbox.add_bot(entry.token, entry.username)
     add_routes(sandbox.app, bots=entries, identities=IDENTITIES, board=Dashboard(db, settings),
                moderator_commands=MODERATOR_COMMANDS)
+    ready: dict[str, object] = {}
+    health = Health("play", {"database": database_check(db), "bots": flag_check(lambda: bool(ready), "the bots "
+                                                                               "have not started yet")},
+                    extra=metrics.DatabaseState(db, LANGUAGES).families)
+    health.add_routes(sandbox.app)  # /healthz, /readyz, /metrics beside the page
     try:
         base = await sandbox.start(host, port)
     except OSError as error:
@@ -141,8 +148,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     settings = settings.model_copy(update={"telegram_api": base, "bots": [
         BotConfig(token=TOKENS["en"], framework="ptb", languages=["en"], name="en"),
         BotConfig(token=TOKENS["zh"], framework="aiogram", languages=["zh"], name="zh")]})
-    ready: dict[str, object] = {}
-    bots = asyncio.create_task(run_bots(settings, stop, on_ready=lambda shells: ready.update(
+    bots = asyncio.create_task(run_bots(settings, stop, health=health, on_ready=lambda shells: ready.update(
         {lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, shells, strict=True)})))
     background: list[asyncio.Task] = []
     try:
@@ -179,6 +185,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
             await asyncio.wait([bots], timeout=0.1)
         await bots
         await sandbox.stop()
+        await health.close()
         db.dispose()
         echo("stopped")
 

@@ -1,0 +1,95 @@
+"""`sticktionary report`: the statistics and metrics of any StickerQueries CSVs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.vocabulary import LANGUAGES
+from sticktionary.cli_common import check_language
+from storage.settings import get_settings
+
+
+def report(
+    csv_files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
+                                                    help="StickerQueries CSVs (sticker_id,labeled_queries)")],
+    lang: Annotated[str | None, typer.Option("--lang", help="en or zh; default: from the file name "
+                                                            "(…_zh_…) or else detected")] = None,
+    semantic: bool = typer.Option(True, help="CS and BERTScore too (needs the semantic extra and the model)"),
+    semantic_model: Annotated[str | None, typer.Option(
+        help="model name or local folder for CS and BERTScore (default: STICKTIONARY_SEMANTIC_MODEL_EN / _ZH)")]
+    = None,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs."""
+    from core.research import LanguageReport
+    from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries
+
+    settings = get_settings()
+    results = {}
+    for path in csv_files:
+        try:
+            rows = list(read_sticker_queries(path))
+        except StickerQueriesFormatError as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from None
+        language = check_language(lang) if lang else _language_of(path, rows)
+        language_report = LanguageReport(language)
+        for sticker, queries in rows:
+            language_report.add(sticker, queries)
+        model = (semantic_model or getattr(settings, f"semantic_model_{language}")) if semantic else None
+        results[str(path)] = {"language": language, "statistics": language_report.statistics_table(),
+                              **language_report.metrics(semantic_model=model)}
+    if as_json:
+        typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        return
+    for path, result in results.items():
+        _print_report(path, result)
+
+
+def _language_of(path: Path, rows) -> str:
+    name = path.name.lower()
+    for language in LANGUAGES:
+        if f"_{language}_" in name or name.startswith(f"{language}_") or name.endswith(f"_{language}.csv"):
+            return language
+    from core.curation import detect_language
+
+    # Queries are short: a file's first 200 stickers say more than the 200 characters a chat needs.
+    sample = " ".join(q for _, queries in rows[:200] for q in queries)
+    return "zh" if detect_language(sample, sample_chars=20_000) == "zh" else "en"
+
+
+def _print_report(path: str, result: dict) -> None:
+    stats = result["statistics"]
+    typer.echo(f"{path} ({result['language']})")
+    typer.echo(f"  stickers {stats['stickers']}, queries {stats['queries']}, queries/sticker "
+               f"{stats['queries_per_sticker']}, tokens/query {stats['tokens_per_query']}, vocabulary "
+               f"{stats['vocabulary_size']}")
+    typer.echo("  most frequent: " + ", ".join(f"{t} ({n})" for t, n in stats["most_frequent_terms"][:10]))
+    split = result["split"]
+    typer.echo(f"  split: {split['train_queries']} train / {split['test_queries']} test queries — {split['protocol']}")
+    similarity = result["lexical_similarity"]
+    typer.echo(f"  Table 4, lexical ({similarity['stickers_compared']} stickers, {similarity['queries_compared']} "
+               f"queries, {similarity['pairs_compared']} pairs; {similarity['pairs']}):")
+    _print_figures(similarity)
+    semantic = result.get("semantic_similarity")
+    if semantic is not None:
+        if semantic.get("unavailable"):
+            typer.echo(f"  Table 4, semantic: not computed — {semantic['unavailable']}")
+        else:
+            typer.echo(f"  Table 4, semantic (model {semantic['model']}, BERTScore layer {semantic['bertscore_layer']}; "
+                       f"{semantic['stickers_compared']} stickers, {semantic['pairs_compared']} pairs; "
+                       f"{semantic['seconds_scoring']} s):")
+            _print_figures(semantic)
+    retrieval = result["bm25_retrieval"]
+    typer.echo(f"  Table 6, BM25 retrieval ({retrieval['test_queries_evaluated']} test queries over "
+               f"{retrieval['corpus_documents']} stickers; {retrieval['protocol']}):")
+    _print_figures(retrieval)
+
+
+def _print_figures(section: dict) -> None:
+    for name, about in section["figures"].items():
+        typer.echo(f"    {name:<22} {section[name]!s:<8} scale {about['scale']}: {about['protocol']}")
