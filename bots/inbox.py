@@ -20,7 +20,8 @@ from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from bots.log_context import handling_update
-from bots.screens import Incoming, Outgoing, decode_outgoing, encode_outgoing
+from bots.messages.incoming import Incoming
+from bots.messages.replies import Outgoing, decode_outgoing, encode_outgoing
 from core import metrics
 from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
 from storage.models import InboxStatus, InboxUpdate, utcnow

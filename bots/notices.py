@@ -1,46 +1,62 @@
-"""What the engine and the jobs leave in the outbox (feedback to labelers, leaderboards, flags and
-prize tallies for moderators), turned into messages for whom they concern."""
+"""What the engine and the jobs leave in the outbox, delivered to whom it concerns and when: a
+player's feedback waits while they are in a task and heads their next screen (`holds`,
+`fold_notices`); the rest goes out as messages of its own (`render_outbox`). The texts are the
+screens' (bots/screens/notices.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from bots.screens import Catalogue, Outgoing, SendText, catalogue, quoted
+from bots.messages.catalogue import Catalogue, catalogue
+from bots.messages.limits import shorten, utf16_units
+from bots.messages.replies import Outgoing, SendText
+from bots.screens.leaderboard import posted
+from bots.screens.notices import MODERATOR_TEXTS, player_notice_text
+from bots.screens.task import NOTICE_ROOM
 from core.game import Game
-from core.vocabulary import PLAYER_NOTICES, NoticeKind
+from core.vocabulary import HELD_NOTICES, PLAYER_NOTICES, NoticeKind
 from storage.models import OutboxMessage
 
 
-def player_notice_text(kind: str, payload: dict, t: Catalogue) -> str | None:
-    """The text of a message for one player, or None for a kind that is not one."""
-    if kind == NoticeKind.LEADERBOARD:
-        return leaderboard_text(payload, t)
-    if kind in (NoticeKind.FEEDBACK_HIT, NoticeKind.FEEDBACK_MISS):
-        # The sticker is named by the labeler's own queries for it: that is how they know it.
-        queries = quoted(payload.get("queries") or [], t.language)
-        if kind == NoticeKind.FEEDBACK_HIT:
-            return t("feedback_hit", query=queries, rank=payload.get("rank"), points=payload.get("points"))
-        return t("feedback_miss", query=queries)
-    if kind == NoticeKind.REVIEW_DECIDED:
-        lines = []
-        for query in payload.get("queries") or []:
-            status = query.get("status")
-            if status == "corrected":
-                lines.append(t("review_decided_corrected", query=query.get("text"), corrected=query.get("corrected")))
-            elif status in ("accepted", "discarded"):
-                lines.append(t(f"review_decided_{status}", query=query.get("text")))
-        if not lines:
-            return None
-        return "\n".join([t("review_decided", count=len(lines)), *lines])
-    if kind == NoticeKind.PRIZE_WON:
-        values = dict(period=t(f"period_{payload.get('period', 'week')}"), start=str(payload.get("start", ""))[:10],
-                      rank=payload.get("rank"), points=payload.get("points"), count=payload.get("sessions"))
-        won = t("prize_won_top" if payload.get("kind") == "top" else "prize_won_participation", **values)
-        return f"{won}\n{t('prize_claim')}"
-    return None
+def holds(game: Game, message: OutboxMessage) -> bool:
+    """Whether a game notice waits for its player's next screen: it does while they are in a task,
+    so that feedback arrives between tasks, never inside one."""
+    if message.kind not in HELD_NOTICES or message.player_id is None:
+        return False
+    if game.assignment.current_task(message.player_id) is None:
+        return False
+    # A notice too long to head a screen whole (a round of many corrected queries) is not cut: it
+    # goes out at once as a message of its own.
+    player = game.players.get(message.player_id)
+    text = player_notice_text(message.kind, message.payload, catalogue(player.language))
+    return text is not None and utf16_units(text) < NOTICE_ROOM
+
+
+def fold_notices(game: Game, player_id: int, t: Catalogue, out: Outgoing) -> str | None:
+    """The player's held notices that fit in NOTICE_ROOM, oldest first; the rest wait for the screen
+    after. They are leased to this screen (another update of the player's, handled meanwhile, cannot
+    show them too) and marked sent once it went out (bots/delivery/owed.py)."""
+    chosen: dict[int, str] = {}
+    used = 0
+    for message in game.outbox.held_for(player_id):
+        text = player_notice_text(message.kind, message.payload, t)
+        if not text:
+            continue
+        size = utf16_units(text) + 1
+        if chosen and used + size > NOTICE_ROOM:
+            break
+        chosen[message.id] = shorten(text, NOTICE_ROOM - 1) if not chosen else text
+        used += size
+    taken = set(game.outbox.take_held(list(chosen)))
+    texts = [text for message_id, text in chosen.items() if message_id in taken]
+    out.outbox_ids.extend(message_id for message_id in chosen if message_id in taken)
+    if texts:
+        out.notices_at = len(out.replies)  # the reply the caller appends next carries them
+    return "\n".join(texts) or None
 
 
 def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage) -> list[Outgoing]:
+    """An outbox message as the messages it becomes, for whom it concerns."""
     payload = message.payload
     if message.kind in PLAYER_NOTICES and message.player_id is not None:
         player = game.players.get(message.player_id)
@@ -49,19 +65,10 @@ def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage)
         text = player_notice_text(message.kind, payload, catalogue(player.language))
         return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)] if text else []
     if message.kind == NoticeKind.LEADERBOARD and message.chat_id is not None:
-        return [Outgoing(message.chat_id, [SendText(leaderboard_text(payload, catalogue(payload.get("language"))))])]
-    if message.kind == NoticeKind.MODERATOR_FLAG:
-        return to_moderators(game, moderators, lambda t: t(
-            "moderator_flag", pseudonym=payload.get("pseudonym"), hits=payload.get("gold_hits"),
-            answered=payload.get("gold_answered")))
-    if message.kind == NoticeKind.PRIZES_TALLIED:
-        def text(t: Catalogue) -> str:
-            lines = [t("prizes_tallied_line", language=language, top=counts.get("top", 0),
-                       participation=counts.get("participation", 0))
-                     for language, counts in sorted(payload.get("counts", {}).items())]
-            return t("prizes_tallied", period=t(f"period_{payload.get('period', 'week')}"),
-                     start=payload.get("start", "")[:10], end=payload.get("end", "")[:10], lines="\n".join(lines))
-        return to_moderators(game, moderators, text)
+        return [Outgoing(message.chat_id, [SendText(posted(payload, catalogue(payload.get("language"))))])]
+    renderer = MODERATOR_TEXTS.get(message.kind)
+    if renderer is not None:
+        return to_moderators(game, moderators, lambda t: renderer(payload, t))
     return []
 
 
@@ -72,11 +79,3 @@ def to_moderators(game: Game, moderators: Iterable[int], text_in: Callable[[Cata
         moderator = game.players.find(user_id)
         outgoing.append(Outgoing(user_id, [SendText(text_in(catalogue(moderator.language if moderator else None)))]))
     return outgoing
-
-
-def leaderboard_text(payload: dict, t: Catalogue) -> str:
-    rows = payload.get("rows") or []
-    title = t("leaderboard_week" if payload.get("period") == "week" else "leaderboard_day")
-    if not rows:
-        return f"{title}\n{t('leaderboard_empty')}"
-    return "\n".join([title] + [t("top_row", rank=rank, name=name or "?", points=points) for rank, name, points in rows])

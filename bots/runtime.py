@@ -21,7 +21,9 @@ from bots.game_threads import GameThreads
 from bots.inbox import ChatLocks, Inbox
 from bots.intake import FinishedUpdates, Intake
 from bots.media import Media
-from bots.screens import COMMANDS, Incoming, Outgoing, incoming_from_update
+from bots.messages.catalogue import catalogue
+from bots.messages.incoming import Incoming, incoming_from_update
+from bots.messages.replies import Outgoing
 from bots.transport import Sender, SendPolicy
 from bots.transport.pacing import OVERALL_PER_SECOND, PER_CHAT, LocalPacer, Pacer
 from core import metrics
@@ -156,5 +158,5 @@ class BotRuntime:
 
     async def register_commands(self) -> None:
         for language in self.languages:
-            await self.delivery.call(None, lambda lang=language: self.sender.set_commands(lang, COMMANDS[lang]),
+            await self.delivery.call(None, lambda lang=language: self.sender.set_commands(lang, catalogue(lang).commands()),
                                      wait=True)

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
-from bots.conversation import rule_terms
-from bots.screens import catalogue, quoted
+from bots.messages.catalogue import catalogue, quoted
+from bots.screens.help import rule_terms
 from core.nicknames import default_nickname
 from offline.sandbox.players import SandboxPlayer
 from storage.db import session_scope
@@ -472,7 +472,7 @@ async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(gam
 
 
 async def test_a_cached_file_id_is_reused_instead_of_uploading_again(game_db, tmp_path):
-    from bots.screens import SendSticker
+    from bots.messages.replies import SendSticker
     from core.views import StickerView
     from storage.models import Sticker
 
@@ -483,7 +483,7 @@ async def test_a_cached_file_id_is_reused_instead_of_uploading_again(game_db, tm
             row = session.exec(select(Sticker).where(Sticker.format == "gif")).first()
         sticker = StickerView(row.id, row.key, row.file_path, row.format)
         from bots.delivery.replies import deliver_reply
-        from bots.screens import Outgoing
+        from bots.messages.replies import Outgoing
 
         runtime = world.shell.runtime
         for _ in range(2):

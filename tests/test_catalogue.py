@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bots.screens import Catalogue, quoted
+from bots.messages.catalogue import Catalogue, quoted
 from core.vocabulary import ErrorCode
 from storage.models import QueryStatus
 

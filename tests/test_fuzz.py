@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bots import callbacks
-from bots.screens import CAPTION_LIMIT, TEXT_LIMIT, SendGrid, SendText, incoming_from_update, utf16_units
+from bots.messages.incoming import incoming_from_update
+from bots.messages.limits import CAPTION_LIMIT, TEXT_LIMIT, utf16_units
+from bots.messages.replies import SendGrid, SendText
 from core.text import QueryTextError, clean_query_text, normalize_query, normalize_text
 
 EXAMPLES = int(os.environ.get("STICKTIONARY_FUZZ_EXAMPLES", "300"))

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from bots.conversation import rule_terms
-from bots.screens import TEXT_LIMIT, catalogue, utf16_units
+from bots.messages.catalogue import catalogue
+from bots.messages.limits import TEXT_LIMIT, utf16_units
+from bots.screens.help import rule_terms
 from storage.models import ChatContext, Player
 from storage.settings import Settings as _Settings
 from tests.bots_world import TOKEN, running_bot
@@ -39,7 +40,7 @@ async def test_hostile_updates_never_wedge_a_bot(game_db, tmp_path, framework, c
             first_text["text"] = ("a very long message " * 299)[:5980] + " END"
             session.exec(update(ChatContext).where(ChatContext.id == context.id).values(messages=messages))
         session.commit()
-    caplog.set_level(logging.WARNING, logger="bots.screens")
+    caplog.set_level(logging.WARNING, logger="bots.messages.incoming")
     async with running_bot(game_db, tmp_path, framework) as world:
         alice = world.player(1)
         screen = await onboard(alice, "en")
@@ -82,7 +83,7 @@ async def test_hostile_updates_never_wedge_a_bot(game_db, tmp_path, framework, c
             await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": hostile})
         await still_answers(alice, t)
         assert len(await alice.transcript()) - before == 2  # only /help and its answer
-        skipped = [r.getMessage() for r in caplog.records if r.name == "bots.screens"]
+        skipped = [r.getMessage() for r in caplog.records if r.name == "bots.messages.incoming"]
         assert any(f"update {orphan['update_id']}:" in line and "without a sender" in line for line in skipped)
         assert sum(f"update {press['update_id']}:" in line for line in skipped) == 1, skipped  # logged once
         with Session(game_db) as session:

@@ -11,9 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from bots.conversation import NOTICE_ROOM, Conversation
 from bots.media import Media
-from bots.screens import CAPTION_LIMIT, TEXT_LIMIT, Outgoing, SendGrid, SendText, catalogue, shorten, utf16_units
+from bots.messages.catalogue import catalogue
+from bots.messages.limits import CAPTION_LIMIT, TEXT_LIMIT, shorten, utf16_units
+from bots.messages.replies import SendGrid, SendText
+from bots.screens import label, retrieval
+from bots.screens.task import NOTICE_ROOM, Progress
 from core.text import QueryTextError, clean_query_text, normalize_query, seed_query_problem
 from core.views import ContextMessage, LabelTaskView, RetrievalTaskView, StickerView
 from offline.demo_pack import PACK_DIR
@@ -86,32 +89,23 @@ def test_shorten_counts_utf16_units_and_never_splits_a_character():
 
 
 def test_the_label_screen_fits_and_keeps_the_question_whatever_the_context():
-    from types import SimpleNamespace
-
-    from core.views import PlayerStats
-
-    # rendering only: the game answers just the progress header, as long as it can get
-    conversation = Conversation.__new__(Conversation)
-    conversation.game = SimpleNamespace(
-        player_stats=lambda player_id: PlayerStats(player_id, 10**12, 1, 1.0, 10**9, streak=10**9),
-        tasks_finished=lambda player_id: 10**12)
+    # the progress line as long as it can get
+    progress = Progress(10**12 + 1, streak=10**9, points=10**12)
     t = catalogue("en")
     huge = [ContextMessage("A", "word " * 1196), ContextMessage("B", "😂" * 3000 + " the latest message")]
-    out = Outgoing(1, player_id=1)
     for notice in (None, "🎉" * (NOTICE_ROOM // 2)):  # held feedback heads the screen: the context makes room
-        conversation._label_screen(LabelTaskView(7, "en", STICKER, huge), t, out, notice=notice)
-        text = out.replies[-2].text
+        replies = label.screen(LabelTaskView(7, "en", STICKER, huge), progress, t, notice=notice)
+        text = replies[0].text
         assert utf16_units(text) <= TEXT_LIMIT and text.endswith(t("label_prompt"))
         assert "…" in text and "the latest message" in text  # the start is cut, the newest words stay
         assert notice is None or text.startswith(notice)
 
 
 def test_the_retrieval_caption_fits_with_1000_character_seed_queries_and_keeps_the_ranking():
-    conversation = Conversation.__new__(Conversation)
     t = catalogue("en")
     task = RetrievalTaskView(5, "en", ["q" * 1000] * 10, [StickerView(i, f"{i}.png", f"s/{i}.png", "png")
                                                          for i in range(1, 10)], picks=[3, 1])
-    caption = conversation._retrieval_caption(task, t)
+    caption = retrieval.caption(task, t)
     assert utf16_units(caption) <= CAPTION_LIMIT - NOTICE_ROOM
     assert caption.endswith(t("ranking", ranking="#1→3  #2→1")) and caption.count("…") >= 10
 

@@ -302,7 +302,7 @@ async def test_the_runtime_passes_the_tile_to_outline_to_the_grid(root, tmp_path
     from bots.delivery import DeliveryContext
     from bots.delivery.replies import deliver_reply
     from bots.game_threads import GameThreads
-    from bots.screens import Outgoing, SendGrid
+    from bots.messages.replies import Outgoing, SendGrid
     from bots.transport import SendPolicy
 
     stickers = [view(root, make_png(root / "stickers" / f"{n}.png", BLUE).name, n) for n in range(1, 4)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from bots.screens import catalogue
+from bots.messages.catalogue import catalogue
 from core.views import LabelTaskView, RetrievalTaskView
 from storage.models import Query, QueryStatus, RetrievalTask
 from tests.bots_world import MODERATOR, running_bot, texts

@@ -33,8 +33,8 @@ import psutil
 import pytest
 from sqlmodel import Session, col, select
 
-from bots.conversation import rule_terms
-from bots.screens import catalogue
+from bots.messages.catalogue import catalogue
+from bots.screens.help import rule_terms
 from offline.demo_pack import PACK_DIR, load_demo_pack
 from offline.oracle import database_oracle
 from offline.sandbox import Sandbox

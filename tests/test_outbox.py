@@ -26,7 +26,7 @@ from sqlmodel import Session, select
 from bots.app import make_shell
 from bots.conversation import Conversation
 from bots.media import Media
-from bots.screens import catalogue
+from bots.messages.catalogue import catalogue
 from core.game import Game
 from core.outbox import DEAD, PENDING, SENDING, SENT, Outbox, Route
 from offline.sandbox import Sandbox

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from bots.screens import catalogue
+from bots.messages.catalogue import catalogue
 from core.nicknames import MAX_CHARS, NicknameError, clean_nickname, default_nickname
 from storage.db import session_scope
 from storage.models import OutboxMessage, Player, ScoreEvent

@@ -26,8 +26,10 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bots.conversation import Conversation, rule_terms
-from bots.screens import SendText, catalogue
+from bots.conversation import Conversation
+from bots.messages.catalogue import catalogue
+from bots.messages.replies import SendText
+from bots.screens.help import rule_terms
 from core.game import Game
 from core.text import tokenize
 from offline.demo_pack import PACK_DIR, load_demo_pack

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bots.screens import catalogue
+from bots.messages.catalogue import catalogue
 from offline.bench.ux import current_messages, live_buttons, run_ux
 from tests.bots_world import prepare_database
 
@@ -134,8 +134,8 @@ async def test_a_screen_whose_message_is_gone_is_sent_anew_and_an_unchanged_edit
 async def test_held_notices_fit_the_next_screens_and_none_is_lost_or_shown_twice(tmp_path, sqlite_template):
     from sqlmodel import Session, select
 
-    from bots.conversation import NOTICE_ROOM
-    from bots.screens import utf16_units
+    from bots.messages.limits import utf16_units
+    from bots.screens.task import NOTICE_ROOM
     from storage.models import OutboxMessage, Player
     from tests.bots_world import running_bot
     from tests.test_bots import onboard

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from bots.delivery.context import DeliveryContext
 from bots.delivery.replies import handles
-from bots.screens import Outgoing, SendSticker
+from bots.messages.replies import Outgoing, SendSticker
 from storage.db import insert_ignoring_conflicts, session_scope
 from storage.models import TelegramFile, utcnow
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 
 from bots.delivery.context import DeliveryContext
 from bots.delivery.replies import edit, grid_image, handles
-from bots.screens import Expire, LivePhoto, LiveText, Outgoing
+from bots.messages.replies import Expire, LivePhoto, LiveText, Outgoing
 from bots.transport import TelegramError
 from storage.db import insert_ignoring_conflicts, session_scope
 from storage.models import LiveScreen, utcnow

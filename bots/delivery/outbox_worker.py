@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from bots.delivery.context import DeliveryContext, spending
 from bots.delivery.replies import deliver_reply
-from bots.screens import Outgoing
+from bots.messages.replies import Outgoing
 from bots.transport import Attempts, ChatMigrated, Forbidden, Owed, Rejected, Unauthorized
 from core import metrics
 from core.outbox import Outbox, Route, claimer_id

@@ -14,7 +14,7 @@ from bots.delivery.context import DeliveryContext, spending
 from bots.delivery.replies import deliver_reply
 from bots.inbox import Inbox, Taken
 from bots.log_context import handling_update
-from bots.screens import AnswerCallback, LivePhoto, LiveText
+from bots.messages.replies import AnswerCallback, LivePhoto, LiveText
 from bots.transport import Attempts, ChatMigrated, Forbidden, Owed, Rejected, Unauthorized
 from core import metrics
 from core.outbox import Outbox

@@ -1,4 +1,4 @@
-"""One handler per reply kind (bots/screens.py), registered by the kind it delivers: a new kind of
+"""One handler per reply kind (bots/messages/replies.py), registered by the kind it delivers: a new kind of
 reply is a new handler here (or in a module of its own that registers with `handles`), never a
 branch in a shared chain."""
 
@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from bots.delivery.context import DeliveryContext
-from bots.screens import AnswerCallback, EditText, Outgoing, SendGrid, SendText
+from bots.messages.replies import AnswerCallback, EditText, Outgoing, SendGrid, SendText
 from bots.transport import Attempts, Rejected, TelegramError, message_gone, not_modified
 
 Handler = Callable[[DeliveryContext, Outgoing, object], Awaitable[None]]

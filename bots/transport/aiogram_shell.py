@@ -34,7 +34,7 @@ from aiogram.types import (
     Update,
 )
 
-from bots.screens import Buttons
+from bots.messages.limits import Buttons
 from bots.startup import pinned_aiogram_models
 from bots.transport import (
     ALLOWED_UPDATES,

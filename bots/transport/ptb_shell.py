@@ -23,7 +23,7 @@ from telegram import (
 from telegram import error as tg_error
 from telegram.ext import Application, ApplicationBuilder
 
-from bots.screens import Buttons
+from bots.messages.limits import Buttons
 from bots.startup import ptb_timedelta
 from bots.transport import (
     ALLOWED_UPDATES,

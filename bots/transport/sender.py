@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from bots.screens import Buttons
+from bots.messages.limits import Buttons
 
 # The update kinds the bots ask Telegram for (polling and webhooks alike).
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]

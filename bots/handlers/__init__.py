@@ -1,0 +1,41 @@
+"""The conversation's handlers, one module per feature, each with a `router` on which it declares
+its commands, buttons and awaited texts with what they need (bots/router.py). `ROUTER` includes
+them all: a new feature is a module here and one entry below.
+
+| module | what |
+|---|---|
+| onboarding.py | language, consent, /start, /lang, /forget; what a player not yet onboarded is shown |
+| play.py | /play, Next, /stop, and the task flow the others share |
+| labeling.py | the labeler's queries and round buttons |
+| retrieval.py | the retriever's picks, ranking, skip, suggested queries |
+| review.py | moderators' review queue and corrections |
+| prizes.py | moderators' prize list |
+| profile.py | /me, /name |
+| leaderboard.py | /top |
+| help.py | /help, unknown commands, edits, stickers, unreadable text |
+"""
+
+from __future__ import annotations
+
+from bots.handlers import help, labeling, leaderboard, onboarding, play, prizes, profile, retrieval, review
+from bots.messages.incoming import IncomingKind
+from bots.messages.replies import AnswerCallback, SendText
+from bots.router import Router, Turn
+
+moderators = Router()
+
+
+@moderators.refusal("moderator")
+def moderator_only(turn: Turn) -> None:
+    """A moderator's command or button, used by someone who is not one."""
+    if turn.incoming.kind == IncomingKind.CALLBACK:
+        turn.say(AnswerCallback(turn.t("moderator_only"), alert=True))
+    else:
+        turn.say(SendText(turn.t("moderator_only")))
+
+
+ROUTER = Router().include(onboarding.router, play.router, labeling.router, retrieval.router, review.router,
+                          prizes.router, profile.router, leaderboard.router, help.router, moderators)
+ROUTER.check_complete()
+
+__all__ = ["ROUTER"]

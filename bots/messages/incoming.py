@@ -1,0 +1,124 @@
+"""What a player did, as the conversation layer sees it (`Incoming`), parsed from a Bot API update
+whichever framework received it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bots.messages.limits import has_surrogate, without_surrogates
+
+log = logging.getLogger(__name__)
+
+
+class IncomingKind(StrEnum):
+    """Every kind of update the parser produces; the router has a route for each."""
+
+    COMMAND = "command"  # a text starting with "/": `command` and `args` are set
+    TEXT = "text"
+    CALLBACK = "callback"  # a button pressed: `callback_data`, and the message it was on
+    STICKER = "sticker"
+    EDITED = "edited"  # an edited message: the game never takes an edit as a move
+    OTHER = "other"  # a photo, a voice message, anything else without text
+    UNREADABLE = "unreadable"  # text with lone surrogates: answered with a message, never echoed
+
+
+@dataclass(frozen=True)
+class Incoming:
+    kind: IncomingKind
+    user_id: int
+    chat_id: int
+    update_id: int
+    display_name: str = ""
+    language_code: str | None = None
+    text: str = ""
+    command: str = ""
+    args: str = ""
+    callback_id: str | None = None
+    callback_data: str = ""
+    message_id: int | None = None  # the message a pressed button belongs to
+    # What that message is, as the press shows it: a photo (edited by caption) and still with buttons.
+    message_is_photo: bool = False
+    message_has_buttons: bool = True
+
+
+
+def incoming_from_update(update: dict) -> Incoming | None:
+    """A Bot API update (as JSON, whichever framework parsed it) as a player action, or None
+    for an update that is no move in the game. An update without a sender (`from`) or a chat is
+    skipped with one log line: it must not become a player with id 0 shared by several chats."""
+    update_id = update.get("update_id")
+    if type(update_id) is not int:
+        return _skipped(update_id, "no update_id")
+    if "callback_query" in update:
+        query = update["callback_query"]
+        if not isinstance(query, dict):
+            return _skipped(update_id, "a button press that is not an object")
+        user = _sender(query)
+        if user is None:
+            return _skipped(update_id, "a button press without a sender")
+        message = query.get("message") if isinstance(query.get("message"), dict) else {}
+        chat = message.get("chat") if isinstance(message.get("chat"), dict) else {}
+        chat_id = chat.get("id", user["id"])
+        if type(chat_id) is not int:
+            return _skipped(update_id, "a button press in a chat without an id")
+        data = query.get("data")
+        return Incoming(IncomingKind.CALLBACK, user["id"], chat_id, update_id, _name(user), _language_code(user),
+                        callback_id=str(query.get("id")), callback_data=data if isinstance(data, str) else "",
+                        message_id=message.get("message_id") if type(message.get("message_id")) is int else None,
+                        message_is_photo="photo" in message,
+                        message_has_buttons=bool(message.get("reply_markup")) or not message)
+    for key, kind in (("message", None), ("edited_message", IncomingKind.EDITED)):
+        if key not in update:
+            continue
+        message = update[key]
+        if not isinstance(message, dict):
+            return _skipped(update_id, f"a {key} that is not an object")
+        chat = message.get("chat")
+        if not isinstance(chat, dict) or type(chat.get("id")) is not int:
+            return _skipped(update_id, f"a {key} without a chat")
+        if chat.get("type", "private") != "private":
+            return None  # groups come later; nothing in a group is a move in the game yet
+        user = _sender(message)
+        if user is None:
+            return _skipped(update_id, f"a {key} without a sender")
+        common = dict(user_id=user["id"], chat_id=chat["id"], update_id=update_id,
+                      display_name=_name(user), language_code=_language_code(user))
+        text = message.get("text")
+        if text is not None and not isinstance(text, str):
+            return _skipped(update_id, f"a {key} whose text is not a string")
+        if text is not None and has_surrogate(text):
+            return Incoming(IncomingKind.UNREADABLE, **common)  # answered with a message, never echoed
+        if kind:
+            return Incoming(kind, **common, text=text or "")
+        if text is None:
+            return Incoming(IncomingKind.STICKER if "sticker" in message else IncomingKind.OTHER, **common)
+        if text.startswith("/"):
+            head, _, args = text[1:].partition(" ")
+            return Incoming(IncomingKind.COMMAND, **common, text=text, command=head.split("@")[0].lower(), args=args)
+        return Incoming(IncomingKind.TEXT, **common, text=text)
+    return None
+
+
+def _skipped(update_id, reason: str) -> None:
+    log.warning("skipped update %r: %s", update_id, reason)
+    return None
+
+
+def _sender(holder: dict) -> dict | None:
+    user = holder.get("from")
+    if not isinstance(user, dict) or type(user.get("id")) is not int or user["id"] <= 0:
+        return None
+    return user
+
+
+def _language_code(user: dict) -> str | None:
+    code = user.get("language_code")
+    return code if isinstance(code, str) else None
+
+
+def _name(user: dict) -> str:
+    parts = [p for p in (user.get("first_name"), user.get("last_name")) if isinstance(p, str) and p]
+    name = " ".join(parts) or (user.get("username") if isinstance(user.get("username"), str) else "") or ""
+    return without_surrogates(name)[:128]

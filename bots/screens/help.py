@@ -1,0 +1,23 @@
+"""The rules (/help), with the numbers filled in from the settings: what a find at rank 1, 2 and 3
+is worth, and the prizes of the period."""
+
+from __future__ import annotations
+
+from bots.messages.catalogue import Catalogue
+from storage.settings import Settings
+
+
+def rule_terms(settings: Settings) -> dict[str, int]:
+    """What a find at rank 1, 2 and 3 is worth (`points_by_rank`), as the help text states it."""
+    first, second, third = settings.points_by_rank
+    return {"first": first, "second": second, "third": third}
+
+
+def prize_terms(settings: Settings, t: Catalogue) -> dict:
+    """The values the help text announces the prizes with."""
+    return {"top": settings.prize_top_n, "tasks": settings.session_min_tasks,
+            "period": t(f"period_{settings.prize_period}")}
+
+
+def text(settings: Settings, t: Catalogue) -> str:
+    return f"{t('help', **rule_terms(settings))}\n\n{t('prizes_rules', **prize_terms(settings, t))}"
