@@ -183,6 +183,28 @@ class ReviewPage(ButtonData):
     choices: ClassVar = {"scope": SCOPES}
 
 
+@_action("cx")
+@dataclass(frozen=True, slots=True)
+class ContextDecision(ButtonData):
+    """Approve or reject an imported chat context (`/review contexts`)."""
+
+    context_id: int
+    decision: str
+    scope: str = "all"
+    choices: ClassVar = {"decision": ("approve", "reject"), "scope": SCOPES}
+
+
+@_action("cp")
+@dataclass(frozen=True, slots=True)
+class ContextPage(ButtonData):
+    """Show the context at `position` (1-based) of the waiting ones."""
+
+    position: int
+    scope: str = "all"
+    bounds: ClassVar = {"position": (1, MAX_ID)}
+    choices: ClassVar = {"scope": SCOPES}
+
+
 @_action("pz")
 @dataclass(frozen=True, slots=True)
 class PrizeDelivered(ButtonData):

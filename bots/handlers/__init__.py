@@ -9,6 +9,7 @@ them all: a new feature is a module here and one entry below.
 | labeling.py | the labeler's queries and round buttons |
 | retrieval.py | the retriever's picks, ranking, skip, suggested queries |
 | review.py | moderators' review queue and corrections |
+| contexts.py | moderators' decisions on imported chat contexts (`/review contexts`) |
 | prizes.py | moderators' prize list |
 | profile.py | /me, /name |
 | leaderboard.py | /top |
@@ -17,7 +18,18 @@ them all: a new feature is a module here and one entry below.
 
 from __future__ import annotations
 
-from bots.handlers import help, labeling, leaderboard, onboarding, play, prizes, profile, retrieval, review
+from bots.handlers import (
+    contexts,
+    help,
+    labeling,
+    leaderboard,
+    onboarding,
+    play,
+    prizes,
+    profile,
+    retrieval,
+    review,
+)
 from bots.messages.incoming import IncomingKind
 from bots.messages.replies import AnswerCallback, SendText
 from bots.router import Router, Turn
@@ -35,7 +47,7 @@ def moderator_only(turn: Turn) -> None:
 
 
 ROUTER = Router().include(onboarding.router, play.router, labeling.router, retrieval.router, review.router,
-                          prizes.router, profile.router, leaderboard.router, help.router, moderators)
+                          contexts.router, prizes.router, profile.router, leaderboard.router, help.router, moderators)
 ROUTER.check_complete()
 
 __all__ = ["ROUTER"]

@@ -6,6 +6,7 @@ the item is still open)."""
 from __future__ import annotations
 
 from bots import callbacks
+from bots.handlers import contexts
 from bots.messages.replies import AnswerCallback, SendText
 from bots.router import Router, Turn
 from bots.screens import review
@@ -17,8 +18,12 @@ router = Router()
 
 @router.command("review", onboarded=False, moderator=True)
 def review_command(turn: Turn) -> None:
-    """/review, /review en, /review zh, /review stats."""
+    """/review, /review en, /review zh, /review stats, /review contexts [en|zh]."""
     args = turn.incoming.args
+    first, _, rest = args.strip().partition(" ")
+    if first.lower() == "contexts":
+        contexts.show(turn, rest)  # bots/handlers/contexts.py
+        return
     if args.strip() == "stats":
         turn.say(review.stats(turn.game.moderation.review_counts(turn.player.id), turn.t))
         return
