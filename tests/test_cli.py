@@ -238,7 +238,11 @@ def test_bench_bots_measures_through_three_processes(env, framework):
     assert figures["framework"] == framework and figures["database"] == "sqlite" and figures["think_ms"] == 0
     assert figures["interactions"] >= 2 * 3  # a retriever's turn may take a pick and Done in one step
     assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["echo_interactions_per_s"] > 0
-    assert all(figures[key] > 0 for key in (*CPU_FIGURES, *HALF_LOAD_FIGURES)), figures
+    # CPU times tick in 10 ms steps: at this size a bot's CPU per interaction can measure 0 (and so
+    # the ratio built on it); every other figure must be there and positive.
+    measured_cpu = [key for key in (*CPU_FIGURES, *HALF_LOAD_FIGURES) if "cpu_ms" in key or key == "capacity_ratio"]
+    assert all(figures[key] >= 0 for key in measured_cpu), figures
+    assert all(figures[key] > 0 for key in (*CPU_FIGURES, *HALF_LOAD_FIGURES) if key not in measured_cpu), figures
     assert figures["half_load_p50_ms"] <= figures["half_load_p99_ms"]
     assert figures["echo_half_load_p50_ms"] <= figures["echo_half_load_p99_ms"]
     # capacity_ratio is the quotient of the CPU figures, and the half load is half the capacity.

@@ -157,6 +157,9 @@ def _ms(seconds: list[float]) -> list[float]:
     return [x * 1000 for x in seconds]
 
 
+CPU_RESOLUTION_MS = 0.01  # the smallest CPU per interaction the capacity is computed with
+
+
 def _per_interaction(cpu_seconds: float, interactions: int) -> float:
     return 1000 * cpu_seconds / max(interactions, 1)
 
@@ -165,6 +168,8 @@ def _capacity(bot_ms: float, harness_ms: float, processes: int, cores: int) -> f
     """Interactions per second the machine can serve, by the CPU figures: each bot process is one
     interpreter, so at most one core's worth of work ("bot-bound"), and all of the cores also run
     the sandbox and the players for every interaction ("machine-bound"); the lower bound holds."""
+    # Process CPU times tick in 10 ms steps: a tiny run can measure a bot at 0 ms, below resolution.
+    bot_ms = max(bot_ms, CPU_RESOLUTION_MS)
     bot_bound = min(processes, cores) * 1000 / bot_ms
     machine_bound = cores * 1000 / (bot_ms + harness_ms)
     return min(bot_bound, machine_bound)
