@@ -94,17 +94,8 @@ class PacedPlayer(AutoPlayer):
 
     pacer: Pacer
 
-    async def _timed(self, action) -> list[dict]:
-        try:
-            await self.pacer.pause()
-        except asyncio.CancelledError:
-            action.close()  # stopped while thinking: the action is never taken
-            raise
-        start = time.perf_counter()
-        replies = await action
-        self.latencies.append(time.perf_counter() - start)
-        self.interactions += 1
-        return replies
+    async def _pause(self) -> None:
+        await self.pacer.pause()
 
 
 class Players:

@@ -116,13 +116,17 @@ class AutoPlayer:
         self.interactions = 0
         self.latencies: list[float] = []
 
-    async def _timed(self, action) -> list[dict]:
+    async def _pause(self) -> None:
+        """The player's think time before an action (subclasses pace it otherwise)."""
         if self.think:
-            try:
-                await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
-            except asyncio.CancelledError:
-                action.close()  # stopped while thinking: the action is never taken
-                raise
+            await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+
+    async def _timed(self, action) -> list[dict]:
+        try:
+            await self._pause()
+        except asyncio.CancelledError:
+            action.close()  # stopped while thinking: the action is never taken
+            raise
         start = time.perf_counter()
         replies = await action
         self.latencies.append(time.perf_counter() - start)
