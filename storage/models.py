@@ -54,6 +54,16 @@ class RoundKind(StrEnum):
     SUGGESTION = "suggestion"
 
 
+class PlayerKind(StrEnum):
+    HUMAN = "human"
+    MODEL = "model"  # a partner bot answering rounds no person has taken yet; never ranked
+
+
+class TaskSetting(StrEnum):
+    PRIVATE = "private"  # one retriever in a private chat
+    GROUP = "group"  # a race in a group chat
+
+
 class TaskStatus(StrEnum):
     OPEN = "open"
     ANSWERED = "answered"
@@ -107,6 +117,7 @@ class Player(SQLModel, table=True):
     language: str | None = Field(default=None, max_length=8)
     consent_at: datetime | None = None
     consent_withdrawn_at: datetime | None = None
+    kind: str = Field(default=PlayerKind.HUMAN, max_length=8, index=True)
     is_moderator: bool = False
     banned: bool = False
     active: bool = True  # false once Telegram says the player blocked the bot
@@ -134,6 +145,9 @@ class LabelRound(SQLModel, table=True):
     language: str = Field(max_length=8)
     status: str = Field(default=RoundStatus.OPEN, max_length=16, index=True)
     retrieval_count: int = 0
+    # The taken queries (ids, seeds included) the label screen showed as taboo, as first shown;
+    # None for rounds from before it was recorded.
+    taboo_shown: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
     submitted_at: datetime | None = None
 
@@ -175,6 +189,7 @@ class RetrievalTask(SQLModel, table=True):
     picks: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     seed: int = Field(default=0, sa_type=BigInteger)
     is_gold: bool = False
+    setting: str = Field(default=TaskSetting.PRIVATE, max_length=16)
     status: str = Field(default=TaskStatus.OPEN, max_length=16, index=True)
     hit_rank: int | None = None  # 1..3, or None for a miss
     created_at: datetime = Field(default_factory=utcnow)
