@@ -18,6 +18,7 @@ from bots.messages.replies import AnswerCallback, Expire, Outgoing, SendText
 from bots.router import PlayerState, Router, Turn
 from core.game import Game, GameError
 from core.vocabulary import LANGUAGES, ErrorCode, Language
+from storage.db import UnitOfWork
 from storage.models import OutboxMessage
 
 # Errors that mean the button belongs to a screen that is gone: the answer comes with the current one.
@@ -40,18 +41,21 @@ class Conversation:
         """Whether a game notice waits for its player's next screen (bots/notices.py)."""
         return notices.holds(self.game, message)
 
-    def handle(self, incoming: Incoming, bot_key: str | None = None) -> Outgoing:
-        """`bot_key`: the bot the update came through; the player's outbox messages follow it."""
-        row = self.game.players.register(incoming.user_id, incoming.display_name, bot_key=bot_key)
+    def handle(self, incoming: Incoming, unit: UnitOfWork, bot_key: str | None = None) -> Outgoing:
+        """The player's update handled in `unit`, the transaction that also marks it handled
+        (bots/inbox.py): every step the handlers ask of the game is a savepoint of it.
+        `bot_key`: the bot the update came through; the player's outbox messages follow it."""
+        game = self.game.within(unit)
+        row = game.players.register(incoming.user_id, incoming.display_name, bot_key=bot_key)
         note_player(row.id)
-        moderator = self.game.moderators.allows(row)
+        moderator = game.moderators.allows(row)
         if incoming.user_id in self.moderators and not moderator:
-            self.game.players.set_moderator(row.id)
+            game.players.set_moderator(row.id)
             moderator = True
         player = PlayerState.of(row, moderator=moderator)
         t = catalogue(player.language or language_hint(incoming.language_code))
         out = Outgoing(incoming.chat_id, callback_id=incoming.callback_id, player_id=player.id)
-        turn = Turn(self.game, incoming, player, t, out)
+        turn = Turn(game, incoming, player, t, out)
         try:
             self.router.dispatch(turn)
         except GameError as error:
@@ -71,10 +75,10 @@ class Conversation:
             out.replies.append(AnswerCallback())
         return out
 
-    def failure(self, incoming: Incoming) -> Outgoing:
+    def failure(self, incoming: Incoming, unit: UnitOfWork) -> Outgoing:
         """What a player is told when handling their update failed (a bug, logged): nothing of it
-        was kept, and /play goes on from where they were."""
-        player = self.game.players.find(incoming.user_id) if incoming.user_id else None
+        was kept, and /play goes on from where they were. Read in `unit`, the update's transaction."""
+        player = self.game.within(unit).players.find(incoming.user_id) if incoming.user_id else None
         t = catalogue(player.language if player and player.language else language_hint(incoming.language_code))
         out = Outgoing(incoming.chat_id, [SendText(t("failed"))], callback_id=incoming.callback_id,
                        player_id=player.id if player else None)

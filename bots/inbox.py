@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import update
 from sqlmodel import col, select
 
 from bots.log_context import handling_update
 from bots.messages.incoming import Incoming
 from bots.messages.replies import Outgoing, decode_outgoing, encode_outgoing
 from core import metrics
-from storage.db import insert_new_rows, is_retryable, read_session, session_scope, unit_of_work
+from storage.db import Database, UnitOfWork, insert_new_rows, is_retryable
 from storage.models import InboxStatus, InboxUpdate, utcnow
 from storage.outage import REDIS, is_database_outage, outage
 
@@ -80,11 +80,14 @@ class Taken:
 class Inbox:
     """One bot's inbox. Its methods block (database work): run them on the game threads."""
 
-    def __init__(self, db: Engine, bot_key: str, parse: Callable[[dict], Incoming | None],
-                 handle: Callable[[Incoming], Outgoing], failure: Callable[[Incoming], Outgoing | None]):
+    def __init__(self, db: Database, bot_key: str, parse: Callable[[dict], Incoming | None],
+                 handle: Callable[[Incoming, UnitOfWork], Outgoing],
+                 failure: Callable[[Incoming, UnitOfWork], Outgoing | None]):
         self.db = db
         self.bot_key = bot_key
         self.parse = parse  # raw update -> Incoming, or None for one that is no move in the game
+        # Both run in the update's unit of work, which they are handed: everything they change is
+        # committed with the update's row, or not at all.
         self.handle = handle
         self.failure = failure  # what the player is told when handling raised
 
@@ -102,7 +105,7 @@ class Inbox:
         if not rows:
             return []
         table = InboxUpdate.__table__
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             new = insert_new_rows(session, table, rows, ["bot_key", "update_id"], returning=[table.c.chat_key])
         return [lane for (lane,) in new]
 
@@ -131,19 +134,20 @@ class Inbox:
 
     def _take_next(self, lane: int, after: int | None) -> Taken | None:
         # A read first: an empty lane (the common last look) costs no write transaction.
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             if session.exec(self._oldest_unfinished(lane, after).with_only_columns(InboxUpdate.update_id)
                             ).first() is None:
                 return None
-        with unit_of_work(self.db) as session:
+        with self.db.unit() as unit, unit.read() as session:
             row = session.exec(self._oldest_unfinished(lane, after).with_for_update()).first()
             if row is None:
                 return None
             with handling_update(self.bot_key, row.update_id):  # what the log says meanwhile
-                return self._take(session, row)
+                return self._take(unit, session, row)
 
-    def _take(self, session, row: InboxUpdate) -> Taken:
-        """The row's update handled in the caller's unit of work (or, handled before, its replies)."""
+    def _take(self, unit: UnitOfWork, session, row: InboxUpdate) -> Taken:
+        """The row's update handled in `unit`, the transaction `session` belongs to and that marks
+        the row (or, handled before, its replies)."""
         if row.status == InboxStatus.HANDLED:  # handled before a crash or an outage: only delivery is left
             return Taken(row.update_id, decode_outgoing(row.replies) if row.replies else None, row.received_at,
                          row.send_attempts, row.replies_sent, resumed=True)
@@ -154,13 +158,13 @@ class Inbox:
             return Taken(row.update_id, None, row.received_at, outcome="skipped")
         started = time.perf_counter()
         try:
-            with session.begin_nested():
-                outgoing = self.handle(incoming)
+            with unit.write():  # a savepoint: a handler that raises leaves nothing behind
+                outgoing = self.handle(incoming, unit)
         except Exception as error:  # noqa: BLE001 - a bug must not wedge the lane: fail this update only
             if is_retryable(error) or is_database_outage(error):
                 raise  # nothing of it is kept: the update is handled again (now, or once the database is back)
             log.exception("bot %s: update %s failed", self.bot_key, row.update_id)
-            outgoing = self.failure(incoming)
+            outgoing = self.failure(incoming, unit)
             row.status, row.error = InboxStatus.FAILED, f"{type(error).__name__}: {error}"[:500]
         else:
             row.status = InboxStatus.HANDLED
@@ -183,7 +187,7 @@ class Inbox:
         values = {"status": InboxStatus.DONE, "done_at": utcnow(), "replies": None}
         if dropped is not None:
             values["error"] = f"replies dropped: {dropped}"[:500]
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             session.execute(update(InboxUpdate).where(
                 InboxUpdate.bot_key == self.bot_key, InboxUpdate.update_id == update_id,
                 col(InboxUpdate.status).in_((InboxStatus.HANDLED, InboxStatus.FAILED)),
@@ -191,7 +195,7 @@ class Inbox:
 
     def still_owed(self, update_id: int, send_attempts: int, replies_sent: int) -> None:
         """Delivery stopped short (Telegram away): what it spent and reached, for whoever goes on."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             session.execute(update(InboxUpdate).where(
                 InboxUpdate.bot_key == self.bot_key, InboxUpdate.update_id == update_id,
                 col(InboxUpdate.done_at).is_(None)).values(send_attempts=send_attempts, replies_sent=replies_sent))
@@ -200,7 +204,7 @@ class Inbox:
         """Lanes with unfinished updates received at least `older_than` ago (left by a restart or
         a dead worker)."""
         cutoff = utcnow() - older_than
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             return list(session.exec(
                 select(InboxUpdate.chat_key).where(
                     InboxUpdate.bot_key == self.bot_key, col(InboxUpdate.status).in_(_UNFINISHED),

@@ -29,6 +29,7 @@ from bots.transport.pacing import OVERALL_PER_SECOND, PER_CHAT, LocalPacer, Pace
 from core import metrics
 from core.outbox import Route
 from core.vocabulary import LANGUAGES
+from storage.db import Database, UnitOfWork
 from storage.outage import DATABASE, is_database_outage, outage
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class BotRuntime:
         mark_inactive = game.players.mark_inactive if game is not None else None
         threads = GameThreads(game_executor)
         self.delivery = DeliveryContext(bot_key, sender, self.policy, media, db, threads)
-        self.inbox = Inbox(db, bot_key, self._parse, self._handle, self._failure)
+        self.inbox = Inbox(Database(db), bot_key, self._parse, self._handle, self._failure)
         self.replies = OwedReplies(self.delivery, self.inbox, outbox, mark_inactive, self.finished.mark,
                                    reply_max_age)
         self.intake = Intake(bot_key, self.inbox, self.chat_locks, threads, self.replies, self.policy.gate,
@@ -84,11 +85,11 @@ class BotRuntime:
     def _parse(self, raw: dict) -> Incoming | None:
         return incoming_from_update(self.sender.parse_update(raw))
 
-    def _handle(self, incoming: Incoming) -> Outgoing:
-        return self.conversation.handle(incoming, bot_key=self.bot_key)
+    def _handle(self, incoming: Incoming, unit: UnitOfWork) -> Outgoing:
+        return self.conversation.handle(incoming, unit, bot_key=self.bot_key)
 
-    def _failure(self, incoming: Incoming) -> Outgoing | None:
-        return self.conversation.failure(incoming)
+    def _failure(self, incoming: Incoming, unit: UnitOfWork) -> Outgoing | None:
+        return self.conversation.failure(incoming, unit)
 
     def _trouble(self, error: BaseException, message: str, *args) -> None:
         """A failure: the database being away is an outage, said once; anything else is logged."""

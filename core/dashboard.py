@@ -16,7 +16,7 @@ from core.game.standings import Standings
 from core.research import QueryStatistics
 from core.text import tokenize
 from core.vocabulary import LANGUAGES
-from storage.db import is_postgres
+from storage.db import Database, is_postgres
 from storage.export_files import latest_export
 from storage.models import ChatContext, ContextStatus, Query, QuerySource, QueryStatus, utcnow
 from storage.settings import Settings
@@ -116,7 +116,7 @@ def query_statistics(db: Engine) -> dict:
 
 def leaderboards(db: Engine, settings: Settings, period: timedelta = timedelta(days=7), limit: int = 10) -> dict:
     """The period's leaderboard per language, as the bot's /top shows it."""
-    standings = Standings(db)
+    standings = Standings(Database(db))
     since = standings.clock() - period
     return {language: [{"rank": row.rank, "name": row.nickname, "points": row.points}
                        for row in standings.leaderboard(language, since=since, limit=limit)]

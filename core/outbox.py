@@ -14,11 +14,13 @@ unless Telegram accepted it.
   the reason. `sticktionary outbox` lists and retries dead letters.
 
 Enqueueing happens inside the caller's transaction (the feedback is written with the score that
-caused it); everything else opens its own.
+caused it); everything else is a step of its own in the outbox's `db` (`Transactions`: the
+database, or an update's unit of work for an outbox bound with `within`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import socket
@@ -26,10 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, delete, exists, func, or_, update
+from sqlalchemy import and_, delete, exists, func, or_, update
 from sqlmodel import Session, col, select
 
-from storage.db import insert_ignoring_conflicts, session_scope
+from storage.db import Transactions, insert_ignoring_conflicts
 from storage.models import ChatMigration, OutboxMessage, OutboxStatus, Player, utcnow
 
 PENDING, SENDING, SENT, DEAD = (OutboxStatus.PENDING, OutboxStatus.SENDING, OutboxStatus.SENT, OutboxStatus.DEAD)
@@ -58,7 +60,7 @@ def claimer_id(bot_key: str) -> str:
 
 
 class Outbox:
-    def __init__(self, db: Engine, clock: Callable[[], datetime] = utcnow, *, lease_seconds: float = 120,
+    def __init__(self, db: Transactions, clock: Callable[[], datetime] = utcnow, *, lease_seconds: float = 120,
                  max_attempts: int = 8, backoff_seconds: float = 5, max_backoff_seconds: float = 3600):
         self.db = db
         self.clock = clock
@@ -66,6 +68,13 @@ class Outbox:
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
+
+    def within(self, db: Transactions) -> Outbox:
+        """The same outbox working in `db` (an update's unit of work: a notice it folds into its
+        screen is taken in the update's transaction)."""
+        bound = copy.copy(self)
+        bound.db = db
+        return bound
 
     # ------------------------------------------------------------------ writing
     def enqueue(self, session: Session, key: str, kind: str, payload: dict, player_id: int | None = None,
@@ -92,7 +101,7 @@ class Outbox:
         mine = exists().where(col(Player.id) == col(OutboxMessage.player_id), players_bot)
         if route.moderator_bot:
             mine = or_(col(OutboxMessage.player_id).is_(None), mine)
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             ids = list(session.exec(
                 select(OutboxMessage.id).where(due, mine).order_by(OutboxMessage.id).limit(limit)
                 .with_for_update(skip_locked=True, of=OutboxMessage.__table__)).all())
@@ -113,26 +122,26 @@ class Outbox:
         """Extend the lease on rows still held (a long batch); returns how many are."""
         if not ids:
             return 0
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(self._held(ids, claimer)).values(
                 lease_until=self.clock() + timedelta(seconds=self.lease_seconds))).rowcount
 
     def mark_sent(self, message_id: int, claimer: str) -> bool:
         """Telegram accepted it. False if the lease was lost meanwhile (then nothing changes)."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(self._held([message_id], claimer)).values(
                 status=SENT, sent_at=self.clock(), lease_until=None)).rowcount == 1
 
     def dead_letter(self, message_id: int, claimer: str, reason: str) -> bool:
         """Give up on it for good (a permanent refusal, or nobody to send it to)."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(self._held([message_id], claimer)).values(
                 status=DEAD, lease_until=None, last_error=reason[:_REASON_CHARS])).rowcount == 1
 
     def retry_later(self, message_id: int, claimer: str, reason: str) -> str | None:
         """A failed attempt: back to pending after a growing pause, or dead once the attempts are
         used up. Returns the new status (None: the lease was lost, nothing changed)."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             row = session.exec(select(OutboxMessage).where(self._held([message_id], claimer))
                                .with_for_update()).first()
             if row is None:
@@ -154,7 +163,7 @@ class Outbox:
         due now, and the claim does not count as an attempt."""
         if not ids:
             return 0
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(self._held(ids, claimer)).values(
                 status=PENDING, claimed_by=None, lease_until=None, next_attempt_at=self.clock(),
                 attempts=OutboxMessage.attempts - 1)).rowcount
@@ -164,13 +173,13 @@ class Outbox:
     # middle of it: the claimer holds it, and the player's next screen folds it in. It is marked
     # sent only once that screen went out, so none is lost and none shown twice.
     def hold(self, message_id: int, claimer: str) -> bool:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(self._held([message_id], claimer)).values(
                 status=HELD, lease_until=None, claimed_by=None)).rowcount == 1
 
     def held_for(self, player_id: int, limit: int = 20) -> list[OutboxMessage]:
         """The player's held notices, oldest first."""
-        with Session(self.db) as session:
+        with self.db.read() as session:
             return list(session.exec(select(OutboxMessage).where(
                 OutboxMessage.player_id == player_id, col(OutboxMessage.status) == HELD)
                 .order_by(OutboxMessage.id).limit(limit)).all())
@@ -182,7 +191,7 @@ class Outbox:
         if not ids:
             return []
         token = f"fold:{secrets.token_hex(8)}"
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             session.execute(update(OutboxMessage).where(
                 col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status) == HELD).values(
                 status=SENDING, claimed_by=token, lease_until=self.clock() + timedelta(seconds=self.lease_seconds),
@@ -194,7 +203,7 @@ class Outbox:
         """Held notices that went out inside a screen: sent."""
         if not ids:
             return 0
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(
                 col(OutboxMessage.id).in_(list(ids)), col(OutboxMessage.status).in_((HELD, SENDING)),
                 or_(col(OutboxMessage.claimed_by).is_(None), col(OutboxMessage.claimed_by).startswith("fold:"))).values(
@@ -203,7 +212,7 @@ class Outbox:
     def release_held(self, *busy_player_ids) -> int:
         """Held notices of players no longer in a task (it expired while they were away) go out as
         messages of their own; `busy_player_ids`: subqueries of the players still in one."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(
                 col(OutboxMessage.status) == HELD,
                 *(col(OutboxMessage.player_id).not_in(busy) for busy in busy_player_ids)).values(
@@ -211,14 +220,14 @@ class Outbox:
 
     def reroute(self, old_bot_key: str, new_bot_key: str) -> int:
         """Players of a bot renamed or retired go through another; returns how many players."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(Player).where(col(Player.bot_key) == old_bot_key)
                                    .values(bot_key=new_bot_key)).rowcount
 
     def migrate_chat(self, old_chat_id: int, new_chat_id: int) -> int:
         """A group became a supergroup: remember its new id for later posts, and re-address what
         still waits for the old one. Returns how many waiting rows were re-addressed."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             insert_ignoring_conflicts(session, ChatMigration.__table__, [dict(
                 old_chat_id=old_chat_id, new_chat_id=new_chat_id, migrated_at=self.clock())], ["old_chat_id"])
             # Keep every old id one step from the newest (a chat that migrates twice).
@@ -232,7 +241,7 @@ class Outbox:
 
     # ------------------------------------------------------------------ operating
     def counts(self) -> dict[str, int]:
-        with Session(self.db) as session:
+        with self.db.read() as session:
             rows = session.exec(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
         counts = {status.value: 0 for status in OutboxStatus}
         counts.update({status: count for status, count in rows})
@@ -240,7 +249,7 @@ class Outbox:
 
     def listing(self, statuses: Sequence[str], limit: int = 50) -> list[tuple[OutboxMessage, str | None]]:
         """Rows in these states, oldest first, each with the bot its player uses."""
-        with Session(self.db, expire_on_commit=False) as session:
+        with self.db.read() as session:
             return list(session.exec(
                 select(OutboxMessage, Player.bot_key).join(Player, col(Player.id) == col(OutboxMessage.player_id),
                                                            isouter=True)
@@ -251,13 +260,13 @@ class Outbox:
         condition = col(OutboxMessage.status) == DEAD
         if ids is not None:
             condition = and_(condition, col(OutboxMessage.id).in_(list(ids)))
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(update(OutboxMessage).where(condition).values(
                 status=PENDING, attempts=0, next_attempt_at=self.clock(), claimed_by=None, lease_until=None)).rowcount
 
     def purge_sent(self, before: datetime) -> int:
         """Delete sent rows older than `before` (their dedupe keys go with them)."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             return session.execute(delete(OutboxMessage).where(
                 col(OutboxMessage.status) == SENT, col(OutboxMessage.sent_at) < before)).rowcount
 

@@ -17,6 +17,7 @@ from core.game.prizes import Prizes, last_complete_period
 from core.game.standings import Standings
 from core.retention import RetentionRules, prune
 from jobs.runner import job_lock
+from storage.db import Database
 from storage.export_files import apply_retention, remove_partials
 from storage.settings import Settings
 
@@ -29,12 +30,13 @@ class JobContext:
     def prizes(self, now: datetime) -> Prizes:
         """Prizes and leaderboard posts as of `now`: they read the standings and write the outbox."""
         clock = lambda: now  # noqa: E731
-        return Prizes(self.settings, Standings(self.db, clock), game_outbox(self.db, self.settings, clock),
-                      ModeratorPolicy())
+        db = Database(self.db)
+        return Prizes(self.settings, Standings(db, clock), game_outbox(db, self.settings, clock), ModeratorPolicy())
 
     def expiry(self, now: datetime) -> Expiry:
         clock = lambda: now  # noqa: E731
-        return Expiry(self.db, self.settings, clock, game_outbox(self.db, self.settings, clock))
+        db = Database(self.db)
+        return Expiry(db, self.settings, clock, game_outbox(db, self.settings, clock))
 
 
 def leaderboard_daily(context: JobContext, now: datetime) -> dict:

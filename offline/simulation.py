@@ -109,11 +109,9 @@ class Simulation:
 
     def _guess_target(self, task: RetrievalTaskView) -> int:
         """The simulation's stand-in for understanding: it knows which sticker the queries were for."""
-        from sqlmodel import Session
-
         from storage.models import RetrievalTask
 
-        with Session(self.game.db) as session:
+        with self.game.db.read() as session:
             return session.get(RetrievalTask, task.task_id).sticker_id
 
     def moderate(self, moderator_id: int, accept_share: float = 0.8) -> Counter:

@@ -15,9 +15,11 @@ outbox_app = typer.Typer(help="The outbox: messages waiting for the bots, and de
 
 def _outbox():
     from core.outbox import Outbox
+    from storage.db import Database
 
     settings = get_settings()
-    return Outbox(open_database(), max_attempts=settings.outbox_max_attempts, lease_seconds=settings.outbox_lease_seconds)
+    return Outbox(Database(open_database()), max_attempts=settings.outbox_max_attempts,
+                  lease_seconds=settings.outbox_lease_seconds)
 
 
 @outbox_app.callback()

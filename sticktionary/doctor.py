@@ -369,8 +369,9 @@ class Examination:
             self.add("outbox", Status.SKIP, "needs the database")
             return
         from core.outbox import Outbox
+        from storage.db import Database
 
-        counts = Outbox(self.engine).counts()
+        counts = Outbox(Database(self.engine)).counts()
         waiting = counts["pending"] + counts["sending"]
         if counts["dead"]:
             self.add("outbox", Status.WARN, f"{counts['dead']} dead letters ({waiting} waiting)",

@@ -1,4 +1,5 @@
-"""Engines and sessions: SQLite (WAL, busy timeout, serialized writers) or PostgreSQL by URL."""
+"""Engines and transactions: SQLite (WAL, busy timeout, serialized writers) or PostgreSQL by URL; the
+`Database` and the `UnitOfWork` the engine's services run their steps in (both `Transactions`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -66,32 +68,15 @@ def _writer_lock(engine: Engine) -> threading.RLock:
         return lock
 
 
-# The transaction a unit of work opened on this thread, if any (see unit_of_work).
-_ambient = threading.local()
-
-
-def _ambient_session(engine: Engine) -> Session | None:
-    session = getattr(_ambient, "session", None)
-    return session if session is not None and session.get_bind() is engine else None
-
-
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
-    """One write transaction: commit on success, roll back on any error.
-
-    Inside a unit_of_work it is a SAVEPOINT of that transaction instead: a step the rules refuse
-    undoes only itself, and nothing is committed until the whole unit is.
+    """One write transaction of its own: commit on success, roll back on any error.
 
     On SQLite the writers of this process also queue on a lock of their own: SQLite's busy
     handler polls with growing sleeps (up to 100 ms), so waiting there makes long tails, while a
     lock hands over the moment the previous writer commits. Other processes still meet the
     database's own lock and busy timeout.
     """
-    outer = _ambient_session(engine)
-    if outer is not None:
-        with outer.begin_nested():
-            yield outer
-        return
     sqlite = engine.dialect.name == "sqlite"
     lock = _writer_lock(engine) if sqlite else contextlib.nullcontext()
     with lock, Session(engine, expire_on_commit=False) as session:
@@ -107,29 +92,75 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    """A session for reading: the unit of work's, when one is open on this thread (so a read sees
-    what the unit wrote so far), else a fresh one."""
-    outer = _ambient_session(engine)
-    if outer is not None:
-        yield outer
-        return
+    """A fresh session for reading (on SQLite a deferred transaction: it never waits for a writer)."""
     with Session(engine, expire_on_commit=False) as session:
         yield session
 
 
-@contextmanager
-def unit_of_work(engine: Engine) -> Iterator[Session]:
-    """One transaction around many steps: every session_scope and read_session on this thread joins
-    it until it ends. The bots handle an update this way, so the update is marked handled in the
-    same transaction as everything it changed."""
-    if _ambient_session(engine) is not None:
-        raise RuntimeError("a unit of work is already open on this thread")
-    with session_scope(engine) as session:
-        _ambient.session = session
-        try:
+class Transactions(Protocol):
+    """Where a step of the game runs: the database itself (`Database`, each step its own
+    transaction) or one update's `UnitOfWork` (each step a savepoint of the unit's transaction).
+    The engine's services take one of these, never an Engine, so which it is is the caller's
+    explicit choice."""
+
+    def write(self) -> AbstractContextManager[Session]:
+        """A session to change things in: committed as one step, or undone as one on any error."""
+        ...
+
+    def read(self) -> AbstractContextManager[Session]:
+        """A session to read in."""
+        ...
+
+
+class Database:
+    """The database as the engine's services use it outside an update: every `write()` is one
+    transaction of its own (`session_scope`), every `read()` a fresh session. `unit()` opens one
+    transaction that many steps share."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def write(self) -> AbstractContextManager[Session]:
+        return session_scope(self.engine)
+
+    def read(self) -> AbstractContextManager[Session]:
+        return read_session(self.engine)
+
+    @contextmanager
+    def unit(self) -> Iterator[UnitOfWork]:
+        """One write transaction around many steps, committed when the block ends (rolled back if it
+        raises). The bots handle an update in one, so the update is marked handled in the same
+        transaction as everything it changed."""
+        with session_scope(self.engine) as session:
+            unit = UnitOfWork(session)
+            try:
+                yield unit
+            finally:
+                unit.session = None
+
+
+class UnitOfWork:
+    """One transaction that many steps share. Each `write()` is a SAVEPOINT of it, so a step the
+    rules refuse undoes only itself; `read()` is the unit's own session, so a read sees what the
+    unit wrote so far. Nothing is committed until the unit is (`Database.unit`)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session: Session | None = session
+
+    def _open(self) -> Session:
+        if self.session is None:
+            raise RuntimeError("this unit of work has ended")
+        return self.session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        session = self._open()
+        with session.begin_nested():
             yield session
-        finally:
-            _ambient.session = None
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        yield self._open()
 
 
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected (PostgreSQL)

@@ -14,7 +14,6 @@ from bots.messages.catalogue import catalogue, quoted
 from bots.screens.help import rule_terms
 from core.nicknames import default_nickname
 from offline.sandbox.players import SandboxPlayer
-from storage.db import session_scope
 from storage.models import Player, RetrievalTask, ScoreEvent
 from storage.settings import Settings as _Settings
 from tests.bots_world import MODERATOR, TOKEN, running_bot, texts
@@ -45,7 +44,7 @@ async def label_and_submit(player, language, queries):
 
 
 def target_of(world, task_id):
-    with Session(world.game.db) as session:
+    with Session(world.game.db.engine) as session:
         return session.get(RetrievalTask, task_id).sticker_id
 
 
@@ -81,7 +80,7 @@ async def test_onboarding_and_a_labeler_round(game_db, tmp_path, framework, lang
         assert preview[-1]["message_id"] == sticker_photo
         # taboo: a query already collected for this sticker
         round_id = int(player_button(player, live_text(preview), "ls:").split(":")[1])
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             from storage.models import LabelRound, Query
             sticker_id = session.get(LabelRound, round_id).sticker_id
             seed = session.exec(select(Query.text).where(Query.sticker_id == sticker_id,
@@ -123,7 +122,7 @@ async def test_retrieval_ranking_and_feedback(game_db, tmp_path, framework, lang
         assert "first idea" in grid["caption"] and t("ranking_empty") in grid["caption"]
         task_id = int(player_button(bob, grid, "pd:").split(":")[1])
         target = target_of(world, task_id)
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             candidates = session.get(RetrievalTask, task_id).candidate_ids
         position = candidates.index(target) + 1
         other = 1 if position != 1 else 2
@@ -151,7 +150,7 @@ async def test_retrieval_ranking_and_feedback(game_db, tmp_path, framework, lang
         assert texts(fresh)[0].startswith(feedback_line)
         assert sum(feedback_line in text for text in texts(await alice.transcript())) == 1
         from storage.models import OutboxMessage
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert {m.status for m in session.exec(select(OutboxMessage).where(
                 OutboxMessage.kind == "feedback_hit"))} == {"sent"}
 
@@ -180,7 +179,7 @@ async def test_the_preview_is_honest_and_the_taboo_shown_up_front(game_db, tmp_p
         screen = await onboard(player, language)
         label = live_text(screen)
         round_id = int(player_button(player, label, "lx:").split(":")[1])
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             from storage.models import LabelRound, Query
             sticker_id = session.get(LabelRound, round_id).sticker_id
             seeds = session.exec(select(Query.text).where(Query.sticker_id == sticker_id,
@@ -260,7 +259,7 @@ async def test_moderator_reviews_a_miss(game_db, tmp_path, framework, language):
         await onboard(bob, language)
         grid = grid_of(await label_and_submit(bob, language, ["bob idea"]))
         task_id = int(player_button(bob, grid, "pd:").split(":")[1])
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             candidates = session.get(RetrievalTask, task_id).candidate_ids
         wrong = next(n for n, c in enumerate(candidates, 1) if c != target_of(world, task_id))
         await bob.press(f"pk:{task_id}:{wrong}", message_id=grid["message_id"])
@@ -327,13 +326,13 @@ async def test_robustness(game_db, tmp_path, framework):
         assert (await mallory.answer_to_last_press())["answer"] == t("stale")
         # double tap on Done scores once
         target_position = (target_of(world, task_id), )
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             position = session.get(RetrievalTask, task_id).candidate_ids.index(target_position[0]) + 1
         await bob.press(f"pk:{task_id}:{position}", message_id=grid["message_id"])
         await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
         await bob.press(f"pd:{task_id}", message_id=grid["message_id"])
         assert (await bob.answer_to_last_press())["answer"] == t.error("task_closed")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             awards = session.exec(select(ScoreEvent).where(ScoreEvent.retrieval_task_id == task_id)).all()
         assert len(awards) == 2
         # pressing an old message's button: stale, polite
@@ -362,7 +361,7 @@ async def test_blocked_player_is_marked_inactive_and_429_is_waited_out(game_db, 
                   "chat": {"id": 1, "type": "private"}, "from": {"id": 1, "is_bot": False, "first_name": "A"}}}
         await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": update})
         await world.shell.runtime.wait_finished(20_000)
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert session.exec(select(Player).where(Player.telegram_user_id == 1)).one().active is False
 
 
@@ -408,7 +407,7 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
 
     async with running_bot(game_db, tmp_path, framework) as world:
         vocabulary = demo_vocabulary()
-        oracle = database_oracle(world.game.db)
+        oracle = database_oracle(world.game.db.engine)
         players = [AutoPlayer(world.player(100 + i, "en"), "en", oracle, vocabulary, random.Random(i))
                    for i in range(8)]
         for player in players:
@@ -421,7 +420,7 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
         await world.client.post("/sim/faults", json={"error_5xx": 0, "error_429": 0})
         stats = (await world.client.get("/sim/stats")).json()["result"]
         assert stats.get("fault:5xx", 0) > 0 and stats.get("fault:429", 0) > 0
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             tasks = session.exec(select(RetrievalTask).where(RetrievalTask.status == TaskStatus.ANSWERED)).all()
             events = session.exec(select(ScoreEvent)).all()
             finished = session.exec(select(LabelRound).where(col(LabelRound.status).in_(
@@ -479,7 +478,7 @@ async def test_a_cached_file_id_is_reused_instead_of_uploading_again(game_db, tm
     async with running_bot(game_db, tmp_path, "aiogram") as world:
         player = world.player(1)
         await onboard(player, "en")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             row = session.exec(select(Sticker).where(Sticker.format == "gif")).first()
         sticker = StickerView(row.id, row.key, row.file_path, row.format)
         from bots.delivery.replies import deliver_reply
@@ -501,7 +500,7 @@ async def test_gold_check_flags_reach_the_moderators(game_db, tmp_path):
     async with running_bot(game_db, tmp_path, "ptb") as world:
         moderator = world.player(MODERATOR)
         await moderator.send("/start")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             session.add(OutboxMessage(dedupe_key="flag:test", kind="moderator_flag",
                                       payload={"pseudonym": "abc123", "gold_hits": 0, "gold_answered": 3}))
             session.commit()
@@ -509,7 +508,7 @@ async def test_gold_check_flags_reach_the_moderators(game_db, tmp_path):
         flagged = await moderator.replies(settle=0.2)
         assert any("abc123" in text and "0/3" in text for text in texts(flagged))
         world.shell.runtime.delivers_to_moderators = False  # another bot in the process: not its job
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             session.add(OutboxMessage(dedupe_key="flag:test2", kind="moderator_flag", payload={}))
             session.commit()
         assert await world.shell.runtime.deliver_outbox_once() == 0
@@ -526,7 +525,7 @@ async def test_leaderboard_subscription_and_posts(game_db, tmp_path, framework, 
         assert texts(await fan.send("/top")) == [f"{t('top_empty')}\n\n{t('top_hint')}"]
         assert texts(await fan.send("/top on")) == [t("top_subscribed")]
         assert texts(await fan.send("/top")) == [t("top_empty")]  # no hint once subscribed
-        with session_scope(world.game.db) as session:
+        with world.game.db.write() as session:
             fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 5)).one()
             session.add(ScoreEvent(idempotency_key="t", player_id=fan_id, language=language, points=4, reason="x",
                                    created_at=world.game.clock()))
@@ -552,7 +551,7 @@ async def test_moderator_hands_out_prizes(game_db, tmp_path, framework, language
         await onboard(moderator, language)
         assert texts(await moderator.send("/prizes")) == [t("prizes_empty")]
         now = world.game.clock()
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             winner_id = session.exec(select(Player.id).where(Player.telegram_user_id == 6)).one()
             session.add(ScoreEvent(idempotency_key="p", player_id=winner_id, language=language, points=9, reason="x",
                                    created_at=now - timedelta(days=1)))
@@ -593,7 +592,7 @@ async def test_leaderboard_posts_to_many_players_stay_within_telegrams_limits(ga
     async with running_bot(game_db, tmp_path, "aiogram", rate_limits=True) as world:
         fans = [world.player(3000 + i) for i in range(40)]
         await asyncio.gather(*(fan.send("/start") for fan in fans))
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             ids = session.exec(select(Player.id).where(col(Player.telegram_user_id) >= 3000)).all()
         for player_id in ids:
             world.game.players.set_language(player_id, "en")
@@ -619,7 +618,7 @@ async def test_a_post_telegram_refuses_does_not_block_the_outbox(game_db, tmp_pa
     async with running_bot(game_db, tmp_path, framework) as world:
         fan = world.player(7)
         await onboard(fan, "en")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             fan_id = session.exec(select(Player.id).where(Player.telegram_user_id == 7)).one()
             payload = {"language": "en", "period": "day", "since": "", "rows": [[1, "P7", 3]]}
             session.add(OutboxMessage(dedupe_key="to-a-group-the-bot-is-not-in", kind="leaderboard", chat_id=-100999,
@@ -631,7 +630,7 @@ async def test_a_post_telegram_refuses_does_not_block_the_outbox(game_db, tmp_pa
         assert stats.get("error:400") == 1  # "chat not found": refused, dead-lettered, not retried
         assert texts(await fan.replies(settle=0.2))[-1].startswith(catalogue("en")("leaderboard_day"))
         assert await world.shell.runtime.deliver_outbox_once() == 0  # nothing left to retry forever
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             refused = session.exec(select(OutboxMessage).where(OutboxMessage.chat_id == -100999)).one()
         assert refused.status == "dead" and refused.sent_at is None and "chat not found" in refused.last_error.lower()
 

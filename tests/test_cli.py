@@ -289,13 +289,13 @@ def test_outbox_lists_retries_and_purges(env):
     from sqlmodel import select
 
     from core.outbox import Outbox, Route
-    from storage.db import make_engine, session_scope
+    from storage.db import Database, make_engine, session_scope
     from storage.migrate import upgrade
     from storage.models import Player, utcnow
 
     engine = make_engine(f"sqlite:///{env}/cli.sqlite3")
     upgrade(engine)
-    outbox = Outbox(engine)
+    outbox = Outbox(Database(engine))
     with session_scope(engine) as session:
         for key in ("refused", "sent-long-ago", "waiting"):
             outbox.enqueue(session, key, "leaderboard", {}, chat_id=-100)

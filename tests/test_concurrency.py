@@ -142,7 +142,7 @@ def race(engine, first, second, timeout: float = 15.0, at: str | None = None):
 
 def _later(game, hours: float = 2):
     """The same game as the expiry job sees it, `hours` later."""
-    return Game.open(game.db, game.settings, indexes=SearchIndexes(), clock=lambda: utcnow() + timedelta(hours=hours))
+    return Game.open(game.db.engine, game.settings, indexes=SearchIndexes(), clock=lambda: utcnow() + timedelta(hours=hours))
 
 
 def _retrieval(game, db, player_id):

@@ -41,7 +41,7 @@ def _round_for_retrieval(game, labeler, retriever, queries, hit: bool):
     game.labeling.submit_round(labeler, label.round_id)
     task = game.assignment.next_task(retriever, prefer="retriever")
     assert task.role == "retriever"
-    target = _target(game.db, task.task_id)
+    target = _target(game.db.engine, task.task_id)
     picks = [target] if hit else [c.id for c in task.candidates if c.id != target][:1]
     game.retrieval.submit_ranking(retriever, task.task_id, picks)
     return label.sticker

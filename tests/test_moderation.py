@@ -45,7 +45,7 @@ def make_miss(game, labeler_tid, retriever_tid, language, queries):
             game.labeling.skip_round(retriever, current.round_id)  # leaves no round of their own to retrieve
             continue
         assert isinstance(current, RetrievalTaskView)
-        with Session(game.db) as session:
+        with Session(game.db.engine) as session:
             target = session.get(RetrievalTask, current.task_id)
             wrong = next(c.id for c in current.candidates if c.id != target.sticker_id)
         assert game.retrieval.submit_ranking(retriever, current.task_id, [wrong]).hit_rank is None
@@ -54,7 +54,7 @@ def make_miss(game, labeler_tid, retriever_tid, language, queries):
 
 
 def statuses(game, round_id):
-    with Session(game.db) as session:
+    with Session(game.db.engine) as session:
         return [q.status for q in session.exec(select(Query).where(Query.label_round_id == round_id)
                                                .order_by(Query.id))]
 
@@ -196,7 +196,7 @@ async def test_forged_review_buttons_are_refused(game_db, tmp_path, framework):
     t = catalogue("en")
     async with running_bot(game_db, tmp_path, framework) as world:
         _, round_id = make_miss(world.game, 1, 2, "en", ["so sick of this"])
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             query_id = session.exec(select(Query.id).where(Query.label_round_id == round_id)).one()
         mallory = world.player(7, "en")
         await mallory.send("/help")

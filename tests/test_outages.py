@@ -40,7 +40,7 @@ from offline.oracle import database_oracle
 from offline.sandbox import Sandbox
 from offline.sandbox.players import AutoPlayer, SandboxPlayer
 from offline.simulation import demo_vocabulary
-from storage.db import make_engine, session_scope
+from storage.db import make_engine
 from storage.migrate import upgrade
 from storage.models import InboxStatus, InboxUpdate, OutboxMessage
 from storage.settings import Settings
@@ -352,7 +352,7 @@ async def test_a_telegram_outage_delivers_each_reply_and_notice_once_within_the_
             before = len(await fan.transcript())
             await world.client.post("/sim/message", json={"token": TOKEN, "user_id": 81, "text": "/help"})
             payload = {"language": "en", "period": "day", "since": "", "rows": [[1, "P7", 3]]}
-            with session_scope(world.game.db) as session:
+            with world.game.db.write() as session:
                 world.game.outbox.enqueue(session, "outage-notice", "leaderboard", payload, chat_id=group)
             await asyncio.sleep(30 * SCALE - (time.monotonic() - started))
             await world.client.post("/sim/faults", json={"error_5xx": 0.0, "error_429": 0.0})

@@ -31,7 +31,7 @@ from core.game import Game
 from core.outbox import DEAD, PENDING, SENDING, SENT, Outbox, Route
 from offline.sandbox import Sandbox
 from offline.sandbox.players import SandboxPlayer
-from storage.db import make_engine, session_scope
+from storage.db import Database, make_engine, session_scope
 from storage.models import ChatMigration, OutboxMessage, Player, utcnow
 from storage.settings import Settings
 
@@ -80,7 +80,7 @@ class Clock:
 
 def test_a_claim_is_leased_and_only_its_holder_can_finish_it(db):
     clock = Clock()
-    outbox = Outbox(db, clock, lease_seconds=60)
+    outbox = Outbox(Database(db), clock, lease_seconds=60)
     player = add_player(db, 1, bot_key="a")
     enqueue(db, outbox, "m1", "feedback_hit", {"rank": 1, "points": 3, "queries": ["q"]}, player_id=player)
     # the same key again: ignored
@@ -105,7 +105,7 @@ def test_a_claim_is_leased_and_only_its_holder_can_finish_it(db):
 
 def test_failures_back_off_then_dead_letter_without_stalling_the_rows_behind(db):
     clock = Clock()
-    outbox = Outbox(db, clock, max_attempts=3, backoff_seconds=10)
+    outbox = Outbox(Database(db), clock, max_attempts=3, backoff_seconds=10)
     route = Route("mods", moderator_bot=True)
     for key in ("poison", "good1", "good2"):
         enqueue(db, outbox, key, chat_id=-100)
@@ -137,7 +137,7 @@ def test_failures_back_off_then_dead_letter_without_stalling_the_rows_behind(db)
 
 
 def test_a_bot_claims_only_what_it_can_deliver(db):
-    outbox = Outbox(db)
+    outbox = Outbox(Database(db))
     uses_a, uses_b = add_player(db, 1, bot_key="a"), add_player(db, 2, bot_key="b")
     legacy_en, legacy_zh = add_player(db, 3), add_player(db, 4, language="zh")  # wrote before bot keys existed
     for player in (uses_a, uses_b, legacy_en, legacy_zh):
@@ -152,7 +152,7 @@ def test_a_bot_claims_only_what_it_can_deliver(db):
 
 
 def test_a_migrated_chat_is_followed_by_waiting_and_later_posts(db):
-    outbox = Outbox(db)
+    outbox = Outbox(Database(db))
     enqueue(db, outbox, "waiting", chat_id=-100)
     enqueue(db, outbox, "elsewhere", chat_id=-200)
     assert outbox.migrate_chat(-100, -1001) == 1
@@ -168,7 +168,7 @@ def test_a_migrated_chat_is_followed_by_waiting_and_later_posts(db):
 
 def test_operator_views_retry_and_purge(db):
     clock = Clock()
-    outbox = Outbox(db, clock, max_attempts=1)
+    outbox = Outbox(Database(db), clock, max_attempts=1)
     player = add_player(db, 1, bot_key="a")
     for key in ("a1", "a2", "a3"):
         enqueue(db, outbox, key, "feedback_miss", {"queries": ["q"]}, player_id=player)
@@ -191,7 +191,7 @@ def test_operator_views_retry_and_purge(db):
 def test_racing_claimers_each_take_every_row_exactly_once(db):
     """Four claimers, each on its own engine (its own connections, like separate processes),
     drain 200 rows as fast as they can; on PostgreSQL they really run at once."""
-    outbox = Outbox(db)
+    outbox = Outbox(Database(db))
     for index in range(200):
         enqueue(db, outbox, f"m{index}", chat_id=-100)
     taken: list[list[int]] = [[] for _ in range(4)]
@@ -201,7 +201,7 @@ def test_racing_claimers_each_take_every_row_exactly_once(db):
     def claimer(slot: int) -> None:
         engine = make_engine(url_of(db))
         try:
-            mine = Outbox(engine)
+            mine = Outbox(Database(engine))
             start.wait()
             while batch := mine.claim(Route("bot", moderator_bot=True), f"claimer{slot}", 3):
                 for message in batch:
@@ -230,7 +230,7 @@ def test_a_claim_skips_rows_another_transaction_holds(db):
     and not taken twice (SKIP LOCKED); the other rows are claimed at once."""
     if db.dialect.name != "postgresql":
         pytest.skip("SQLite has a single writer: there is no second transaction to skip")
-    outbox = Outbox(db)
+    outbox = Outbox(Database(db))
     for key in ("held", "free"):
         enqueue(db, outbox, key, chat_id=-100)
     held_id = rows(db)["held"].id
@@ -285,11 +285,11 @@ def test_the_migration_maps_delivered_rows_to_sent(empty_database):
         assert (found["old-sent"].status, found["old-waiting"].status) == (SENT, PENDING)
         assert found["old-sent"].sent_at == now and found["old-waiting"].sent_at is None
         assert found["old-waiting"].next_attempt_at == now and found["old-waiting"].attempts == 0
-        claimed = Outbox(engine).claim(Route("bot", moderator_bot=True), "me", 10)
+        claimed = Outbox(Database(engine)).claim(Route("bot", moderator_bot=True), "me", 10)
         assert [m.dedupe_key for m in claimed] == ["old-waiting"]
         from storage.migrate import downgrade
 
-        Outbox(engine).dead_letter(claimed[0].id, "me", "refused")
+        Outbox(Database(engine)).dead_letter(claimed[0].id, "me", "refused")
         downgrade(engine, "0002")  # and back: a dead letter is not resent by the old code
         with engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM outboxmessage WHERE delivered_at IS NULL")
@@ -363,7 +363,7 @@ class World:
     def notify(self, key: str, dedupe: str, kind: str = "leaderboard", payload: dict | None = None, **to) -> None:
         game = self.game(key)
         payload = payload if payload is not None else {"language": "en", "period": "day", "rows": [[1, dedupe, 1]]}
-        with session_scope(game.db) as session:
+        with game.db.write() as session:
             game.outbox.enqueue(session, dedupe, kind, payload, **to)
 
 
@@ -574,8 +574,8 @@ async def test_a_refused_token_stops_that_bots_outbox_and_marks_nothing(db, tmp_
 _DOOMED_SENDER = """
 import sys, time
 from core.outbox import Outbox, Route
-from storage.db import make_engine
-outbox = Outbox(make_engine(sys.argv[1]), lease_seconds=float(sys.argv[2]))
+from storage.db import Database, make_engine
+outbox = Outbox(Database(make_engine(sys.argv[1])), lease_seconds=float(sys.argv[2]))
 claimed = outbox.claim(Route("main", ("en",), moderator_bot=True), "doomed-sender", 100)
 print(" ".join(str(message.id) for message in claimed), flush=True)
 time.sleep(600)

@@ -93,7 +93,7 @@ async def test_top_and_prizes_show_nicknames_and_never_forgotten_or_banned_playe
         assert "/name" in t("consent")  # the consent says what others see
         ids = {uid: world.game.players.find(uid).id for uid in players}
         now = world.game.clock()
-        with session_scope(world.game.db) as session:
+        with world.game.db.write() as session:
             for points, uid in enumerate(players, start=3):
                 session.add(ScoreEvent(idempotency_key=f"p{uid}", player_id=ids[uid], language=language,
                                        points=points, reason="x", created_at=now - timedelta(hours=1)))
@@ -104,13 +104,13 @@ async def test_top_and_prizes_show_nicknames_and_never_forgotten_or_banned_playe
             assert name in top
         # Carol withdraws her consent, Bob is banned: neither is listed anywhere any more.
         world.game.players.withdraw_consent(ids[13])
-        with session_scope(world.game.db) as session:
+        with world.game.db.write() as session:
             session.execute(update(Player).where(Player.id == ids[12]).values(banned=True))
         top = texts(await players[11].send("/top"))[0]
         assert top.split("\n\n")[0].splitlines()[1:] == [t("top_row", rank=1, name="Nova", points=3)]
         await players[11].send("/top on")
         world.game.prizes.post_leaderboards("week", now)
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             posts = session.exec(select(OutboxMessage).where(OutboxMessage.kind == "leaderboard")).all()
         assert posts and all(post.payload["rows"] == [[1, "Nova", 3]] for post in posts)
         world.game.prizes.tally(now - timedelta(days=7), now + timedelta(minutes=1), "week")
@@ -174,7 +174,7 @@ async def test_me_shows_the_period_the_streak_and_the_prizes(game_db, tmp_path, 
         await onboard(alice, language)
         ids = {uid: world.game.players.find(uid).id for uid in (21, 22)}
         now = world.game.clock()
-        with session_scope(world.game.db) as session:
+        with world.game.db.write() as session:
             for uid, points, age in ((21, 9, 1), (22, 4, 1), (22, 6, 30 * 24)):  # alice's 6 are a month old
                 session.add(ScoreEvent(idempotency_key=f"m{uid}{age}", player_id=ids[uid], language=language,
                                        points=points, reason="x", created_at=now - timedelta(hours=age)))

@@ -26,6 +26,7 @@ their round or task, then the rows those touch.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable
 from datetime import datetime
@@ -47,31 +48,39 @@ from core.game.views import Previews
 from core.outbox import Outbox
 from core.search import SearchIndexes
 from core.search_follower import SearchFollower
+from storage.db import Database, Transactions, UnitOfWork
 from storage.models import utcnow
 from storage.settings import Settings
 
 
-def game_outbox(db: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow) -> Outbox:
+def game_outbox(db: Transactions, settings: Settings, clock: Callable[[], datetime] = utcnow) -> Outbox:
     """The outbox the game and the jobs write notices into, with the configured delivery policy."""
     return Outbox(db, clock, max_attempts=settings.outbox_max_attempts, lease_seconds=settings.outbox_lease_seconds)
 
 
 class Game:
-    """The services of one game on one database, sharing its clock, outbox and search indexes."""
+    """The services of one game on one database, sharing its clock, outbox and search indexes.
 
-    def __init__(self, db: Engine, settings: Settings, *, search: SearchFollower | SearchIndexes, outbox: Outbox,
-                 clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None) -> None:
-        self.db = db
+    `db` is where the services run their steps: the `Database` (each step its own transaction), or
+    in the game `within(unit)` returns, one update's `UnitOfWork` (each step a savepoint of it)."""
+
+    def __init__(self, db: Transactions, settings: Settings, *, search: SearchFollower | SearchIndexes,
+                 outbox: Outbox, clock: Callable[[], datetime] = utcnow, rng: random.Random | None = None) -> None:
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
-        self.outbox = outbox
         # A follower's indexes follow the database's change log (core/search_follower.py); fixed
         # indexes (processes that never search) stay as they are.
         self.search = search if isinstance(search, SearchFollower) else None
         self._fixed_indexes = search if isinstance(search, SearchIndexes) else None
         self.moderators = ModeratorPolicy()
         self.previews = Previews(lambda: self.indexes, settings.preview_hits)
+        self._compose(db, outbox)
+
+    def _compose(self, db: Transactions, outbox: Outbox) -> None:
+        settings, clock = self.settings, self.clock
+        self.db = db
+        self.outbox = outbox
         self.players = Players(db, clock)
         self.awaited = AwaitedText(db, self.moderators)
         self.assignment = Assignment(db, settings, clock, self.rng, lambda: self.indexes, self.previews)
@@ -83,14 +92,23 @@ class Game:
         self.expiry = Expiry(db, settings, clock, outbox)
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
 
+    def within(self, unit: UnitOfWork) -> Game:
+        """The same game with every service (and the outbox) working in `unit`: what one update
+        does is committed together, with the update marked handled (bots/inbox.py). Cheap: the
+        search indexes, clock, rng and moderator policy are shared, not copied."""
+        bound = copy.copy(self)
+        bound._compose(unit, self.outbox.within(unit))
+        return bound
+
     @classmethod
-    def open(cls, db: Engine, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
+    def open(cls, engine: Engine, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
              rng: random.Random | None = None, indexes: SearchIndexes | None = None) -> Game:
-        """A game with its own outbox and search indexes loaded from the database (or `indexes`,
-        kept as they are)."""
+        """A game on `engine` with its own outbox and search indexes loaded from the database (or
+        `indexes`, kept as they are)."""
         if indexes is None:
-            search = SearchFollower(db)
+            search = SearchFollower(engine)
             search.load()
+        db = Database(engine)
         return cls(db, settings, search=indexes if indexes is not None else search,
                    outbox=game_outbox(db, settings, clock), clock=clock, rng=rng)
 

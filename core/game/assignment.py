@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from core.game.players import open_work, playable_player
@@ -17,7 +17,7 @@ from core.search import SearchIndexes
 from core.text import tokenize
 from core.views import LabelTaskView, RetrievalTaskView
 from core.vocabulary import Role, other_role
-from storage.db import read_session, session_scope
+from storage.db import Transactions
 from storage.models import (
     USABLE_QUERY_STATUSES,
     ChatContext,
@@ -42,7 +42,7 @@ def already_targeted(player_id: int):
 
 
 class Assignment:
-    def __init__(self, db: Engine, settings: Settings, clock: Callable[[], datetime], rng: random.Random,
+    def __init__(self, db: Transactions, settings: Settings, clock: Callable[[], datetime], rng: random.Random,
                  indexes: Callable[[], SearchIndexes], previews: Previews) -> None:
         self.db = db
         self.settings = settings
@@ -52,13 +52,13 @@ class Assignment:
         self.previews = previews
 
     def current_task(self, player_id: int) -> LabelTaskView | RetrievalTaskView | None:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             work = open_work(session, player_id)
             return self.previews.task_view(session, work) if work else None
 
     def next_task(self, player_id: int, prefer: str | None = None) -> LabelTaskView | RetrievalTaskView | None:
         """The player's open task, or a new one: the other role than last time when one exists."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = playable_player(session, player_id, self.clock())
             work = open_work(session, player_id)
             if work is not None:

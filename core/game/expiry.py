@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from core.outbox import Outbox
-from storage.db import session_scope
+from storage.db import Transactions
 from storage.models import LabelRound, Query, QueryStatus, RetrievalTask, RoundStatus, TaskStatus
 from storage.settings import Settings
 
@@ -55,7 +55,7 @@ def expire_open_work(session: Session, player_id: int) -> None:
 
 
 class Expiry:
-    def __init__(self, db: Engine, settings: Settings, clock: Callable[[], datetime], outbox: Outbox) -> None:
+    def __init__(self, db: Transactions, settings: Settings, clock: Callable[[], datetime], outbox: Outbox) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -67,7 +67,7 @@ class Expiry:
         # One conditional UPDATE per table: work answered, skipped or submitted meanwhile no longer
         # matches `status = 'open'` (PostgreSQL re-checks a row it waited for), and only the rows
         # changed here lose their drafts or give their slot back.
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             rounds = close_rounds(session, RoundStatus.EXPIRED, LabelRound.created_at < cutoff)
             tasks = close_tasks(session, TaskStatus.EXPIRED, RetrievalTask.created_at < cutoff)
         # Feedback held for a player's next screen does not wait for ever on a player who walked away.

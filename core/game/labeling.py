@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from core.game.errors import GameError
@@ -17,7 +17,7 @@ from core.game.views import Previews
 from core.text import QueryTextError, clean_query_text, is_visual_only, normalize_query
 from core.views import LabelTaskView, PreviewView, SubmitResult
 from core.vocabulary import ErrorCode, Role
-from storage.db import read_session, session_scope
+from storage.db import Transactions
 from storage.models import (
     ChatContext,
     LabelRound,
@@ -81,14 +81,14 @@ def count_on_context(session: Session, context_id: int, labels: int = 0, skips: 
 
 
 class Labeling:
-    def __init__(self, db: Engine, settings: Settings, clock: Callable[[], datetime], previews: Previews) -> None:
+    def __init__(self, db: Transactions, settings: Settings, clock: Callable[[], datetime], previews: Previews) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.previews = previews
 
     def label_task(self, player_id: int, round_id: int) -> LabelTaskView:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             label_round = session.get(LabelRound, round_id)
             if label_round is None or label_round.player_id != player_id:
                 raise GameError(ErrorCode.NOT_YOUR_ROUND)
@@ -96,7 +96,7 @@ class Labeling:
 
     def add_query(self, player_id: int, round_id: int, text: str | None) -> PreviewView:
         """Add one query to an open round and return the preliminary search result for it."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             playable_player(session, player_id, self.clock())
             label_round = own_open_round(session, player_id, round_id)
             cleaned, normalized = checked_query_text(text, self.settings.max_query_chars)
@@ -114,7 +114,7 @@ class Labeling:
             return self.previews.of_query(session, query, label_round.sticker_id)
 
     def remove_query(self, player_id: int, round_id: int, query_id: int) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             lock_player(session, player_id)
             own_open_round(session, player_id, round_id)
             removed = session.execute(delete(Query).where(Query.id == query_id, Query.label_round_id == round_id,
@@ -124,7 +124,7 @@ class Labeling:
                 raise GameError(ErrorCode.NOT_YOUR_QUERY)
 
     def submit_round(self, player_id: int, round_id: int) -> SubmitResult:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             playable_player(session, player_id, self.clock())
             label_round = own_open_round(session, player_id, round_id)
             drafts = session.execute(update(Query).where(Query.label_round_id == round_id,
@@ -146,7 +146,7 @@ class Labeling:
             return SubmitResult(round_id, len(drafts))
 
     def skip_round(self, player_id: int, round_id: int) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             lock_player(session, player_id)
             label_round = own_open_round(session, player_id, round_id)
             if not close_rounds(session, RoundStatus.SKIPPED, LabelRound.id == round_id):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from core.game.errors import GameError
@@ -23,7 +23,7 @@ from core.search_log import record_search_change, search_tokens
 from core.text import QueryTextError, clean_query_text
 from core.views import QueryView, ReviewItem, ReviewQuery, ReviewRound
 from core.vocabulary import ErrorCode, NoticeKind
-from storage.db import read_session, session_scope
+from storage.db import Transactions
 from storage.models import (
     ChatContext,
     ContextStatus,
@@ -63,7 +63,7 @@ def missed_task(session: Session, round_id: int | None) -> RetrievalTask | None:
 
 
 class Moderation:
-    def __init__(self, db: Engine, settings: Settings, clock: Callable[[], datetime], outbox: Outbox,
+    def __init__(self, db: Transactions, settings: Settings, clock: Callable[[], datetime], outbox: Outbox,
                  policy: ModeratorPolicy) -> None:
         self.db = db
         self.settings = settings
@@ -74,7 +74,7 @@ class Moderation:
     # ------------------------------------------------------------------ the queue
     def pending_reviews(self, moderator_id: int, language: str | None = None, limit: int = 10,
                         after_id: int = 0) -> list[ReviewItem]:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             self.policy.require(session, moderator_id)
             statement = select(Query).where(Query.status == QueryStatus.NEEDS_REVIEW, Query.id > after_id)
             if language:
@@ -98,7 +98,7 @@ class Moderation:
         """One round of the review queue: the `index`-th (0-based) of the rounds with queries waiting
         for a decision, in `language` if given; or the round `round_id`, wherever it stands. Rounds a
         moderator skipped come after all others, oldest skip first."""
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             self.policy.require(session, moderator_id)
             skipped = func.max(Query.review_skipped_at)
             waiting = select(Query.label_round_id, skipped.label("skipped"), func.min(Query.id).label("first")).where(
@@ -133,13 +133,13 @@ class Moderation:
 
     def review_round_of(self, moderator_id: int, query_id: int) -> int | None:
         """The labeler round a query belongs to (what its review screen shows)."""
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             self.policy.require(session, moderator_id)
             return session.exec(select(Query.label_round_id).where(Query.id == query_id)).first()
 
     def skip_review_round(self, moderator_id: int, round_id: int) -> None:
         """The round goes to the back of the review queue (for every moderator: the skip is kept)."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             self.policy.require(session, moderator_id)
             skipped = session.execute(update(Query).where(Query.label_round_id == round_id,
                                                           Query.status == QueryStatus.NEEDS_REVIEW)
@@ -148,7 +148,7 @@ class Moderation:
                 raise GameError(ErrorCode.ALREADY_REVIEWED)
 
     def review_counts(self, moderator_id: int) -> dict[str, int]:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             self.policy.require(session, moderator_id)
             rows = session.exec(select(Query.status, func.count()).group_by(Query.status)).all()
             counts = {status: 0 for status in QueryStatus}
@@ -173,7 +173,7 @@ class Moderation:
 
     def _decide(self, moderator_id: int, query_id: int, action: str, new_status: str,
                 corrected: str | None = None) -> QueryView:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             moderator = self.policy.require(session, moderator_id)
             query = session.get(Query, query_id)
             if query is None:
@@ -217,7 +217,7 @@ class Moderation:
 
     # ------------------------------------------------------------------ chat contexts
     def pending_contexts(self, moderator_id: int, language: str | None = None, limit: int = 10) -> list[ChatContext]:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             self.policy.require(session, moderator_id)
             statement = select(ChatContext).where(ChatContext.status == ContextStatus.CANDIDATE)
             if language:
@@ -225,7 +225,7 @@ class Moderation:
             return list(session.exec(statement.order_by(ChatContext.id).limit(limit)).all())
 
     def review_context(self, moderator_id: int, context_id: int, approve: bool) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             moderator = self.policy.require(session, moderator_id)
             status = ContextStatus.APPROVED if approve else ContextStatus.REJECTED
             decided = session.execute(update(ChatContext).where(

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Engine, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,7 +16,7 @@ from core.game.expiry import expire_open_work
 from core.nicknames import NicknameError, clean_nickname, nickname_of
 from core.search_log import record_author_change
 from core.vocabulary import LANGUAGES, ErrorCode
-from storage.db import read_session, session_scope
+from storage.db import Transactions
 from storage.models import LabelRound, Player, RetrievalTask, RoundStatus, TaskStatus
 
 
@@ -55,7 +55,7 @@ def open_work(session: Session, player_id: int) -> LabelRound | RetrievalTask | 
 
 
 class Players:
-    def __init__(self, db: Engine, clock: Callable[[], datetime]) -> None:
+    def __init__(self, db: Transactions, clock: Callable[[], datetime]) -> None:
         self.db = db
         self.clock = clock
 
@@ -71,7 +71,7 @@ class Players:
                 if bot_key is not None and existing.bot_key != bot_key:
                     self._use_bot(existing, bot_key)
                 return existing
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             if telegram_user_id is not None:
                 existing = session.exec(
                     select(Player).where(Player.telegram_user_id == telegram_user_id)
@@ -94,16 +94,16 @@ class Players:
             return player
 
     def _use_bot(self, player: Player, bot_key: str) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             session.execute(update(Player).where(col(Player.id) == player.id).values(bot_key=bot_key))
         player.bot_key = bot_key
 
     def find(self, telegram_user_id: int) -> Player | None:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             return session.exec(select(Player).where(Player.telegram_user_id == telegram_user_id)).first()
 
     def get(self, player_id: int) -> Player:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             player = session.get(Player, player_id)
             if player is None:
                 raise GameError(ErrorCode.UNKNOWN_PLAYER)
@@ -112,7 +112,7 @@ class Players:
     def set_language(self, player_id: int, language: str) -> None:
         if language not in LANGUAGES:
             raise GameError(ErrorCode.BAD_LANGUAGE, language)
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             if open_work(session, player_id):
                 raise GameError(ErrorCode.FINISH_TASK_FIRST)
@@ -120,7 +120,7 @@ class Players:
             session.add(player)
 
     def give_consent(self, player_id: int) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             player.consent_at = self.clock()
             if player.consent_withdrawn_at is not None:
@@ -130,7 +130,7 @@ class Players:
 
     def withdraw_consent(self, player_id: int) -> None:
         """The player's queries leave future exports; open work is dropped."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             if player.consent_withdrawn_at is None:
                 record_author_change(session, player_id, "withdrawn")
@@ -140,13 +140,13 @@ class Players:
 
     def pause(self, player_id: int) -> None:
         """The player stops for now: their open task goes back to the pool."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             lock_player(session, player_id)
             expire_open_work(session, player_id)
 
     def set_leaderboard_opt_in(self, player_id: int, opted_in: bool) -> None:
         """Whether the player gets the daily and weekly leaderboard posts."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             player.leaderboard_opt_in = opted_in
             session.add(player)
@@ -158,7 +158,7 @@ class Players:
             shown, key = clean_nickname(text)
         except NicknameError as error:
             raise GameError(error.code, error.detail) from None
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             taken = session.exec(select(Player.id).where(Player.nickname_key == key, Player.id != player_id,
                                                          Player.language == player.language)).first()
@@ -173,14 +173,14 @@ class Players:
         return nickname_of(player.id, player.nickname, player.language)
 
     def set_moderator(self, player_id: int, is_moderator: bool = True) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             player.is_moderator = is_moderator
             session.add(player)
 
     def mark_inactive(self, player_id: int) -> None:
         """Telegram said the player blocked the bot: stop sending them anything."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             player = lock_player(session, player_id)
             player.active = False
             session.add(player)

@@ -20,7 +20,7 @@ from core.game.standings import Standings, listable, standing_in
 from core.nicknames import nickname_of
 from core.outbox import Outbox
 from core.vocabulary import LANGUAGES, ErrorCode, NoticeKind
-from storage.db import insert_ignoring_conflicts, read_session, session_scope
+from storage.db import insert_ignoring_conflicts
 from storage.models import Player, PlaySession, Prize, PrizeKind, ScoreEvent
 from storage.settings import Settings
 
@@ -105,7 +105,7 @@ class Prizes:
         sessions of at least `session_min_tasks` tasks started in it. Idempotent."""
         settings = self.settings
         counts: dict[str, dict[str, int]] = {}
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             for language in LANGUAGES:
                 total = func.sum(ScoreEvent.points).label("total")
                 top = session.exec(
@@ -147,7 +147,7 @@ class Prizes:
 
     # ------------------------------------------------------------------ moderators
     def pending(self, moderator_id: int, limit: int = 10, include_delivered: bool = False) -> list[PrizeView]:
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             self.moderators.require(session, moderator_id)
             statement = select(Prize, Player).join(Player, Player.id == Prize.player_id).where(*listable())
             if not include_delivered:
@@ -157,7 +157,7 @@ class Prizes:
             return [_prize_view(prize, player) for prize, player in rows]
 
     def mark_delivered(self, moderator_id: int, prize_id: int) -> PrizeView:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             moderator = self.moderators.require(session, moderator_id)
             prize = session.get(Prize, prize_id)
             if prize is None:
@@ -178,7 +178,7 @@ class Prizes:
         start = period_start(period, now, self.tz)
         end = period_start(period, start + timedelta(days=32 if period == "month" else 8 if period == "week" else 1,
                                                      hours=12), self.tz)
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             player = session.get(Player, player_id)
             if player is None:
                 raise GameError(ErrorCode.UNKNOWN_PLAYER)
@@ -208,7 +208,7 @@ class Prizes:
         players who opted in; the bots deliver it at Telegram's pace. Idempotent per period and day."""
         since = period_start(period, now, self.tz)
         posted: dict[str, int] = {}
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             for language in LANGUAGES:
                 board = self.standings.leaderboard(language, since=since, limit=self.settings.leaderboard_size)
                 payload = {"language": language, "period": period, "since": since.isoformat(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, update
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from core.game.errors import GameError
@@ -18,7 +18,7 @@ from core.game.scoring import Scoring
 from core.game.views import retrieval_view
 from core.views import QueryView, RankingOutcome, RetrievalTaskView
 from core.vocabulary import ErrorCode, Role
-from storage.db import session_scope
+from storage.db import Transactions
 from storage.models import (
     LabelRound,
     Query,
@@ -43,7 +43,7 @@ def own_open_task(session: Session, player_id: int, task_id: int) -> RetrievalTa
 
 
 class Retrieval:
-    def __init__(self, db: Engine, settings: Settings, clock: Callable[[], datetime], scoring: Scoring) -> None:
+    def __init__(self, db: Transactions, settings: Settings, clock: Callable[[], datetime], scoring: Scoring) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
@@ -60,7 +60,7 @@ class Retrieval:
 
     def _answer(self, player_id: int, task_id: int, picks: Sequence[int] | None) -> RankingOutcome:
         """Answer the task with `picks`, or (None) with the picks drafted on it, read under its lock."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             playable_player(session, player_id, self.clock())
             task = own_open_task(session, player_id, task_id)
             picks = self._checked_picks(task, list(task.picks) if picks is None else picks)
@@ -95,7 +95,7 @@ class Retrieval:
 
     def toggle_pick(self, player_id: int, task_id: int, position: int) -> RetrievalTaskView:
         """Grid button `position` (1-based): adds that candidate as the next rank, or removes it."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             playable_player(session, player_id, self.clock())
             task = own_open_task(session, player_id, task_id)
             if not isinstance(position, int) or not 1 <= position <= len(task.candidate_ids):
@@ -114,7 +114,7 @@ class Retrieval:
             return retrieval_view(session, task)
 
     def undo_pick(self, player_id: int, task_id: int) -> RetrievalTaskView:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             lock_player(session, player_id)
             task = own_open_task(session, player_id, task_id)
             task.picks = list(task.picks)[:-1]
@@ -123,7 +123,7 @@ class Retrieval:
             return retrieval_view(session, task)
 
     def skip_task(self, player_id: int, task_id: int) -> None:
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             lock_player(session, player_id)
             task = own_open_task(session, player_id, task_id)
             if not close_tasks(session, TaskStatus.SKIPPED, RetrievalTask.id == task_id, answered_at=self.clock()):
@@ -133,7 +133,7 @@ class Retrieval:
 
     def suggest_query(self, player_id: int, task_id: int, sticker_id: int, text: str | None) -> QueryView:
         """A retriever proposes a query for a candidate; it waits for a later retrieval like any other."""
-        with session_scope(self.db) as session:
+        with self.db.write() as session:
             playable_player(session, player_id, self.clock())
             task = session.get(RetrievalTask, task_id)
             if task is None or task.retriever_id != player_id:

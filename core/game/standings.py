@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.game.errors import GameError
 from core.nicknames import nickname_of
 from core.views import LeaderboardRow, PlayerStats
 from core.vocabulary import ErrorCode
-from storage.db import read_session
+from storage.db import Transactions
 from storage.models import LabelRound, Player, RetrievalTask, RoundStatus, ScoreEvent, TaskStatus, utcnow
 
 # /top, /me and the streak's "this week" are the last 7 days.
@@ -48,14 +48,14 @@ def standing_in(session: Session, player: Player, since: datetime,
 class Standings:
     LEADERBOARD_DAYS = LEADERBOARD_DAYS
 
-    def __init__(self, db: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, db: Transactions, clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
         self.clock = clock
 
     def player_stats(self, player_id: int) -> PlayerStats:
         """Points all time and in the last 7 days (the period /top shows), rank in that period among
         the players /top lists, accuracy and streak as a retriever."""
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             player = session.get(Player, player_id)
             if player is None:
                 raise GameError(ErrorCode.UNKNOWN_PLAYER)
@@ -77,7 +77,7 @@ class Standings:
 
     def tasks_finished(self, player_id: int) -> int:
         """Label rounds submitted and retrievals answered by the player (the screens' round number)."""
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             rounds = session.exec(select(func.count()).select_from(LabelRound).where(
                 LabelRound.player_id == player_id, LabelRound.status == RoundStatus.SUBMITTED)).one()
             answered = session.exec(select(func.count()).select_from(RetrievalTask).where(
@@ -87,7 +87,7 @@ class Standings:
     def leaderboard(self, language: str, since: datetime | None = None, limit: int = 10) -> list[LeaderboardRow]:
         """The top players by points, shown by nickname; banned players and those who withdrew
         their consent are never listed."""
-        with read_session(self.db) as session:
+        with self.db.read() as session:
             total = func.sum(ScoreEvent.points).label("total")
             statement = (select(Player.id, Player.nickname, total)
                          .join(Player, Player.id == ScoreEvent.player_id)
