@@ -14,14 +14,19 @@
 | `expiry` | expiry.py | abandoned rounds and tasks |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
 
-Every public service method is one database transaction (inside a bots' unit of work, a savepoint
-of it: storage/db.py). Rules that must hold under concurrency are enforced by the database, not by
-Python state: a task is answered by a conditional UPDATE that only one caller can win, every award
-goes through the ledger's unique idempotency key, and a player's next task is chosen while holding
-that player's row lock (SQLite: BEGIN IMMEDIATE). Every status change is an UPDATE … WHERE status =
-<old> whose rowcount or RETURNING decides what follows, and every counter is changed in SQL
-(x = x + 1 … RETURNING x), never read and written back. Locks are taken in one order: player, then
-their round or task, then the rows those touch.
+Every service works on the `Transactions` it is given (storage/db.py), never on a hidden session:
+`Game.db` is the `Database`, where each public method is one transaction of its own, and
+`game.within(unit)` is the same game on one update's `UnitOfWork`, where each method is a savepoint
+of the update's transaction (a step the rules refuse undoes only itself) and reads see what the
+update wrote so far. The bots handle every update that way (bots/inbox.py).
+
+Rules that must hold under concurrency are enforced by the database, not by Python state: a task is
+answered by a conditional UPDATE that only one caller can win, every award goes through the ledger's
+unique idempotency key, and a player's next task is chosen while holding that player's row lock
+(SQLite: BEGIN IMMEDIATE). Every status change is an UPDATE … WHERE status = <old> whose rowcount or
+RETURNING decides what follows, and every counter is changed in SQL (x = x + 1 … RETURNING x), never
+read and written back. Locks are taken in one order: player, then their round or task, then the rows
+those touch.
 """
 
 from __future__ import annotations
