@@ -100,3 +100,56 @@ def test_a_game_step_refused_inside_a_unit_leaves_the_unit_usable(db, settings):
         row = session.exec(select(Player).where(Player.id == second)).one()
     assert row.nickname is None and row.leaderboard_opt_in is True
 
+
+
+def _command(update_id: int, user_id: int, text: str) -> dict:
+    user = {"id": user_id, "is_bot": False, "first_name": "Uma", "language_code": "en"}
+    return {"update_id": update_id, "message": {"message_id": update_id, "date": 0, "text": text, "from": user,
+                                                "chat": {"id": user_id, "type": "private"}}}
+
+
+def test_an_update_is_handled_in_the_unit_the_inbox_passes_down(db, settings):
+    """What a handler asks of the game is kept with the update's row; a handler that fails after a
+    step keeps nothing of it, and the failure reply is read in the same unit."""
+    from bots.conversation import Conversation
+    from bots.inbox import Inbox
+    from bots.messages.catalogue import catalogue
+    from bots.messages.incoming import incoming_from_update
+    from bots.messages.replies import SendText
+    from bots.router import Router
+    from storage.models import InboxStatus, InboxUpdate
+
+    router = Router()
+
+    @router.command("nick", onboarded=False)
+    def nick(turn):
+        turn.game.players.set_nickname(turn.player.id, turn.incoming.args)
+        assert turn.game.db is not game.db  # the handler's game works in the update's unit
+
+    @router.command("boom", onboarded=False)
+    def boom(turn):
+        turn.game.players.set_nickname(turn.player.id, "Lost")
+        raise ValueError("a bug after a step")
+
+    game = make_world(db, settings)
+    conversation = Conversation(game, router=router)
+    inbox = Inbox(game.db, "uow", incoming_from_update,
+                  lambda incoming, unit: conversation.handle(incoming, unit, bot_key="uow"), conversation.failure)
+    [lane] = inbox.store([_command(1, 700, "/nick Kept")])
+    taken = inbox.take_next(lane)
+    assert taken.outcome == "ok"
+    player = game.players.find(700)
+    assert player.nickname == "Kept" and player.bot_key == "uow"
+    inbox.mark_done(1)
+
+    inbox.store([_command(2, 700, "/boom")])
+    taken = inbox.take_next(lane)
+    assert taken.outcome == "failed"
+    assert [reply.text for reply in taken.outgoing.replies if isinstance(reply, SendText)] == [
+        catalogue("en")("failed")]
+    assert taken.outgoing.player_id == player.id  # failure() found the player in the unit
+    assert game.players.find(700).nickname == "Kept"
+    with game.db.read() as session:
+        row = session.exec(select(InboxUpdate).where(InboxUpdate.bot_key == "uow",
+                                                     InboxUpdate.update_id == 2)).one()
+    assert row.status == InboxStatus.FAILED and "a bug after a step" in row.error
