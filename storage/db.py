@@ -56,15 +56,36 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+class _WriterLock:
+    """The process's writers of one SQLite database, one at a time. A thread that already holds a
+    write transaction (a unit of work, say) and opens another would wait for itself until the busy
+    timeout: that mistake is refused at once instead (on SQLite; the tests run there too)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> None:
+        if self._owner == threading.get_ident():  # only this thread sets its own id, so no race
+            raise RuntimeError("this thread already has a write transaction open on this database (a unit of "
+                               "work?): a second one would wait for the first; write in the first instead")
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def __exit__(self, *exc) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, _WriterLock] = weakref.WeakKeyDictionary()
 _sqlite_writers_guard = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock:
+def _writer_lock(engine: Engine) -> _WriterLock:
     with _sqlite_writers_guard:
         lock = _sqlite_writers.get(engine)
         if lock is None:
-            lock = _sqlite_writers[engine] = threading.RLock()
+            lock = _sqlite_writers[engine] = _WriterLock()
         return lock
 
 

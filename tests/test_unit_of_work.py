@@ -64,6 +64,21 @@ def test_an_ended_unit_refuses_further_steps(db):
         pass
 
 
+
+def test_a_write_of_its_own_inside_a_unit_is_refused_at_once_on_sqlite(db):
+    """Writing past the unit (with the Database, not the unit) would wait for the unit itself."""
+    if db.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL has no process-wide writer lock to notice it with")
+    database = Database(db)
+    with database.unit() as unit:
+        with unit.write() as session:
+            session.add(_sticker("in-unit.png"))
+        with pytest.raises(RuntimeError, match="already has a write transaction"), database.write():
+            pass
+    with database.write() as session:  # the lock was handed back
+        session.add(_sticker("after.png"))
+    assert _keys(database) == {"in-unit.png", "after.png"}
+
 def test_the_game_within_a_unit_binds_every_service_and_the_outbox_to_it(db, settings):
     game = make_world(db, settings)
     assert isinstance(game.db, Database)
