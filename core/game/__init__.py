@@ -12,6 +12,7 @@
 | `standings` | standings.py | totals, ranks, leaderboards (needs neither search nor outbox) |
 | `moderation` | moderation.py | the review queue, chat contexts, the moderator policy |
 | `expiry` | expiry.py | abandoned rounds and tasks |
+| `group_rounds` | group_rounds.py | rounds raced in group chats: posting, picks, closing, the group's table |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
 
 Every public service method is one database transaction (inside a bots' unit of work, a savepoint
@@ -36,6 +37,7 @@ from core.game.assignment import Assignment
 from core.game.awaited import AwaitedText
 from core.game.errors import GameError
 from core.game.expiry import Expiry
+from core.game.group_rounds import GroupRounds
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
 from core.game.players import Players
@@ -82,6 +84,7 @@ class Game:
         self.moderation = Moderation(db, settings, clock, outbox, self.moderators)
         self.expiry = Expiry(db, settings, clock, outbox)
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
+        self.group_rounds = GroupRounds(db, settings, clock, self.rng, self.assignment, self.scoring, outbox)
 
     @classmethod
     def open(cls, db: Engine, settings: Settings, *, clock: Callable[[], datetime] = utcnow,
