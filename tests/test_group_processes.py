@@ -138,7 +138,8 @@ async def test_two_members_pressing_at_once_on_two_webhook_workers(db, tmp_path)
         assert [p.points for p in picks] == [3, 2]
         hits = session.exec(select(ScoreEvent).where(ScoreEvent.reason == "retriever_hit")).all()
         assert sorted((e.player_id, e.points) for e in hits) == sorted((p.player_id, p.points) for p in picks)
-        assert len(session.exec(select(ScoreEvent).where(ScoreEvent.player_id == labeler)).all()) == 2
+        assert sorted(e.points for e in session.exec(select(ScoreEvent).where(
+            ScoreEvent.player_id == labeler, ScoreEvent.reason == "labeler_hit"))) == [2, 3]
     answered = [e for e in transcript if e.get("callback_id")]
     assert len(answered) == 2 and all(e.get("answer") for e in answered)
     assert stats.get("press_answered_again", 0) == 0
