@@ -84,6 +84,9 @@ class Conversation:
         was kept, and /play goes on from where they were."""
         player = self.game.players.find(incoming.user_id) if incoming.user_id else None
         t = catalogue(player.language if player and player.language else language_hint(incoming.language_code))
+        if incoming.in_group:  # said to the presser alone, never posted in the group
+            return Outgoing(incoming.chat_id, [AnswerCallback(t("failed"), alert=True)] if incoming.callback_id
+                            else [], callback_id=incoming.callback_id)
         out = Outgoing(incoming.chat_id, [SendText(t("failed"))], callback_id=incoming.callback_id,
                        player_id=player.id if player else None)
         if incoming.kind == IncomingKind.CALLBACK:

@@ -17,7 +17,6 @@ from core.game import Game
 from core.vocabulary import HELD_NOTICES, PLAYER_NOTICES, NoticeKind
 from storage.models import OutboxMessage
 
-
 # Notices that are no text but a screen of a chat's, rendered when sent (bots/delivery/group_rounds.py).
 SCREEN_NOTICES: tuple[str, ...] = (NoticeKind.GROUP_ROUND_CLOSED,)
 
