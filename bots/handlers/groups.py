@@ -53,7 +53,7 @@ def round_asked(turn: Turn) -> None:
     elif posted.new:
         turn.say(GroupRoundScreen(posted.round.round_id))
     elif rounds.may_post(chat, turn.bot_key or ""):
-        turn.say(group_round.round_open(catalogue(posted.round.language)))
+        turn.say(group_round.round_open(catalogue(posted.round.language), chat, posted.round.message_id))
 
 
 @router.group_command("top")
@@ -87,8 +87,9 @@ def picked(turn: Turn, button: callbacks.GroupPickButton) -> None:
             turn.say(AnswerCallback(turn.t("group_join_first"), alert=True, start=join_payload(chat)))
             return
         raise
-    turn.say(AnswerCallback(turn.t("group_pick_locked", n=button.position)),
-             GroupRoundScreen(view.round_id, turn.incoming.message_id))
+    turn.say(AnswerCallback(turn.t("group_pick_locked", n=button.position)))
+    if view.is_open:  # a pick that closed the round leaves its result to the close's notice (one edit)
+        turn.say(GroupRoundScreen(view.round_id, turn.incoming.message_id))
 
 
 @router.button(callbacks.GroupJoin, onboarded=False)

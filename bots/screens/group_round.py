@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bots import callbacks
 from bots.messages.catalogue import Catalogue, quoted
-from bots.messages.limits import CAPTION_LIMIT, Buttons, shorten
+from bots.messages.limits import CAPTION_LIMIT, Buttons, shorten, utf16_units
 from bots.messages.replies import SendText
 from core.game.group_rounds import GroupRoundView, GroupTable
 
@@ -59,8 +59,13 @@ def hello(t: Catalogue) -> SendText:
     return SendText(t("group_hello"))
 
 
-def round_open(t: Catalogue) -> SendText:
-    return SendText(t("group_round_already_open"))
+def round_open(t: Catalogue, chat_id: int, message_id: int | None) -> SendText:
+    """The pointer at the open round: in a supergroup, a link to its message (t.me/c/…)."""
+    text = t("group_round_already_open")
+    if message_id is None or chat_id > -1_000_000_000_000:
+        return SendText(text)  # a basic group's messages have no link
+    link = f"https://t.me/c/{-chat_id - 1_000_000_000_000}/{message_id}"
+    return SendText(text, entities=[{"type": "text_link", "offset": 0, "length": utf16_units(text), "url": link}])
 
 
 def no_round(t: Catalogue) -> SendText:
