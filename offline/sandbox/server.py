@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import ClientError, ClientSession, TCPConnector, web
 
+from offline.sandbox.groups import GroupChats
+
 # Sticker file types a system's MIME table may not know.
 STICKER_TYPES = {"webp": "image/webp", "webm": "video/webm", "tgs": "application/x-tgsticker"}
 SEND_METHODS = {"sendMessage", "sendSticker", "sendPhoto", "sendAnimation", "sendDocument"}
@@ -134,7 +136,7 @@ class Chat:
     deleted: list = field(default_factory=list)  # message ids the bot deleted, in order
 
 
-class Sandbox:
+class Sandbox(GroupChats):
     def __init__(self, *, rate_limits: bool = True, seed: int = 0, webhook_spread: list[str] | None = None,
                  webhook_connections: str = "reuse"):
         """`webhook_spread`: base URLs (scheme://host:port) that webhook deliveries go to in turn,
@@ -716,55 +718,8 @@ class Sandbox:
         status = body.get("status", "member")
         chat.blocked = status in ("left", "kicked")
         if body.get("added_by") is not None:
-            user = self._member(chat, {"user_id": body["added_by"], "first_name": body.get("first_name")})
-            me = {"id": bot.id, "is_bot": True, "first_name": bot.username, "username": bot.username}
-            old = "left" if status not in ("left", "kicked") else "member"
-            update = self._update(bot, {"my_chat_member": {
-                "chat": {"id": chat.id, "type": chat.type, "title": chat.title}, "from": user, "date": int(time.time()),
-                "old_chat_member": {"user": me, "status": old},
-                "new_chat_member": {"user": me, "status": status, **({"until_date": 0} if status == "kicked" else {})}}})
-            chat.transcript.append({"by": "system", "member_status": status, "user_id": user["id"],
-                                    "at": time.monotonic()})
-            await self.publish(bot, update)
-            return {"update_id": update["update_id"]}
+            return await self._tell_membership(bot, chat, body, status)
         return True
-
-    @staticmethod
-    def _member(chat: Chat, body) -> dict:
-        """A group member as a message's or a press's `from` (members are remembered by id)."""
-        user_id = int(body["user_id"])
-        members = chat.user.setdefault("members", {})
-        member = members.get(user_id) or {"id": user_id, "is_bot": False, "first_name": "Player",
-                                          "language_code": "en"}
-        for key in ("first_name", "language_code"):
-            if body.get(key):
-                member[key] = body[key]
-        members[user_id] = member
-        return dict(member)
-
-    async def _group_message(self, body):
-        """A member's message in a group (`chat_id`): with privacy mode on, the bot gets it only
-        when it is a command; everything is in the group's transcript either way."""
-        bot = self.bots[body["token"]]
-        chat = self.chats.get((body["token"], int(body["chat_id"])))
-        if chat is None or chat.type == "private":
-            raise ValueError("no such group: make it with /sim/group")
-        user = self._member(chat, body)
-        message = {"message_id": chat.next_message_id, "date": int(time.time()), "from": user,
-                   "chat": {"id": chat.id, "type": chat.type, "title": chat.title}, "text": body.get("text") or ""}
-        chat.next_message_id += 1
-        text = message["text"]
-        if text.startswith("/"):
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        chat.messages[message["message_id"]] = message
-        chat.transcript.append({"by": "user", "at": time.monotonic(), **message})
-        self._touch()
-        privacy = body.get("privacy", True)
-        if privacy and not text.startswith("/") or chat.blocked:
-            return {"update_id": None, "message_id": message["message_id"], "at": time.monotonic()}
-        update = self._update(bot, {"message": message})
-        await self.publish(bot, update)
-        return {"update_id": update["update_id"], "message_id": message["message_id"], "at": time.monotonic()}
 
     async def sim_migrate(self, body):
         """The group becomes a supergroup with a new id: sends to the old id now fail with
@@ -774,13 +729,7 @@ class Sandbox:
         chat.migrated_to = new
         self.chats[(token, new)] = Chat(new, chat.user, type="supergroup", title=chat.title)
         if body.get("tell"):  # the service message Telegram sends in the old group
-            bot = self.bots[token]
-            message = {"message_id": chat.next_message_id, "date": int(time.time()),
-                       "chat": {"id": old, "type": chat.type, "title": chat.title}, "migrate_to_chat_id": new}
-            chat.next_message_id += 1
-            update = self._update(bot, {"message": message})
-            await self.publish(bot, update)
-            return {"update_id": update["update_id"]}
+            return await self._tell_migration(self.bots[token], chat, new)
         return True
 
     async def sim_revoke(self, body):

@@ -46,7 +46,7 @@ function renderChooser() {
   const bots = $("bots");
   bots.replaceChildren();
   state.config.bots.forEach((bot, n) => {
-    const item = el("button", "item" + (bot === state.bot ? " active" : ""));
+    const item = el("button", "item" + (bot === state.bot && !state.group ? " active" : ""));
     item.dataset.language = bot.language;
     const text = el("div", "item-text");
     text.append(el("div", "item-title", bot.title), el("div", "item-sub", `@${bot.username} · ${bot.framework}`));
