@@ -22,7 +22,7 @@ def caption(view: GroupRoundView, t: Catalogue) -> str:
     queries = shorten(quoted(view.queries, view.language), CAPTION_LIMIT // 2)
     if view.is_open:
         picked = (t("group_picked_by", count=len(view.picks), names=names([p.nickname for p in view.picks], t))
-                  if view.picks else t("group_nobody_yet"))
+                  if view.picks else t("group_nobody_yet", points="/".join(map(str, view.places))))
         return shorten(f"{t('group_round_title', seconds=view.seconds)}\n🔎 {queries}\n\n{picked}", CAPTION_LIMIT)
     found = [p for p in view.picks if p.correct]
     missed = [p for p in view.picks if not p.correct]

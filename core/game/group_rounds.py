@@ -81,6 +81,7 @@ class GroupRoundView:
     seconds: int  # how long the round is open in all
     message_id: int | None = None
     answer: int | None = None  # the target's grid number, once closed
+    places: tuple[int, ...] = ()  # the points of the first correct picks, fastest first
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,8 @@ class GroupRounds:
                               [texts[i] for i in found.query_ids if i in texts],
                               stickers(session, found.candidate_ids), picks, not closed,
                               round(self.settings.group_round_seconds), found.message_id,
-                              found.candidate_ids.index(found.sticker_id) + 1 if closed else None)
+                              found.candidate_ids.index(found.sticker_id) + 1 if closed else None,
+                              tuple(self.settings.points_by_rank))
 
     def record_message(self, round_id: int, message_id: int) -> bool:
         """The round's message, once Telegram has it (the first one recorded stands)."""
