@@ -20,7 +20,7 @@ from offline.sandbox import Sandbox
 from storage.db import is_postgres
 from storage.models import GroupPick, GroupRound, ScoreEvent
 from storage.settings import Settings
-from tests.processes import handled_in
+from tests.processes import handled_in, shared_redis_url
 from tests.test_scaleout import _free_port, _start
 
 pytestmark = pytest.mark.asyncio
@@ -96,9 +96,14 @@ async def _stop(processes) -> None:
         await log
 
 
-async def test_two_members_pressing_at_once_on_two_webhook_workers(db, tmp_path):
+@pytest.mark.parametrize("lanes", ["database", "redis"])
+async def test_two_members_pressing_at_once_on_two_webhook_workers(db, tmp_path, lanes):
+    """`lanes` "redis": the workers share the group's lane through Redis (as deployed), so the two
+    presses queue there; "database": each worker keeps its own lanes, so the two presses meet in the
+    database, where the round's row lock orders them."""
     if not is_postgres(db):
         pytest.skip("concurrency is tested on PostgreSQL (SQLite has one writer)")
+    redis = {"STICKTIONARY_REDIS_URL": shared_redis_url()} if lanes == "redis" else {}
     labeler, members = _seed(db)
     ports = [_free_port() for _ in range(2)]
     sandbox = Sandbox(rate_limits=False, webhook_spread=[f"http://127.0.0.1:{p}" for p in ports])
@@ -106,7 +111,7 @@ async def test_two_members_pressing_at_once_on_two_webhook_workers(db, tmp_path)
     base = await sandbox.start()
     client = httpx.AsyncClient(base_url=base, timeout=60)
     env = _env(db, base, tmp_path, STICKTIONARY_WEBHOOK_SECRET=SECRET,
-               STICKTIONARY_WEBHOOK_URL=f"http://127.0.0.1:{ports[0]}", STICKTIONARY_GROUP_ROUND_SECONDS="8")
+               STICKTIONARY_WEBHOOK_URL=f"http://127.0.0.1:{ports[0]}", STICKTIONARY_GROUP_ROUND_SECONDS="8", **redis)
     processes = []
     try:
         for port in ports:

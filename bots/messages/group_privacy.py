@@ -64,6 +64,7 @@ def group_safe(update: dict) -> dict | None:
         return {**base, "my_chat_member": {
             "chat": _chat(change["chat"]), "from": _user(change.get("from")), "date": change.get("date"),
             "old_chat_member": change.get("old_chat_member"), "new_chat_member": change.get("new_chat_member")}}
-    if any(key in update for key in ("chat_member", "message_reaction", "message_reaction_count")):
-        return None  # other members' comings and goings and reactions: the group's, not the game's
+    if any(key in update for key in ("chat_member", "message_reaction", "message_reaction_count", "channel_post",
+                                     "edited_channel_post")):
+        return None  # members' comings and goings, reactions, a channel's posts: theirs, not the game's
     return update
