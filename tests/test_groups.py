@@ -223,13 +223,34 @@ async def test_unconsented_forged_and_replayed_presses_change_nothing(game_db, t
             picks = session.exec(select(GroupPick)).all()
             assert [(p.player_id, p.points) for p in picks] == [(player_id(world, 2), 3)]
             assert len(session.exec(select(ScoreEvent).where(ScoreEvent.reason == "retriever_hit")).all()) == 1
-        # Nothing of the group's conversation is stored: plain messages never reach the inbox.
+        # Nothing of the group's conversation is stored: with privacy mode on, plain messages never reach
+        # the bot; with it off they do, and are dropped before the inbox, unread.
         said = await group.say(2, "my secret plans for tonight")
         assert said["update_id"] is None
+        heard = await group._sim("message", user_id=2, text="my other secret", privacy=False)
+        await group.say(2, "/top")  # handled after the one before it arrived
         from storage.models import InboxUpdate
         with Session(world.game.db) as session:
+            assert session.get(InboxUpdate, (world.shell.runtime.bot_key, heard["update_id"])) is None
             payloads = [str(row.payload) for row in session.exec(select(InboxUpdate))]
-        assert not any("secret plans" in payload for payload in payloads)
+        assert heard["update_id"] is not None and not any("secret" in payload for payload in payloads)
+
+
+async def test_a_group_update_is_cut_to_what_the_game_reads():
+    from bots.messages.group_privacy import group_safe
+
+    chat = {"id": -5, "type": "supergroup", "title": "Our secret club"}
+    member = {"id": 7, "is_bot": False, "first_name": "Kim", "last_name": "Lee", "username": "kimlee"}
+    command = {"update_id": 1, "message": {"message_id": 3, "date": 1, "chat": chat, "from": member,
+                                           "text": "/round en", "reply_to_message": {"text": "a private joke"}}}
+    kept = group_safe(command)
+    assert kept == {"update_id": 1, "message": {"message_id": 3, "date": 1, "chat": {"id": -5, "type": "supergroup"},
+                                                "from": {"id": 7, "is_bot": False, "first_name": "Kim"},
+                                                "text": "/round en"}}
+    assert group_safe({"update_id": 2, "message": {**command["message"], "text": "hello all"}}) is None
+    assert group_safe({"update_id": 3, "edited_message": command["message"]}) is None
+    private = {"update_id": 4, "message": {**command["message"], "chat": {"id": 7, "type": "private"}}}
+    assert group_safe(private) is private  # a private chat's update is the game's: kept whole
 
 
 async def _last_press_update(world) -> dict | None:
