@@ -322,3 +322,19 @@ async def test_a_round_closes_on_time_in_the_background(game_db, tmp_path):
         answer = found.candidate_ids.index(found.sticker_id) + 1
         assert not buttons(final) and final["caption"].startswith(catalogue("en")("group_answer", n=answer))
         assert isinstance(world.game.group_rounds, GroupRounds)
+
+
+async def test_the_bot_losing_its_rights_or_its_place_is_read_from_telegram():
+    from bots.messages.incoming import IncomingKind, incoming_from_update
+
+    def change(**member) -> dict:
+        return {"update_id": 9, "my_chat_member": {"chat": {"id": -5, "type": "group"}, "from": {"id": 7, "first_name": "K"},
+                                                   "date": 1, "new_chat_member": {"user": {"id": 1}, **member}}}
+
+    muted = incoming_from_update(change(status="restricted", can_send_messages=False))
+    assert (muted.kind, muted.member_status, muted.in_group) == (IncomingKind.GROUP_MEMBER, "muted", True)
+    assert incoming_from_update(change(status="restricted", can_send_messages=True)).member_status == "restricted"
+    assert incoming_from_update(change(status="kicked")).member_status == "kicked"
+    private = change(status="kicked")
+    private["my_chat_member"]["chat"] = {"id": 7, "type": "private"}
+    assert incoming_from_update(private) is None  # a player blocking the bot is learnt from sends
