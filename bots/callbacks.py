@@ -135,6 +135,21 @@ class SuggestQuery(ButtonData):
     task_id: int
 
 
+# ---- group rounds (bots/handlers/groups.py): pressed by any member of the group
+@_action("gp")
+@dataclass(frozen=True, slots=True)
+class GroupPickButton(ButtonData):
+    round_id: int
+    position: int
+    bounds: ClassVar = {"position": (1, MAX_POSITION)}
+
+
+@_action("gj")
+@dataclass(frozen=True, slots=True)
+class GroupJoin(ButtonData):
+    """Join the game from a group: the answer opens a private chat with the bot (a deep link)."""
+
+
 # ---- moderators: `scope` is the queue's language filter, kept so the next screen stays filtered
 SCOPES = ("all", *LANGUAGES)
 

@@ -46,21 +46,29 @@ class Conversation:
         (bots/inbox.py): every step the handlers ask of the game is a savepoint of it.
         `bot_key`: the bot the update came through; the player's outbox messages follow it."""
         game = self.game.within(unit)
-        row = game.players.register(incoming.user_id, incoming.display_name, bot_key=bot_key)
-        note_player(row.id)
-        moderator = game.moderators.allows(row)
-        if incoming.user_id in self.moderators and not moderator:
-            game.players.set_moderator(row.id)
-            moderator = True
-        player = PlayerState.of(row, moderator=moderator)
+        if incoming.in_group:
+            player = group_member(game, incoming)  # a group member is read, never registered
+        else:
+            row = game.players.register(incoming.user_id, incoming.display_name, bot_key=bot_key)
+            note_player(row.id)
+            moderator = game.moderators.allows(row)
+            if incoming.user_id in self.moderators and not moderator:
+                game.players.set_moderator(row.id)
+                moderator = True
+            player = PlayerState.of(row, moderator=moderator)
         t = catalogue(player.language or language_hint(incoming.language_code))
-        out = Outgoing(incoming.chat_id, callback_id=incoming.callback_id, player_id=player.id)
-        turn = Turn(game, incoming, player, t, out)
+        # A reply in a group is the group's: a refusal there (the bot removed) says nothing of the player.
+        out = Outgoing(incoming.chat_id, callback_id=incoming.callback_id,
+                       player_id=None if incoming.in_group else player.id)
+        turn = Turn(game, incoming, player, t, out, bot_key)
         try:
             self.router.dispatch(turn)
         except GameError as error:
             text = t.error(error.code, error.detail)
-            if incoming.kind == IncomingKind.CALLBACK:
+            if incoming.in_group:  # never a screen of the player's in the group, nor a message there
+                if incoming.kind == IncomingKind.CALLBACK:
+                    out.replies.append(AnswerCallback(text, alert=True))
+            elif incoming.kind == IncomingKind.CALLBACK:
                 out.replies.append(AnswerCallback(text, alert=error.code not in _STALE))
                 if error.code in _STALE:
                     if incoming.message_id is not None and incoming.message_has_buttons:
@@ -80,11 +88,25 @@ class Conversation:
         was kept, and /play goes on from where they were. Read in `unit`, the update's transaction."""
         player = self.game.within(unit).players.find(incoming.user_id) if incoming.user_id else None
         t = catalogue(player.language if player and player.language else language_hint(incoming.language_code))
+        if incoming.in_group:  # said to the presser alone, never posted in the group
+            return Outgoing(incoming.chat_id, [AnswerCallback(t("failed"), alert=True)] if incoming.callback_id
+                            else [], callback_id=incoming.callback_id)
         out = Outgoing(incoming.chat_id, [SendText(t("failed"))], callback_id=incoming.callback_id,
                        player_id=player.id if player else None)
         if incoming.kind == IncomingKind.CALLBACK:
             out.replies.append(AnswerCallback())
         return out
+
+
+def group_member(game: Game, incoming: Incoming) -> PlayerState:
+    """Who acts in a group: their player row when they started the bot privately, else nobody (id
+    0, not onboarded). A press or a command in a group registers no one: only players who started
+    the bot and consented are recorded."""
+    row = game.players.find(incoming.user_id) if incoming.user_id else None
+    if row is None:
+        return PlayerState(0, None, False, False, None, False)
+    note_player(row.id)
+    return PlayerState.of(row, moderator=game.moderators.allows(row))
 
 
 def language_hint(language_code: str | None) -> Language:

@@ -20,6 +20,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from bots.log_context import handling_update
+from bots.messages.group_privacy import group_safe
 from bots.messages.incoming import Incoming
 from bots.messages.replies import Outgoing, decode_outgoing, encode_outgoing
 from core import metrics
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 _INT64 = 2**63
 _UNFINISHED = (InboxStatus.RECEIVED, InboxStatus.HANDLED)
 _CHAT_CARRIERS = ("message", "edited_message", "channel_post", "edited_channel_post", "business_message",
-                  "edited_business_message")
+                  "edited_business_message", "my_chat_member")
 
 
 def _int64(value) -> int | None:
@@ -95,7 +96,9 @@ class Inbox:
         """Store updates durably (one transaction); returns the lane of each one that is new.
         Updates without a usable update_id cannot be stored and are dropped with a log line."""
         rows, now = [], utcnow()
-        for raw in updates:
+        for raw in map(group_safe, updates):
+            if raw is None:
+                continue  # a group's conversation: never stored (bots/messages/group_privacy.py)
             update_id = update_id_of(raw)
             if update_id is None:
                 log.warning("bot %s: an update without a usable update_id was dropped", self.bot_key)

@@ -9,13 +9,16 @@ from collections.abc import Callable, Iterable
 
 from bots.messages.catalogue import Catalogue, catalogue
 from bots.messages.limits import shorten, utf16_units
-from bots.messages.replies import Outgoing, SendText
+from bots.messages.replies import GroupRoundScreen, Outgoing, SendText
 from bots.screens.leaderboard import posted
 from bots.screens.notices import MODERATOR_TEXTS, player_notice_text
 from bots.screens.task import NOTICE_ROOM
 from core.game import Game
 from core.vocabulary import HELD_NOTICES, PLAYER_NOTICES, NoticeKind
 from storage.models import OutboxMessage
+
+# Notices that are no text but a screen of a chat's, rendered when sent (bots/delivery/group_rounds.py).
+SCREEN_NOTICES: tuple[str, ...] = (NoticeKind.GROUP_ROUND_CLOSED,)
 
 
 def holds(game: Game, message: OutboxMessage) -> bool:
@@ -64,6 +67,8 @@ def render_outbox(game: Game, moderators: Iterable[int], message: OutboxMessage)
             return []
         text = player_notice_text(message.kind, payload, catalogue(player.language))
         return [Outgoing(player.telegram_user_id, [SendText(text)], player_id=player.id)] if text else []
+    if message.kind == NoticeKind.GROUP_ROUND_CLOSED and message.chat_id is not None:
+        return [Outgoing(message.chat_id, [GroupRoundScreen(int(payload["round_id"]))])]
     if message.kind == NoticeKind.LEADERBOARD and message.chat_id is not None:
         return [Outgoing(message.chat_id, [SendText(posted(payload, catalogue(payload.get("language"))))])]
     renderer = MODERATOR_TEXTS.get(message.kind)

@@ -59,6 +59,7 @@ class Turn:
     player: PlayerState
     t: Catalogue
     out: Outgoing
+    bot_key: str | None = None  # the bot the update came through
 
     def say(self, *replies: Reply) -> None:
         self.out.replies.extend(replies)
@@ -89,6 +90,9 @@ class Router:
         self.states: dict[AwaitedInput, Route] = {}
         self.kinds: dict[IncomingKind, Route] = {}
         self.unknown: dict[str, Route] = {}  # "command": the route of a command no one registered
+        # Commands sent in a group chat (bots/handlers/groups.py), apart from the private ones: `/top`
+        # in a group is the group's table. "group" in `unknown` takes the rest, in silence.
+        self.group_commands: dict[str, Route] = {}
         # What a player is told when a route's need is not met, keyed by the need.
         self.refusals: dict[str, Handler] = {}
 
@@ -99,6 +103,13 @@ class Router:
 
     def unknown_command(self, *, onboarded: bool = True):
         return self._register(self.unknown, ("command",), onboarded, False)
+
+    def group_command(self, *names: str, onboarded: bool = False):
+        """`/name` sent in a group; the handler takes the turn."""
+        return self._register(self.group_commands, names, onboarded, False)
+
+    def unknown_group_command(self):
+        return self._register(self.unknown, ("group",), False, False)
 
     def button(self, *kinds: type[callbacks.ButtonData], onboarded: bool = True, moderator: bool = False):
         """A press of a button of these data types; the handler takes the turn and the decoded data."""
@@ -123,7 +134,8 @@ class Router:
         for router in routers:
             for mine, theirs in ((self.commands, router.commands), (self.buttons, router.buttons),
                                  (self.states, router.states), (self.kinds, router.kinds),
-                                 (self.unknown, router.unknown), (self.refusals, router.refusals)):
+                                 (self.unknown, router.unknown), (self.refusals, router.refusals),
+                                 (self.group_commands, router.group_commands)):
                 for key, value in theirs.items():
                     _add(mine, key, value)
         return self
@@ -136,6 +148,7 @@ class Router:
                     if kind not in (IncomingKind.COMMAND, IncomingKind.CALLBACK) and kind not in self.kinds]
         missing += [f"refusal {need}" for need in ("onboarded", "moderator") if need not in self.refusals]
         missing += ["unknown commands"] if "command" not in self.unknown else []
+        missing += ["unknown group commands"] if "group" not in self.unknown else []
         if missing:
             raise LookupError(f"the router has no route for: {', '.join(missing)}")
 
@@ -158,7 +171,10 @@ class Router:
 
     def _route(self, turn: Turn) -> tuple[Route, tuple[Any, ...]]:
         incoming, player = turn.incoming, turn.player
-        if incoming.kind in (IncomingKind.COMMAND, IncomingKind.CALLBACK) and player.awaiting is not None:
+        if incoming.in_group and incoming.kind == IncomingKind.COMMAND:
+            return self.group_commands.get(incoming.command) or self.unknown["group"], ()
+        if incoming.kind in (IncomingKind.COMMAND, IncomingKind.CALLBACK) and player.awaiting is not None \
+                and not incoming.in_group:
             turn.game.awaited.forget(player.id)
         if incoming.kind == IncomingKind.COMMAND:
             return self.commands.get(incoming.command) or self.unknown["command"], ()

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from bots.conversation import Conversation
 from bots.delivery import DeliveryContext, OutboxWorker, OwedReplies
 from bots.game_threads import GameThreads
+from bots.group_closer import close_group_rounds
 from bots.inbox import ChatLocks, Inbox
 from bots.intake import FinishedUpdates, Intake
 from bots.media import Media
@@ -67,7 +68,7 @@ class BotRuntime:
         outbox = game.outbox if game is not None else None
         mark_inactive = game.players.mark_inactive if game is not None else None
         threads = GameThreads(game_executor)
-        self.delivery = DeliveryContext(bot_key, sender, self.policy, media, db, threads)
+        self.delivery = DeliveryContext(bot_key, sender, self.policy, media, db, threads, game)
         self.inbox = Inbox(Database(db), bot_key, self._parse, self._handle, self._failure)
         self.replies = OwedReplies(self.delivery, self.inbox, outbox, mark_inactive, self.finished.mark,
                                    reply_max_age)
@@ -143,6 +144,9 @@ class BotRuntime:
             self._background.append(asyncio.create_task(self.outbox.run()))
         if polling:
             self._background.append(asyncio.create_task(self.intake.poll(self.sender, poll_timeout)))
+        if self.conversation is not None:
+            self._background.append(asyncio.create_task(
+                close_group_rounds(self.conversation.game, self.delivery.game_threads, self._trouble)))
 
     async def stop(self, timeout: float = 20.0) -> None:
         """Stop receiving, let the updates in flight finish (up to `timeout`), stop the rest.

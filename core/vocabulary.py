@@ -54,6 +54,7 @@ class NoticeKind(StrEnum):
     PRIZE_WON = "prize_won"
     MODERATOR_FLAG = "moderator_flag"  # a player failed gold checks
     PRIZES_TALLIED = "prizes_tallied"
+    GROUP_ROUND_CLOSED = "group_round_closed"  # a group round's message becomes its result
 
 
 # Notices addressed to one player (OutboxMessage.player_id).
@@ -91,6 +92,10 @@ class ErrorCode(StrEnum):
     PICK_NOT_CANDIDATE = "pick_not_candidate"
     REPEATED_PICK = "repeated_pick"
     BAD_PICK = "bad_pick"
+    # group rounds
+    GROUP_ROUND_OVER = "group_round_over"
+    ALREADY_PICKED = "already_picked"
+    OWN_STICKER = "own_sticker"
     # players
     NO_CONSENT = "no_consent"
     NO_LANGUAGE = "no_language"

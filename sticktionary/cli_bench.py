@@ -50,6 +50,16 @@ def bench_engine(cycles: int = 300, postgres_url: Annotated[str | None, typer.Op
     print_result(run(cycles=cycles, postgres_admin_url=postgres_url), as_json)
 
 
+@bench_app.command("groups")
+def bench_groups(rounds: int = 100, postgres_url: Annotated[str | None, typer.Option(
+        help="PostgreSQL server for the second half")] = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """A group round's engine cost: post, three picks, close (three judgments scored), in ms."""
+    from offline.bench.group_rounds import bench_group_rounds
+
+    print_result(bench_group_rounds(rounds=rounds, postgres_admin_url=postgres_url or None), as_json)
+
+
 @bench_app.command("bots")
 def bench_bots_command(
     framework: Annotated[str, typer.Option(help="ptb or aiogram")] = "ptb",

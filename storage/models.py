@@ -276,6 +276,69 @@ class ChatMigration(SQLModel, table=True):
     migrated_at: datetime = Field(default_factory=utcnow)
 
 
+class GroupStatus(StrEnum):
+    ACTIVE = "active"  # the bot is a member and may post
+    MUTED = "muted"  # the bot is a member but lost the right to send messages
+    REMOVED = "removed"  # the bot was removed (or left)
+    MIGRATED = "migrated"  # the group became a supergroup: its rows moved to the new id
+
+
+class GroupChat(SQLModel, table=True):
+    """A group the bot was added to. Only what the game needs: nothing of the group's conversation,
+    not even its title, is kept."""
+
+    chat_id: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
+    bot_key: str = Field(max_length=64)
+    language: str | None = Field(default=None, max_length=8)  # set by `/round <language>`
+    status: str = Field(default=GroupStatus.ACTIVE, max_length=16)
+    last_post_at: datetime | None = None  # the last post the bot made unasked: the group's pace
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class GroupRoundStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class GroupRound(SQLModel, table=True):
+    """One retrieval round posted in a group: a submitted label round's queries and a grid, raced by
+    the members until `closes_at` (or earlier, see core/game/group_rounds.py)."""
+
+    __table_args__ = (Index("ix_groupround_due", "status", "closes_at"),
+                      Index("ix_groupround_chat", "chat_id", "status"))
+    id: int | None = Field(default=None, primary_key=True)
+    chat_id: int = Field(sa_type=BigInteger)
+    bot_key: str = Field(max_length=64)
+    label_round_id: int = Field(foreign_key="labelround.id")
+    sticker_id: int = Field(foreign_key="sticker.id")  # the target
+    language: str = Field(max_length=8)
+    query_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    candidate_ids: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    seed: int = Field(default=0, sa_type=BigInteger)
+    posted_by: int | None = Field(default=None, foreign_key="player.id")
+    status: str = Field(default=GroupRoundStatus.OPEN, max_length=16)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)  # known once Telegram has it
+    opened_at: datetime = Field(default_factory=utcnow)
+    closes_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None
+
+
+class GroupPick(SQLModel, table=True):
+    """A member's one pick in a group round, in the order the picks were made (the id). It becomes a
+    judgment (a RetrievalTask with setting='group', `task_id`) when the round closes."""
+
+    __table_args__ = (UniqueConstraint("round_id", "player_id", name="uq_grouppick_member"),)
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="groupround.id", index=True)
+    player_id: int = Field(foreign_key="player.id", index=True)
+    position: int  # the grid number pressed (1-based)
+    sticker_id: int = Field(foreign_key="sticker.id")
+    task_id: int | None = Field(default=None, foreign_key="retrievaltask.id", index=True)
+    points: int = 0
+    picked_at: datetime = Field(default_factory=utcnow)
+
+
 class TelegramFile(SQLModel, table=True):
     """file_id belongs to one bot token: cache one per (bot, sticker, kind)."""
 

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     # live process can still be behind are deleted (at least 1 day; the newest row always stays).
     retention_search_log_days: float = Field(default=7, ge=0)
 
+    # Group rounds (issue 22, core/game/group_rounds.py): how long a round in a group stays open, and
+    # the per-group pace of what the bot posts there unasked (/top, the pointer at an open round):
+    # Telegram allows about 20 messages a minute in a group.
+    group_round_seconds: float = Field(default=60, gt=0, le=3600)
+    group_pace_seconds: float = Field(default=20, ge=0, le=3600)
+
     # Logs of `run`, `jobs start` and `export serve`: text (one line a record) or json (one JSON object
     # a line, with the bot, update id and player where known; tokens redacted as in text).
     log_format: Literal["text", "json"] = "text"

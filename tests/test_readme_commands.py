@@ -360,6 +360,16 @@ def _bench_engine(ws):
     assert (result["cycles_per_s_postgres"] is None) if problem else result["cycles_per_s_postgres"] > 0
 
 
+@case("sticktionary bench groups --json")
+def _bench_groups(ws):
+    problem = _postgres_available()
+    if problem and os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required under CI: {problem}")
+    result = ws.json("bench", "groups", "--rounds", "3", "--postgres-url", "" if problem else POSTGRES_ADMIN, "--json")
+    assert result["rounds"] == 3 and result["sqlite"]["close"]["p50_ms"] > 0
+    assert (result["postgres"] is None) if problem else result["postgres"]["pick"]["p50_ms"] > 0
+
+
 @case("sticktionary bench bots --players 20 --framework ptb --json")
 def _bench_bots(ws):
     result = ws.json("bench", "bots", "--players", "2", "--steps", "2", "--json")

@@ -101,7 +101,10 @@ def test_every_kind_of_update_parsed_is_an_incoming_kind():
                {"message": {"sticker": {}, "from": user, "chat": chat}},
                {"message": {"photo": [], "from": user, "chat": chat}},
                {"edited_message": {"text": "x", "from": user, "chat": chat}},
-               {"callback_query": {"id": "1", "data": "next", "from": user, "message": {"chat": chat}}}]
+               {"callback_query": {"id": "1", "data": "next", "from": user, "message": {"chat": chat}}},
+               {"my_chat_member": {"chat": {"id": -7, "type": "group"}, "from": user,
+                                   "new_chat_member": {"status": "member", "user": {"id": 1}}}},
+               {"message": {"migrate_to_chat_id": -1007, "chat": {"id": -7, "type": "group"}}}]
     kinds = [incoming_from_update({"update_id": n, **update}).kind for n, update in enumerate(updates, 1)]
     assert sorted(kinds) == sorted(IncomingKind) and all(isinstance(kind, IncomingKind) for kind in kinds)
 
@@ -111,4 +114,7 @@ def test_every_notice_kind_has_one_renderer():
     from core.vocabulary import PLAYER_NOTICES, NoticeKind
 
     assert set(PLAYER_TEXTS) == set(PLAYER_NOTICES)
-    assert set(PLAYER_TEXTS) | set(MODERATOR_TEXTS) == set(NoticeKind) and not set(PLAYER_TEXTS) & set(MODERATOR_TEXTS)
+    from bots.notices import SCREEN_NOTICES
+
+    assert set(PLAYER_TEXTS) | set(MODERATOR_TEXTS) | set(SCREEN_NOTICES) == set(NoticeKind)
+    assert not set(PLAYER_TEXTS) & set(MODERATOR_TEXTS)

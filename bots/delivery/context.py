@@ -36,6 +36,7 @@ class DeliveryContext:
     media: Media
     db: Engine
     game_threads: GameThreads
+    engine: object | None = None  # the game (core.game.Game), for replies rendered at delivery time
 
     async def call(self, paced_chat: int | None, call, budget: Attempts | None = None, *, wait: bool = False):
         """One Bot API call through the send policy, paced for `paced_chat` (None: not a chat message)."""

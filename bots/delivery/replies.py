@@ -55,8 +55,9 @@ async def answer_press(context: DeliveryContext, outgoing: Outgoing, reply: Answ
     if not outgoing.callback_id:
         return
     try:  # tried once, on a budget of its own
+        link = {"url": f"https://t.me/{await context.sender.username()}?start={reply.start}"} if reply.start else {}
         await context.call(None, lambda: context.sender.answer_callback(outgoing.callback_id, reply.text,
-                                                                        reply.alert), Attempts(limit=1))
+                                                                        reply.alert, **link), Attempts(limit=1))
     except TelegramError:
         pass  # an answer that comes too late is harmless
 

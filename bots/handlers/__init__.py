@@ -14,12 +14,14 @@ them all: a new feature is a module here and one entry below.
 | profile.py | /me, /name |
 | leaderboard.py | /top |
 | help.py | /help, unknown commands, edits, stickers, unreadable text |
+| groups.py | group chats: /round, the race's buttons, the group's /top, the bot added, removed, migrated |
 """
 
 from __future__ import annotations
 
 from bots.handlers import (
     contexts,
+    groups,
     help,
     labeling,
     leaderboard,
@@ -47,7 +49,8 @@ def moderator_only(turn: Turn) -> None:
 
 
 ROUTER = Router().include(onboarding.router, play.router, labeling.router, retrieval.router, review.router,
-                          contexts.router, prizes.router, profile.router, leaderboard.router, help.router, moderators)
+                          contexts.router, prizes.router, profile.router, leaderboard.router, help.router, groups.router,
+                          moderators)
 ROUTER.check_complete()
 
 __all__ = ["ROUTER"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bots import callbacks
 from bots.handlers.play import next_screen, release_open_task
 from bots.messages.catalogue import catalogue
-from bots.messages.replies import AnswerCallback
+from bots.messages.replies import AnswerCallback, SendText
 from bots.router import Router, Turn
 from bots.screens import onboarding
 
@@ -34,6 +34,8 @@ def onboard(turn: Turn, welcome: bool = True, edit: int | None = None) -> None:
 
 @router.command("start", onboarded=False)
 def start(turn: Turn) -> None:
+    if turn.incoming.args.startswith("g"):  # the Join link of a group round (bots/handlers/groups.py)
+        turn.say(SendText(turn.t("group_join_welcome")))
     onboard(turn, welcome=False)
 
 

@@ -22,6 +22,11 @@ class IncomingKind(StrEnum):
     EDITED = "edited"  # an edited message: the game never takes an edit as a move
     OTHER = "other"  # a photo, a voice message, anything else without text
     UNREADABLE = "unreadable"  # text with lone surrogates: answered with a message, never echoed
+    GROUP_MEMBER = "group_member"  # the bot was added to a group, removed, or its rights changed
+    GROUP_MIGRATED = "group_migrated"  # a group became a supergroup (`migrated_to` is its new id)
+
+
+GROUP_CHATS = ("group", "supergroup")
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,13 @@ class Incoming:
     # What that message is, as the press shows it: a photo (edited by caption) and still with buttons.
     message_is_photo: bool = False
     message_has_buttons: bool = True
+    chat_type: str = "private"  # "group" or "supergroup" for updates from a group (bots/handlers/groups.py)
+    member_status: str = ""  # GROUP_MEMBER: the bot's new status (member, administrator, restricted, left, kicked)
+    migrated_to: int | None = None  # GROUP_MIGRATED: the supergroup's id
 
+    @property
+    def in_group(self) -> bool:
+        return self.chat_type in GROUP_CHATS
 
 
 def incoming_from_update(update: dict) -> Incoming | None:
@@ -68,7 +79,10 @@ def incoming_from_update(update: dict) -> Incoming | None:
                         callback_id=str(query.get("id")), callback_data=data if isinstance(data, str) else "",
                         message_id=message.get("message_id") if type(message.get("message_id")) is int else None,
                         message_is_photo="photo" in message,
-                        message_has_buttons=bool(message.get("reply_markup")) or not message)
+                        message_has_buttons=bool(message.get("reply_markup")) or not message,
+                        chat_type=_chat_type(chat))
+    if "my_chat_member" in update:
+        return _membership(update_id, update["my_chat_member"])
     for key, kind in (("message", None), ("edited_message", IncomingKind.EDITED)):
         if key not in update:
             continue
@@ -79,7 +93,7 @@ def incoming_from_update(update: dict) -> Incoming | None:
         if not isinstance(chat, dict) or type(chat.get("id")) is not int:
             return _skipped(update_id, f"a {key} without a chat")
         if chat.get("type", "private") != "private":
-            return None  # groups come later; nothing in a group is a move in the game yet
+            return _group_message(update_id, key, message, chat)
         user = _sender(message)
         if user is None:
             return _skipped(update_id, f"a {key} without a sender")
@@ -99,6 +113,46 @@ def incoming_from_update(update: dict) -> Incoming | None:
             return Incoming(IncomingKind.COMMAND, **common, text=text, command=head.split("@")[0].lower(), args=args)
         return Incoming(IncomingKind.TEXT, **common, text=text)
     return None
+
+
+def _chat_type(chat: dict) -> str:
+    kind = chat.get("type")
+    return kind if isinstance(kind, str) and kind in ("private", *GROUP_CHATS) else "private"
+
+
+def _group_message(update_id: int, key: str, message: dict, chat: dict) -> Incoming | None:
+    """In a group only commands and the migration notice are moves (privacy mode delivers little
+    else, and nothing else is read): any other message is None."""
+    if _chat_type(chat) not in GROUP_CHATS or key != "message":
+        return None
+    migrated = message.get("migrate_to_chat_id")
+    user = _sender(message)
+    if type(migrated) is int:
+        return Incoming(IncomingKind.GROUP_MIGRATED, user["id"] if user else 0, chat["id"], update_id,
+                        chat_type=chat["type"], migrated_to=migrated)
+    text = message.get("text")
+    if user is None or not isinstance(text, str) or not text.startswith("/") or has_surrogate(text):
+        return None
+    head, _, args = text[1:].partition(" ")
+    return Incoming(IncomingKind.COMMAND, user["id"], chat["id"], update_id, _name(user), _language_code(user),
+                    text=text, command=head.split("@")[0].lower(), args=args, chat_type=chat["type"])
+
+
+def _membership(update_id: int, change) -> Incoming | None:
+    """my_chat_member: the bot's own membership of a group changed."""
+    if not isinstance(change, dict):
+        return _skipped(update_id, "a membership change that is not an object")
+    chat = change.get("chat")
+    member = change.get("new_chat_member")
+    if not isinstance(chat, dict) or type(chat.get("id")) is not int or _chat_type(chat) not in GROUP_CHATS \
+            or not isinstance(member, dict) or not isinstance(member.get("status"), str):
+        return None  # a private chat blocked or unblocked is learnt from sends (bots/delivery/)
+    status = member["status"]
+    if status == "restricted" and member.get("can_send_messages") is False:
+        status = "muted"
+    user = _sender(change)
+    return Incoming(IncomingKind.GROUP_MEMBER, user["id"] if user else 0, chat["id"], update_id,
+                    _name(user) if user else "", chat_type=chat["type"], member_status=status)
 
 
 def _skipped(update_id, reason: str) -> None:

@@ -123,12 +123,26 @@ class Expire:
 class AnswerCallback:
     text: str = ""
     alert: bool = False
+    # A deep-link payload: the presser's client opens t.me/<this bot>?start=<start> (a private chat
+    # with the bot), e.g. to join the game from a group without posting there.
+    start: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", shorten(self.text, 200))  # Telegram: 0-200 characters
 
 
-Reply = SendText | SendSticker | SendGrid | EditText | AnswerCallback | LiveText | LivePhoto | Expire
+@dataclass(frozen=True)
+class GroupRoundScreen:
+    """A group round's one message (bots/delivery/group_rounds.py): rendered from the round as it
+    stands when it is sent, so a late edit never shows an older state than the one before it. Sent
+    the first time (its id recorded on the round), edited after; `message_id`: the pressed message."""
+
+    round_id: int
+    message_id: int | None = None
+
+
+Reply = (SendText | SendSticker | SendGrid | EditText | AnswerCallback | LiveText | LivePhoto | Expire
+         | GroupRoundScreen)
 
 
 @dataclass
@@ -145,7 +159,7 @@ class Outgoing:
 
 _REPLY_KINDS: dict[str, type] = {"text": SendText, "sticker": SendSticker, "grid": SendGrid, "edit": EditText,
                                   "answer": AnswerCallback, "live_text": LiveText, "live_photo": LivePhoto,
-                                  "expire": Expire}
+                                  "expire": Expire, "group_round": GroupRoundScreen}
 _KIND_OF = {cls: kind for kind, cls in _REPLY_KINDS.items()}
 
 

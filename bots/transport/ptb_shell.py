@@ -133,8 +133,14 @@ class PtbSender:
         await _translated(self.bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id,
                                                              reply_markup=_markup(buttons)))
 
-    async def answer_callback(self, callback_id, text, alert):
-        await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert))
+    async def answer_callback(self, callback_id, text, alert, url=None):
+        await _translated(self.bot.answer_callback_query(callback_id, text=text or None, show_alert=alert,
+                                                         url=url))
+
+    async def username(self):
+        if getattr(self, "_username", None) is None:
+            self._username = (await _translated(self.bot.get_me())).username
+        return self._username
 
     async def set_commands(self, language, commands):
         await _translated(self.bot.set_my_commands([BotCommand(c, d) for c, d in commands], language_code=language))

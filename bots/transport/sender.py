@@ -8,7 +8,8 @@ from typing import Protocol
 from bots.messages.limits import Buttons
 
 # The update kinds the bots ask Telegram for (polling and webhooks alike).
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+# my_chat_member: the bot added to a group or removed from it (bots/handlers/groups.py).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 
 
 class Sender(Protocol):
@@ -40,7 +41,11 @@ class Sender(Protocol):
     async def edit_markup(self, chat_id: int, message_id: int, buttons: Buttons | None) -> None:
         """editMessageReplyMarkup: only the buttons (None removes them)."""
 
-    async def answer_callback(self, callback_id: str, text: str, alert: bool) -> None: ...
+    async def answer_callback(self, callback_id: str, text: str, alert: bool, url: str | None = None) -> None:
+        """answerCallbackQuery; `url` (a t.me/<bot>?start=… deep link) is opened by the presser's client."""
+
+    async def username(self) -> str:
+        """The bot's username (getMe, asked once)."""
 
     async def set_commands(self, language: str, commands: list[tuple[str, str]]) -> None: ...
 

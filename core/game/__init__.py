@@ -12,6 +12,7 @@
 | `standings` | standings.py | totals, ranks, leaderboards (needs neither search nor outbox) |
 | `moderation` | moderation.py | the review queue, chat contexts, the moderator policy |
 | `expiry` | expiry.py | abandoned rounds and tasks |
+| `group_rounds` | group_rounds.py | rounds raced in group chats: posting, picks, closing, the group's table |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
 
 Every service works on the `Transactions` it is given (storage/db.py), never on a hidden session:
@@ -42,6 +43,7 @@ from core.game.assignment import Assignment
 from core.game.awaited import AwaitedText
 from core.game.errors import GameError
 from core.game.expiry import Expiry
+from core.game.group_rounds import GroupRounds
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
 from core.game.players import Players
@@ -96,6 +98,7 @@ class Game:
         self.moderation = Moderation(db, settings, clock, outbox, self.moderators)
         self.expiry = Expiry(db, settings, clock, outbox)
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
+        self.group_rounds = GroupRounds(db, settings, clock, self.rng, self.assignment, self.scoring, outbox)
 
     def within(self, unit: UnitOfWork) -> Game:
         """The same game with every service (and the outbox) working in `unit`: what one update

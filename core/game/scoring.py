@@ -41,11 +41,12 @@ class Scoring:
             retrieval_task_id=task_id, query_id=query_id, created_at=self.clock())], ["idempotency_key"])
         return inserted == 1
 
-    def score(self, session: Session, task: RetrievalTask) -> RankingOutcome:
+    def score(self, session: Session, task: RetrievalTask, points: int | None = None) -> RankingOutcome:
         """Everything an answered task earns and causes, in the answering transaction: the
         retriever's and labeler's points, validation or review of the queries, the labeler's
-        feedback notice, the retriever's gold check."""
-        retriever_points = self.points_for(task.hit_rank)
+        feedback notice, the retriever's gold check. `points`: what the find is worth when it is not
+        its rank's (a group race pays by speed, core/game/group_rounds.py)."""
+        retriever_points = self.points_for(task.hit_rank) if points is None else points
         self.award(session, f"task:{task.id}:retriever", task.retriever_id, task.language, retriever_points,
                    "gold_hit" if task.is_gold else "retriever_hit", task_id=task.id)
         validated, to_review = [], False

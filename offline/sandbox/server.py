@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import ClientError, ClientSession, TCPConnector, web
 
+from offline.sandbox.groups import GroupChats
+
 # Sticker file types a system's MIME table may not know.
 STICKER_TYPES = {"webp": "image/webp", "webm": "video/webm", "tgs": "application/x-tgsticker"}
 SEND_METHODS = {"sendMessage", "sendSticker", "sendPhoto", "sendAnimation", "sendDocument"}
@@ -134,7 +136,7 @@ class Chat:
     deleted: list = field(default_factory=list)  # message ids the bot deleted, in order
 
 
-class Sandbox:
+class Sandbox(GroupChats):
     def __init__(self, *, rate_limits: bool = True, seed: int = 0, webhook_spread: list[str] | None = None,
                  webhook_connections: str = "reuse"):
         """`webhook_spread`: base URLs (scheme://host:port) that webhook deliveries go to in turn,
@@ -527,6 +529,8 @@ class Sandbox:
             self.stats["press_answered_again"] += 1  # a press answered twice: its update was handled twice
         entry["answer"] = _checked(params.get("text"), 200, "callback answer text", empty_ok=True)
         entry["alert"] = str(params.get("show_alert", "")).lower() == "true"
+        if params.get("url"):
+            entry["url"] = str(params["url"])  # a deep link the presser's client opens
         self._touch()
         return True
 
@@ -620,6 +624,8 @@ class Sandbox:
         return web.json_response({"ok": True, "result": result})
 
     async def sim_message(self, body):
+        if body.get("chat_id") is not None:
+            return await self._group_message(body)
         bot, chat, message = self.user_message(body["token"], int(body["user_id"]), text=body.get("text"),
                                                kind=body.get("kind", "text"), first_name=body.get("first_name", "Player"),
                                                language_code=body.get("language_code", "en"))
@@ -637,15 +643,19 @@ class Sandbox:
 
     async def sim_press(self, body):
         bot = self.bots[body["token"]]
-        chat = self.chats[(body["token"], int(body["user_id"]))]
+        in_group = body.get("chat_id") is not None
+        chat = self.chats[(body["token"], int(body["chat_id"] if in_group else body["user_id"]))]
         message = chat.messages.get(int(body["message_id"]))
         if message is None:
             raise ValueError("no such message")
         callback_id = str(next(self._callback_ids))
-        query = {"id": callback_id, "from": chat.user, "chat_instance": str(chat.id), "message": message,
+        user = self._member(chat, body) if in_group else chat.user
+        query = {"id": callback_id, "from": user, "chat_instance": str(chat.id), "message": message,
                  "data": body["data"]}
         press = {"by": "user", "press": body["data"], "callback_id": callback_id,
                  "message_id": message["message_id"], "at": time.monotonic()}
+        if in_group:
+            press["user_id"] = user["id"]
         chat.transcript.append(press)
         self.presses[callback_id] = press
         self._touch()
@@ -661,8 +671,10 @@ class Sandbox:
         return True
 
     async def sim_transcript(self, body):
-        """A chat's transcript, from entry `since` on (a player keeps what it has read)."""
-        chat = self.chats.get((body["token"], int(body["user_id"])))
+        """A chat's transcript, from entry `since` on (a player keeps what it has read); `chat_id`:
+        a group's, every member's presses with their answers in it."""
+        chat = self.chats.get((body["token"], int(body["chat_id"] if body.get("chat_id") is not None
+                                                  else body["user_id"])))
         return chat.transcript[int(body.get("since") or 0):] if chat else []
 
     async def sim_wait(self, body):
@@ -692,13 +704,21 @@ class Sandbox:
         return True
 
     async def sim_group(self, body):
-        """A group the bot was added to (`chat_id` negative, as Telegram's are)."""
+        """A group the bot was added to (`chat_id` negative, as Telegram's are). `added_by` (a user
+        id): the bot is told, as Telegram tells it (my_chat_member); `status` "left" or "kicked"
+        removes it again the same way."""
         chat_id = int(body["chat_id"])
         if chat_id >= 0:
             raise ValueError("group chat ids are negative")
-        self.bots[body["token"]]  # noqa: B018 - a KeyError for an unknown bot
-        self.chats[(body["token"], chat_id)] = Chat(chat_id, {}, type=body.get("type", "group"),
-                                                    title=body.get("title", "Group"))
+        bot = self.bots[body["token"]]
+        chat = self.chats.get((body["token"], chat_id))
+        if chat is None:
+            chat = self.chats[(body["token"], chat_id)] = Chat(chat_id, {}, type=body.get("type", "group"),
+                                                               title=body.get("title", "Group"))
+        status = body.get("status", "member")
+        chat.blocked = status in ("left", "kicked")
+        if body.get("added_by") is not None:
+            return await self._tell_membership(bot, chat, body, status)
         return True
 
     async def sim_migrate(self, body):
@@ -707,7 +727,9 @@ class Sandbox:
         token, old, new = body["token"], int(body["chat_id"]), int(body["new_chat_id"])
         chat = self.chats[(token, old)]
         chat.migrated_to = new
-        self.chats[(token, new)] = Chat(new, {}, type="supergroup", title=chat.title)
+        self.chats[(token, new)] = Chat(new, chat.user, type="supergroup", title=chat.title)
+        if body.get("tell"):  # the service message Telegram sends in the old group
+            return await self._tell_migration(self.bots[token], chat, new)
         return True
 
     async def sim_revoke(self, body):
@@ -764,15 +786,17 @@ class Sandbox:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events for one chat, from transcript entry `since` on:
         `entry` {index, entry} for each transcript entry (messages both ways, edits, presses),
-        `answer` {callback_id, text, alert} when the bot answers a press already streamed,
+        `answer` {callback_id, text, alert, url, user_id} when the bot answers a press already streamed
+        (`user_id`: who pressed, in a group; `chat_id` instead of `user_id` follows a group),
         `delete` {message_id} when the bot deletes a message. A comment line every 15 s keeps it open."""
         token, query = request.query.get("token", ""), request.query
         if token not in self.bots:
             return web.json_response({"ok": False, "error": "unknown bot"}, status=400)
         try:
-            key, sent = (token, int(query.get("user_id", ""))), max(0, int(query.get("since") or 0))
+            chat_id = query.get("chat_id") or query.get("user_id", "")  # a group's, or a private chat's
+            key, sent = (token, int(chat_id)), max(0, int(query.get("since") or 0))
         except ValueError:
-            return web.json_response({"ok": False, "error": "user_id and since are numbers"}, status=400)
+            return web.json_response({"ok": False, "error": "chat_id, user_id and since are numbers"}, status=400)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
@@ -794,7 +818,8 @@ class Sandbox:
                         if "answer" in press:
                             del unanswered[callback_id]
                             events.append(("answer", {"callback_id": callback_id, "text": press["answer"],
-                                                      "alert": press.get("alert", False)}))
+                                                      "alert": press.get("alert", False), "url": press.get("url"),
+                                                      "user_id": press.get("user_id")}))
                     events += [("delete", {"message_id": m}) for m in chat.deleted[deleted:]]
                     deleted = len(chat.deleted)
                 for name, data in events:

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from core.vocabulary import LANGUAGES
-from sticktionary.play.web import BotEntry, Dashboard, Identity, add_routes
+from sticktionary.play.web import BotEntry, Dashboard, GroupEntry, Identity, add_routes
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,9 @@ IDENTITIES = [Identity("Alex", {"en": 101, "zh": 201}), Identity("Sam", {"en": 1
               Identity("Moderator", {"en": 9_001, "zh": 9_002}, moderator=True)]
 MODERATOR_COMMANDS = [("review", "Review missed rounds"), ("review stats", "Review counts"),
                       ("prizes", "Prizes to hand out")]
+# A group chat with the English bot and every identity in it: a group round raced from each side.
+GROUPS = [GroupEntry(-100_1001, "Sticker friends", TOKENS["en"], [i.name for i in IDENTITIES],
+                     [("round", "Post a round to race on"), ("top", "This group's leaderboard")])]
 
 
 def seconds_since_process_start() -> float:
@@ -134,7 +137,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     for entry in entries:
         sandbox.add_bot(entry.token, entry.username)
     add_routes(sandbox.app, bots=entries, identities=IDENTITIES, board=Dashboard(db, settings),
-               moderator_commands=MODERATOR_COMMANDS)
+               moderator_commands=MODERATOR_COMMANDS, groups=GROUPS)
     ready: dict[str, object] = {}
     health = Health("play", {"database": database_check(db), "bots": flag_check(lambda: bool(ready), "the bots "
                                                                                "have not started yet")},
@@ -158,6 +161,10 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
                     bots.result()  # the bots failed to start: say why
                     return  # stopped before they were up
                 await asyncio.sleep(0.02)
+            for group in GROUPS:  # the bot is added to the group (as Telegram tells it: my_chat_member)
+                await client.post("/sim/group", json={"token": group.token, "chat_id": group.chat_id,
+                                                      "title": group.title, "added_by": IDENTITIES[0].user_ids["en"],
+                                                      "first_name": IDENTITIES[0].name})
             url = f"{base}/"
             echo(f"ready in {seconds_since_process_start():.1f} s: open {url} (dashboard: {base}/dashboard)")
             echo("play as Alex or Sam, in English or Chinese; the Moderator reviews misses with /review. "

@@ -90,8 +90,19 @@ def chart(name: str, data: dict) -> bytes:
     raise KeyError(name)
 
 
+@dataclass(frozen=True)
+class GroupEntry:
+    """A group chat the page shows, with the bot and the identities in it (a race seen from each side)."""
+
+    chat_id: int
+    title: str
+    token: str
+    members: list[str]
+    commands: list[tuple[str, str]]
+
+
 def add_routes(app: web.Application, *, bots: list[BotEntry], identities: list[Identity], board: Dashboard,
-               moderator_commands: list[tuple[str, str]]) -> None:
+               moderator_commands: list[tuple[str, str]], groups: list[GroupEntry] = ()) -> None:
     """The pages, on the sandbox's own server: the page then reaches /sim on the same origin."""
 
     async def page(request: web.Request) -> web.FileResponse:
@@ -104,6 +115,8 @@ def add_routes(app: web.Application, *, bots: list[BotEntry], identities: list[I
                       "framework": b.framework} for b in bots],
             "identities": [{"name": i.name, "user_ids": i.user_ids, "moderator": i.moderator} for i in identities],
             "moderator_commands": [{"command": c, "description": d} for c, d in moderator_commands],
+            "groups": [{"chat_id": g.chat_id, "title": g.title, "token": g.token, "members": g.members,
+                        "commands": [{"command": c, "description": d} for c, d in g.commands]} for g in groups],
         })
 
     async def data(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  config: null, commands: {}, bot: null, identity: null,
+  config: null, commands: {}, bot: null, group: null, identity: null,
   generation: 0, stream: null, next: 0, rows: new Map(), pending: new Map(), answered: new Set(), live: false,
   pinned: true,  // the view follows new messages while the reader is at the bottom
 };
@@ -27,7 +27,10 @@ async function api(path, body) {
 }
 
 const userId = () => state.identity.user_ids[state.bot.language];
-const chatKey = () => ({token: state.bot.token, user_id: userId()});
+// A group ("Sticker friends") is one chat for all its members: its key is its id, and who acts is the identity.
+const chatKey = () => (state.group ? {token: state.bot.token, chat_id: state.group.chat_id, user_id: userId()}
+                                   : {token: state.bot.token, user_id: userId()});
+const chatQuery = () => (state.group ? `chat_id=${state.group.chat_id}` : `user_id=${userId()}`);
 const fileUrl = (fileId) => `/sim/file/${encodeURIComponent(fileId)}`;
 const colour = (n) => `c${Math.abs(n) % 6}`;
 const tint = (person) => [1, 4, 3, 5][state.config.identities.indexOf(person) % 4];  // one colour per person
@@ -43,12 +46,21 @@ function renderChooser() {
   const bots = $("bots");
   bots.replaceChildren();
   state.config.bots.forEach((bot, n) => {
-    const item = el("button", "item" + (bot === state.bot ? " active" : ""));
+    const item = el("button", "item" + (bot === state.bot && !state.group ? " active" : ""));
     item.dataset.language = bot.language;
     const text = el("div", "item-text");
     text.append(el("div", "item-title", bot.title), el("div", "item-sub", `@${bot.username} · ${bot.framework}`));
     item.append(avatar(bot.language === "zh" ? "中" : "EN", n + 2, true), text);
     item.onclick = () => choose(bot, state.identity);
+    bots.append(item);
+  });
+  (state.config.groups || []).forEach((group, n) => {
+    const item = el("button", "item" + (group === state.group ? " active" : ""));
+    item.dataset.group = group.chat_id;
+    const text = el("div", "item-text");
+    text.append(el("div", "item-title", group.title), el("div", "item-sub", `group · ${group.members.join(", ")}`));
+    item.append(avatar("👥", n + 4, true), text);
+    item.onclick = () => choose(state.config.bots.find((b) => b.token === group.token), state.identity, group);
     bots.append(item);
   });
   const people = $("identities");
@@ -61,17 +73,18 @@ function renderChooser() {
     if (person.moderator) title.append(el("span", "tag", "moderator"));
     text.append(title, el("div", "item-sub", `Telegram user ${person.user_ids[state.bot.language]}`));
     item.append(avatar(person.name[0], tint(person), true), text);
-    item.onclick = () => choose(state.bot, person);
+    item.onclick = () => choose(state.bot, person, state.group);
     people.append(item);
   });
 }
 
-function choose(bot, identity) {
+function choose(bot, identity, group = null) {
   document.querySelector(".app").classList.remove("sidebar-open");
-  if (bot === state.bot && identity === state.identity) return;
+  if (bot === state.bot && identity === state.identity && group === state.group) return;
   state.bot = bot;
+  state.group = group;
   state.identity = identity;
-  history.replaceState(null, "", `#${bot.language}/${identity.name}`);
+  history.replaceState(null, "", `#${group ? `g${group.chat_id}` : bot.language}/${identity.name}`);
   renderChooser();
   openChat();
 }
@@ -87,10 +100,10 @@ async function openChat() {
   state.answered.clear();
   state.live = false;
   state.pinned = true;
-  const {bot, identity} = state;
+  const {bot, identity, group} = state;
   $("messages").replaceChildren();
-  $("head-title").textContent = bot.title;
-  $("head-sub").textContent = `bot · @${bot.username}`;
+  $("head-title").textContent = group ? group.title : bot.title;
+  $("head-sub").textContent = group ? `group · ${group.members.join(", ")} · @${bot.username}` : `bot · @${bot.username}`;
   $("head-avatar").replaceWith(Object.assign(avatar(bot.language === "zh" ? "中" : "EN", state.config.bots.indexOf(bot) + 2),
                                              {id: "head-avatar"}));
   const chip = $("identity-chip");
@@ -100,18 +113,17 @@ async function openChat() {
   $("menu-button").textContent = bot.language === "zh" ? "≡ 菜单" : "≡ Menu";
   document.documentElement.lang = bot.language === "zh" ? "zh-CN" : "en";
   hideCommands();
-  const transcript = await api(`/sim/transcript?token=${encodeURIComponent(bot.token)}&user_id=${userId()}`);
+  const transcript = await api(`/sim/transcript?token=${encodeURIComponent(bot.token)}&${chatQuery()}`);
   if (generation !== state.generation) return;
   transcript.forEach((entry, index) => onEntry(index, entry));
   state.live = true;
-  showStart(transcript.length === 0);
+  showStart(transcript.length === 0 && !group);
   scrollDown(true);
   follow(generation);
 }
 
 function follow(generation) {
-  const {token, user_id} = chatKey();
-  const stream = new EventSource(`/sim/stream?token=${encodeURIComponent(token)}&user_id=${user_id}&since=${state.next}`);
+  const stream = new EventSource(`/sim/stream?token=${encodeURIComponent(state.bot.token)}&${chatQuery()}&since=${state.next}`);
   state.stream = stream;
   stream.addEventListener("entry", (event) => {
     if (generation !== state.generation) return;
@@ -138,16 +150,19 @@ function onEntry(index, entry) {
   state.next = index + 1;
   showStart(false);
   if ("press" in entry) {
-    if ("answer" in entry) onAnswer({callback_id: entry.callback_id, text: entry.answer, alert: entry.alert});
+    if ("answer" in entry) onAnswer({callback_id: entry.callback_id, text: entry.answer, alert: entry.alert,
+                                     url: entry.url, user_id: entry.user_id});
     return;
   }
+  if (entry.by === "system") return;  // the bot added to a group: its hello says so
   const existing = state.rows.get(entry.message_id);
   if (entry.edit && existing) {
     fill(existing, entry);
     scrollDown(state.pinned);  // an edit that makes a message taller must not push the newest out of sight
     return;
   }
-  const row = el("div", `row ${entry.by === "user" ? "out" : "in"}`);
+  const mine = entry.by === "user" && (!state.group || (entry.from || {}).id === userId());
+  const row = el("div", `row ${mine ? "out" : "in"}`);
   row.dataset.messageId = entry.message_id;
   fill(row, entry);
   state.rows.set(entry.message_id, row);
@@ -191,6 +206,9 @@ function fill(row, message) {
     bubble.append(link);
   }
   const text = message.text ?? message.caption;
+  if (state.group && message.from && !message.from.is_bot && message.from.id !== userId()) {
+    bubble.append(el("div", "sender", message.from.first_name));  // another member, as a group shows them
+  }
   if (text) bubble.append(el("div", "text", text));
   if (!text && !bubble.childElementCount) bubble.append(el("div", "text", "(unsupported message)"));
   if (message.edit_date) bubble.classList.add("edited");
@@ -231,7 +249,8 @@ async function press(messageId, data, node) {
   }
 }
 
-function onAnswer({callback_id, text, alert}) {
+function onAnswer({callback_id, text, alert, url, user_id}) {
+  if (state.group && user_id != null && user_id !== userId()) return;  // another member's answer: theirs alone
   const node = state.pending.get(callback_id);
   if (node) node.classList.remove("loading");
   state.pending.delete(callback_id);
@@ -239,6 +258,10 @@ function onAnswer({callback_id, text, alert}) {
   if (!state.live || !text) return;
   if (alert) {
     $("alert-text").textContent = text;
+    // A deep link (t.me/<bot>?start=…) opens the private chat with that bot, as a Telegram client does.
+    const bot = url && state.config.bots.find((b) => url.includes(`t.me/${b.username}?`));
+    $("alert-open").hidden = !bot;
+    $("alert-open").onclick = () => { $("alert").hidden = true; choose(bot, state.identity); };
     $("alert").hidden = false;
   } else {
     toast(text);
@@ -284,6 +307,7 @@ async function send(text) {
 }
 
 function commandList() {
+  if (state.group) return state.group.commands;
   const bot = state.commands[state.bot.token] || {};
   const own = bot[state.bot.language] || bot[""] || Object.values(bot)[0] || [];
   return state.identity.moderator ? [...own, ...state.config.moderator_commands] : own;
@@ -311,7 +335,9 @@ async function main() {
   state.config = config;
   for (const bot of bots) state.commands[bot.token] = bot.commands;
   const [language, name] = decodeURIComponent(location.hash.slice(1)).split("/");
-  const bot = config.bots.find((b) => b.language === language) || config.bots[0];
+  const group = (config.groups || []).find((g) => `g${g.chat_id}` === language) || null;
+  const bot = group ? config.bots.find((b) => b.token === group.token)
+                    : config.bots.find((b) => b.language === language) || config.bots[0];
   const identity = config.identities.find((i) => i.name === name) || config.identities[0];
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -335,11 +361,13 @@ async function main() {
   $("scrim").onclick = toggle;
   window.addEventListener("hashchange", () => {
     const [lang, name] = decodeURIComponent(location.hash.slice(1)).split("/");
-    const b = config.bots.find((x) => x.language === lang);
+    const g = (config.groups || []).find((x) => `g${x.chat_id}` === lang) || null;
+    const b = g ? config.bots.find((x) => x.token === g.token) : config.bots.find((x) => x.language === lang);
     const i = config.identities.find((x) => x.name === name);
-    if (b && i) choose(b, i);
+    if (b && i) choose(b, i, g);
   });
   state.bot = bot;
+  state.group = group;
   state.identity = identity;
   renderChooser();
   openChat();
