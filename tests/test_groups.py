@@ -90,7 +90,7 @@ async def posted_round(world, group: Group, user_id: int, language: str) -> tupl
     await group.say(user_id, f"/round {language}")
     message = (await group.bot_messages())[before]
     assert "photo" in message and any(b.startswith("gp:") for b in buttons(message))
-    with Session(world.game.db) as session:
+    with Session(world.game.db.engine) as session:
         found = session.exec(select(GroupRound).where(GroupRound.chat_id == group.chat_id)
                              .order_by(col(GroupRound.id).desc())).first()
     assert found.message_id == message["message_id"]
@@ -138,7 +138,7 @@ async def test_three_members_race_and_the_fastest_correct_ones_score(game_db, tm
         assert t("group_missed_by", names=default_nickname(player_id(world, 5), language)) in final["caption"]
         late = await group.press(5, message["message_id"], data(target), language)
         assert late["alert"] and late["answer"] == t.error("group_round_over")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             picks = session.exec(select(GroupPick).where(GroupPick.round_id == found.id)
                                  .order_by(GroupPick.id)).all()
             assert [(p.player_id, p.points) for p in picks] == [
@@ -157,7 +157,7 @@ async def test_three_members_race_and_the_fastest_correct_ones_score(game_db, tm
             assert sorted(feedback) == ["feedback_hit"] * 3 + ["feedback_miss"]
         # The labeler is told as after a private retrieval: the same notices, held while they are in a task.
         await world.shell.runtime.deliver_outbox_once()
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert {m.status for m in session.exec(select(OutboxMessage).where(
                 OutboxMessage.player_id == player_id(world, 1)))} <= {"held", "sent"}
         # The group's own table: /top keeps the group's pace (the hello was the last post), then answers.
@@ -188,7 +188,7 @@ async def test_unconsented_forged_and_replayed_presses_change_nothing(game_db, t
         target = found.candidate_ids.index(found.sticker_id) + 1
 
         def counts():
-            with Session(world.game.db) as session:
+            with Session(world.game.db.engine) as session:
                 return (len(session.exec(select(GroupPick)).all()), len(session.exec(select(ScoreEvent)).all()),
                         len(session.exec(select(Player)).all()), len(session.exec(select(RetrievalTask)).all()))
 
@@ -219,7 +219,7 @@ async def test_unconsented_forged_and_replayed_presses_change_nothing(game_db, t
         await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": update})
         await world.shell.runtime.wait_finished(update["update_id"], 10)
         assert world.game.group_rounds.close(found.id) and not world.game.group_rounds.close(found.id)
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             picks = session.exec(select(GroupPick)).all()
             assert [(p.player_id, p.points) for p in picks] == [(player_id(world, 2), 3)]
             assert len(session.exec(select(ScoreEvent).where(ScoreEvent.reason == "retriever_hit")).all()) == 1
@@ -230,7 +230,7 @@ async def test_unconsented_forged_and_replayed_presses_change_nothing(game_db, t
         heard = await group._sim("message", user_id=2, text="my other secret", privacy=False)
         await group.say(2, "/top")  # handled after the one before it arrived
         from storage.models import InboxUpdate
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert session.get(InboxUpdate, (world.shell.runtime.bot_key, heard["update_id"])) is None
             payloads = [str(row.payload) for row in session.exec(select(InboxUpdate))]
         assert heard["update_id"] is not None and not any("secret" in payload for payload in payloads)
@@ -256,7 +256,7 @@ async def test_a_group_update_is_cut_to_what_the_game_reads():
 async def _last_press_update(world) -> dict | None:
     """The newest button press the bot got, as Telegram would redeliver it."""
     from storage.models import InboxUpdate
-    with Session(world.game.db) as session:
+    with Session(world.game.db.engine) as session:
         row = session.exec(select(InboxUpdate).order_by(col(InboxUpdate.update_id).desc())).first()
     return row.payload if row is not None and "callback_query" in row.payload else None
 
@@ -276,7 +276,7 @@ async def test_the_bot_removed_a_second_round_and_the_group_migrating(game_db, t
         world.game.settings.group_pace_seconds = 0
         await group.say(2, "/round")
         assert (await group.bot_messages())[-1]["text"] == t("group_round_already_open")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert len(session.exec(select(GroupRound)).all()) == 1
         # Private commands in a group are not answered there.
         count = len(await group.bot_messages())
@@ -286,17 +286,17 @@ async def test_the_bot_removed_a_second_round_and_the_group_migrating(game_db, t
         new_id = GROUP - 1_000_000_000_000
         result = await group._sim("migrate", new_chat_id=new_id, tell=True)
         await world.shell.runtime.wait_finished(result["update_id"], 10)
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert session.get(GroupChat, GROUP).status == GroupStatus.MIGRATED
             assert session.get(GroupChat, new_id).status == GroupStatus.ACTIVE
             assert session.get(GroupRound, found.id).chat_id == new_id
         # Removed from the supergroup: recorded; the open round still closes and scores, unposted.
         moved = Group(world, new_id)
         await moved.create(added_by=2, status="kicked")
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert session.get(GroupChat, new_id).status == GroupStatus.REMOVED
         assert world.game.group_rounds.close(found.id)
-        with Session(world.game.db) as session:
+        with Session(world.game.db.engine) as session:
             assert session.exec(select(OutboxMessage).where(OutboxMessage.kind == "group_round_closed")).first() is None
 
 
@@ -313,7 +313,7 @@ async def test_a_round_closes_on_time_in_the_background(game_db, tmp_path):
         await group.press(2, message["message_id"], f"gp:{found.id}:1")
         import asyncio
         for _ in range(100):  # the bots' closer closes it (no one calls close here)
-            with Session(world.game.db) as session:
+            with Session(world.game.db.engine) as session:
                 if session.get(GroupRound, found.id).status == "closed":
                     break
             await asyncio.sleep(0.1)
