@@ -26,7 +26,7 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
                           per_chat=PER_CHAT if pacing else None, delivers_to_moderators=delivers_to_moderators,
                           attempts=settings.send_attempts, reply_max_age=settings.reply_max_age_seconds,
                           game_executor=game_executor, chat_locks=shared.chat_locks if shared else None,
-                          pacer=shared.pacer if shared and pacing else None)
+                          pacer=shared.pacer if shared and pacing else None, file_chat=settings.file_chat)
 
     if framework == "ptb":
         from bots.transport.ptb_shell import PtbShell

@@ -13,9 +13,9 @@ from bots.handlers import ROUTER
 from bots.handlers.play import current_screen, warn_on_screen
 from bots.log_context import note_player
 from bots.messages.catalogue import catalogue
-from bots.messages.incoming import Incoming, IncomingKind
+from bots.messages.incoming import GUEST_KINDS, Incoming, IncomingKind
 from bots.messages.replies import AnswerCallback, Expire, Outgoing, SendText
-from bots.router import PlayerState, Router, Turn
+from bots.router import GuestTurn, PlayerState, Router, Turn
 from core.game import Game, GameError
 from core.vocabulary import LANGUAGES, ErrorCode, Language
 from storage.models import OutboxMessage
@@ -40,8 +40,15 @@ class Conversation:
         """Whether a game notice waits for its player's next screen (bots/notices.py)."""
         return notices.holds(self.game, message)
 
-    def handle(self, incoming: Incoming, bot_key: str | None = None) -> Outgoing:
-        """`bot_key`: the bot the update came through; the player's outbox messages follow it."""
+    def handle(self, incoming: Incoming, bot_key: str | None = None,
+               bot_languages: tuple[str, ...] = LANGUAGES) -> Outgoing:
+        """`bot_key`: the bot the update came through; the player's outbox messages follow it.
+        `bot_languages`: the languages that bot serves. Inline mode is served without a player row."""
+        if incoming.kind in GUEST_KINDS:
+            out = Outgoing(incoming.chat_id)
+            t = catalogue(language_hint(incoming.language_code))
+            self.router.serve(GuestTurn(self.game, incoming, bot_key or "", tuple(bot_languages), t, out))
+            return out
         row = self.game.players.register(incoming.user_id, incoming.display_name, bot_key=bot_key)
         note_player(row.id)
         moderator = self.game.moderators.allows(row)
@@ -73,7 +80,9 @@ class Conversation:
 
     def failure(self, incoming: Incoming) -> Outgoing:
         """What a player is told when handling their update failed (a bug, logged): nothing of it
-        was kept, and /play goes on from where they were."""
+        was kept, and /play goes on from where they were. Inline mode gets no answer: the client asks again."""
+        if incoming.kind in GUEST_KINDS:
+            return Outgoing(incoming.chat_id)
         player = self.game.players.find(incoming.user_id) if incoming.user_id else None
         t = catalogue(player.language if player and player.language else language_hint(incoming.language_code))
         out = Outgoing(incoming.chat_id, [SendText(t("failed"))], callback_id=incoming.callback_id,

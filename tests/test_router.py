@@ -101,7 +101,9 @@ def test_every_kind_of_update_parsed_is_an_incoming_kind():
                {"message": {"sticker": {}, "from": user, "chat": chat}},
                {"message": {"photo": [], "from": user, "chat": chat}},
                {"edited_message": {"text": "x", "from": user, "chat": chat}},
-               {"callback_query": {"id": "1", "data": "next", "from": user, "message": {"chat": chat}}}]
+               {"callback_query": {"id": "1", "data": "next", "from": user, "message": {"chat": chat}}},
+               {"inline_query": {"id": "7", "query": "so tired", "offset": "", "from": user}},
+               {"chosen_inline_result": {"result_id": "3.1", "query": "so tired", "from": user}}]
     kinds = [incoming_from_update({"update_id": n, **update}).kind for n, update in enumerate(updates, 1)]
     assert sorted(kinds) == sorted(IncomingKind) and all(isinstance(kind, IncomingKind) for kind in kinds)
 

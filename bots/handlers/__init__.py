@@ -14,6 +14,7 @@ them all: a new feature is a module here and one entry below.
 | profile.py | /me, /name |
 | leaderboard.py | /top |
 | help.py | /help, unknown commands, edits, stickers, unreadable text |
+| inline.py | inline mode: sticker search in any chat, and the results people chose (no player needed) |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from bots.handlers import (
     contexts,
     help,
+    inline,
     labeling,
     leaderboard,
     onboarding,
@@ -47,7 +49,8 @@ def moderator_only(turn: Turn) -> None:
 
 
 ROUTER = Router().include(onboarding.router, play.router, labeling.router, retrieval.router, review.router,
-                          contexts.router, prizes.router, profile.router, leaderboard.router, help.router, moderators)
+                          contexts.router, prizes.router, profile.router, leaderboard.router, help.router, inline.router,
+                          moderators)
 ROUTER.check_complete()
 
 __all__ = ["ROUTER"]

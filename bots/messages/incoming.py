@@ -22,6 +22,13 @@ class IncomingKind(StrEnum):
     EDITED = "edited"  # an edited message: the game never takes an edit as a move
     OTHER = "other"  # a photo, a voice message, anything else without text
     UNREADABLE = "unreadable"  # text with lone surrogates: answered with a message, never echoed
+    # Inline mode, from anyone (also people who never started the bot): no player row is made for them.
+    INLINE_QUERY = "inline_query"  # `@bot so tired` typed in any chat: `text`, `offset`, `inline_query_id`
+    CHOSEN_INLINE = "chosen_inline"  # a result of ours sent: `result_id`, `text` (the query)
+
+
+# Kinds handled without a player: whoever sent them is served, and nothing is recorded about them.
+GUEST_KINDS = frozenset({IncomingKind.INLINE_QUERY, IncomingKind.CHOSEN_INLINE})
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class Incoming:
     # What that message is, as the press shows it: a photo (edited by caption) and still with buttons.
     message_is_photo: bool = False
     message_has_buttons: bool = True
+    inline_query_id: str | None = None  # the inline query to answer (answerInlineQuery)
+    offset: str = ""  # the inline query's offset: our next_offset, handed back for the next page
+    result_id: str = ""  # the chosen inline result
 
 
 
@@ -51,6 +61,9 @@ def incoming_from_update(update: dict) -> Incoming | None:
     update_id = update.get("update_id")
     if type(update_id) is not int:
         return _skipped(update_id, "no update_id")
+    for key in ("inline_query", "chosen_inline_result"):
+        if key in update:
+            return _inline(update_id, key, update[key])
     if "callback_query" in update:
         query = update["callback_query"]
         if not isinstance(query, dict):
@@ -80,6 +93,8 @@ def incoming_from_update(update: dict) -> Incoming | None:
             return _skipped(update_id, f"a {key} without a chat")
         if chat.get("type", "private") != "private":
             return None  # groups come later; nothing in a group is a move in the game yet
+        if "via_bot" in message:
+            return None  # a result of inline mode the player sent into the chat: said to the chat, not to the game
         user = _sender(message)
         if user is None:
             return _skipped(update_id, f"a {key} without a sender")
@@ -99,6 +114,28 @@ def incoming_from_update(update: dict) -> Incoming | None:
             return Incoming(IncomingKind.COMMAND, **common, text=text, command=head.split("@")[0].lower(), args=args)
         return Incoming(IncomingKind.TEXT, **common, text=text)
     return None
+
+
+def _inline(update_id: int, key: str, body) -> Incoming | None:
+    """An inline query or a chosen inline result. Its lane is its sender (bots/inbox.py); the text
+    is kept as sent here and normalised by the engine, lone surrogates dropped."""
+    if not isinstance(body, dict):
+        return _skipped(update_id, f"an {key} that is not an object")
+    user = _sender(body)
+    if user is None:
+        return _skipped(update_id, f"an {key} without a sender")
+    query = body.get("query")
+    text = without_surrogates(query) if isinstance(query, str) else ""
+    common = dict(user_id=user["id"], chat_id=user["id"], update_id=update_id, display_name="",
+                  language_code=_language_code(user), text=text)
+    if key == "inline_query":
+        query_id, offset = body.get("id"), body.get("offset")
+        if not isinstance(query_id, str) or not query_id:
+            return _skipped(update_id, "an inline query without an id")
+        return Incoming(IncomingKind.INLINE_QUERY, **common, inline_query_id=query_id,
+                        offset=offset if isinstance(offset, str) else "")
+    result = body.get("result_id")
+    return Incoming(IncomingKind.CHOSEN_INLINE, **common, result_id=result if isinstance(result, str) else "")
 
 
 def _skipped(update_id, reason: str) -> None:

@@ -8,7 +8,7 @@ from typing import Protocol
 from bots.messages.limits import Buttons
 
 # The update kinds the bots ask Telegram for (polling and webhooks alike).
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "inline_query", "chosen_inline_result"]
 
 
 class Sender(Protocol):
@@ -41,6 +41,10 @@ class Sender(Protocol):
         """editMessageReplyMarkup: only the buttons (None removes them)."""
 
     async def answer_callback(self, callback_id: str, text: str, alert: bool) -> None: ...
+
+    async def answer_inline_query(self, inline_query_id: str, stickers: list[tuple[str, str]], cache_time: int,
+                                  is_personal: bool, next_offset: str) -> None:
+        """answerInlineQuery with InlineQueryResultCachedSticker results, given as (result id, file_id)."""
 
     async def set_commands(self, language: str, commands: list[tuple[str, str]]) -> None: ...
 

@@ -13,6 +13,7 @@
 | `moderation` | moderation.py | the review queue, chat contexts, the moderator policy |
 | `expiry` | expiry.py | abandoned rounds and tasks |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
+| `inline` | inline_search.py | inline sticker search (`@bot so tired`) and the choices of consenting players |
 
 Every public service method is one database transaction (inside a bots' unit of work, a savepoint
 of it: storage/db.py). Rules that must hold under concurrency are enforced by the database, not by
@@ -36,6 +37,7 @@ from core.game.assignment import Assignment
 from core.game.awaited import AwaitedText
 from core.game.errors import GameError
 from core.game.expiry import Expiry
+from core.game.inline_search import InlineSearch
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
 from core.game.players import Players
@@ -82,6 +84,7 @@ class Game:
         self.moderation = Moderation(db, settings, clock, outbox, self.moderators)
         self.expiry = Expiry(db, settings, clock, outbox)
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
+        self.inline = InlineSearch(db, lambda: self.indexes, clock)
 
     @classmethod
     def open(cls, db: Engine, settings: Settings, *, clock: Callable[[], datetime] = utcnow,

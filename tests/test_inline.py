@@ -1,0 +1,194 @@
+"""Inline sticker search through the sandbox, on both shells: stickers uploaded to a storage chat for
+their file ids, `@bot so tired` answered with ranked cached stickers, pages, the empty query, hostile
+text, and chosen results kept for consenting players only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session, func, select
+
+from bots.delivery.uploads import StickerUploads
+from core.datasets import import_sticker_queries
+from core.game.inline_search import PAGE, inline_text, page_start, parse_result_id
+from storage.models import InboxUpdate, InlineChoice, Player, Sticker, TelegramFile
+from tests.bots_world import TOKEN, running_bot
+from tests.test_bots import onboard
+
+pytestmark = pytest.mark.asyncio
+
+FRAMEWORKS = ["ptb", "aiogram"]
+STORAGE_CHAT = -1_001_234
+
+
+async def uploaded(world, languages=("en",)) -> StickerUploads:
+    """Every searchable sticker of the languages sent to the storage chat, as the bots' upload job does."""
+    await world.client.post("/sim/group", json={"token": TOKEN, "chat_id": STORAGE_CHAT, "title": "storage"})
+    uploads = StickerUploads(world.shell.runtime.delivery, STORAGE_CHAT, languages)
+    before = await world.shell.runtime.delivery.game(uploads.counts)
+    assert before.missing == before.stickers > 0
+    while await uploads.upload_batch(limit=25):
+        pass
+    after = await world.shell.runtime.delivery.game(uploads.counts)
+    assert after.missing == 0 and after.stickers == before.stickers and after.gifs > 0
+    return uploads
+
+
+async def inline(world, user_id: int, query: str, offset: str = "", language_code: str = "en") -> dict:
+    response = await world.client.post("/sim/inline", json={"token": TOKEN, "user_id": user_id, "query": query,
+                                                            "offset": offset, "language_code": language_code})
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+async def choose(world, user_id: int, result_id: str, query: str) -> None:
+    response = await world.client.post("/sim/choose", json={"token": TOKEN, "user_id": user_id,
+                                                            "result_id": result_id, "query": query})
+    assert response.status_code == 200, response.text
+    await world.shell.runtime.wait_finished(response.json()["result"]["update_id"])
+
+
+def sticker_ids(answer: dict) -> list[int]:
+    return [parse_result_id(r["id"])[0] for r in answer["results"]]
+
+
+def file_ids(db, bot_key: str) -> dict[int, str]:
+    with Session(db) as session:
+        return dict(session.exec(select(TelegramFile.sticker_id, TelegramFile.file_id).where(
+            TelegramFile.bot_key == bot_key, TelegramFile.kind == "sticker")).all())
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_inline_query_answers_ranked_cached_stickers(game_db, tmp_path, framework):
+    async with running_bot(game_db, tmp_path, framework) as world:
+        # Before any upload, no sticker has a file id: nothing can be offered, and nothing breaks.
+        empty = await inline(world, 50, "so tired")
+        assert empty["results"] == [] and empty["next_offset"] == ""
+        await uploaded(world)
+        bot_key = world.shell.runtime.bot_key
+        ids = file_ids(game_db, bot_key)
+        answer = await inline(world, 50, "so tired")
+        # The preview's ranking (BM25 over usable queries, content words), as cached stickers of this bot.
+        preview = world.game.previews.preview("en", "so tired").hits
+        expected = [hit.sticker_id for hit in preview if hit.sticker_id in ids]  # GIFs are never stickers
+        assert answer["results"] and sticker_ids(answer)[:len(expected)] == expected[:len(sticker_ids(answer))]
+        with Session(game_db) as session:
+            best = session.get(Sticker, sticker_ids(answer)[0])
+        assert best.key == "7100000000000000005.png"  # "sleepy, so tired, good night"
+        assert all(r["type"] == "sticker" and r["sticker_file_id"] == ids[parse_result_id(r["id"])[0]]
+                   for r in answer["results"])
+        assert [parse_result_id(r["id"])[1] for r in answer["results"]] == list(range(1, len(answer["results"]) + 1))
+        # This bot serves two languages and answers in the asker's: the answer is theirs only.
+        assert answer["is_personal"] is True and answer["cache_time"] == world.game.settings.inline_cache_seconds
+        # Nothing is kept about someone who only searched: no player, and the inbox forgets the query.
+        with Session(game_db) as session:
+            assert session.exec(select(Player).where(Player.telegram_user_id == 50)).first() is None
+            stored = session.get(InboxUpdate, (bot_key, answer["update_id"]))
+            assert stored.payload == {"update_id": answer["update_id"]}
+
+
+def more_stickers(db, tmp_path, n: int) -> None:
+    """`n` more English stickers (copies of a pack sticker's file) with seed queries, for several pages."""
+    with Session(db) as session:
+        pack = session.exec(select(Sticker).where(Sticker.format == "png").order_by(Sticker.id)).first()
+        session.add_all(Sticker(key=f"extra-{i}.png", file_path=pack.file_path, format="png") for i in range(n))
+        session.commit()
+    seeds = tmp_path / "extra.csv"
+    seeds.write_text("sticker_id,labeled_queries\n" + "".join(f'extra-{i}.png,"so tired {i}, nap"\n'
+                                                                for i in range(n)), encoding="utf-8")
+    import_sticker_queries(db, seeds, "en")
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_empty_query_shows_most_used_and_pages(game_db, tmp_path, framework):
+    more_stickers(game_db, tmp_path, 60)
+    async with running_bot(game_db, tmp_path, framework) as world:
+        await uploaded(world)
+        tired = await inline(world, 51, "so tired")
+        assert len(tired["results"]) == PAGE and tired["next_offset"] == str(PAGE)
+        rest = await inline(world, 51, "so tired", tired["next_offset"])
+        assert rest["results"] and rest["next_offset"] == ""
+        assert not set(sticker_ids(tired)) & set(sticker_ids(rest))
+        first = await inline(world, 51, "")
+        assert len(first["results"]) == PAGE and first["next_offset"] == str(PAGE)
+        second = await inline(world, 51, "", first["next_offset"])
+        third = await inline(world, 51, "", second["next_offset"])
+        assert third["results"] and third["next_offset"] == ""
+        shown = sticker_ids(first) + sticker_ids(second) + sticker_ids(third)
+        assert len(shown) == len(set(shown)) == len(file_ids(game_db, world.shell.runtime.bot_key))
+        assert [parse_result_id(r["id"])[1] for r in second["results"]][0] == PAGE + 1
+        # A forged offset is the first page, not an error.
+        assert sticker_ids(await inline(world, 51, "", "9999999999")) == sticker_ids(first)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_choices_are_kept_for_consenting_players_only(game_db, tmp_path, framework):
+    async with running_bot(game_db, tmp_path, framework) as world:
+        await uploaded(world)
+        player = world.player(60, "en")
+        await onboard(player, "en")
+        answer = await inline(world, 60, "so hot")
+        chosen = answer["results"][1]
+        await choose(world, 60, chosen["id"], "so hot")
+        # Someone who never started the bot: served, but neither they nor their choice are kept.
+        stranger = await inline(world, 61, "so hot")
+        await choose(world, 61, stranger["results"][0]["id"], "so hot")
+        # A player who has not consented (started, chose a language, stopped there) likewise.
+        undecided = world.player(62, "en")
+        await undecided.send("/start")
+        await undecided.press("lang:en")
+        await choose(world, 62, (await inline(world, 62, "so hot"))["results"][0]["id"], "so hot")
+        with Session(game_db) as session:
+            rows = session.exec(select(InlineChoice)).all()
+            players = {p.telegram_user_id: p.id for p in session.exec(select(Player)).all()}
+        assert 61 not in players
+        assert len(rows) == 1
+        row = rows[0]
+        assert row.player_id == players[60] and row.query == "so hot" and row.language == "en"
+        assert (row.sticker_id, row.rank) == parse_result_id(chosen["id"])
+        assert row.shown == sticker_ids(answer)
+        assert row.hour.minute == row.hour.second == row.hour.microsecond == 0
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_hostile_inline_text(game_db, tmp_path, framework):
+    async with running_bot(game_db, tmp_path, framework) as world:
+        await uploaded(world)
+        plain = sticker_ids(await inline(world, 70, "so tired"))
+        # Invisible characters, full-width letters, control characters, bidi overrides: the same search.
+        for hostile in ("so\u200b tired", "ｓｏ ｔｉｒｅｄ", "so\x00\x07 tired\n", "\u202eso tired\u202c", "  so   tired  "):
+            assert sticker_ids(await inline(world, 70, hostile)) == plain, repr(hostile)
+        # Over-long text, markup, and nothing but punctuation or emoji: an answer each, no failure.
+        for odd in ("so tired " * 500, "<b>so</b> tired'; DROP TABLE sticker; --", "!!!???", "😴" * 300, "/start"):
+            answer = await inline(world, 70, odd)
+            assert len(answer["results"]) <= PAGE
+        # A raw update with a lone surrogate or a non-string query, as a broken client might send.
+        for n, query in enumerate(("so tired \ud83d", 12345, None)):
+            update = {"update_id": 10_000 + n, "inline_query": {
+                "id": "999", "from": {"id": 70, "is_bot": False, "first_name": "X"}, "query": query, "offset": ""}}
+            await world.client.post("/sim/redeliver", content=json.dumps({"token": TOKEN, "update": update}),
+                                    headers={"Content-Type": "application/json"})
+            await world.shell.runtime.wait_finished(update["update_id"])
+        # A forged chosen result (not ours, or a sticker that does not exist) is ignored.
+        player = world.player(71, "en")
+        await onboard(player, "en")
+        await inline(world, 71, "so tired")
+        for forged in ("../../etc", "99999999.1", "1.0", "1.99999"):
+            update = {"update_id": 20_000 + len(forged), "chosen_inline_result": {
+                "result_id": forged, "from": {"id": 71, "is_bot": False, "first_name": "X"}, "query": "so tired"}}
+            await world.client.post("/sim/redeliver", json={"token": TOKEN, "update": update})
+            await world.shell.runtime.wait_finished(update["update_id"])
+        with Session(game_db) as session:
+            assert session.exec(select(func.count()).select_from(InlineChoice)).one() == 0
+            assert session.exec(select(func.count()).select_from(InboxUpdate).where(
+                InboxUpdate.status == "failed")).one() == 0
+
+
+def test_inline_text_and_offsets():
+    assert inline_text("ｓｏ\u200b  ＴＩＲＥＤ\x00") == "so TIRED"
+    assert inline_text(None) == "" and inline_text(42) == ""
+    assert len(inline_text("x" * 10_000)) == 256
+    assert page_start("50") == 50 and page_start("") == 0 and page_start("-50") == 0 and page_start("51") == 0
+    assert page_start("٥٠") == 0 and page_start("1" * 50) == 0
+    assert parse_result_id("12.3") == (12, 3) and parse_result_id("12.0") is None and parse_result_id("a.1") is None
