@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     file_chat: int | None = Field(default=None, description="storage chat for sticker uploads, e.g. -1001234567890")
     # How long Telegram may cache an inline answer for everyone asking the same query (seconds).
     inline_cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    # What BotFather's /setinlinefeedback is set to, as N of 1/N (Telegram reports that share of the chosen
+    # results): the dataset card states it, so that researchers can scale the `inline` config's counts.
+    inline_feedback_sampling: Literal[1, 10, 100, 1000] = 1
 
     @model_validator(mode="after")
     def _one_attempt_budget(self):

@@ -192,3 +192,47 @@ def test_inline_text_and_offsets():
     assert page_start("50") == 50 and page_start("") == 0 and page_start("-50") == 0 and page_start("51") == 0
     assert page_start("٥٠") == 0 and page_start("1" * 50) == 0
     assert parse_result_id("12.3") == (12, 3) and parse_result_id("12.0") is None and parse_result_id("a.1") is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
+def test_choices_export_as_the_inline_config(db, settings, tmp_path):
+    """Engine to `datasets`: choices of consenting players, withdrawn ones left out, pseudonymous."""
+    import os
+
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets", reason="datasets is in the test extra")
+    from core.export_inline import INLINE_SCHEMA
+    from core.exports import annotator_id, run_export
+    from tests.helpers import make_player, make_world
+
+    game = make_world(db, settings, stickers=12)
+    with Session(db) as session:
+        stickers = {s.id: s.key for s in session.exec(select(Sticker)).all()}
+        session.add_all(TelegramFile(bot_key="b", sticker_id=i, kind="sticker", file_id=f"f{i}") for i in stickers)
+        session.commit()
+    answer = game.inline.answer("b", "en", "mood")
+    assert len(answer.results) == len(stickers) and answer.next_offset == ""
+    staying, leaving = make_player(game, 1), make_player(game, 2)
+    unconsented = make_player(game, 3, consent=False)
+    assert game.inline.choose("b", 1, answer.results[2].result_id, "mood", "en")
+    assert game.inline.choose("b", 2, answer.results[0].result_id, "mood", "en")
+    assert not game.inline.choose("b", 3, answer.results[0].result_id, "mood", "en")
+    assert not game.inline.choose("b", 4, answer.results[0].result_id, "mood", "en")  # never started the bot
+    game.players.withdraw_consent(leaving)
+    assert unconsented and game.players.find(4) is None
+    # The empty query now shows the chosen stickers first.
+    assert game.inline.popular_seconds and game.inline.answer("b", "en", "").results
+    summary = run_export(db, settings)
+    folder = summary.folder
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "config_name: inline" in card and "/setinlinefeedback" in card and "1/1" in card
+    loaded = datasets.load_dataset(str(folder), "inline", split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.num_rows == 1
+    row = loaded[0]
+    assert row["chooser"] == annotator_id(settings.pseudonym_key, staying)
+    assert row["sticker_id"] == stickers[answer.results[2].sticker_id] and row["rank"] == 3 and row["query"] == "mood"
+    assert row["shown"] == [stickers[r.sticker_id] for r in answer.results]
+    assert row["hour"].minute == 0
+    assert loaded.column_names == INLINE_SCHEMA.names  # no Telegram id, name or player id
+    assert loaded.features["hour"].dtype.startswith("timestamp[us")
