@@ -34,6 +34,7 @@ IDENTITIES = [Identity("Alex", {"en": 101, "zh": 201}), Identity("Sam", {"en": 1
               Identity("Moderator", {"en": 9_001, "zh": 9_002}, moderator=True)]
 MODERATOR_COMMANDS = [("review", "Review missed rounds"), ("review stats", "Review counts"),
                       ("prizes", "Prizes to hand out")]
+STORAGE_CHAT = -1_000_000_777  # where the bots upload the stickers for inline mode (STICKTIONARY_FILE_CHAT)
 
 
 def seconds_since_process_start() -> float:
@@ -102,6 +103,24 @@ async def _in_daemon_thread(function, *args) -> None:
     await done
 
 
+async def _upload_stickers(sandbox, shells, stop: asyncio.Event) -> None:
+    """Inline mode offers stickers by file id: each bot uploads the pack to the storage chat at once
+    (a live deployment paces this at 20 a minute; the sandbox's storage chat has no limit here)."""
+    from dataclasses import replace
+
+    from bots.delivery.uploads import StickerUploads
+    from bots.transport import SendPolicy
+    from offline.sandbox.server import Bucket
+
+    for shell in shells:
+        runtime = shell.runtime
+        sandbox.chats[(TOKENS[runtime.languages[0]], STORAGE_CHAT)].bucket = Bucket(10_000, 10_000)
+        unpaced = replace(runtime.delivery, policy=SendPolicy(runtime.bot_key, None))
+        uploads = StickerUploads(unpaced, STORAGE_CHAT, runtime.languages)
+        while not stop.is_set() and await uploads.upload_batch(limit=50):
+            pass
+
+
 async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", players: int = 3, think: float = 3.0,
                seed: int | None = None, export_every: float = 300.0, open_browser: bool = True,
                stop: asyncio.Event | None = None, echo: Callable[[str], None] = print) -> None:
@@ -148,8 +167,15 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     settings = settings.model_copy(update={"telegram_api": base, "bots": [
         BotConfig(token=TOKENS["en"], framework="ptb", languages=["en"], name="en"),
         BotConfig(token=TOKENS["zh"], framework="aiogram", languages=["zh"], name="zh")]})
-    bots = asyncio.create_task(run_bots(settings, stop, health=health, on_ready=lambda shells: ready.update(
-        {lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, shells, strict=True)})))
+    for entry in entries:
+        await sandbox.sim_group({"token": entry.token, "chat_id": STORAGE_CHAT, "title": "Sticker storage"})
+    shells: list = []
+
+    def on_ready(started) -> None:
+        shells.extend(started)
+        ready.update({lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, started, strict=True)})
+
+    bots = asyncio.create_task(run_bots(settings, stop, health=health, on_ready=on_ready))
     background: list[asyncio.Task] = []
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -174,6 +200,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
                                       skill=rng.uniform(0.55, 0.9), think=think)
                     background.append(asyncio.create_task(_background_player(auto, stop, idle_pause=think * 4)))
             background.append(asyncio.create_task(_exports(db, settings, stop, export_every)))
+            background.append(asyncio.create_task(_upload_stickers(sandbox, shells, stop)))
             await stop.wait()
     finally:
         stop.set()

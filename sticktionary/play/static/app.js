@@ -190,6 +190,7 @@ function fill(row, message) {
     link.href = fileUrl(message.document.file_id);
     bubble.append(link);
   }
+  if (message.via_bot) bubble.prepend(el("div", "via", `via @${message.via_bot.username}`));  // inline mode
   const text = message.text ?? message.caption;
   if (text) bubble.append(el("div", "text", text));
   if (!text && !bubble.childElementCount) bubble.append(el("div", "text", "(unsupported message)"));
