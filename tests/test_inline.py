@@ -236,3 +236,25 @@ def test_choices_export_as_the_inline_config(db, settings, tmp_path):
     assert row["hour"].minute == 0
     assert loaded.column_names == INLINE_SCHEMA.names  # no Telegram id, name or player id
     assert loaded.features["hour"].dtype.startswith("timestamp[us")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
+def test_doctor_says_how_many_stickers_inline_search_leaves_out(db, settings):
+    from sticktionary.doctor import Examination, Status
+    from storage.settings import BotConfig
+    from tests.helpers import make_world
+
+    make_world(db, settings, stickers=5)
+    with Session(db) as session:
+        first = session.exec(select(Sticker.id).order_by(Sticker.id)).first()
+        session.add(TelegramFile(bot_key="b", sticker_id=first, kind="sticker", file_id="f"))
+        session.commit()
+    bots = [BotConfig(token="1:x", languages=["en"], name="b")]
+    for file_chat, status, words in ((None, Status.WARN, "STICKTIONARY_FILE_CHAT"), (-100, Status.OK, "-100")):
+        examination = Examination(settings.model_copy(update={"bots": bots, "file_chat": file_chat}))
+        examination.engine = db
+        examination.check_inline()
+        (finding,) = examination.findings
+        assert finding.check == "inline b" and finding.status == status
+        assert finding.detail.startswith("4 of 5 searchable stickers are left out of inline results")
+        assert words in finding.detail + (finding.fix or "")

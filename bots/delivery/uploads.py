@@ -15,29 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
-from sqlalchemy import exists, func
 from sqlmodel import col, select
 
 from bots.delivery.context import DeliveryContext
 from bots.delivery.files import FileIds
 from bots.transport import ChatMigrated, Forbidden, Owed, Rejected, Unauthorized
-from core.datasets import consenting_authors
+from core.game.inline_search import FILE_KIND as KIND
+from core.game.inline_search import OfferCounts, has_file_id, offer_counts, searchable
 from core.views import StickerView
 from storage.db import read_session
-from storage.models import USABLE_QUERY_STATUSES, Query, Sticker, TelegramFile
+from storage.models import Sticker
 
 log = logging.getLogger(__name__)
-
-KIND = "sticker"
-
-
-@dataclass(frozen=True)
-class UploadCounts:
-    stickers: int  # searchable stickers of the bot's languages that can be offered (not GIFs)
-    missing: int  # of those, without a file id of this bot
-    gifs: int  # searchable GIF stickers, never offered inline
 
 
 class StickerUploads:
@@ -49,26 +39,13 @@ class StickerUploads:
         self.stopped: str | None = None  # why uploading stopped for good (no storage chat, not allowed there)
 
     # ------------------------------------------------------------------ what is missing (blocking: game threads)
-    def _searchable(self):
-        return exists().where(col(Query.sticker_id) == col(Sticker.id), col(Query.language).in_(self.languages),
-                              col(Query.status).in_(USABLE_QUERY_STATUSES), consenting_authors())
-
-    def _has_id(self):
-        return exists().where(col(TelegramFile.sticker_id) == col(Sticker.id),
-                              TelegramFile.bot_key == self.context.bot_key, TelegramFile.kind == KIND)
-
-    def counts(self) -> UploadCounts:
-        with read_session(self.context.db) as session:
-            def count(*where) -> int:
-                return session.exec(select(func.count()).select_from(Sticker).where(*where)).one()
-
-            offerable = (self._searchable(), Sticker.format != "gif")
-            return UploadCounts(count(*offerable), count(*offerable, ~self._has_id()),
-                                count(self._searchable(), Sticker.format == "gif"))
+    def counts(self) -> OfferCounts:
+        return offer_counts(self.context.db, self.context.bot_key, self.languages)
 
     def waiting(self, limit: int) -> list[StickerView]:
         with read_session(self.context.db) as session:
-            query = select(Sticker).where(self._searchable(), Sticker.format != "gif", ~self._has_id())
+            query = select(Sticker).where(searchable(self.languages), Sticker.format != "gif",
+                                          ~has_file_id(self.context.bot_key))
             if self.refused:
                 query = query.where(col(Sticker.id).not_in(sorted(self.refused)))
             rows = session.exec(query.order_by(Sticker.id).limit(limit)).all()

@@ -23,15 +23,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, func
-from sqlmodel import select
+from sqlalchemy import Engine, bindparam, exists, func
+from sqlmodel import col, select
 
-from core.datasets import consenting_usable
+from core.datasets import consenting_authors, consenting_usable
 from core.search import SearchIndexes
 from core.text import content_tokens, normalize_text, tokenize
 from core.vocabulary import LANGUAGES
 from storage.db import read_session, session_scope
-from storage.models import InlineChoice, Player, PlayerKind, Query, Sticker, TelegramFile
+from storage.models import (
+    USABLE_QUERY_STATUSES,
+    InlineChoice,
+    Player,
+    PlayerKind,
+    Query,
+    Sticker,
+    TelegramFile,
+)
 
 PAGE = 50  # answerInlineQuery takes at most 50 results
 MAX_RESULTS = 1_000  # how deep the pages go: past this the answer has no next_offset
@@ -75,6 +83,36 @@ def parse_result_id(value: object) -> tuple[int, int] | None:
         return None
     sticker_id, rank = int(match.group(1)), int(match.group(2))
     return (sticker_id, rank) if 1 <= rank <= MAX_RESULTS else None
+
+
+def searchable(languages) -> object:
+    """SQL: the sticker has a usable query in one of `languages` (inline search can find it)."""
+    return exists().where(col(Query.sticker_id) == col(Sticker.id), col(Query.language).in_(list(languages)),
+                          col(Query.status).in_(USABLE_QUERY_STATUSES), consenting_authors())
+
+
+def has_file_id(bot_key: str) -> object:
+    """SQL: the bot has a sticker file id for the sticker (it can offer it inline)."""
+    return exists().where(col(TelegramFile.sticker_id) == col(Sticker.id), TelegramFile.bot_key == bot_key,
+                          TelegramFile.kind == FILE_KIND)
+
+
+@dataclass(frozen=True)
+class OfferCounts:
+    stickers: int  # searchable stickers of the languages that could be offered (GIFs cannot)
+    missing: int  # of those, without a file id of the bot: left out of inline results until uploaded
+    gifs: int  # searchable GIF stickers, never offered inline
+
+
+def offer_counts(db: Engine, bot_key: str, languages) -> OfferCounts:
+    """How many stickers a bot can offer inline, and how many wait for an upload."""
+    with read_session(db) as session:
+        def count(*where) -> int:
+            return session.exec(select(func.count()).select_from(Sticker).where(*where)).one()
+
+        offerable = (searchable(languages), Sticker.format != "gif")
+        return OfferCounts(count(*offerable), count(*offerable, ~has_file_id(bot_key)),
+                           count(searchable(languages), Sticker.format == "gif"))
 
 
 @dataclass(frozen=True)
