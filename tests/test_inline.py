@@ -81,6 +81,10 @@ async def test_inline_query_answers_ranked_cached_stickers(game_db, tmp_path, fr
         assert [parse_result_id(r["id"])[1] for r in answer["results"]] == list(range(1, len(answer["results"]) + 1))
         # This bot serves two languages and answers in the asker's: the answer is theirs only.
         assert answer["is_personal"] is True and answer["cache_time"] == world.game.settings.inline_cache_seconds
+        # This bot serves both languages: a Chinese client searches the Chinese queries.
+        chinese = await inline(world, 53, "困了想睡觉", language_code="zh")
+        assert sticker_ids(chinese)[0] == sticker_ids(answer)[0]  # the same sleepy sticker, from 困了, 睡觉
+        assert not (await inline(world, 53, "so tired", language_code="zh"))["results"]  # no English in zh
         # Nothing is kept about someone who only searched: no player, and the inbox forgets the query.
         with Session(game_db) as session:
             assert session.exec(select(Player).where(Player.telegram_user_id == 50)).first() is None

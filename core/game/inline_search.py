@@ -46,6 +46,7 @@ MAX_RESULTS = 1_000  # how deep the pages go: past this the answer has no next_o
 MAX_TEXT = 256  # Telegram's limit on an inline query's text; longer text is cut here
 FILE_KIND = "sticker"  # the TelegramFile kind an InlineQueryResultCachedSticker needs
 POPULAR_SECONDS = 300.0  # how long the empty query's ranking is reused
+KNOWN_FILE_IDS = 500_000  # file ids remembered per bot (about 60 MB at most)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
 _RESULT_ID = re.compile(r"(\d{1,12})\.(\d{1,4})")
@@ -139,6 +140,7 @@ class InlineSearch:
         self.popular_seconds = popular_seconds
         self._popular: dict[str, tuple[float, list[int]]] = {}
         self._popular_guard = threading.Lock()
+        self._known_file_ids: dict[str, dict[int, str]] = {}  # bot key -> sticker id -> file id
 
     # ------------------------------------------------------------------ answering
     def language_for(self, telegram_user_id: int, bot_languages: tuple[str, ...] | list[str],
@@ -202,12 +204,21 @@ class InlineSearch:
             size *= 4
 
     def _file_ids(self, bot_key: str, sticker_ids: list[int]) -> dict[int, str]:
-        """This bot's sticker file ids among `sticker_ids`: one statement compiled once, on a plain
-        connection (committed ids are all it needs; an ORM session costs more than the query)."""
-        if not sticker_ids:
-            return {}
-        with self.db.connect() as connection:
-            return dict(connection.execute(_FILE_IDS, {"bot_key": bot_key, "ids": sticker_ids}).all())
+        """This bot's sticker file ids among `sticker_ids`. A file id, once recorded, never changes
+        (`TelegramFile` rows are only ever added), so those seen are remembered; the others are asked
+        of the database every time: a sticker uploaded by any process is offered at once."""
+        known = self._known_file_ids.setdefault(bot_key, {})
+        found = {s: f for s, f in zip(sticker_ids, map(known.get, sticker_ids), strict=True) if f is not None}
+        unknown = [s for s in sticker_ids if s not in found]  # (get, not [ ]: another thread may clear it)
+        if unknown:
+            # One statement compiled once, on a plain connection: an ORM session costs more than the query.
+            with self.db.connect() as connection:
+                fresh = dict(connection.execute(_FILE_IDS, {"bot_key": bot_key, "ids": unknown}).all())
+            if len(known) + len(fresh) > KNOWN_FILE_IDS:
+                known.clear()
+            known.update(fresh)
+            found.update(fresh)
+        return found
 
     def popular(self, language: str) -> list[int]:
         """The empty query's ranking: most chosen from inline results, then most usable queries,
