@@ -16,8 +16,6 @@ from storage.models import InboxUpdate, InlineChoice, Player, Sticker, TelegramF
 from tests.bots_world import TOKEN, running_bot
 from tests.test_bots import onboard
 
-pytestmark = pytest.mark.asyncio
-
 FRAMEWORKS = ["ptb", "aiogram"]
 STORAGE_CHAT = -1_001_234
 
@@ -59,6 +57,7 @@ def file_ids(db, bot_key: str) -> dict[int, str]:
             TelegramFile.bot_key == bot_key, TelegramFile.kind == "sticker")).all())
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_inline_query_answers_ranked_cached_stickers(game_db, tmp_path, framework):
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -104,6 +103,7 @@ def more_stickers(db, tmp_path, n: int) -> None:
     import_sticker_queries(db, seeds, "en")
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_empty_query_shows_most_used_and_pages(game_db, tmp_path, framework):
     more_stickers(game_db, tmp_path, 60)
@@ -126,6 +126,7 @@ async def test_empty_query_shows_most_used_and_pages(game_db, tmp_path, framewor
         assert sticker_ids(await inline(world, 51, "", "9999999999")) == sticker_ids(first)
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_choices_are_kept_for_consenting_players_only(game_db, tmp_path, framework):
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -155,6 +156,7 @@ async def test_choices_are_kept_for_consenting_players_only(game_db, tmp_path, f
         assert row.hour.minute == row.hour.second == row.hour.microsecond == 0
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_hostile_inline_text(game_db, tmp_path, framework):
     async with running_bot(game_db, tmp_path, framework) as world:
@@ -198,7 +200,6 @@ def test_inline_text_and_offsets():
     assert parse_result_id("12.3") == (12, 3) and parse_result_id("12.0") is None and parse_result_id("a.1") is None
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
 def test_choices_export_as_the_inline_config(db, settings, tmp_path):
     """Engine to `datasets`: choices of consenting players, withdrawn ones left out, pseudonymous."""
     import os
@@ -242,7 +243,6 @@ def test_choices_export_as_the_inline_config(db, settings, tmp_path):
     assert loaded.features["hour"].dtype.startswith("timestamp[us")
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestWarning")
 def test_doctor_says_how_many_stickers_inline_search_leaves_out(db, settings):
     from sticktionary.doctor import Examination, Status
     from storage.settings import BotConfig

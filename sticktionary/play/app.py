@@ -105,18 +105,21 @@ async def _in_daemon_thread(function, *args) -> None:
 
 async def _upload_stickers(sandbox, shells, stop: asyncio.Event) -> None:
     """Inline mode offers stickers by file id: each bot uploads the pack to the storage chat at once
-    (a live deployment paces this at 20 a minute; the sandbox's storage chat has no limit here)."""
+    (a live deployment paces this at 20 a minute; the sandbox's storage chat has no limit of its own here)."""
     from dataclasses import replace
 
     from bots.delivery.uploads import StickerUploads
     from bots.transport import SendPolicy
+    from bots.transport.pacing import LocalPacer
     from offline.sandbox.server import Bucket
 
     for shell in shells:
         runtime = shell.runtime
         sandbox.chats[(TOKENS[runtime.languages[0]], STORAGE_CHAT)].bucket = Bucket(10_000, 10_000)
-        unpaced = replace(runtime.delivery, policy=SendPolicy(runtime.bot_key, None))
-        uploads = StickerUploads(unpaced, STORAGE_CHAT, runtime.languages)
+        # Ten a second: a third of the bot's overall limit, the rest left to the game's replies.
+        quick = replace(runtime.delivery, policy=SendPolicy(runtime.bot_key, LocalPacer(
+            overall_per_second=10, per_group=(10, 1.0))))
+        uploads = StickerUploads(quick, STORAGE_CHAT, runtime.languages)
         while not stop.is_set() and await uploads.upload_batch(limit=50):
             pass
 
