@@ -262,3 +262,36 @@ def test_doctor_says_how_many_stickers_inline_search_leaves_out(db, settings):
         assert finding.check == "inline b" and finding.status == status
         assert finding.detail.startswith("4 of 5 searchable stickers are left out of inline results")
         assert words in finding.detail + (finding.fix or "")
+
+
+@pytest.mark.asyncio
+async def test_uploads_resume_where_they_stopped_and_stop_when_not_allowed(game_db, tmp_path):
+    async with running_bot(game_db, tmp_path, "aiogram") as world:
+        await world.client.post("/sim/group", json={"token": TOKEN, "chat_id": STORAGE_CHAT, "title": "storage"})
+        delivery = world.shell.runtime.delivery
+        first = StickerUploads(delivery, STORAGE_CHAT, ("en",))
+        total = (await delivery.game(first.counts)).missing
+        assert await first.upload_batch(limit=7) == 7
+        # A restart: a new uploader goes on with the stickers that have no id, never one twice.
+        again = StickerUploads(delivery, STORAGE_CHAT, ("en",))
+        assert (await delivery.game(again.counts)).missing == total - 7
+        assert await again.upload_batch(limit=5) == 5
+        sent = world.sandbox.stats["ok:sendSticker"]
+        assert sent == 12 and len(file_ids(game_db, world.shell.runtime.bot_key)) == 12
+        # Removed from the storage chat: uploading stops with the reason, nothing is recorded.
+        await world.client.post("/sim/block", json={"token": TOKEN, "user_id": STORAGE_CHAT})
+        assert await again.upload_batch(limit=5) == 0
+        assert again.stopped and "Forbidden" in again.stopped
+        assert await again.upload_batch(limit=5) == 0 and world.sandbox.stats["ok:sendSticker"] == sent
+        # No storage chat configured: nothing is tried.
+        assert await StickerUploads(delivery, None, ("en",)).upload_batch() == 0
+        # A sticker whose path leads out of the sticker folder is skipped (and said), the others go on.
+        await world.client.post("/sim/block", json={"token": TOKEN, "user_id": STORAGE_CHAT, "blocked": False})
+        waiting = await delivery.game(again.waiting, 1)
+        with Session(game_db) as session:
+            broken = session.get(Sticker, waiting[0].id)
+            broken.file_path = "../../../etc/passwd"
+            session.add(broken)
+            session.commit()
+        fresh = StickerUploads(delivery, STORAGE_CHAT, ("en",))
+        assert await fresh.upload_batch(limit=3) == 2 and fresh.refused == {waiting[0].id}
