@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import Executor
 
 from bots.conversation import Conversation
@@ -26,7 +27,7 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
                           per_chat=PER_CHAT if pacing else None, delivers_to_moderators=delivers_to_moderators,
                           attempts=settings.send_attempts, reply_max_age=settings.reply_max_age_seconds,
                           game_executor=game_executor, chat_locks=shared.chat_locks if shared else None,
-                          pacer=shared.pacer if shared and pacing else None)
+                          pacer=shared.pacer if shared and pacing else None, file_chat=upload_chat(settings))
 
     if framework == "ptb":
         from bots.transport.ptb_shell import PtbShell
@@ -37,6 +38,12 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
 
         return AiogramShell(token, api_base, runtime_factory)
     raise ValueError(f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}")
+
+
+def upload_chat(settings) -> int | None:
+    """The storage chat this process uploads stickers to for inline mode: with `run --workers N` only
+    worker 0 uploads (the supervisor restarts it), so that no sticker is sent twice meanwhile."""
+    return settings.file_chat if os.environ.get("STICKTIONARY_WORKER", "0") == "0" else None
 
 
 class SharedState:

@@ -13,9 +13,9 @@ from bots.handlers import ROUTER
 from bots.handlers.play import current_screen, warn_on_screen
 from bots.log_context import note_player
 from bots.messages.catalogue import catalogue
-from bots.messages.incoming import Incoming, IncomingKind
+from bots.messages.incoming import GUEST_KINDS, Incoming, IncomingKind
 from bots.messages.replies import AnswerCallback, Expire, Outgoing, SendText
-from bots.router import PlayerState, Router, Turn
+from bots.router import GuestTurn, PlayerState, Router, Turn
 from core.game import Game, GameError
 from core.vocabulary import LANGUAGES, ErrorCode, Language
 from storage.db import UnitOfWork
@@ -41,11 +41,18 @@ class Conversation:
         """Whether a game notice waits for its player's next screen (bots/notices.py)."""
         return notices.holds(self.game, message)
 
-    def handle(self, incoming: Incoming, unit: UnitOfWork, bot_key: str | None = None) -> Outgoing:
+    def handle(self, incoming: Incoming, unit: UnitOfWork, bot_key: str | None = None,
+               bot_languages: tuple[str, ...] = LANGUAGES) -> Outgoing:
         """The player's update handled in `unit`, the transaction that also marks it handled
         (bots/inbox.py): every step the handlers ask of the game is a savepoint of it.
-        `bot_key`: the bot the update came through; the player's outbox messages follow it."""
+        `bot_key`: the bot the update came through; the player's outbox messages follow it.
+        `bot_languages`: the languages that bot serves. Inline mode is served without a player row."""
         game = self.game.within(unit)
+        if incoming.kind in GUEST_KINDS:
+            out = Outgoing(incoming.chat_id)
+            t = catalogue(language_hint(incoming.language_code))
+            self.router.serve(GuestTurn(game, incoming, bot_key or "", tuple(bot_languages), t, out))
+            return out
         if incoming.in_group:
             player = group_member(game, incoming)  # a group member is read, never registered
         else:
@@ -85,7 +92,10 @@ class Conversation:
 
     def failure(self, incoming: Incoming, unit: UnitOfWork) -> Outgoing:
         """What a player is told when handling their update failed (a bug, logged): nothing of it
-        was kept, and /play goes on from where they were. Read in `unit`, the update's transaction."""
+        was kept, and /play goes on from where they were. Read in `unit`, the update's transaction.
+        Inline mode gets no answer: the client asks again."""
+        if incoming.kind in GUEST_KINDS:
+            return Outgoing(incoming.chat_id)
         player = self.game.within(unit).players.find(incoming.user_id) if incoming.user_id else None
         t = catalogue(player.language if player and player.language else language_hint(incoming.language_code))
         if incoming.in_group:  # said to the presser alone, never posted in the group

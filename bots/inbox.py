@@ -21,7 +21,7 @@ from sqlmodel import col, select
 
 from bots.log_context import handling_update
 from bots.messages.group_privacy import group_safe
-from bots.messages.incoming import Incoming
+from bots.messages.incoming import GUEST_KINDS, Incoming
 from bots.messages.replies import Outgoing, decode_outgoing, encode_outgoing
 from core import metrics
 from storage.db import Database, UnitOfWork, insert_new_rows, is_retryable
@@ -46,12 +46,17 @@ def update_id_of(update) -> int | None:
 
 def chat_key_of(update: dict) -> int:
     """The lane an update belongs to: its chat, or for a button press the chat of the message it was
-    on (else the presser). 0 for updates that belong to no chat."""
+    on (else the presser), for inline mode its sender. 0 for updates that belong to no chat."""
     for key in _CHAT_CARRIERS:
         message = update.get(key)
         chat = message.get("chat") if isinstance(message, dict) else None
         if isinstance(chat, dict) and _int64(chat.get("id")) is not None:
             return chat["id"]
+    for key in ("inline_query", "chosen_inline_result"):  # no chat: the lane of their sender
+        body = update.get(key)
+        user = body.get("from") if isinstance(body, dict) else None
+        if isinstance(user, dict) and _int64(user.get("id")) is not None:
+            return user["id"]
     press = update.get("callback_query")
     if isinstance(press, dict):
         message = press.get("message")
@@ -171,6 +176,8 @@ class Inbox:
             row.status, row.error = InboxStatus.FAILED, f"{type(error).__name__}: {error}"[:500]
         else:
             row.status = InboxStatus.HANDLED
+        if incoming.kind in GUEST_KINDS:  # inline mode: nothing about the sender is kept once it is handled
+            row.payload = {"update_id": row.update_id}
         row.handled_at = utcnow()
         row.replies = encode_outgoing(outgoing) if outgoing is not None else None
         session.add(row)

@@ -10,7 +10,9 @@ all, as aiogram's `dp.include_routers` does. What a player's update reaches:
   is a stale button;
 - text: the route of the player's awaited input when there is one (as aiogram's `StatesGroup`
   states; stored on the player row by `game.awaited`, good for one message), else the text route;
-- any other kind of update (`IncomingKind`): the route of that kind.
+- any other kind of update (`IncomingKind`): the route of that kind;
+- inline mode (`GUEST_KINDS`): a guest route, handed a `GuestTurn`: no player row is made or read
+  for whoever sent it (they may never have started the bot), so such a route needs nothing.
 
 A command or a button press forgets any awaited input: a prompt is answered by the very next text only.
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from bots import callbacks
 from bots.messages.catalogue import Catalogue
-from bots.messages.incoming import Incoming, IncomingKind
+from bots.messages.incoming import GUEST_KINDS, Incoming, IncomingKind
 from bots.messages.replies import Outgoing, Reply
 from core.game import Game, GameError
 from core.vocabulary import AwaitedInput, ErrorCode
@@ -71,6 +73,22 @@ class Turn:
         return self.player
 
 
+@dataclass
+class GuestTurn:
+    """An update from someone who may not be a player (inline mode): the game, what they did, the
+    bot it came through and the languages that bot serves, the catalogue, the replies so far."""
+
+    game: Game
+    incoming: Incoming
+    bot_key: str
+    bot_languages: tuple[str, ...]
+    t: Catalogue
+    out: Outgoing
+
+    def say(self, *replies: Reply) -> None:
+        self.out.replies.extend(replies)
+
+
 Handler = Callable[..., None]  # (turn) or (turn, typed button) or (turn, awaited reference)
 
 
@@ -93,6 +111,7 @@ class Router:
         # Commands sent in a group chat (bots/handlers/groups.py), apart from the private ones: `/top`
         # in a group is the group's table. "group" in `unknown` takes the rest, in silence.
         self.group_commands: dict[str, Route] = {}
+        self.guests: dict[IncomingKind, Handler] = {}  # inline mode: handlers of a GuestTurn
         # What a player is told when a route's need is not met, keyed by the need.
         self.refusals: dict[str, Handler] = {}
 
@@ -123,6 +142,16 @@ class Router:
         """Updates of these kinds (text not awaited by a prompt, stickers, edits …)."""
         return self._register(self.kinds, kinds, onboarded, False)
 
+    def guest(self, *kinds: IncomingKind):
+        """Updates of these kinds (GUEST_KINDS) from anyone; the handler takes a GuestTurn."""
+        def register(handler: Handler) -> Handler:
+            for kind in kinds:
+                if kind not in GUEST_KINDS:
+                    raise ValueError(f"{kind} comes from a player: register it with `message`")
+                _add(self.guests, kind, handler)
+            return handler
+        return register
+
     def refusal(self, need: str):
         """What the player is told when a route needs `need` ("onboarded", "moderator") and they lack it."""
         def register(handler: Handler) -> Handler:
@@ -135,7 +164,7 @@ class Router:
             for mine, theirs in ((self.commands, router.commands), (self.buttons, router.buttons),
                                  (self.states, router.states), (self.kinds, router.kinds),
                                  (self.unknown, router.unknown), (self.refusals, router.refusals),
-                                 (self.group_commands, router.group_commands)):
+                                 (self.group_commands, router.group_commands), (self.guests, router.guests)):
                 for key, value in theirs.items():
                     _add(mine, key, value)
         return self
@@ -145,7 +174,8 @@ class Router:
         missing = [f"button {kind.__name__}" for kind in callbacks.ACTIONS.values() if kind not in self.buttons]
         missing += [f"awaited {state}" for state in AwaitedInput if state not in self.states]
         missing += [f"kind {kind}" for kind in IncomingKind
-                    if kind not in (IncomingKind.COMMAND, IncomingKind.CALLBACK) and kind not in self.kinds]
+                    if kind not in (IncomingKind.COMMAND, IncomingKind.CALLBACK, *GUEST_KINDS) and kind not in self.kinds]
+        missing += [f"guest {kind}" for kind in GUEST_KINDS if kind not in self.guests]
         missing += [f"refusal {need}" for need in ("onboarded", "moderator") if need not in self.refusals]
         missing += ["unknown commands"] if "command" not in self.unknown else []
         missing += ["unknown group commands"] if "group" not in self.unknown else []
@@ -168,6 +198,9 @@ class Router:
             self.refusals["onboarded"](turn)
         else:
             route.handler(turn, *arguments)
+
+    def serve(self, turn: GuestTurn) -> None:
+        self.guests[IncomingKind(turn.incoming.kind)](turn)
 
     def _route(self, turn: Turn) -> tuple[Route, tuple[Any, ...]]:
         incoming, player = turn.incoming, turn.player

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from bots.conversation import Conversation
 from bots.delivery import DeliveryContext, OutboxWorker, OwedReplies
+from bots.delivery.uploads import StickerUploads
 from bots.game_threads import GameThreads
 from bots.group_closer import close_group_rounds
 from bots.inbox import ChatLocks, Inbox
@@ -42,7 +43,7 @@ class BotRuntime:
                  overall_per_second: int = OVERALL_PER_SECOND, attempts: int = 8,
                  reply_max_age: float = 3600.0, delivers_to_moderators: bool = True,
                  game_executor: Executor | None = None, chat_locks: ChatLocks | None = None,
-                 pacer: Pacer | None = None):
+                 pacer: Pacer | None = None, file_chat: int | None = None):
         """`per_chat` (burst, seconds) paces each chat a little under one message a second, and
         `overall_per_second` all chats a little under Telegram's 30 a second (the margins absorb
         network jitter: calls may reach Telegram closer together than they left); per_chat None
@@ -78,6 +79,7 @@ class BotRuntime:
                                    conversation.holds if conversation is not None else None,
                                    conversation.render_outbox if conversation is not None else None,
                                    mark_inactive, self._trouble)
+        self.uploads = StickerUploads(self.delivery, file_chat, languages)
         self._background: list[asyncio.Task] = []
         self._database = outage(DATABASE)
         metrics.bot_started(bot_key)
@@ -87,7 +89,7 @@ class BotRuntime:
         return incoming_from_update(self.sender.parse_update(raw))
 
     def _handle(self, incoming: Incoming, unit: UnitOfWork) -> Outgoing:
-        return self.conversation.handle(incoming, unit, bot_key=self.bot_key)
+        return self.conversation.handle(incoming, unit, bot_key=self.bot_key, bot_languages=self.languages)
 
     def _failure(self, incoming: Incoming, unit: UnitOfWork) -> Outgoing | None:
         return self.conversation.failure(incoming, unit)
@@ -147,6 +149,8 @@ class BotRuntime:
         if self.conversation is not None:
             self._background.append(asyncio.create_task(
                 close_group_rounds(self.conversation.game, self.delivery.game_threads, self._trouble)))
+        if self.uploads.chat_id is not None:
+            self._background.append(asyncio.create_task(self.uploads.run()))
 
     async def stop(self, timeout: float = 20.0) -> None:
         """Stop receiving, let the updates in flight finish (up to `timeout`), stop the rest.

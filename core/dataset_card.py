@@ -44,9 +44,9 @@ def configs() -> list[dict]:
     return result
 
 
-def _yaml_configs() -> str:
+def _yaml_configs(extra: list[dict]) -> str:
     lines = []
-    for config in configs():
+    for config in configs() + list(extra):
         lines.append(f"- config_name: {config['config_name']}")
         if config.get("default"):
             lines.append("  default: true")
@@ -86,7 +86,10 @@ def _structure() -> str:
     return "\n".join(f"| `{field.name}` | {field.type} | {QUERY_FIELD_DOCS[field.name]} |" for field in QUERY_SCHEMA)
 
 
-def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime, settings) -> str:
+def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime, settings, sections=(),
+                 extra_configs=()) -> str:
+    """`sections` and `extra_configs`: the card texts and the `configs` entries of configs written by modules
+    of their own (a config is listed only when it has rows: `datasets` cannot load an empty one)."""
     provenance, seeds = _provenance_rows(stats)
     total_seeds = sum(seeds.values())
     seeded = total_seeds > 0
@@ -150,7 +153,7 @@ tags:
 - games-with-a-purpose
 - arxiv:2506.01668
 configs:
-{_yaml_configs()}
+{_yaml_configs(list(extra_configs))}
 ---
 
 # StickerQueries — Sticktionary export of {now.date().isoformat()}
@@ -249,6 +252,7 @@ Table 6, BM25 (k1=1.5, b=0.75) over the `beir/` corpus, searched by the test que
 Recall@k counts every sticker tied with the target ahead of it; "trec ties", nDCG@10 and MRR@10 break ties
 as trec_eval does (document id descending), so pytrec_eval and BEIR give the same numbers.
 
+{chr(10).join(sections)}
 ## Bias, risks and limitations
 
 - Players are volunteers who chose to play a Telegram game in English or Chinese: their vocabulary, age,

@@ -44,6 +44,8 @@ from sqlmodel import col
 
 from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
 from core.datasets import consenting_usable, release_order
+from core.export_inline import config as inline_config
+from core.export_inline import inline_card, write_inline
 from core.export_layout import (
     BEIR_QUERY_SCHEMA,
     CORPUS_SCHEMA,
@@ -419,11 +421,16 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
             jsonl.close()
             parquet.close()
             mirrors.close()
+        # Configs beside the queries, each written by its own module.
+        inline = write_inline(db, folder, lambda player_id: annotator_id(settings.pseudonym_key, player_id))
         about = {"generated_at": now.isoformat(), "seeds_included": not settings.export_without_seeds,
                  "time_resolution": settings.export_time_resolution}
-        write_json(folder / "stats.json", {**about, "languages": stats})
+        write_json(folder / "stats.json", {**about, "languages": stats, "inline": inline})
         write_json(folder / "metrics.json", {**about, "languages": metrics})
-        (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now, settings), encoding="utf-8")
+        sections = [inline_card(inline["choices"], settings.inline_feedback_sampling)]
+        extra_configs = [inline_config()] if inline["choices"] else []
+        (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now, settings, sections,
+                                                       extra_configs), encoding="utf-8")
         write_json(folder / MANIFEST, manifest(folder, export.version, now, db, jsonl.rows))
     return ExportSummary(export.version, export.root / export.version, jsonl.rows, stickers,
                          (utcnow() - started).total_seconds(), stats, metrics)

@@ -374,6 +374,11 @@ class BM25Index:
         appears among the hits nor counts as ahead of the target; the target itself gets no rank
         unless it holds a content term. The index and `search` are unchanged (parity with
         rank_bm25 holds); this is the labeler's preview."""
+        content = list(content)
+        if tokens and set(tokens) <= set(content):
+            # Every token is a content term: a document scores above zero exactly when it holds one,
+            # so this is `search`, several times cheaper than gathering the sharing documents first.
+            return self.search(tokens, k=k, target=target)
         with self._lock.reading():
             if not self._doc_of or not tokens:
                 return SearchResult([], None, 0)
@@ -382,7 +387,7 @@ class BM25Index:
             held = [docs for docs in held if len(docs)]
             if not held:
                 return SearchResult([], None, 0)
-            sharing = np.unique(np.concatenate(held)) if len(held) > 1 else np.asarray(held[0])
+            sharing = _sorted_unique(np.concatenate(held)) if len(held) > 1 else np.asarray(held[0])
             docs, scores = self._accumulate(tokens)
             if docs is None:
                 shared_scores = scores[sharing]
@@ -434,6 +439,18 @@ class BM25Index:
         if target is not None and target in self._doc_of and dense[self._doc_of[target]] > 0:
             target_rank = int(np.count_nonzero(dense >= dense[self._doc_of[target]]))
         return SearchResult(hits, target_rank, int(np.count_nonzero(dense > 0)))
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: numpy 2.3's np.unique hashes instead, some 50 times slower on postings of
+    tens of thousands of documents (45 ms instead of 1 at 100K stickers, in the preview and inline search)."""
+    values = np.sort(values)
+    if len(values) < 2:
+        return values
+    keep = np.empty(len(values), dtype=bool)
+    keep[0] = True
+    np.not_equal(values[1:], values[:-1], out=keep[1:])
+    return values[keep]
 
 
 class BulkBuild:

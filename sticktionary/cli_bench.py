@@ -111,3 +111,12 @@ def bench_export_command(queries: int = 1_000_000, postgres_url: Annotated[str |
     from offline.bench.suite import bench_export
 
     print_result(bench_export(queries=queries, postgres_admin_url=postgres_url), as_json)
+
+
+@bench_app.command("inline")
+def bench_inline_command(stickers: int = 100_000, queries: int = 1000,
+                         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Milliseconds to answer an inline query (ranking, file ids, the answer built), without the network."""
+    from offline.bench.inline import bench_inline
+
+    print_result(bench_inline(stickers=stickers, n_queries=queries), as_json)

@@ -6,7 +6,7 @@ answers (when configured); each bot's token (`getMe`) and the webhook Telegram h
 local Bot API or the sandbox is checked the same way; the sticker folder (readable, how many files,
 whether the database's stickers are there); the export folder (writable: a file is written and
 removed); free disk under each folder; dead letters in the outbox; stickers each bot has no Telegram
-file id for yet.
+file id for yet, and of those the ones inline search leaves out until they are uploaded.
 
 A check that cannot run because an earlier one failed (no database: no outbox to look at) is reported
 as `skip`. Nothing here changes the set-up, except the test file written to, and removed from, the
@@ -96,7 +96,7 @@ class Examination:
         self._redactor = RedactingFilter(secrets)
 
     CHECKS = ("settings", "database", "redis", "bots", "sticker_folder", "export_folder", "free_disk", "outbox",
-              "file_ids")
+              "file_ids", "inline")
 
     def run(self) -> list[Finding]:
         try:
@@ -412,6 +412,29 @@ class Examination:
                     self.add(check, Status.OK, f"{detail} yet: each is uploaded from the sticker folder when first shown")
                 else:
                     self.add(check, Status.OK, detail)
+
+    def check_inline(self) -> None:
+        """Per bot: searchable stickers inline search cannot offer yet (no sticker file id of the bot)."""
+        if self.engine is None or not self.settings.bots:
+            return
+        from core.game.inline_search import offer_counts
+
+        chat = self.settings.file_chat
+        for config in self.settings.bots:
+            counts = offer_counts(self.engine, config.key, config.languages)
+            check = f"inline {config.key}"
+            detail = (f"{counts.missing} of {counts.stickers} searchable stickers are left out of inline results "
+                      f"until uploaded ({counts.gifs} GIFs never are)")
+            if not counts.missing:
+                self.add(check, Status.OK, f"every one of {counts.stickers} searchable stickers can be offered inline "
+                         f"({counts.gifs} GIFs cannot)")
+            elif chat is None:
+                self.add(check, Status.WARN, detail, "set STICKTIONARY_FILE_CHAT to a private group or channel "
+                         "where the bot may post: `sticktionary run` then uploads them (20 a minute)")
+            else:
+                hours = counts.missing / 20 / 60
+                self.add(check, Status.OK, f"{detail}: `sticktionary run` uploads them to {chat}, "
+                         f"about {hours:.1f} h at 20 a minute")
 
 
 @dataclass

@@ -349,6 +349,22 @@ class TelegramFile(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class InlineChoice(SQLModel, table=True):
+    """A sticker a consented player chose from the bot's inline search results (Telegram's
+    chosen_inline_result): an implicit relevance judgment from real use. Nobody else's choice is kept,
+    and the time is kept to the hour only."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    bot_key: str = Field(max_length=64)
+    player_id: int = Field(foreign_key="player.id", index=True)
+    language: str = Field(max_length=8)
+    query: str = Field(max_length=256)  # as searched: normalised (core.inline_search), "" for the empty query
+    shown: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # the page's sticker ids
+    sticker_id: int = Field(foreign_key="sticker.id")
+    rank: int  # 1-based place of the chosen sticker among all the query's results
+    hour: datetime  # when, truncated to the hour
+
+
 class LiveScreen(SQLModel, table=True):
     """The messages that make up a task's screen in a player's chat (one text, one photo), edited in
     place while the task lasts. Message ids are known only once Telegram has the message, so the

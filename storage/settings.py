@@ -174,6 +174,17 @@ class Settings(BaseSettings):
     # a line, with the bot, update id and player where known; tokens redacted as in text).
     log_format: Literal["text", "json"] = "text"
 
+    # Inline sticker search (issue 21: bots/handlers/inline.py, core/game/inline_search.py). Inline
+    # results offer stickers by a file_id of the answering bot: the bots upload the stickers that have
+    # none to this chat (a private group or channel of the operator's, the bot a member that may post),
+    # paced at Telegram's 20 a minute per group. Unset: only stickers already sent to players are offered.
+    file_chat: int | None = Field(default=None, description="storage chat for sticker uploads, e.g. -1001234567890")
+    # How long Telegram may cache an inline answer for everyone asking the same query (seconds).
+    inline_cache_seconds: int = Field(default=300, ge=0, le=86_400)
+    # What BotFather's /setinlinefeedback is set to, as N of 1/N (Telegram reports that share of the chosen
+    # results): the dataset card states it, so that researchers can scale the `inline` config's counts.
+    inline_feedback_sampling: Literal[1, 10, 100, 1000] = 1
+
     @model_validator(mode="after")
     def _one_attempt_budget(self):
         if self.outbox_max_attempts is not None and "send_attempts" not in self.model_fields_set:

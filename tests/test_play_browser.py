@@ -521,3 +521,62 @@ def test_chinese_on_a_phone_label_and_retrieve(play, browser, shots):
     shots(dashboard, "dashboard")
     assert errors == []
     context.close()
+
+
+def test_inline_search_on_a_phone(play, browser, shots):
+    """`@sticktionary_en_bot so tired` in the composer: the bot's stickers in a strip above it, as
+    Telegram shows them; a tap sends the sticker into the chat, marked "via @sticktionary_en_bot"."""
+    from storage.models import Sticker, TelegramFile
+
+    base, db = play
+    expect = playwright_api.expect
+    deadline = time.monotonic() + 60
+    while True:  # the bots upload the pack to their storage chat once they are up
+        with Session(db) as session:
+            if session.exec(select(TelegramFile).where(TelegramFile.bot_key == "en",
+                                                       TelegramFile.kind == "sticker")).first() is not None:
+                break
+        assert time.monotonic() < deadline, "no sticker was uploaded for inline mode"
+        time.sleep(0.5)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                  has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{base}/#en/Sam")
+    chat = Chat(page)
+    page.wait_for_function("() => state.live", timeout=WAIT)  # the chat's transcript is shown
+    if page.locator("#start").is_visible():  # a new chat (this test alone): START first
+        page.click("#start")
+        chat.row("Sticktionary")
+    rows = chat.rows().count()
+    page.fill("#text", "")
+    page.locator("#text").press_sequentially("@sticktionary_en_bot so tired", delay=20)
+    strip = page.locator("#inline")
+    expect(strip).to_be_visible(timeout=WAIT)
+    first = strip.locator(".inline-result").first
+    assert chat.loaded("#inline .inline-result img")
+    box = strip.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    sticker_id = int(first.get_attribute("data-result-id").split(".")[0])
+    with Session(db) as session:
+        assert session.get(Sticker, sticker_id).key == "7100000000000000005.png"  # "sleepy, so tired, good night"
+    shots(page, "inline-strip")
+    first.click()
+    expect(strip).to_be_hidden(timeout=WAIT)
+    assert page.input_value("#text") == ""
+    sent = chat.sent("via @sticktionary_en_bot")
+    assert sent.locator(".bubble.sticker .via").inner_text() == "via @sticktionary_en_bot"
+    assert chat.loaded("#messages .row.out .bubble.sticker img")
+    shots(page, "sent-via")
+    page.wait_for_timeout(1500)  # the bot takes a sticker sent through it as no move: nothing comes back
+    assert chat.rows().count() == rows + 1
+    # Leaving inline mode hides the strip.
+    page.locator("#text").press_sequentially("@sticktionary_en_bot ", delay=20)
+    expect(strip).to_be_visible(timeout=WAIT)  # the empty query: the most-used stickers
+    page.fill("#text", "hello")
+    page.dispatch_event("#text", "input")
+    expect(strip).to_be_hidden(timeout=WAIT)
+    assert errors == []
+    context.close()

@@ -337,6 +337,13 @@ def _bench_search(ws):
     assert result["stickers"] == 300 and result["parity"] is True and result["p50_ms"] > 0
 
 
+@case("sticktionary bench inline --stickers 100000 --json")
+def _bench_inline(ws):
+    result = ws.json("bench", "inline", "--stickers", "300", "--queries", "20", "--json")
+    assert result["stickers"] == 300 and result["inline_queries"] == 20 and result["p99_ms"] >= result["p50_ms"] > 0
+    assert 0 < result["mean_results"] <= 50
+
+
 @case("sticktionary bench startup --queries 1000000 --json")
 def _bench_startup(ws):
     result = ws.json("bench", "startup", "--queries", "2000", "--json")

@@ -104,7 +104,9 @@ def test_every_kind_of_update_parsed_is_an_incoming_kind():
                {"callback_query": {"id": "1", "data": "next", "from": user, "message": {"chat": chat}}},
                {"my_chat_member": {"chat": {"id": -7, "type": "group"}, "from": user,
                                    "new_chat_member": {"status": "member", "user": {"id": 1}}}},
-               {"message": {"migrate_to_chat_id": -1007, "chat": {"id": -7, "type": "group"}}}]
+               {"message": {"migrate_to_chat_id": -1007, "chat": {"id": -7, "type": "group"}}},
+               {"inline_query": {"id": "7", "query": "so tired", "offset": "", "from": user}},
+               {"chosen_inline_result": {"result_id": "3.1", "query": "so tired", "from": user}}]
     kinds = [incoming_from_update({"update_id": n, **update}).kind for n, update in enumerate(updates, 1)]
     assert sorted(kinds) == sorted(IncomingKind) and all(isinstance(kind, IncomingKind) for kind in kinds)
 

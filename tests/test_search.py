@@ -233,3 +233,21 @@ def test_searches_never_see_half_a_write():
     stop.set()
     writer.join()
     assert problems == []
+
+
+def test_search_sharing_equals_brute_force_with_and_without_function_words():
+    """The preview's search (and inline search's), against the definition: the documents holding a
+    content term, by their BM25 score (every token counts), ties by sticker id."""
+    rng = random.Random(4)
+    words = [f"w{i}" for i in range(40)] + ["the", "of"]
+    documents = {s: [rng.choice(words) for _ in range(rng.randint(1, 8))] for s in range(300)}
+    index = BM25Index.from_documents(documents.items())
+    for _ in range(200):
+        tokens = [rng.choice(words) for _ in range(rng.randint(1, 3))]
+        content = [t for t in tokens if t not in ("the", "of")]
+        result = index.search_sharing(tokens, content, k=20)
+        scores = dict(zip(documents, index.sticker_scores(tokens, list(documents)), strict=True))
+        holding = [s for s, doc in documents.items() if set(doc) & set(content) and scores[s] > 0]
+        expected = sorted(holding, key=lambda s: (-scores[s], s))[:20]
+        assert [hit.sticker_id for hit in result.hits] == expected, tokens
+        assert result.matched == len(holding)

@@ -15,6 +15,7 @@ them all: a new feature is a module here and one entry below.
 | leaderboard.py | /top |
 | help.py | /help, unknown commands, edits, stickers, unreadable text |
 | groups.py | group chats: /round, the race's buttons, the group's /top, the bot added, removed, migrated |
+| inline.py | inline mode: sticker search in any chat, and the results people chose (no player needed) |
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from bots.handlers import (
     contexts,
     groups,
     help,
+    inline,
     labeling,
     leaderboard,
     onboarding,
@@ -50,6 +52,7 @@ def moderator_only(turn: Turn) -> None:
 
 ROUTER = Router().include(onboarding.router, play.router, labeling.router, retrieval.router, review.router,
                           contexts.router, prizes.router, profile.router, leaderboard.router, help.router, groups.router,
+                          inline.router,
                           moderators)
 ROUTER.check_complete()
 

@@ -24,9 +24,14 @@ class IncomingKind(StrEnum):
     UNREADABLE = "unreadable"  # text with lone surrogates: answered with a message, never echoed
     GROUP_MEMBER = "group_member"  # the bot was added to a group, removed, or its rights changed
     GROUP_MIGRATED = "group_migrated"  # a group became a supergroup (`migrated_to` is its new id)
+    # Inline mode, from anyone (also people who never started the bot): no player row is made for them.
+    INLINE_QUERY = "inline_query"  # `@bot so tired` typed in any chat: `text`, `offset`, `inline_query_id`
+    CHOSEN_INLINE = "chosen_inline"  # a result of ours sent: `result_id`, `text` (the query)
 
 
 GROUP_CHATS = ("group", "supergroup")
+# Kinds handled without a player: whoever sent them is served, and nothing is recorded about them.
+GUEST_KINDS = frozenset({IncomingKind.INLINE_QUERY, IncomingKind.CHOSEN_INLINE})
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class Incoming:
     chat_type: str = "private"  # "group" or "supergroup" for updates from a group (bots/handlers/groups.py)
     member_status: str = ""  # GROUP_MEMBER: the bot's new status (member, administrator, restricted, left, kicked)
     migrated_to: int | None = None  # GROUP_MIGRATED: the supergroup's id
+    inline_query_id: str | None = None  # the inline query to answer (answerInlineQuery)
+    offset: str = ""  # the inline query's offset: our next_offset, handed back for the next page
+    result_id: str = ""  # the chosen inline result
 
     @property
     def in_group(self) -> bool:
@@ -62,6 +70,9 @@ def incoming_from_update(update: dict) -> Incoming | None:
     update_id = update.get("update_id")
     if type(update_id) is not int:
         return _skipped(update_id, "no update_id")
+    for key in ("inline_query", "chosen_inline_result"):
+        if key in update:
+            return _inline(update_id, key, update[key])
     if "callback_query" in update:
         query = update["callback_query"]
         if not isinstance(query, dict):
@@ -94,6 +105,8 @@ def incoming_from_update(update: dict) -> Incoming | None:
             return _skipped(update_id, f"a {key} without a chat")
         if chat.get("type", "private") != "private":
             return _group_message(update_id, key, message, chat)
+        if "via_bot" in message:
+            return None  # a result of inline mode the player sent into the chat: said to the chat, not to the game
         user = _sender(message)
         if user is None:
             return _skipped(update_id, f"a {key} without a sender")
@@ -153,6 +166,28 @@ def _membership(update_id: int, change) -> Incoming | None:
     user = _sender(change)
     return Incoming(IncomingKind.GROUP_MEMBER, user["id"] if user else 0, chat["id"], update_id,
                     _name(user) if user else "", chat_type=chat["type"], member_status=status)
+
+
+def _inline(update_id: int, key: str, body) -> Incoming | None:
+    """An inline query or a chosen inline result. Its lane is its sender (bots/inbox.py); the text
+    is kept as sent here and normalised by the engine, lone surrogates dropped."""
+    if not isinstance(body, dict):
+        return _skipped(update_id, f"an {key} that is not an object")
+    user = _sender(body)
+    if user is None:
+        return _skipped(update_id, f"an {key} without a sender")
+    query = body.get("query")
+    text = without_surrogates(query) if isinstance(query, str) else ""
+    common = dict(user_id=user["id"], chat_id=user["id"], update_id=update_id, display_name="",
+                  language_code=_language_code(user), text=text)
+    if key == "inline_query":
+        query_id, offset = body.get("id"), body.get("offset")
+        if not isinstance(query_id, str) or not query_id:
+            return _skipped(update_id, "an inline query without an id")
+        return Incoming(IncomingKind.INLINE_QUERY, **common, inline_query_id=query_id,
+                        offset=offset if isinstance(offset, str) else "")
+    result = body.get("result_id")
+    return Incoming(IncomingKind.CHOSEN_INLINE, **common, result_id=result if isinstance(result, str) else "")
 
 
 def _skipped(update_id, reason: str) -> None:

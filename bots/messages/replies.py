@@ -141,8 +141,30 @@ class GroupRoundScreen:
     message_id: int | None = None
 
 
+INLINE_RESULTS = 50  # answerInlineQuery: at most 50 results
+INLINE_OFFSET_BYTES = 64  # next_offset: at most 64 bytes
+
+
+@dataclass(frozen=True)
+class AnswerInline:
+    """The answer to an inline query: stickers as (result id, file_id of this bot) pairs, shown in
+    this order, with how long Telegram may cache them, for everyone or only for this person, and
+    the offset that asks for the next page ("" for none)."""
+
+    inline_query_id: str
+    results: list[tuple[str, str]]
+    cache_time: int = 300
+    personal: bool = False
+    next_offset: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "results", [tuple(r) for r in self.results[:INLINE_RESULTS]])
+        if len(self.next_offset.encode()) > INLINE_OFFSET_BYTES:
+            object.__setattr__(self, "next_offset", "")
+
+
 Reply = (SendText | SendSticker | SendGrid | EditText | AnswerCallback | LiveText | LivePhoto | Expire
-         | GroupRoundScreen)
+         | GroupRoundScreen | AnswerInline)
 
 
 @dataclass
@@ -159,7 +181,7 @@ class Outgoing:
 
 _REPLY_KINDS: dict[str, type] = {"text": SendText, "sticker": SendSticker, "grid": SendGrid, "edit": EditText,
                                   "answer": AnswerCallback, "live_text": LiveText, "live_photo": LivePhoto,
-                                  "expire": Expire, "group_round": GroupRoundScreen}
+                                  "expire": Expire, "group_round": GroupRoundScreen, "inline": AnswerInline}
 _KIND_OF = {cls: kind for kind, cls in _REPLY_KINDS.items()}
 
 

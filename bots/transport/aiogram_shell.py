@@ -29,6 +29,7 @@ from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQueryResultCachedSticker,
     InputMediaPhoto,
     MessageEntity,
     Update,
@@ -158,12 +159,19 @@ class AiogramSender:
             self._username = (await _translated(self.bot.me())).username
         return self._username
 
+    async def answer_inline_query(self, inline_query_id, stickers, cache_time, is_personal, next_offset):
+        results = [InlineQueryResultCachedSticker(id=result_id, sticker_file_id=file_id)
+                   for result_id, file_id in stickers]
+        await _translated(self.bot.answer_inline_query(inline_query_id=inline_query_id, results=results,
+                                                       cache_time=cache_time, is_personal=is_personal,
+                                                       next_offset=next_offset))
+
     async def set_commands(self, language, commands):
         await _translated(self.bot.set_my_commands([BotCommand(command=c, description=d) for c, d in commands],
                                                    language_code=language))
 
     async def set_webhook(self, url, secret):
-        await _translated(self.bot.set_webhook(url=url, secret_token=secret))
+        await _translated(self.bot.set_webhook(url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES))
 
 
 class AiogramShell:

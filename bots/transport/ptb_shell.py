@@ -15,6 +15,7 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQueryResultCachedSticker,
     InputFile,
     InputMediaPhoto,
     MessageEntity,
@@ -142,11 +143,16 @@ class PtbSender:
             self._username = (await _translated(self.bot.get_me())).username
         return self._username
 
+    async def answer_inline_query(self, inline_query_id, stickers, cache_time, is_personal, next_offset):
+        results = [InlineQueryResultCachedSticker(result_id, file_id) for result_id, file_id in stickers]
+        await _translated(self.bot.answer_inline_query(inline_query_id, results, cache_time=cache_time,
+                                                       is_personal=is_personal, next_offset=next_offset))
+
     async def set_commands(self, language, commands):
         await _translated(self.bot.set_my_commands([BotCommand(c, d) for c, d in commands], language_code=language))
 
     async def set_webhook(self, url, secret):
-        await _translated(self.bot.set_webhook(url, secret_token=secret))
+        await _translated(self.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES))
 
 
 def build_application(token: str, api_base: str) -> Application:

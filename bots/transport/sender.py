@@ -8,8 +8,10 @@ from typing import Protocol
 from bots.messages.limits import Buttons
 
 # The update kinds the bots ask Telegram for (polling and webhooks alike).
-# my_chat_member: the bot added to a group or removed from it (bots/handlers/groups.py).
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+# my_chat_member: the bot added to a group or removed from it (bots/handlers/groups.py); inline_query and
+# chosen_inline_result: inline sticker search (bots/handlers/inline.py).
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member", "inline_query",
+                   "chosen_inline_result"]
 
 
 class Sender(Protocol):
@@ -46,6 +48,10 @@ class Sender(Protocol):
 
     async def username(self) -> str:
         """The bot's username (getMe, asked once)."""
+
+    async def answer_inline_query(self, inline_query_id: str, stickers: list[tuple[str, str]], cache_time: int,
+                                  is_personal: bool, next_offset: str) -> None:
+        """answerInlineQuery with InlineQueryResultCachedSticker results, given as (result id, file_id)."""
 
     async def set_commands(self, language: str, commands: list[tuple[str, str]]) -> None: ...
 

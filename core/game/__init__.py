@@ -14,6 +14,7 @@
 | `expiry` | expiry.py | abandoned rounds and tasks |
 | `group_rounds` | group_rounds.py | rounds raced in group chats: posting, picks, closing, the group's table |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
+| `inline` | inline_search.py | inline sticker search (`@bot so tired`) and the choices of consenting players |
 
 Every service works on the `Transactions` it is given (storage/db.py), never on a hidden session:
 `Game.db` is the `Database`, where each public method is one transaction of its own, and
@@ -44,6 +45,7 @@ from core.game.awaited import AwaitedText
 from core.game.errors import GameError
 from core.game.expiry import Expiry
 from core.game.group_rounds import GroupRounds
+from core.game.inline_search import InlineSearch
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
 from core.game.players import Players
@@ -99,6 +101,7 @@ class Game:
         self.expiry = Expiry(db, settings, clock, outbox)
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
         self.group_rounds = GroupRounds(db, settings, clock, self.rng, self.assignment, self.scoring, outbox)
+        self.inline = InlineSearch(db, lambda: self.indexes, clock)
 
     def within(self, unit: UnitOfWork) -> Game:
         """The same game with every service (and the outbox) working in `unit`: what one update

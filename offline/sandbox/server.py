@@ -5,6 +5,7 @@ caption length, callback_data 1–64 bytes, unknown chats and messages, malforme
 like Telegram (429 with retry_after past about 1 message/s per chat — a bucket of 3 that drains
 one a second — or 30/s overall), and offers a simulation API under /sim to inject what players
 do, read each chat's transcript, and inject faults (5xx, 429, delays, dropped connections).
+Inline mode (answerInlineQuery, /sim/inline, /sim/choose) is in inline.py.
 For a chat client (`sticktionary play`) it also streams each chat's changes as server-sent events
 (/sim/stream), lists its bots with their commands (/sim/bots) and serves the files bots sent (/sim/file).
 """
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from aiohttp import ClientError, ClientSession, TCPConnector, web
 
 from offline.sandbox.groups import GroupChats
+from offline.sandbox.inline import InlineMode
 
 # Sticker file types a system's MIME table may not know.
 STICKER_TYPES = {"webp": "image/webp", "webm": "video/webm", "tgs": "application/x-tgsticker"}
@@ -136,7 +138,7 @@ class Chat:
     deleted: list = field(default_factory=list)  # message ids the bot deleted, in order
 
 
-class Sandbox(GroupChats):
+class Sandbox(GroupChats, InlineMode):
     def __init__(self, *, rate_limits: bool = True, seed: int = 0, webhook_spread: list[str] | None = None,
                  webhook_connections: str = "reuse"):
         """`webhook_spread`: base URLs (scheme://host:port) that webhook deliveries go to in turn,
@@ -365,7 +367,7 @@ class Sandbox(GroupChats):
 
     async def m_getMe(self, bot, params):
         return {"id": bot.id, "is_bot": True, "first_name": bot.username, "username": bot.username,
-                "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+                "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": True}
 
     async def m_getUpdates(self, bot, params):
         offset = int(params.get("offset") or 0)

@@ -37,6 +37,7 @@ MODERATOR_COMMANDS = [("review", "Review missed rounds"), ("review stats", "Revi
 # A group chat with the English bot and every identity in it: a group round raced from each side.
 GROUPS = [GroupEntry(-100_1001, "Sticker friends", TOKENS["en"], [i.name for i in IDENTITIES],
                      [("round", "Post a round to race on"), ("top", "This group's leaderboard")])]
+STORAGE_CHAT = -1_000_000_777  # where the bots upload the stickers for inline mode (STICKTIONARY_FILE_CHAT)
 
 
 def seconds_since_process_start() -> float:
@@ -105,6 +106,27 @@ async def _in_daemon_thread(function, *args) -> None:
     await done
 
 
+async def _upload_stickers(sandbox, shells, stop: asyncio.Event) -> None:
+    """Inline mode offers stickers by file id: each bot uploads the pack to the storage chat at once
+    (a live deployment paces this at 20 a minute; the sandbox's storage chat has no limit of its own here)."""
+    from dataclasses import replace
+
+    from bots.delivery.uploads import StickerUploads
+    from bots.transport import SendPolicy
+    from bots.transport.pacing import LocalPacer
+    from offline.sandbox.server import Bucket
+
+    for shell in shells:
+        runtime = shell.runtime
+        sandbox.chats[(TOKENS[runtime.languages[0]], STORAGE_CHAT)].bucket = Bucket(10_000, 10_000)
+        # Ten a second: a third of the bot's overall limit, the rest left to the game's replies.
+        quick = replace(runtime.delivery, policy=SendPolicy(runtime.bot_key, LocalPacer(
+            overall_per_second=10, per_group=(10, 1.0))))
+        uploads = StickerUploads(quick, STORAGE_CHAT, runtime.languages)
+        while not stop.is_set() and await uploads.upload_batch(limit=50):
+            pass
+
+
 async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", players: int = 3, think: float = 3.0,
                seed: int | None = None, export_every: float = 300.0, open_browser: bool = True,
                stop: asyncio.Event | None = None, echo: Callable[[str], None] = print) -> None:
@@ -151,8 +173,15 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     settings = settings.model_copy(update={"telegram_api": base, "bots": [
         BotConfig(token=TOKENS["en"], framework="ptb", languages=["en"], name="en"),
         BotConfig(token=TOKENS["zh"], framework="aiogram", languages=["zh"], name="zh")]})
-    bots = asyncio.create_task(run_bots(settings, stop, health=health, on_ready=lambda shells: ready.update(
-        {lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, shells, strict=True)})))
+    for entry in entries:
+        await sandbox.sim_group({"token": entry.token, "chat_id": STORAGE_CHAT, "title": "Sticker storage"})
+    shells: list = []
+
+    def on_ready(started) -> None:
+        shells.extend(started)
+        ready.update({lang: shell.runtime.wait_finished for lang, shell in zip(LANGUAGES, started, strict=True)})
+
+    bots = asyncio.create_task(run_bots(settings, stop, health=health, on_ready=on_ready))
     background: list[asyncio.Task] = []
     try:
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
@@ -181,6 +210,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
                                       skill=rng.uniform(0.55, 0.9), think=think)
                     background.append(asyncio.create_task(_background_player(auto, stop, idle_pause=think * 4)))
             background.append(asyncio.create_task(_exports(db, settings, stop, export_every)))
+            background.append(asyncio.create_task(_upload_stickers(sandbox, shells, stop)))
             await stop.wait()
     finally:
         stop.set()

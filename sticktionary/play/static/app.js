@@ -205,6 +205,7 @@ function fill(row, message) {
     link.href = fileUrl(message.document.file_id);
     bubble.append(link);
   }
+  if (message.via_bot) bubble.prepend(el("div", "via", `via @${message.via_bot.username}`));  // inline mode
   const text = message.text ?? message.caption;
   if (state.group && message.from && !message.from.is_bot && message.from.id !== userId()) {
     bubble.append(el("div", "sender", message.from.first_name));  // another member, as a group shows them

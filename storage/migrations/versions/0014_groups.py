@@ -1,7 +1,7 @@
 """group rounds: the groups the bot is in, the rounds posted there and each member's pick
 
 Revision ID: 0014_groups
-Revises: 0010_evidence
+Revises: 0013_inline
 """
 from collections.abc import Sequence
 
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = '0014_groups'
-down_revision: str | None = '0010_evidence'
+down_revision: str | None = '0013_inline'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
