@@ -17,7 +17,8 @@ def _outbox():
     from core.outbox import Outbox
 
     settings = get_settings()
-    return Outbox(open_database(), max_attempts=settings.outbox_max_attempts, lease_seconds=settings.outbox_lease_seconds)
+    return Outbox(open_database(), max_attempts=settings.delivery.outbox_max_attempts,
+                  lease_seconds=settings.delivery.outbox_lease_seconds)
 
 
 @outbox_app.callback()

@@ -53,7 +53,8 @@ from storage.settings import Settings
 
 def game_outbox(db: Engine, settings: Settings, clock: Callable[[], datetime] = utcnow) -> Outbox:
     """The outbox the game and the jobs write notices into, with the configured delivery policy."""
-    return Outbox(db, clock, max_attempts=settings.outbox_max_attempts, lease_seconds=settings.outbox_lease_seconds)
+    return Outbox(db, clock, max_attempts=settings.delivery.outbox_max_attempts,
+                  lease_seconds=settings.delivery.outbox_lease_seconds)
 
 
 class Game:
@@ -71,7 +72,7 @@ class Game:
         self.search = search if isinstance(search, SearchFollower) else None
         self._fixed_indexes = search if isinstance(search, SearchIndexes) else None
         self.moderators = ModeratorPolicy()
-        self.previews = Previews(lambda: self.indexes, settings.preview_hits)
+        self.previews = Previews(lambda: self.indexes, settings.rules.preview_hits)
         self.players = Players(db, clock)
         self.awaited = AwaitedText(db, self.moderators)
         self.assignment = Assignment(db, settings, clock, self.rng, lambda: self.indexes, self.previews)
