@@ -386,7 +386,7 @@ class ExportSummary:
 
 def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                progress: Callable[[int], None] | None = None) -> ExportSummary:
-    """Write a complete export under settings.export_dir; returns where and how much.
+    """Write a complete export under settings.exports.export_dir; returns where and how much.
     Raises ExportRefused (before touching anything) when the settings are not safe to publish."""
     check_export_settings(settings)
     started = utcnow()

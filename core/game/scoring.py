@@ -1,4 +1,4 @@
-"""Scoring and the ledger: a hit at rank r scores both sides (settings.points_by_rank), queries a
+"""Scoring and the ledger: a hit at rank r scores both sides (settings.rules.points_by_rank), queries a
 retriever found become validated, resonant queries earn their author a bonus, gold checks flag
 players. The point ledger (ScoreEvent, one row per award with a unique idempotency key) is the only
 source of scores: an award written twice is one award."""

@@ -412,7 +412,7 @@ from storage.db import make_engine
 from storage.settings import Settings
 
 url = sys.argv[1]
-game = Game.open(make_engine(url), Settings(database_url=url, _env_file=None))
+game = Game.open(make_engine(url), Settings(storage={"database_url": url}, _env_file=None))
 game.follow_search_changes()
 game.previews.preview("en", "ready")
 print(json.dumps({"loaded_queries": game.search.loaded_queries,
