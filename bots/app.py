@@ -25,7 +25,7 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
     def runtime_factory(sender):
         return BotRuntime(bot_key or token.split(":")[0], conversation, sender, game.db.engine, media, languages=languages,
                           per_chat=PER_CHAT if pacing else None, delivers_to_moderators=delivers_to_moderators,
-                          attempts=settings.send_attempts, reply_max_age=settings.reply_max_age_seconds,
+                          attempts=settings.delivery.send_attempts, reply_max_age=settings.delivery.reply_max_age_seconds,
                           game_executor=game_executor, chat_locks=shared.chat_locks if shared else None,
                           pacer=shared.pacer if shared and pacing else None, file_chat=upload_chat(settings))
 
@@ -43,7 +43,7 @@ def make_shell(framework: str, token: str, api_base: str, game: Game, conversati
 def upload_chat(settings) -> int | None:
     """The storage chat this process uploads stickers to for inline mode: with `run --workers N` only
     worker 0 uploads (the supervisor restarts it), so that no sticker is sent twice meanwhile."""
-    return settings.file_chat if os.environ.get("STICKTIONARY_WORKER", "0") == "0" else None
+    return settings.telegram.file_chat if os.environ.get("STICKTIONARY_WORKER", "0") == "0" else None
 
 
 class SharedState:

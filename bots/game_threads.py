@@ -1,5 +1,5 @@
 """The threads that run game work (database and engine) for every bot of a process, off the event
-loop: one executor per process (Settings.game_threads), shared by its bots."""
+loop: one executor per process (Settings.telegram.game_threads), shared by its bots."""
 
 from __future__ import annotations
 

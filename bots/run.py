@@ -29,29 +29,29 @@ class ConfigurationError(ValueError):
 
 def check_configuration(settings: Settings) -> None:
     """Refuse to start, with a message that says what to set, rather than fail later."""
-    if not settings.bots:
+    if not settings.telegram.bots:
         raise ConfigurationError(
             'no bots configured: set STICKTIONARY_BOTS, e.g. '
             '[{"token": "123:abc", "framework": "ptb", "languages": ["en"]}] (in the environment or .env)')
-    tokens = [b.token.get_secret_value() for b in settings.bots]
+    tokens = [b.token.get_secret_value() for b in settings.telegram.bots]
     if any(":" not in t or not t.split(":")[0].isdigit() for t in tokens):
         raise ConfigurationError("a bot token looks wrong: it is <digits>:<secret>, as @BotFather gives it")
     if len(set(tokens)) != len(tokens):
         raise ConfigurationError("the same token is configured twice")
-    keys = [b.key for b in settings.bots]
+    keys = [b.key for b in settings.telegram.bots]
     if len(set(keys)) != len(keys):
         raise ConfigurationError("two bots have the same name: give each a different \"name\" in STICKTIONARY_BOTS")
-    if settings.webhook_url and not settings.webhook_secret:
+    if settings.telegram.webhook_url and not settings.telegram.webhook_secret:
         raise ConfigurationError("STICKTIONARY_WEBHOOK_URL is set but STICKTIONARY_WEBHOOK_SECRET is not: "
                                  "webhooks need a secret token")
-    if not settings.sticker_root.exists():
-        raise ConfigurationError(f"the sticker folder {settings.sticker_root} does not exist: "
+    if not settings.storage.sticker_root.exists():
+        raise ConfigurationError(f"the sticker folder {settings.storage.sticker_root} does not exist: "
                                  "set STICKTIONARY_STICKER_ROOT or import stickers first")
 
 
 def moderator_bot_key(settings: Settings) -> str:
     """The one bot, the same in every process, that delivers what is addressed to no player."""
-    return settings.moderator_bot or settings.bots[0].key
+    return settings.telegram.moderator_bot or settings.telegram.bots[0].key
 
 
 def bots_health(settings: Settings, db, started) -> Health:
@@ -59,11 +59,11 @@ def bots_health(settings: Settings, db, started) -> Health:
     migration, Redis answers (when configured) and `started()` says the bots are up."""
     checks = {"database": database_check(db)}
     closers = []
-    if settings.redis_url:
-        checks["redis"], close = redis_check(settings.redis_url)
+    if settings.telegram.redis_url:
+        checks["redis"], close = redis_check(settings.telegram.redis_url)
         closers.append(close)
     checks["bots"] = flag_check(started, "the bots have not started yet")
-    health = Health("bots", checks, extra=metrics.DatabaseState(db, [b.key for b in settings.bots]).families)
+    health = Health("bots", checks, extra=metrics.DatabaseState(db, [b.key for b in settings.telegram.bots]).families)
     for close in closers:
         health.on_close(close)
     return health
@@ -75,38 +75,39 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     bot is up (the demo uses it to follow the bots' work). `health` replaces the bots' own
     /healthz, /readyz and /metrics (`sticktionary play` serves them on its page's server)."""
     check_configuration(settings)
-    db = make_engine(settings.database_url)
+    db = make_engine(settings.storage.database_url)
     running = asyncio.Event()
     own_health = health is None
     health = health or bots_health(settings, db, running.is_set)
-    listener = HealthListener(health) if own_health and settings.health_listen else None
+    listener = HealthListener(health) if own_health and settings.health.health_listen else None
     if listener is not None:  # up before the bots, so that a prober sees "alive, not ready yet"
         try:
-            log.info("health and metrics on %s", await listener.start(settings.health_listen))
+            log.info("health and metrics on %s", await listener.start(settings.health.health_listen))
         except OSError as error:
-            raise ConfigurationError(f"cannot listen on STICKTIONARY_HEALTH_LISTEN={settings.health_listen} "
+            raise ConfigurationError(f"cannot listen on STICKTIONARY_HEALTH_LISTEN={settings.health.health_listen} "
                                      f"({error.strerror})") from None
     await asyncio.to_thread(upgrade, db)
     game = await asyncio.to_thread(Game.open, db, settings)
     game.follow_search_changes()  # other processes' changes reach this one's search within the poll interval
-    conversation = Conversation(game, moderators=set(settings.moderators))
-    media = Media(settings.sticker_root, settings.media_cache)
-    receiver = WebhookReceiver(settings.webhook_secret.get_secret_value()) if settings.webhook_url else None
+    conversation = Conversation(game, moderators=set(settings.telegram.moderators))
+    media = Media(settings.storage.sticker_root, settings.telegram.media_cache)
+    telegram = settings.telegram
+    receiver = WebhookReceiver(telegram.webhook_secret.get_secret_value()) if telegram.webhook_url else None
     if receiver is not None and own_health:
         health.add_routes(receiver.app)
-    executor = game_executor(settings.game_threads)
-    shared = SharedState(settings.redis_url) if settings.redis_url else None
+    executor = game_executor(settings.telegram.game_threads)
+    shared = SharedState(settings.telegram.redis_url) if settings.telegram.redis_url else None
     shells = []
     moderator_bot = moderator_bot_key(settings)
-    if moderator_bot not in {config.key for config in settings.bots}:
+    if moderator_bot not in {config.key for config in settings.telegram.bots}:
         log.warning("the moderator bot %s is not among this process's bots: another process must run it, or "
                     "moderator notices and posts to chats stay queued", moderator_bot)
     try:
         keys = []
-        for config in settings.bots:
+        for config in settings.telegram.bots:
             token = config.token.get_secret_value()
             keys.append(config.key)
-            shells.append(make_shell(config.framework, token, settings.telegram_api, game, conversation, media,
+            shells.append(make_shell(config.framework, token, settings.telegram.telegram_api, game, conversation, media,
                                      bot_key=config.key, languages=tuple(config.languages),
                                      delivers_to_moderators=config.key == moderator_bot, game_executor=executor,
                                      shared=shared))
@@ -114,15 +115,15 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         for shell in shells:
             await shell.open()
         await asyncio.gather(*(shell.runtime.register_commands() for shell in shells))
-        for key, shell, config in zip(keys, shells, settings.bots, strict=True):
+        for key, shell, config in zip(keys, shells, settings.telegram.bots, strict=True):
             await shell.start(polling=receiver is None)
             if receiver is not None:
                 receiver.add(key, shell)
-                await shell.runtime.sender_set_webhook(f"{settings.webhook_url.rstrip('/')}/telegram/{key}",
-                                                       settings.webhook_secret.get_secret_value())
+                await shell.runtime.sender_set_webhook(f"{settings.telegram.webhook_url.rstrip('/')}/telegram/{key}",
+                                                       settings.telegram.webhook_secret.get_secret_value())
             log.info("bot %s (%s, %s) is running", key, config.framework, "/".join(config.languages))
         if receiver is not None:
-            host, _, port = settings.webhook_listen.rpartition(":")
+            host, _, port = settings.telegram.webhook_listen.rpartition(":")
             await receiver.start(host or "0.0.0.0", int(port))
         health.start_heartbeat()
         running.set()

@@ -51,10 +51,10 @@ class BotRuntime:
         shared through Redis by every process of the bot). `game_executor` runs the database and
         engine work, off the event loop (None: the loop's default executor). `chat_locks` keeps a
         chat's updates one at a time (shared through Redis by several workers). `attempts` is the one
-        budget of tries per message (Settings.send_attempts); a reply still undelivered
+        budget of tries per message (Settings.delivery.send_attempts); a reply still undelivered
         `reply_max_age` seconds after its update arrived is dropped. Outbox messages addressed to no
         player (moderator notices, posts to chats) go out through the one bot that
-        `delivers_to_moderators`, the same in every process (Settings.moderator_bot)."""
+        `delivers_to_moderators`, the same in every process (Settings.telegram.moderator_bot)."""
         self.bot_key = bot_key
         self.conversation = conversation
         self.sender = sender

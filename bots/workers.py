@@ -27,10 +27,10 @@ def worker_problem(settings: Settings, workers: int) -> str | None:
     """Why these settings cannot run `workers` processes, or None."""
     if workers < 2:
         return None
-    if not settings.webhook_url:
+    if not settings.telegram.webhook_url:
         return ("several workers need webhooks (Telegram allows one getUpdates caller per bot): set "
                 "STICKTIONARY_WEBHOOK_URL and STICKTIONARY_WEBHOOK_SECRET")
-    if not settings.redis_url:
+    if not settings.telegram.redis_url:
         return ("several workers share each chat's turn and Telegram's pacing through Redis: set "
                 "STICKTIONARY_REDIS_URL, e.g. redis://127.0.0.1:6379/0")
     return None

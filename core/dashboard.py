@@ -135,4 +135,4 @@ def latest_metrics(export_dir: Path) -> dict | None:
 def dashboard(db: Engine, settings: Settings, now: datetime | None = None) -> dict:
     return {"generated_at": _as_utc(now or utcnow()).isoformat(), "timeline": queries_over_time(db, now),
             "recent": recent_queries(db), "review": review_queue(db), "leaderboards": leaderboards(db, settings),
-            "statistics": query_statistics(db), "metrics": latest_metrics(settings.export_dir)}
+            "statistics": query_statistics(db), "metrics": latest_metrics(settings.exports.export_dir)}

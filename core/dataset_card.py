@@ -121,9 +121,9 @@ def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime, settin
         f"released (`source` = `validation` = `seed`)." if seeded else
         "This export has no seed queries: every query was written and validated in the game.")
     seeds_policy = ("Seeds were left out of this export (`export now --without-seeds`, "
-                    "STICKTIONARY_EXPORT_WITHOUT_SEEDS)." if settings.export_without_seeds else "")
+                    "STICKTIONARY_EXPORT_WITHOUT_SEEDS)." if settings.exports.export_without_seeds else "")
     original_text = ("The player's own text of a corrected query is in `original_text`, as the operator asked."
-                     if settings.export_original_text else
+                     if settings.privacy.export_original_text else
                      "A player's uncorrected text is not exported: where a moderator corrected a query only the "
                      "correction is (`original_text` is null).")
     return f"""---
@@ -272,7 +272,7 @@ Players consented to the research use of their queries and can withdraw; a withd
 queries from every later export. No Telegram id, name, username or in-game pseudonym is exported: the only
 per-person field is `annotator`, a keyed hash (HMAC-SHA256 with an operator secret that is not the default)
 that cannot be traced back without that secret; `label_round` is hashed the same way. Times are truncated
-to the {settings.export_time_resolution}. {original_text} Free text can still contain whatever a player typed
+to the {settings.privacy.export_time_resolution}. {original_text} Free text can still contain whatever a player typed
 (names, places); moderators review queries a retriever missed, not every query. Report a problem to the
 operators and it is removed from the next export.
 

@@ -133,7 +133,7 @@ def validation_of(source: str, status: str) -> str:
 
 
 def check_export_settings(settings: Settings) -> None:
-    if settings.pseudonym_key == DEFAULT_PSEUDONYM_KEY or not settings.pseudonym_key.strip():
+    if settings.privacy.pseudonym_key == DEFAULT_PSEUDONYM_KEY or not settings.privacy.pseudonym_key.strip():
         raise ExportRefused(DEFAULT_KEY_HINT)
 
 
@@ -303,8 +303,8 @@ class _LanguageWriter:
         self.release = ParquetRecords(folder / data_file("release", language), RELEASE_SCHEMA)
         self.beir = {layout: _BeirWriter(folder, layout, language) for layout in BEIR_LAYOUTS}
         self.jsonl, self.parquet = jsonl, parquet
-        self.report = LanguageReport(language, max_similarity_stickers=settings.export_similarity_stickers,
-                                     max_eval_queries=settings.export_eval_queries)
+        self.report = LanguageReport(language, max_similarity_stickers=settings.exports.export_similarity_stickers,
+                                     max_eval_queries=settings.exports.export_eval_queries)
         self.provenance: Counter = Counter()
         self.sticker_split: Counter = Counter()
         self._annotators: dict[int, str] = {}
@@ -314,13 +314,13 @@ class _LanguageWriter:
         if player_id is None:
             return None
         if player_id not in self._annotators:  # few players, many queries each
-            self._annotators[player_id] = annotator_id(self.settings.pseudonym_key, player_id)
+            self._annotators[player_id] = annotator_id(self.settings.privacy.pseudonym_key, player_id)
         return self._annotators[player_id]
 
     def label_round(self, label_round_id: int | None) -> str | None:
         # A round's queries arrive together (one sticker each): remember the last one, not all of them.
         if label_round_id != self._round[0]:
-            self._round = (label_round_id, round_id(self.settings.pseudonym_key, label_round_id))
+            self._round = (label_round_id, round_id(self.settings.privacy.pseudonym_key, label_round_id))
         return self._round[1]
 
     def add_sticker(self, records: list[QueryRecord]) -> None:
@@ -340,7 +340,7 @@ class _LanguageWriter:
         whole = "test" if sticker_in_test(first.sticker) else "train"
         self.sticker_split[whole] += 1
         test = set(split.test)
-        resolution = settings.export_time_resolution
+        resolution = settings.privacy.export_time_resolution
         for i, record in enumerate(records):
             part = "test" if i in test else "train"
             beir_id = f"q{record.query_id}"
@@ -348,11 +348,11 @@ class _LanguageWriter:
             self.beir["beir-stickers"].query(beir_id, record.final_text, record.sticker, whole)
             validation = validation_of(record.source, record.status)
             self.provenance[record.source, validation] += 1
-            original = record.text if settings.export_original_text and record.corrected_text else None
+            original = record.text if settings.privacy.export_original_text and record.corrected_text else None
             values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
                       record.final_text, original, record.corrected_text, record.source, validation, record.status,
                       self.annotator(record.author_id), self.label_round(record.label_round_id),
-                      record.shown, record.hit_count, record.hit_count >= settings.resonance_retrievers,
+                      record.shown, record.hit_count, record.hit_count >= settings.rules.resonance_retrievers,
                       record.review_action, coarsen(record.reviewed_at, resolution),
                       coarsen(record.created_at, resolution), coarsen(record.validated_at, resolution), part, whole)
             self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))
@@ -366,7 +366,7 @@ class _LanguageWriter:
 
     def metrics(self) -> dict:
         settings = self.settings
-        model = getattr(settings, f"semantic_model_{self.language}") if settings.export_semantic else None
+        model = settings.exports.semantic_model(self.language) if settings.exports.export_semantic else None
         metrics = self.report.metrics(semantic_model=model)
         if model is None:
             metrics["semantic_similarity"] = {"unavailable": "turned off (STICKTIONARY_EXPORT_SEMANTIC=false)"}
@@ -388,12 +388,12 @@ class ExportSummary:
 
 def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                progress: Callable[[int], None] | None = None) -> ExportSummary:
-    """Write a complete export under settings.export_dir; returns where and how much.
+    """Write a complete export under settings.exports.export_dir; returns where and how much.
     Raises ExportRefused (before touching anything) when the settings are not safe to publish."""
     check_export_settings(settings)
     started = utcnow()
     now = now or started
-    export = ExportFolder(Path(settings.export_dir), now)
+    export = ExportFolder(Path(settings.exports.export_dir), now)
     with export as folder:
         jsonl = JsonLines(folder / "queries.jsonl")
         mirrors = ConfigMirrors(folder)
@@ -403,7 +403,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
             for language in LANGUAGES:
                 writer = _LanguageWriter(folder, language, settings, parquet, jsonl)
                 try:
-                    records = query_records(db, language, with_seeds=not settings.export_without_seeds)
+                    records = query_records(db, language, with_seeds=not settings.exports.export_without_seeds)
                     for _, group in groupby(records, key=lambda r: r.sticker):
                         group = list(group)
                         writer.add_sticker(group)
@@ -422,12 +422,12 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
             parquet.close()
             mirrors.close()
         # Configs beside the queries, each written by its own module.
-        inline = write_inline(db, folder, lambda player_id: annotator_id(settings.pseudonym_key, player_id))
-        about = {"generated_at": now.isoformat(), "seeds_included": not settings.export_without_seeds,
-                 "time_resolution": settings.export_time_resolution}
+        inline = write_inline(db, folder, lambda player_id: annotator_id(settings.privacy.pseudonym_key, player_id))
+        about = {"generated_at": now.isoformat(), "seeds_included": not settings.exports.export_without_seeds,
+                 "time_resolution": settings.privacy.export_time_resolution}
         write_json(folder / "stats.json", {**about, "languages": stats, "inline": inline})
         write_json(folder / "metrics.json", {**about, "languages": metrics})
-        sections = [inline_card(inline["choices"], settings.inline_feedback_sampling)]
+        sections = [inline_card(inline["choices"], settings.exports.inline_feedback_sampling)]
         extra_configs = [inline_config()] if inline["choices"] else []
         (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now, settings, sections,
                                                        extra_configs), encoding="utf-8")

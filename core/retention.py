@@ -48,8 +48,8 @@ class RetentionRules:
 
     @classmethod
     def from_settings(cls, settings) -> RetentionRules:
-        return cls(settings.retention_inbox_days, settings.retention_outbox_sent_days,
-                   settings.retention_search_log_days)
+        return cls(settings.storage.retention_inbox_days, settings.storage.retention_outbox_sent_days,
+                   settings.storage.retention_search_log_days)
 
 
 def _cutoff(now: datetime, days: float | None) -> datetime | None:

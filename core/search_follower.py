@@ -26,7 +26,7 @@ from sqlmodel import col
 
 from core import metrics
 from core.datasets import consenting_authors, consenting_usable
-from core.search import BulkBuild, SearchIndexes
+from core.search import BM25Index, BulkBuild, SearchIndexes
 from core.search_log import follow_commits, query_tokens, search_tokens
 from storage.db import is_postgres
 from storage.models import USABLE_QUERY_STATUSES, Query, SearchChange
@@ -68,7 +68,7 @@ class SearchFollower:
                 present = set(connection.execute(select(SearchChange.id).where(
                     SearchChange.id > high - START_WINDOW)).scalars())
                 builds, loaded = self._build_all(connection)
-                indexes = {language: build.index() for language, build in builds.items()}
+                indexes = {language: BM25Index.from_build(build) for language, build in builds.items()}
         now = self.clock()
         self.indexes = SearchIndexes(indexes)
         self.loaded_queries = loaded

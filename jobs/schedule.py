@@ -33,9 +33,9 @@ class ScheduleError(ValueError):
 
 def time_zone(settings: Settings) -> ZoneInfo:
     try:
-        return ZoneInfo(settings.jobs_timezone)
+        return ZoneInfo(settings.jobs.jobs_timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"STICKTIONARY_JOBS_TIMEZONE={settings.jobs_timezone!r} is not a time zone; "
+        raise ScheduleError(f"STICKTIONARY_JOBS_TIMEZONE={settings.jobs.jobs_timezone!r} is not a time zone; "
                             "use an IANA name such as UTC or Asia/Singapore") from None
 
 

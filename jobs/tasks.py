@@ -48,8 +48,8 @@ def leaderboard_weekly(context: JobContext, now: datetime) -> dict:
 
 
 def prizes(context: JobContext, now: datetime) -> dict:
-    period = context.settings.prize_period
-    start, end = last_complete_period(period, now, ZoneInfo(context.settings.jobs_timezone))
+    period = context.settings.rules.prize_period
+    start, end = last_complete_period(period, now, ZoneInfo(context.settings.jobs.jobs_timezone))
     counts = context.prizes(now).tally(start, end, period)
     return {"period": period, "start": start.isoformat(), "end": end.isoformat(), "counts": counts}
 
@@ -65,10 +65,10 @@ def expiry(context: JobContext, now: datetime) -> dict:
 
 
 def export_retention(context: JobContext, now: datetime) -> dict:
-    root = context.settings.export_dir
+    root = context.settings.exports.export_dir
     if not root.is_dir():
         return {"removed": [], "partials": []}
-    removed = apply_retention(root, context.settings.export_keep)
+    removed = apply_retention(root, context.settings.exports.export_keep)
     # A partial folder is a killed export's leftover only while no export runs (in any process).
     with job_lock(context.db, "export") as no_export_running:
         partials = remove_partials(root) if no_export_running else []
@@ -82,12 +82,12 @@ def retention(context: JobContext, now: datetime) -> dict:
 @dataclass(frozen=True)
 class JobSpec:
     name: str
-    schedule_setting: str  # the Settings field holding its cron expression
+    schedule_setting: str  # the JobSettings field holding its cron expression (STICKTIONARY_<FIELD>)
     run: Callable[[JobContext, datetime], dict]
     description: str
 
     def schedule(self, settings: Settings) -> str:
-        return getattr(settings, self.schedule_setting)
+        return getattr(settings.jobs, self.schedule_setting)
 
 
 JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (

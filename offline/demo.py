@@ -50,13 +50,13 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
         for row in board:
             echo(f"  {row.rank}. {row.nickname:<14} {row.points:>4} points")
     now = game.clock()
-    prizes = game.prizes.tally(period_start("day", now, ZoneInfo(settings.jobs_timezone)), now, "day")
+    prizes = game.prizes.tally(period_start("day", now, ZoneInfo(settings.jobs.jobs_timezone)), now, "day")
     echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"
                                              for language, c in prizes.items()))
     # The demo has no operator secret: a key of its own (real runs refuse the default key); no semantic
     # figures, which would load a large model.
-    export = run_export(db, settings.model_copy(update={"export_dir": workdir / "exports", "pseudonym_key": "demo",
-                                                        "export_semantic": False}),
+    export = run_export(db, settings.replace(exports={"export_dir": workdir / "exports", "export_semantic": False},
+                                                privacy={"pseudonym_key": "demo"}),
                         now=now)
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
     for language in LANGUAGES:
@@ -93,11 +93,13 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     sandbox.add_bot(tokens["zh"], "sticktionary_zh_bot")
     base = await sandbox.start()
     moderator_id = 9_999
-    settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
-                        session_min_tasks=max(1, turns), telegram_api=base, media_cache=workdir / "media-cache",
-                        moderators=[moderator_id], _env_file=None, bots=[
+    settings = Settings(storage={"database_url": f"sqlite:///{database}", "sticker_root": workdir},
+                        rules={"gold_rate": 0.2, "session_min_tasks": max(1, turns)},
+                        telegram={"telegram_api": base, "media_cache": workdir / "media-cache",
+                                  "moderators": [moderator_id], "bots": [
                             BotConfig(token=tokens["en"], framework="ptb", languages=["en"], name="en"),
-                            BotConfig(token=tokens["zh"], framework="aiogram", languages=["zh"], name="zh")])
+                            BotConfig(token=tokens["zh"], framework="aiogram", languages=["zh"], name="zh")]},
+                        _env_file=None)
     echo(f"sandbox Bot API at {base}: English bot on python-telegram-bot, Chinese bot on aiogram")
     stop = asyncio.Event()
     ready: dict[str, object] = {}
@@ -176,8 +178,8 @@ def run_demo(workdir: Path, *, players_per_language: int = 6, turns: int = 30, s
     workdir = Path(workdir)
     db, database = _prepare(workdir, echo)
 
-    settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
-                        session_min_tasks=10, _env_file=None)
+    settings = Settings(storage={"database_url": f"sqlite:///{database}", "sticker_root": workdir},
+                        rules={"gold_rate": 0.2, "session_min_tasks": 10}, _env_file=None)
     game = Game.open(db, settings, rng=random.Random(seed))
     simulation = Simulation(game, demo_vocabulary(), seed=seed)
     simulation.add_players("en", players_per_language, 1_000)

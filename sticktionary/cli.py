@@ -51,7 +51,7 @@ def db_upgrade(revision: str = typer.Argument("head", help="target revision")) -
     from storage.db import make_engine
     from storage.migrate import upgrade
 
-    engine = make_engine(get_settings().database_url)
+    engine = make_engine(get_settings().storage.database_url)
     upgrade(engine, revision)
     typer.echo(f"database at {engine.url.render_as_string(hide_password=True)} is at {revision}")
 
@@ -189,7 +189,7 @@ def run(workers: Annotated[int, typer.Option(
             if problem:
                 raise ConfigurationError(problem)
             raise typer.Exit(supervise(workers))
-        if settings.jobs_in_bot_process:
+        if settings.jobs.jobs_in_bot_process:
             scheduler = _start_background_jobs(settings)
         asyncio.run(run_bots(settings))
     except ConfigurationError as error:

@@ -18,7 +18,7 @@ def open_database(upgrade_first: bool = True):
     from storage.db import make_engine
     from storage.migrate import upgrade
 
-    engine = make_engine(get_settings().database_url)
+    engine = make_engine(get_settings().storage.database_url)
     if upgrade_first:
         upgrade(engine)
     return engine
@@ -34,7 +34,7 @@ def log_to_stderr(settings=None) -> None:
     from sticktionary.logs import setup
 
     settings = settings or get_settings()
-    setup(secrets=settings.secrets(), log_format=settings.log_format)
+    setup(secrets=settings.secrets(), log_format=settings.health.log_format)
 
 
 def print_result(result: dict, as_json: bool) -> None:

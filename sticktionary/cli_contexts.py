@@ -62,7 +62,7 @@ def _setup():
     from storage.settings import get_settings
 
     settings = get_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.storage.database_url)
     upgrade(engine)  # as every command that writes: the schema first
     return engine, settings
 
@@ -73,7 +73,7 @@ def _moderator(db, settings, telegram_user_id: int | None) -> int:
 
     from storage.models import Player
 
-    wanted = [telegram_user_id] if telegram_user_id is not None else list(settings.moderators)
+    wanted = [telegram_user_id] if telegram_user_id is not None else list(settings.telegram.moderators)
     if not wanted:
         typer.echo("no moderator: set STICKTIONARY_MODERATORS to your Telegram user id (README, \"Go live\"), "
                    "send /start to your bot, then run this again; or name one with --as USER_ID", err=True)

@@ -26,7 +26,7 @@ def export_now(progress: bool = typer.Option(True, help="show a progress bar"),
 
     settings = get_settings()
     if without_seeds:
-        settings = settings.model_copy(update={"export_without_seeds": True})
+        settings = settings.replace(exports={"export_without_seeds": True})
     try:
         check_export_settings(settings)
     except ExportRefused as error:
@@ -48,7 +48,7 @@ def export_list() -> None:
     """The complete exports in STICKTIONARY_EXPORT_DIR, newest last."""
     from storage.export_files import latest_export, list_exports, read_manifest
 
-    root = get_settings().export_dir
+    root = get_settings().exports.export_dir
     latest = latest_export(root)
     for version in list_exports(root):
         manifest = read_manifest(root / version)
@@ -64,13 +64,13 @@ def export_serve(listen: Annotated[str | None, typer.Option(help="host:port (def
 
     log_to_stderr()
     settings = get_settings()
-    tokens = [t.get_secret_value() for t in settings.pull_tokens]
+    tokens = [t.get_secret_value() for t in settings.exports.pull_tokens]
     if not tokens:
         typer.echo('cannot start: no researcher tokens; set STICKTIONARY_PULL_TOKENS, e.g. ["a-long-random-token"]',
                    err=True)
         raise typer.Exit(2)
-    host, _, port = (listen or settings.pull_listen).rpartition(":")
-    serve(settings.export_dir, tokens, host or "0.0.0.0", int(port))
+    host, _, port = (listen or settings.exports.pull_listen).rpartition(":")
+    serve(settings.exports.export_dir, tokens, host or "0.0.0.0", int(port))
 
 
 @export_app.command("pull")

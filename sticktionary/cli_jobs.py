@@ -64,7 +64,7 @@ def jobs_start(only: Annotated[list[str] | None, typer.Option(help="run only the
     scheduler = make_scheduler(BlockingScheduler, settings, only)
     for job in scheduler.get_jobs():
         typer.echo(f"{job.id:>20}: {job.trigger}")
-    stop_listener = _jobs_health(settings) if settings.health_listen else None
+    stop_listener = _jobs_health(settings) if settings.health.health_listen else None
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
@@ -80,9 +80,9 @@ def _jobs_health(settings):
 
     try:
         return serve_in_thread(Health("jobs", {"database": database_check(open_database(upgrade_first=False))}),
-                               settings.health_listen)
+                               settings.health.health_listen)
     except OSError as error:
-        typer.echo(f"cannot start: cannot listen on STICKTIONARY_HEALTH_LISTEN={settings.health_listen} "
+        typer.echo(f"cannot start: cannot listen on STICKTIONARY_HEALTH_LISTEN={settings.health.health_listen} "
                    f"({error.strerror})", err=True)
         raise typer.Exit(2) from None
 

@@ -18,8 +18,8 @@ def _outbox():
     from storage.db import Database
 
     settings = get_settings()
-    return Outbox(Database(open_database()), max_attempts=settings.outbox_max_attempts,
-                  lease_seconds=settings.outbox_lease_seconds)
+    return Outbox(Database(open_database()), max_attempts=settings.delivery.outbox_max_attempts,
+                  lease_seconds=settings.delivery.outbox_lease_seconds)
 
 
 @outbox_app.callback()

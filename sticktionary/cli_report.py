@@ -40,7 +40,7 @@ def report(
         language_report = LanguageReport(language)
         for sticker, queries in rows:
             language_report.add(sticker, queries)
-        model = (semantic_model or getattr(settings, f"semantic_model_{language}")) if semantic else None
+        model = (semantic_model or settings.exports.semantic_model(language)) if semantic else None
         results[str(path)] = {"language": language, "statistics": language_report.statistics_table(),
                               **language_report.metrics(semantic_model=model)}
     if as_json:

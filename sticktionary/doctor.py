@@ -87,12 +87,12 @@ class Examination:
         with contextlib.suppress(Exception):
             from sqlalchemy.engine import make_url
 
-            password = make_url(settings.database_url).password
+            password = make_url(settings.storage.database_url).password
             if password:
                 secrets.append(str(password))
         with contextlib.suppress(Exception):
-            if settings.redis_url and urlsplit(settings.redis_url).password:
-                secrets.append(urlsplit(settings.redis_url).password)
+            if settings.telegram.redis_url and urlsplit(settings.telegram.redis_url).password:
+                secrets.append(urlsplit(settings.telegram.redis_url).password)
         self._redactor = RedactingFilter(secrets)
 
     CHECKS = ("settings", "database", "redis", "bots", "sticker_folder", "export_folder", "free_disk", "outbox",
@@ -118,21 +118,21 @@ class Examination:
     # ------------------------------------------------------------------ settings
     def check_settings(self) -> None:
         s = self.settings
-        mode = "webhook" if s.webhook_url else "long polling"
-        self.add("settings", Status.OK, f"{len(s.bots)} bot(s) by {mode}, {len(s.moderators)} moderator(s), "
-                                        f"Bot API {s.telegram_api}")
-        if s.webhook_url and not s.webhook_secret:
+        mode = "webhook" if s.telegram.webhook_url else "long polling"
+        self.add("settings", Status.OK, f"{len(s.telegram.bots)} bot(s) by {mode}, "
+                                        f"{len(s.telegram.moderators)} moderator(s), Bot API {s.telegram.telegram_api}")
+        if s.telegram.webhook_url and not s.telegram.webhook_secret:
             self.add("webhook secret", Status.FAIL, "STICKTIONARY_WEBHOOK_URL is set but STICKTIONARY_WEBHOOK_SECRET "
                      "is not (`sticktionary run` refuses to start)", "set STICKTIONARY_WEBHOOK_SECRET to a long random "
                      "string")
-        keys = [bot.key for bot in s.bots]
+        keys = [bot.key for bot in s.telegram.bots]
         if len(set(keys)) != len(keys):
             self.add("bot names", Status.FAIL, "two bots in STICKTIONARY_BOTS have the same name (or token number)",
                      'give each a different "name"')
-        if s.bots and not s.moderators:
+        if s.telegram.bots and not s.telegram.moderators:
             self.add("moderators", Status.WARN, "STICKTIONARY_MODERATORS is empty: missed rounds wait for a review "
                      "nobody can give", "put the moderators' Telegram user ids there")
-        if s.pseudonym_key == "change-me":
+        if s.privacy.pseudonym_key == "change-me":
             self.add("pseudonym key", Status.WARN, "STICKTIONARY_PSEUDONYM_KEY is the default: exports refuse it",
                      "set a long random secret, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'")
 
@@ -148,7 +148,7 @@ class Examination:
         from storage.migrate import alembic_config
 
         try:
-            url = make_url(self.settings.database_url)
+            url = make_url(self.settings.storage.database_url)
         except ArgumentError:
             self.add("database", Status.FAIL, "STICKTIONARY_DATABASE_URL is not a database URL",
                      f"use e.g. sqlite:///var/sticktionary.sqlite3 or {_example('database_url')}")
@@ -173,7 +173,7 @@ class Examination:
             self.add("database", Status.FAIL, f"{shown} does not answer: {_one_line(error)}",
                      "check STICKTIONARY_DATABASE_URL and that the database server runs and lets this user in")
             return
-        script = ScriptDirectory.from_config(alembic_config(self.settings.database_url))
+        script = ScriptDirectory.from_config(alembic_config(self.settings.storage.database_url))
         heads = set(script.get_heads())
         if current == heads:
             self.engine = engine
@@ -194,7 +194,7 @@ class Examination:
 
     # ------------------------------------------------------------------ redis
     def check_redis(self) -> None:
-        url = self.settings.redis_url
+        url = self.settings.telegram.redis_url
         if not url:
             self.add("redis", Status.OK, "not configured (each process keeps its own chat order and pacing; "
                      "`run --workers N` needs STICKTIONARY_REDIS_URL)")
@@ -216,13 +216,13 @@ class Examination:
     def check_bots(self) -> None:
         import httpx
 
-        if not self.settings.bots:
+        if not self.settings.telegram.bots:
             self.add("bots", Status.WARN, "no bots in STICKTIONARY_BOTS (`sticktionary run` refuses to start)",
                      f"set STICKTIONARY_BOTS, e.g. {_example('bots')}")
             return
-        api = self.settings.telegram_api.rstrip("/")
+        api = self.settings.telegram.telegram_api.rstrip("/")
         with httpx.Client(timeout=HTTP_TIMEOUT) as client:
-            for config in self.settings.bots:
+            for config in self.settings.telegram.bots:
                 self._check_bot(client, api, config)
 
     def _check_bot(self, client, api: str, config) -> None:
@@ -246,7 +246,7 @@ class Examination:
     def _judge_webhook(self, key: str, info: dict) -> None:
         check = f"webhook {key}"
         held, pending = info.get("url") or "", info.get("pending_update_count", 0)
-        base = self.settings.webhook_url
+        base = self.settings.telegram.webhook_url
         if base:
             wanted = f"{base.rstrip('/')}/telegram/{key}"
             if not held:
@@ -262,7 +262,7 @@ class Examination:
             self.add(check, Status.FAIL, f"Telegram holds a webhook ({held}) but STICKTIONARY_WEBHOOK_URL is unset: "
                      "long polling gets no updates while it is set",
                      f"set STICKTIONARY_WEBHOOK_URL to serve it, or remove it: "
-                     f"curl {self.settings.telegram_api.rstrip('/')}/bot<TOKEN>/deleteWebhook")
+                     f"curl {self.settings.telegram.telegram_api.rstrip('/')}/bot<TOKEN>/deleteWebhook")
             return
         error = info.get("last_error_message")
         where = held or "long polling"
@@ -274,7 +274,7 @@ class Examination:
 
     # ------------------------------------------------------------------ folders and disk
     def check_sticker_folder(self) -> None:
-        root = self.settings.sticker_root
+        root = self.settings.storage.sticker_root
         check = "sticker folder"
         if not root.is_dir():
             self.add(check, Status.FAIL, f"{root} is not a folder",
@@ -317,7 +317,7 @@ class Examination:
         return stored, missing, example
 
     def check_export_folder(self) -> None:
-        root = self.settings.export_dir
+        root = self.settings.exports.export_dir
         check = "export folder"
         target, exists = root, root.exists()
         if not exists:
@@ -341,10 +341,10 @@ class Examination:
     def check_free_disk(self) -> None:
         from sqlalchemy.engine import make_url
 
-        places = {"stickers": self.settings.sticker_root, "exports": self.settings.export_dir,
-                  "media cache": self.settings.media_cache}
+        places = {"stickers": self.settings.storage.sticker_root, "exports": self.settings.exports.export_dir,
+                  "media cache": self.settings.telegram.media_cache}
         with contextlib.suppress(Exception):
-            url = make_url(self.settings.database_url)
+            url = make_url(self.settings.storage.database_url)
             if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
                 places = {"database": Path(url.database).parent, **places}
         systems: dict[int, tuple[list[str], Path]] = {}
@@ -384,7 +384,7 @@ class Examination:
         if self.engine is None:
             self.add("file ids", Status.SKIP, "needs the database")
             return
-        if not self.settings.bots:
+        if not self.settings.telegram.bots:
             return
         from sqlalchemy import exists, func, or_, select
         from sqlmodel import Session, col
@@ -392,7 +392,7 @@ class Examination:
         from storage.models import ChatContext, Query, Sticker, TelegramFile
 
         with Session(self.engine) as session:
-            for config in self.settings.bots:
+            for config in self.settings.telegram.bots:
                 languages = list(config.languages)
                 in_game = or_(
                     exists().where(col(ChatContext.sticker_id) == col(Sticker.id),
@@ -415,12 +415,12 @@ class Examination:
 
     def check_inline(self) -> None:
         """Per bot: searchable stickers inline search cannot offer yet (no sticker file id of the bot)."""
-        if self.engine is None or not self.settings.bots:
+        if self.engine is None or not self.settings.telegram.bots:
             return
         from core.game.inline_search import offer_counts
 
-        chat = self.settings.file_chat
-        for config in self.settings.bots:
+        chat = self.settings.telegram.file_chat
+        for config in self.settings.telegram.bots:
             counts = offer_counts(self.engine, config.key, config.languages)
             check = f"inline {config.key}"
             detail = (f"{counts.missing} of {counts.stickers} searchable stickers are left out of inline results "

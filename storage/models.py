@@ -409,7 +409,7 @@ class InboxUpdate(SQLModel, table=True):
     handled_at: datetime | None = None
     done_at: datetime | None = None
     # Delivery of the replies (see bots/runtime.py): attempts spent on them so far, out of the one
-    # budget (Settings.send_attempts), and how many of them Telegram already has (not sent again).
+    # budget (Settings.delivery.send_attempts), and how many of them Telegram already has (not sent again).
     send_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     replies_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 

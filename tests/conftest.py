@@ -75,8 +75,9 @@ def db(request, tmp_path, sqlite_template):
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(database_url="sqlite://", sticker_root=tmp_path / "stickers", export_dir=tmp_path / "exports",
-                    gold_rate=0.0, pseudonym_key="test-pseudonym-key", export_semantic=False, _env_file=None)
+    return Settings(storage={"database_url": "sqlite://", "sticker_root": tmp_path / "stickers"},
+                    exports={"export_dir": tmp_path / "exports", "export_semantic": False}, rules={"gold_rate": 0.0},
+                    privacy={"pseudonym_key": "test-pseudonym-key"}, _env_file=None)
 
 
 @pytest.fixture

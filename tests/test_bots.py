@@ -445,10 +445,11 @@ async def test_one_process_runs_an_english_ptb_bot_and_a_chinese_aiogram_bot(gam
     sandbox.add_bot("111:en-token", "en_bot")
     sandbox.add_bot("222:zh-token", "zh_bot")
     base = await sandbox.start()
-    settings = Settings(database_url=str(game_db.url), sticker_root=PACK_DIR, media_cache=tmp_path / "cache",
-                        telegram_api=base, _env_file=None, bots=[
+    settings = Settings(storage={"database_url": str(game_db.url), "sticker_root": PACK_DIR},
+                        telegram={"media_cache": tmp_path / "cache", "telegram_api": base, "bots": [
                             BotConfig(token="111:en-token", framework="ptb", languages=["en"]),
-                            BotConfig(token="222:zh-token", framework="aiogram", languages=["zh"])])
+                            BotConfig(token="222:zh-token", framework="aiogram", languages=["zh"])]},
+                        _env_file=None)
     stop = asyncio.Event()
     running = asyncio.create_task(run_bots(settings, stop))
     try:

@@ -183,13 +183,13 @@ async def _chaos(db, tmp_path: Path) -> None:
         expected: Counter = Counter()
         for task in session.exec(select(RetrievalTask).where(RetrievalTask.status == "answered")):
             if task.hit_rank:
-                points = settings.points_by_rank[task.hit_rank - 1]
+                points = settings.rules.points_by_rank[task.hit_rank - 1]
                 expected[task.retriever_id] += points
                 if not task.is_gold:
                     expected[session.get(LabelRound, task.label_round_id).player_id] += points
-        for query in session.exec(select(Query).where(Query.hit_count >= settings.resonance_retrievers,
+        for query in session.exec(select(Query).where(Query.hit_count >= settings.rules.resonance_retrievers,
                                                       col(Query.author_id).is_not(None))):
-            expected[query.author_id] += settings.resonance_bonus
+            expected[query.author_id] += settings.rules.resonance_bonus
         ledger = Counter(dict(session.exec(select(ScoreEvent.player_id, func.sum(ScoreEvent.points))
                                            .group_by(ScoreEvent.player_id)).all()))
         assert ledger == expected

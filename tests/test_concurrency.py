@@ -63,7 +63,7 @@ def test_concurrent_next_task_calls_give_one_player_one_task(db, settings):
 
 
 def test_two_retrievers_never_overbook_a_round(db, settings):
-    settings.retrievals_per_round = 1
+    settings.rules.retrievals_per_round = 1
     game = make_world(db, settings)
     alice = make_player(game, 1)
     labeled_round(game, alice)

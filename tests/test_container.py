@@ -27,7 +27,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from storage.settings import Settings
+from storage.settings import Settings, every_setting
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -275,7 +275,7 @@ def test_compose_health_checks_ask_the_servers():
         assert services[name]["healthcheck"]["test"][0] == "CMD", name
     environment = _compose()["x-app"]["environment"]
     listen = environment["STICKTIONARY_HEALTH_LISTEN"]  # run (by long polling too) and jobs start serve /healthz
-    assert Settings(health_listen=listen, _env_file=None).health_listen == listen
+    assert Settings(health={"health_listen": listen}, _env_file=None).health.health_listen == listen
     for name in ("bots", "jobs"):
         test = " ".join(services[name]["healthcheck"]["test"])
         assert "/healthz" in test and "STICKTIONARY_HEALTH_LISTEN" in test, name
@@ -299,7 +299,7 @@ def test_compose_volumes_and_ports_are_the_images():
         for setting in ("STICKTIONARY_STICKER_ROOT", "STICKTIONARY_EXPORT_DIR", "STICKTIONARY_MEDIA_CACHE"):
             assert environment[setting] in made and f"{setting}={environment[setting]}" in dockerfile, setting
     exposed = set(re.search(r"^EXPOSE (.+)$", dockerfile, re.M).group(1).split())
-    defaults = Settings.model_fields
+    defaults = every_setting()
     ports = {defaults[listen].default.rpartition(":")[2] for listen in ("webhook_listen", "pull_listen")}
     assert ports <= exposed, (ports, exposed)
     assert services["bots"]["environment"]["STICKTIONARY_HEALTH_LISTEN"].rpartition(":")[2] in exposed

@@ -16,7 +16,7 @@ import pytest
 from sticktionary.doctor import Status, examine, healthy
 from storage.db import make_engine, session_scope
 from storage.models import ChatContext, OutboxMessage, OutboxStatus, Sticker, TelegramFile
-from storage.settings import Settings
+from storage.settings import Settings, room_of
 
 TOKEN = "5550001:AAHdoctorTestTokenThatLooksQuiteReal01"
 WRONG = "5550002:AAHnotAValidTokenForTheSandboxAtAllXyz9"
@@ -181,7 +181,11 @@ def _settings(env: dict, **changes) -> Settings:
     values = {key.removeprefix("STICKTIONARY_").lower(): value for key, value in env.items()}
     values["bots"] = json.loads(values["bots"])
     values["moderators"] = [int(values["moderators"])]
-    return Settings(_env_file=None, **{**values, **changes})
+    rooms = room_of()
+    by_room: dict[str, dict] = {}
+    for name, value in {**values, **changes}.items():
+        by_room.setdefault(rooms[name], {})[name] = value
+    return Settings(_env_file=None, **by_room)
 
 
 def test_webhooks_that_differ_from_the_settings(setup, sandbox):
@@ -191,7 +195,7 @@ def test_webhooks_that_differ_from_the_settings(setup, sandbox):
     assert findings["webhook doctor"].status == Status.FAIL
     assert "elsewhere.example.org" in findings["webhook doctor"].detail
     # Long polling while Telegram holds a webhook: getUpdates would get nothing.
-    findings = {f.check: f for f in examine(settings.model_copy(update={"webhook_url": None}))}
+    findings = {f.check: f for f in examine(settings.replace(telegram={"webhook_url": None}))}
     assert findings["webhook doctor"].status == Status.FAIL and "long polling" in findings["webhook doctor"].detail
     # No webhook yet: `run` sets it.
     _set_webhook(sandbox, "")
@@ -201,12 +205,12 @@ def test_webhooks_that_differ_from_the_settings(setup, sandbox):
 
 def test_dead_letters_and_a_missing_sticker_file_are_warnings(setup, tmp_path):
     settings = _settings(setup)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.storage.database_url)
     with session_scope(engine) as session:
         session.add(OutboxMessage(dedupe_key="gone", kind="feedback_hit", payload={}, status=OutboxStatus.DEAD,
                                   last_error="chat not found"))
     engine.dispose()
-    (settings.sticker_root / "2.png").unlink()
+    (settings.storage.sticker_root / "2.png").unlink()
     findings = examine(settings)
     by_check = {f.check: f for f in findings}
     assert healthy(findings)

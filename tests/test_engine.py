@@ -148,8 +148,8 @@ def test_candidates_hold_the_target_same_language_and_are_reproducible(db, setti
     alice, bob = make_player(game, 1), make_player(game, 2)
     labeled_round(game, alice, queries=("seed3 mood party",))
     task = _retrieve(game, bob)
-    assert len(task.candidates) == settings.candidates
-    assert len({c.id for c in task.candidates}) == settings.candidates
+    assert len(task.candidates) == settings.rules.candidates
+    assert len({c.id for c in task.candidates}) == settings.rules.candidates
     with Session(db) as session:
         stored = session.get(RetrievalTask, task.task_id)
         assert stored.sticker_id in stored.candidate_ids
@@ -256,7 +256,7 @@ def test_resonance_bonus_when_two_retrievers_find_the_sticker(db, settings):
 
 
 def test_resonance_counts_distinct_retrievers_not_hits(db, settings):
-    settings.retrievals_per_round = 3
+    settings.rules.retrievals_per_round = 3
     game = make_world(db, settings)
     alice, bob, carol = make_player(game, 1), make_player(game, 2), make_player(game, 3)
     round_id = labeled_round(game, alice)
@@ -331,8 +331,8 @@ def test_suggestions_enter_the_pool_as_pending_and_are_validated_later(db, setti
 
 
 def test_gold_tasks_check_retrievers_and_flag_those_who_fail(db, settings):
-    settings.gold_rate = 1.0
-    settings.gold_flag_failures = 2
+    settings.rules.gold_rate = 1.0
+    settings.rules.gold_flag_failures = 2
     game = make_world(db, settings, stickers=15)
     player = make_player(game, 1)
     for _ in range(3):
@@ -351,12 +351,12 @@ def test_gold_tasks_check_retrievers_and_flag_those_who_fail(db, settings):
 def test_sessions_count_tasks_and_break_after_a_pause(db, settings):
     clock = [utcnow()]
     game = make_world(db, settings, stickers=20, clock=lambda: clock[0])
-    settings.session_min_tasks = 3
+    settings.rules.session_min_tasks = 3
     player = make_player(game, 1)
     for _ in range(3):
         labeled_round(game, player)
         clock[0] += timedelta(minutes=1)
-    clock[0] += timedelta(minutes=settings.session_gap_minutes + 1)
+    clock[0] += timedelta(minutes=settings.rules.session_gap_minutes + 1)
     labeled_round(game, player)
     with Session(db) as session:
         sessions = session.exec(select(PlaySession).order_by(PlaySession.id)).all()
@@ -377,7 +377,7 @@ def test_abandoned_tasks_expire_and_free_their_slot(db, settings):
     with session_scope(db) as session:
         session.add(OutboxMessage(dedupe_key="held-for-alice", kind="feedback_miss", player_id=alice,
                                   payload={"queries": ["q"]}, status="held"))
-    clock[0] += timedelta(minutes=settings.task_expiry_minutes + 1)
+    clock[0] += timedelta(minutes=settings.rules.task_expiry_minutes + 1)
     assert game.expiry.expire_abandoned() == {"rounds": 1, "tasks": 1, "notices_released": 1}
     with Session(db) as session:
         assert session.get(LabelRound, round_id).retrieval_count == 0

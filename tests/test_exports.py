@@ -83,9 +83,9 @@ def _jsonl(path):
 
 def test_export_contents_and_filters(db, settings, played):
     summary = run_export(db, settings, now=MOMENT)
-    folder = settings.export_dir / summary.version
-    assert summary.version == "2026-11-30T030000Z" and latest_export(settings.export_dir) == summary.version
-    assert (settings.export_dir / LATEST).resolve() == folder.resolve()
+    folder = settings.exports.export_dir / summary.version
+    assert summary.version == "2026-11-30T030000Z" and latest_export(settings.exports.export_dir) == summary.version
+    assert (settings.exports.export_dir / LATEST).resolve() == folder.resolve()
 
     en = _csv_rows(folder / "sticker_queries_en_release.csv")
     hit, miss, withdrawn = played["hit"].key, played["miss"].key, played["withdrawn"].key
@@ -117,7 +117,7 @@ def test_export_contents_and_filters(db, settings, played):
     assert by_text["happy dance"]["label_round"] == by_text["party time"]["label_round"] is not None
     assert by_text["happy dance"]["split"] == by_text["party time"]["split"]  # one round, one side of the split
     assert by_text["happy dance"]["retrieved_by"] == 1 and by_text["happy dance"]["shown_to_retrievers"] == 1
-    alice_id = annotator_id(settings.pseudonym_key, played["alice"])
+    alice_id = annotator_id(settings.privacy.pseudonym_key, played["alice"])
     assert by_text["happy dance"]["annotator"] == alice_id
     seeds = [r for r in records if r["source"] == "seed"]
     assert seeds and all(r["annotator"] is None and r["validation"] == "seed" for r in seeds)
@@ -162,7 +162,7 @@ def test_beir_split_is_deterministic_and_complete(db, settings, played):
     second = run_export(db, settings, now=MOMENT + timedelta(days=1))
     assert first.version != second.version
     for language in ("en", "zh"):
-        a, b = (settings.export_dir / s.version / "beir" / language for s in (first, second))
+        a, b = (settings.exports.export_dir / s.version / "beir" / language for s in (first, second))
         for name in ("corpus.jsonl", "queries.jsonl", "qrels/train.tsv", "qrels/test.tsv"):
             assert (a / name).read_bytes() == (b / name).read_bytes()
         corpus = {d["_id"]: d for d in _jsonl(a / "corpus.jsonl")}
@@ -205,39 +205,39 @@ def test_an_interrupted_export_leaves_nothing_visible(db, settings, played, monk
     monkeypatch.setattr(core.exports, "dataset_card", broken_card)
     with pytest.raises(OSError):
         run_export(db, settings, now=MOMENT + timedelta(days=1))
-    assert list_exports(settings.export_dir) == [good.version]
-    assert latest_export(settings.export_dir) == good.version
-    assert not list(settings.export_dir.glob(f"{PARTIAL_PREFIX}*"))
+    assert list_exports(settings.exports.export_dir) == [good.version]
+    assert latest_export(settings.exports.export_dir) == good.version
+    assert not list(settings.exports.export_dir.glob(f"{PARTIAL_PREFIX}*"))
 
     # A run killed outright leaves its partial folder: never listed, removed by the next export.
-    stale = settings.export_dir / f"{PARTIAL_PREFIX}2026-12-01T030000Z-4242"
+    stale = settings.exports.export_dir / f"{PARTIAL_PREFIX}2026-12-01T030000Z-4242"
     (stale / "beir").mkdir(parents=True)
     (stale / "queries.jsonl").write_text("{}\n")
-    assert list_exports(settings.export_dir) == [good.version]
+    assert list_exports(settings.exports.export_dir) == [good.version]
     monkeypatch.undo()
     newer = run_export(db, settings, now=MOMENT + timedelta(days=2))
     assert not stale.exists()
-    assert list_exports(settings.export_dir) == [good.version, newer.version]
+    assert list_exports(settings.exports.export_dir) == [good.version, newer.version]
 
 
 def test_retention_keeps_the_newest(db, settings, played):
     versions = [run_export(db, settings, now=MOMENT + timedelta(days=d)).version for d in range(4)]
-    assert apply_retention(settings.export_dir, keep=2) == versions[:2]
-    assert list_exports(settings.export_dir) == versions[2:]
-    assert latest_export(settings.export_dir) == versions[-1]
+    assert apply_retention(settings.exports.export_dir, keep=2) == versions[:2]
+    assert list_exports(settings.exports.export_dir) == versions[2:]
+    assert latest_export(settings.exports.export_dir) == versions[-1]
 
 
 def test_export_refuses_the_default_pseudonym_key(db, settings, played):
     for key in ("change-me", "  "):
         with pytest.raises(ExportRefused, match="STICKTIONARY_PSEUDONYM_KEY"):
-            run_export(db, settings.model_copy(update={"pseudonym_key": key}), now=MOMENT)
-    assert list_exports(settings.export_dir) == []
+            run_export(db, settings.replace(privacy={"pseudonym_key": key}), now=MOMENT)
+    assert list_exports(settings.exports.export_dir) == []
 
 
 def test_without_seeds_leaves_them_out_of_files_and_metrics(db, settings, played):
     with_seeds = run_export(db, settings, now=MOMENT)
-    summary = run_export(db, settings.model_copy(update={"export_without_seeds": True}), now=MOMENT + timedelta(1))
-    folder = settings.export_dir / summary.version
+    summary = run_export(db, settings.replace(exports={"export_without_seeds": True}), now=MOMENT + timedelta(1))
+    folder = settings.exports.export_dir / summary.version
     records = _jsonl(folder / "queries.jsonl")
     assert records and all(r["source"] != "seed" for r in records)
     seeds = sum(row["queries"] for lang in with_seeds.stats.values() for row in lang["provenance"]
@@ -254,9 +254,9 @@ def test_without_seeds_leaves_them_out_of_files_and_metrics(db, settings, played
 
 
 def test_original_text_and_exact_times_only_when_asked(db, settings, played):
-    settings = settings.model_copy(update={"export_original_text": True, "export_time_resolution": "second"})
+    settings = settings.replace(privacy={"export_original_text": True, "export_time_resolution": "second"})
     summary = run_export(db, settings, now=MOMENT)
-    records = {r["text"]: r for r in _jsonl(settings.export_dir / summary.version / "queries.jsonl")}
+    records = {r["text"]: r for r in _jsonl(settings.exports.export_dir / summary.version / "queries.jsonl")}
     assert records["sleepy kitten"]["original_text"] == "sleepy cat"
     assert records["happy dance"]["original_text"] is None  # never corrected: text is the player's own
     assert all("." not in r["created_at"] for r in records.values())
@@ -264,7 +264,7 @@ def test_original_text_and_exact_times_only_when_asked(db, settings, played):
 
 def test_sticker_level_split_holds_whole_stickers_out(db, settings, played):
     summary = run_export(db, settings, now=MOMENT)
-    folder = settings.export_dir / summary.version
+    folder = settings.exports.export_dir / summary.version
     records = _jsonl(folder / "queries.jsonl")
     for language in ("en", "zh"):
         beir = folder / "beir-stickers" / language

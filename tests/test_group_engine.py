@@ -19,7 +19,8 @@ from storage.settings import Settings
 
 def _game(db, **settings) -> Game:
     load_demo_pack(db)
-    return Game.open(db, Settings(database_url=str(db.url), gold_rate=0.0, _env_file=None, **settings),
+    return Game.open(db, Settings(storage={"database_url": str(db.url)}, rules={"gold_rate": 0.0}, _env_file=None,
+                                  **settings),
                      rng=random.Random(3))
 
 

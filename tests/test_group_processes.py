@@ -33,7 +33,7 @@ GROUP = -100_555
 def _seed(db) -> tuple[int, list[int]]:
     """A submitted label round and three members who joined the game (through the engine)."""
     load_demo_pack(db)
-    game = Game.open(db, Settings(database_url=str(db.url), _env_file=None))
+    game = Game.open(db, Settings(storage={"database_url": str(db.url)}, _env_file=None))
     try:
         labeler = game.players.register(1, "L").id
         members = [game.players.register(user, f"M{user}").id for user in (2, 3, 4)]

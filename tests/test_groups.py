@@ -164,7 +164,7 @@ async def test_three_members_race_and_the_fastest_correct_ones_score(game_db, tm
         await group.say(3, "/top")
         assert "text" not in (await group.bot_messages())[-1] or not (await group.bot_messages())[-1]["text"] \
             .startswith(t("group_top_week"))
-        world.game.settings.group_pace_seconds = 0
+        world.game.settings.rules.group_pace_seconds = 0
         await group.say(3, "/top")
         table = (await group.bot_messages())[-1]["text"]
         assert table.startswith(t("group_top_week"))
@@ -273,7 +273,7 @@ async def test_the_bot_removed_a_second_round_and_the_group_migrating(game_db, t
         await group.create(added_by=2)
         message, found = await posted_round(world, group, 2, "zh")
         # A second /round while one is open points at it (once per the group's pace), posts no new round.
-        world.game.settings.group_pace_seconds = 0
+        world.game.settings.rules.group_pace_seconds = 0
         await group.say(2, "/round")
         assert (await group.bot_messages())[-1]["text"] == t("group_round_already_open")
         with Session(world.game.db.engine) as session:
@@ -302,7 +302,7 @@ async def test_the_bot_removed_a_second_round_and_the_group_migrating(game_db, t
 
 async def test_a_round_closes_on_time_in_the_background(game_db, tmp_path):
     async with running_bot(game_db, tmp_path, "ptb") as world:
-        world.game.settings.group_round_seconds = 1.5
+        world.game.settings.rules.group_round_seconds = 1.5
         labeler = world.player(1, "en")
         await onboard(labeler, "en")
         await label_and_submit(labeler, "en", ["first idea"])

@@ -79,7 +79,7 @@ async def test_inline_query_answers_ranked_cached_stickers(game_db, tmp_path, fr
                    for r in answer["results"])
         assert [parse_result_id(r["id"])[1] for r in answer["results"]] == list(range(1, len(answer["results"]) + 1))
         # This bot serves two languages and answers in the asker's: the answer is theirs only.
-        assert answer["is_personal"] is True and answer["cache_time"] == world.game.settings.inline_cache_seconds
+        assert answer["is_personal"] is True and answer["cache_time"] == world.game.settings.telegram.inline_cache_seconds
         # This bot serves both languages: a Chinese client searches the Chinese queries.
         chinese = await inline(world, 53, "困了想睡觉", language_code="zh")
         assert sticker_ids(chinese)[0] == sticker_ids(answer)[0]  # the same sleepy sticker, from 困了, 睡觉
@@ -235,7 +235,7 @@ def test_choices_export_as_the_inline_config(db, settings, tmp_path):
     loaded = datasets.load_dataset(str(folder), "inline", split="train", cache_dir=str(tmp_path / "cache"))
     assert loaded.num_rows == 1
     row = loaded[0]
-    assert row["chooser"] == annotator_id(settings.pseudonym_key, staying)
+    assert row["chooser"] == annotator_id(settings.privacy.pseudonym_key, staying)
     assert row["sticker_id"] == stickers[answer.results[2].sticker_id] and row["rank"] == 3 and row["query"] == "mood"
     assert row["shown"] == [stickers[r.sticker_id] for r in answer.results]
     assert row["hour"].minute == 0
@@ -255,7 +255,7 @@ def test_doctor_says_how_many_stickers_inline_search_leaves_out(db, settings):
         session.commit()
     bots = [BotConfig(token="1:x", languages=["en"], name="b")]
     for file_chat, status, words in ((None, Status.WARN, "STICKTIONARY_FILE_CHAT"), (-100, Status.OK, "-100")):
-        examination = Examination(settings.model_copy(update={"bots": bots, "file_chat": file_chat}))
+        examination = Examination(settings.replace(telegram={"bots": bots, "file_chat": file_chat}))
         examination.engine = db
         examination.check_inline()
         (finding,) = examination.findings

@@ -70,7 +70,7 @@ def test_schedules_are_checked(settings):
         with pytest.raises(ScheduleError):
             parse_schedule(bad, tz)
     with pytest.raises(ScheduleError, match="time zone"):
-        check_schedules(settings.model_copy(update={"jobs_timezone": "Mars/Olympus"}))
+        check_schedules(settings.replace(jobs={"jobs_timezone": "Mars/Olympus"}))
     every_two = parse_schedule("*/2 * * * * *", tz)
     now = datetime(2026, 11, 30, 3, 0, 5, 300_000, tzinfo=UTC)
     assert latest_fire_time(every_two, now) == datetime(2026, 11, 30, 3, 0, 4, tzinfo=UTC)
@@ -82,7 +82,7 @@ def test_schedules_are_checked(settings):
 # ---------------------------------------------------------------------------- each job
 def test_prize_tally_top_and_participation(db, settings):
     game = make_world(db, settings, stickers=4, languages=("en", "zh"))
-    settings = settings.model_copy(update={"prize_top_n": 2, "session_min_tasks": 3})
+    settings = settings.replace(rules={"prize_top_n": 2, "session_min_tasks": 3})
     players = [make_player(game, 100 + i) for i in range(4)]
     zh_player = make_player(game, 200, "zh")
     last_week = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -134,7 +134,7 @@ def test_moderators_mark_prizes_delivered(db, settings):
 
 
 def test_leaderboard_posts_go_to_chats_and_opted_in_players(db, settings):
-    settings = settings.model_copy(update={"leaderboard_chats": {"en": [-1001], "zh": [-2002]}})
+    settings = settings.replace(jobs={"leaderboard_chats": {"en": [-1001], "zh": [-2002]}})
     game = make_world(db, settings, stickers=2, languages=("en", "zh"))
     keen, shy, gone = make_player(game, 1), make_player(game, 2), make_player(game, 3)
     game.players.set_leaderboard_opt_in(keen, True)
@@ -162,7 +162,7 @@ def test_expiry_job_closes_abandoned_work(db, settings):
     game = make_world(db, settings, stickers=4)
     labeler = make_player(game, 1)
     task = game.assignment.next_task(labeler, prefer="labeler")
-    now = datetime.now(UTC) + timedelta(minutes=settings.task_expiry_minutes + 1)
+    now = datetime.now(UTC) + timedelta(minutes=settings.rules.task_expiry_minutes + 1)
     outcome = run_job(JobContext(db, settings), "expiry", now)
     assert outcome.result == {"rounds": 1, "tasks": 0, "notices_released": 0}
     with Session(db) as session:
@@ -172,14 +172,14 @@ def test_expiry_job_closes_abandoned_work(db, settings):
 
 def test_export_and_retention_jobs(db, settings):
     make_world(db, settings, stickers=3)
-    settings = settings.model_copy(update={"export_keep": 2})
+    settings = settings.replace(exports={"export_keep": 2})
     context = JobContext(db, settings)
     for day in range(3):
         assert run_job(context, "export", datetime(2026, 11, 28 + day, 3, tzinfo=UTC)).status == "done"
-    assert len(list_exports(settings.export_dir)) == 3
+    assert len(list_exports(settings.exports.export_dir)) == 3
     outcome = run_job(context, "export_retention", datetime(2026, 11, 30, 3, 30, tzinfo=UTC))
     assert outcome.result["removed"] == ["2026-11-28T030000Z"]
-    assert list_exports(settings.export_dir) == ["2026-11-29T030000Z", "2026-11-30T030000Z"]
+    assert list_exports(settings.exports.export_dir) == ["2026-11-29T030000Z", "2026-11-30T030000Z"]
 
 
 # ---------------------------------------------------------------------------- exactly once
@@ -268,7 +268,7 @@ def test_retention_leaves_the_folder_of_an_export_in_progress(db, settings):
     make_world(db, settings, stickers=2)
     context = JobContext(db, settings)
     run_job(context, "export", datetime(2026, 11, 29, 3, tzinfo=UTC))
-    in_progress = settings.export_dir / f"{PARTIAL_PREFIX}2026-11-30T030000Z-999"
+    in_progress = settings.exports.export_dir / f"{PARTIAL_PREFIX}2026-11-30T030000Z-999"
     in_progress.mkdir()
     with job_lock(db, "export") as acquired:  # another process is exporting
         assert acquired

@@ -160,7 +160,7 @@ async def test_the_sandbox_refuses_what_telegram_refuses():
                                             ("[4, 5]", [4, 5]), ("", [])])
 def test_list_settings_accept_one_value_commas_and_json(monkeypatch, value, expected):
     monkeypatch.setenv("STICKTIONARY_MODERATORS", value)
-    assert load_settings(_env_file=None).moderators == expected
+    assert load_settings(_env_file=None).telegram.moderators == expected
 
 
 @pytest.mark.parametrize("name,value", [("STICKTIONARY_MODERATORS", "abc"), ("STICKTIONARY_MODERATORS", "[1,"),

@@ -316,8 +316,8 @@ async def bots_world(db, tmp_path, framework: str, bots: list[tuple[str, str, tu
             for copy in range(copies):
                 engine = make_engine(url_of(db))
                 engines.append(engine)
-                game = Game.open(engine, Settings(database_url=url_of(db), sticker_root=tmp_path, gold_rate=0.0,
-                                             _env_file=None, **settings))
+                game = Game.open(engine, Settings(storage={"database_url": url_of(db), "sticker_root": tmp_path},
+                                                  rules={"gold_rate": 0.0}, _env_file=None, **settings))
                 shell = make_shell(framework, token, base, game, Conversation(game, moderators={MODERATOR}),
                                    Media(tmp_path, tmp_path / "media"), bot_key=key, languages=languages,
                                    pacing=False, delivers_to_moderators=key == moderator_bot)
@@ -483,7 +483,7 @@ async def test_refusals_dead_letter_at_once_and_never_stall_the_queue(db, tmp_pa
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_server_errors_back_off_and_dead_letter_after_the_last_attempt(db, tmp_path, framework):
     async with bots_world(db, tmp_path, framework, [("main", "111:main", ("en",))], moderator_bot="main",
-                          outbox_max_attempts=2) as world:
+                          delivery={"outbox_max_attempts": 2}) as world:
         runtime = world.runtime("main")
         game = world.game("main")
         await world.sim("group", token="111:main", chat_id=-100)
@@ -608,11 +608,11 @@ def test_every_process_designates_the_same_moderator_bot(tmp_path):
     from bots.run import ConfigurationError, check_configuration, moderator_bot_key
 
     bots = [{"token": "111:a", "languages": ["en"]}, {"token": "222:b", "name": "zh-bot", "languages": ["zh"]}]
-    assert moderator_bot_key(Settings(bots=bots, _env_file=None)) == "111"  # the first, by its token's number
-    assert moderator_bot_key(Settings(bots=list(reversed(bots)), _env_file=None)) == "zh-bot"
-    assert moderator_bot_key(Settings(bots=bots, moderator_bot="zh-bot", _env_file=None)) == "zh-bot"
-    twins = Settings(bots=[{"token": "111:a", "name": "x"}, {"token": "222:b", "name": "x"}], sticker_root=tmp_path,
-                     _env_file=None)
+    assert moderator_bot_key(Settings(telegram={"bots": bots}, _env_file=None)) == "111"  # the first, by its token's number
+    assert moderator_bot_key(Settings(telegram={"bots": list(reversed(bots))}, _env_file=None)) == "zh-bot"
+    assert moderator_bot_key(Settings(telegram={"bots": bots, "moderator_bot": "zh-bot"}, _env_file=None)) == "zh-bot"
+    twins = Settings(telegram={"bots": [{"token": "111:a", "name": "x"}, {"token": "222:b", "name": "x"}]},
+                     storage={"sticker_root": tmp_path}, _env_file=None)
     with pytest.raises(ConfigurationError, match="same name"):
         check_configuration(twins)
 

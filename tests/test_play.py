@@ -130,7 +130,7 @@ async def test_bots_list_their_commands_and_stop_ends_open_streams():
 
 
 def test_dashboard_shows_what_players_did(db, settings, tmp_path):
-    settings = settings.model_copy(update={"export_dir": tmp_path / "exports", "pseudonym_key": "test"})
+    settings = settings.replace(exports={"export_dir": tmp_path / "exports"}, privacy={"pseudonym_key": "test"})
     game = make_world(db, settings, languages=("en", "zh"))
     empty = dashboard(db, settings)
     assert empty["timeline"]["buckets"] == [] and empty["recent"] == [] and empty["metrics"] is None
@@ -167,7 +167,7 @@ def test_dashboard_shows_what_players_did(db, settings, tmp_path):
     assert later["unit"] == "day" and len(later["buckets"]) == 9 and later["languages"]["en"]["total"][0] == 0
 
     summary = run_export(db, settings)
-    metrics = latest_metrics(settings.export_dir)
+    metrics = latest_metrics(settings.exports.export_dir)
     assert metrics["version"] == summary.version
     assert metrics["languages"]["zh"]["bm25_retrieval"] == summary.metrics["zh"]["bm25_retrieval"]
     data = dashboard(db, settings)

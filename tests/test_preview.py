@@ -36,7 +36,7 @@ def _world(db, settings, target, others, language, discarded=()):
         for text in discarded:
             session.add(Query(sticker_id=ids[0], language=language, text=text, normalized_text=text,
                               source=QuerySource.SEED, status=QueryStatus.DISCARDED))
-    return Game.open(db, settings.model_copy(update={"preview_hits": 3}), rng=random.Random(1)), ids
+    return Game.open(db, settings.replace(rules={"preview_hits": 3}), rng=random.Random(1)), ids
 
 
 def test_function_and_visual_words_lists():

@@ -160,7 +160,7 @@ def test_leaderboards_list_nicknames_of_players_in_good_standing(db, settings):
     assert (stats.period_points, stats.period_rank, stats.points) == (5, 1, 5)
     # the prizes of the current period, and how close alice is
     standing = game.prizes.standing(alice)
-    assert standing.top_n == settings.prize_top_n and standing.session_min_tasks == settings.session_min_tasks
+    assert standing.top_n == settings.rules.prize_top_n and standing.session_min_tasks == settings.rules.session_min_tasks
 
 
 @pytest.mark.asyncio

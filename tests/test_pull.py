@@ -61,7 +61,7 @@ def exported(db, settings):
 @pytest.fixture
 def server(exported):
     settings, _ = exported
-    with serving(make_app(settings.export_dir, [TOKEN, "another-token"])) as base:
+    with serving(make_app(settings.exports.export_dir, [TOKEN, "another-token"])) as base:
         yield base
 
 

@@ -191,7 +191,7 @@ class Workspace:
         from storage.settings import Settings
 
         db = make_engine(self.env["STICKTIONARY_DATABASE_URL"])
-        game = Game.open(db, Settings(database_url=self.env["STICKTIONARY_DATABASE_URL"], _env_file=None),
+        game = Game.open(db, Settings(storage={"database_url": self.env["STICKTIONARY_DATABASE_URL"]}, _env_file=None),
                     indexes=SearchIndexes())
         game.players.set_moderator(game.players.register(MODERATOR, "Ada").id)
         db.dispose()
@@ -611,8 +611,9 @@ def _env_file(walk, command):
 
     _shell()(walk, command)
     settings = Settings(_env_file=walk.folder / ".env")
-    assert [b.token.get_secret_value() for b in settings.bots] == [GO_LIVE_TOKEN] and settings.moderators == [MODERATOR]
-    assert len(settings.pseudonym_key) == 64 and settings.sticker_root == Path("offline/demo_pack")
+    assert [b.token.get_secret_value() for b in settings.telegram.bots] == [GO_LIVE_TOKEN]
+    assert settings.telegram.moderators == [MODERATOR]
+    assert len(settings.privacy.pseudonym_key) == 64 and settings.storage.sticker_root == Path("offline/demo_pack")
 
 
 def _private(walk, command):

@@ -64,7 +64,7 @@ def test_the_job_prunes_exactly_the_eligible_rows(db, settings):
     outcome = run_job(JobContext(db, settings), "retention", NOW)
     assert outcome.status == "done", outcome.error
     assert outcome.result["removed"] == {"inbox": 3, "outbox_sent": 1, "search_log": 2}
-    assert outcome.result["before"]["inbox"] == (NOW - timedelta(days=settings.retention_inbox_days)).isoformat()
+    assert outcome.result["before"]["inbox"] == (NOW - timedelta(days=settings.storage.retention_inbox_days)).isoformat()
     # Unhandled (received) and undelivered (handled) updates stay however old; finished old ones go.
     assert _inbox(db) == {("old", "received"), ("old", "handled")} | {("recent", s.value) for s in InboxStatus}
     # Only the old sent message goes: pending, sending, held and dead ones are owed or kept for a person.
@@ -104,4 +104,4 @@ def test_zero_keeps_forever(db):
                                              ("retention_search_log_days", 0.1)])
 def test_unsafe_retention_settings_are_refused(name, value):
     with pytest.raises(SettingsProblem, match=f"STICKTIONARY_{name.upper()}.*keep at least"):
-        load_settings(_env_file=None, **{name: value})
+        load_settings(_env_file=None, storage={name: value})

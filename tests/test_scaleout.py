@@ -100,7 +100,7 @@ async def _scale_out(db, tmp_path: Path) -> None:
                 "STICKTIONARY_SCHEDULE_PRIZES": never, "STICKTIONARY_SCHEDULE_EXPORT": never,
                 "STICKTIONARY_SCHEDULE_EXPORT_RETENTION": never, "STICKTIONARY_SCHEDULE_EXPIRY": never}
     client = httpx.AsyncClient(base_url=base, timeout=60)
-    game = Game.open(db, Settings(database_url=url, _env_file=None))
+    game = Game.open(db, Settings(storage={"database_url": url}, _env_file=None))
     try:
         for port in ports:
             processes.append(await _start(f"worker {port}", ["run"], {

@@ -77,8 +77,8 @@ def test_the_export_carries_the_semantic_figures(db, settings, model):
         connection.exec_driver_sql("INSERT INTO query (sticker_id, language, text, normalized_text, source, status, "
                                    "hit_count, created_at) SELECT sticker_id, language, text || ' again', "
                                    "normalized_text || ' again', source, status, 0, created_at FROM query")
-    settings = settings.model_copy(update={"export_semantic": True, "semantic_model_en": model,
-                                           "semantic_model_zh": str(Path(model) / "missing")})
+    settings = settings.replace(exports={"export_semantic": True, "semantic_model_en": model,
+                                         "semantic_model_zh": str(Path(model) / "missing")})
     summary = run_export(db, settings)
     en, zh = summary.metrics["en"]["semantic_similarity"], summary.metrics["zh"]["semantic_similarity"]
     assert 0 < en["bertscore_f1"] <= 1 and 0 < en["cosine_similarity"] <= 1

@@ -19,7 +19,7 @@ def inline_query(turn: GuestTurn) -> None:
     # The same query gets the same answer from a one-language bot, whoever asks: Telegram may share
     # it. A bot of several languages answers in the asker's, so only they may see it.
     turn.say(AnswerInline(incoming.inline_query_id or "", [(r.result_id, r.file_id) for r in answer.results],
-                          cache_time=game.settings.inline_cache_seconds, personal=len(turn.bot_languages) > 1,
+                          cache_time=game.settings.telegram.inline_cache_seconds, personal=len(turn.bot_languages) > 1,
                           next_offset=answer.next_offset))
 
 

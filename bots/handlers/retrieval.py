@@ -75,7 +75,7 @@ def suggestion_asked(turn: Turn, button: callbacks.SuggestQuery) -> None:
 def suggestion_written(turn: Turn, task_id: int) -> None:
     match = SUGGESTION.match(turn.incoming.text or "")
     current = turn.game.assignment.current_task(turn.player.id)
-    size = len(current.candidates) if isinstance(current, RetrievalTaskView) else turn.game.settings.candidates
+    size = len(current.candidates) if isinstance(current, RetrievalTaskView) else turn.game.settings.rules.candidates
     if not match or not 1 <= int(match.group(1)) <= size:
         turn.game.awaited.expect(turn.player.id, AwaitedInput.SUGGEST, task_id)  # the prompt stands: try again
         turn.say(SendText(turn.t("suggest_bad", n=size)))

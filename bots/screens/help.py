@@ -9,14 +9,14 @@ from storage.settings import Settings
 
 def rule_terms(settings: Settings) -> dict[str, int]:
     """What a find at rank 1, 2 and 3 is worth (`points_by_rank`), as the help text states it."""
-    first, second, third = settings.points_by_rank
+    first, second, third = settings.rules.points_by_rank
     return {"first": first, "second": second, "third": third}
 
 
 def prize_terms(settings: Settings, t: Catalogue) -> dict:
     """The values the help text announces the prizes with."""
-    return {"top": settings.prize_top_n, "tasks": settings.session_min_tasks,
-            "period": t(f"period_{settings.prize_period}")}
+    return {"top": settings.rules.prize_top_n, "tasks": settings.rules.session_min_tasks,
+            "period": t(f"period_{settings.rules.prize_period}")}
 
 
 def text(settings: Settings, t: Catalogue) -> str:

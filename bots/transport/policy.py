@@ -4,7 +4,7 @@ attempt budget — shaped like python-telegram-bot's `BaseRateLimiter.process_re
 The policy never retries on its own. A call that fails because Telegram is away raises `Owed`:
 the caller keeps what it owes (an update's replies in the inbox, a message in the outbox) and
 tries again when `TelegramGate` says the next try is due. So one message is attempted at most
-`Settings.send_attempts` times across every layer, however long the outage, and while Telegram
+`Settings.delivery.send_attempts` times across every layer, however long the outage, and while Telegram
 is away only one call at a time probes it instead of every waiting message spending its budget.
 """
 

@@ -64,7 +64,8 @@ from storage.settings import Settings
 
 def game_outbox(db: Transactions, settings: Settings, clock: Callable[[], datetime] = utcnow) -> Outbox:
     """The outbox the game and the jobs write notices into, with the configured delivery policy."""
-    return Outbox(db, clock, max_attempts=settings.outbox_max_attempts, lease_seconds=settings.outbox_lease_seconds)
+    return Outbox(db, clock, max_attempts=settings.delivery.outbox_max_attempts,
+                  lease_seconds=settings.delivery.outbox_lease_seconds)
 
 
 class Game:
@@ -83,7 +84,7 @@ class Game:
         self.search = search if isinstance(search, SearchFollower) else None
         self._fixed_indexes = search if isinstance(search, SearchIndexes) else None
         self.moderators = ModeratorPolicy()
-        self.previews = Previews(lambda: self.indexes, settings.preview_hits)
+        self.previews = Previews(lambda: self.indexes, settings.rules.preview_hits)
         self._compose(db, outbox)
 
     def _compose(self, db: Transactions, outbox: Outbox) -> None:

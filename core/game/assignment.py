@@ -94,7 +94,7 @@ class Assignment:
     def _new_retrieval_task(self, session: Session, player: Player) -> RetrievalTask | None:
         language = player.language
         task = None
-        if self.rng.random() >= self.settings.gold_rate:
+        if self.rng.random() >= self.settings.rules.gold_rate:
             task = self._task_from_submitted_round(session, player)
         if task is None:
             task = self._gold_task(session, player) or self._task_from_submitted_round(session, player)
@@ -114,7 +114,7 @@ class Assignment:
                 LabelRound.language == player.language,
                 LabelRound.status == RoundStatus.SUBMITTED,
                 LabelRound.player_id != player.id,
-                LabelRound.retrieval_count < self.settings.retrievals_per_round,
+                LabelRound.retrieval_count < self.settings.rules.retrievals_per_round,
                 # never a sticker the player labeled, nor one they already looked for
                 col(LabelRound.sticker_id).not_in(labeled_sticker_ids(player.id)),
                 col(LabelRound.sticker_id).not_in(already_targeted(player.id)),
@@ -127,7 +127,7 @@ class Assignment:
         reserved = session.execute(
             update(LabelRound)
             .where(LabelRound.id == label_round.id,
-                   LabelRound.retrieval_count < self.settings.retrievals_per_round)
+                   LabelRound.retrieval_count < self.settings.rules.retrievals_per_round)
             .values(retrieval_count=LabelRound.retrieval_count + 1)
         ).rowcount
         if not reserved:
@@ -143,7 +143,7 @@ class Assignment:
     def _gold_task(self, session: Session, player: Player) -> RetrievalTask | None:
         """A known-answer task from validated data: checks the retriever, not the labeler."""
         index = self.indexes()[player.language]
-        if len(index) < self.settings.candidates:
+        if len(index) < self.settings.rules.candidates:
             return None
         excluded = set(session.exec(labeled_sticker_ids(player.id)).all())
         excluded |= set(session.exec(already_targeted(player.id)).all())
@@ -165,12 +165,12 @@ class Assignment:
                    seed: int) -> list[int]:
         """Target + hard negatives (BM25 top hits for the shown queries) + random same-language
         stickers, shuffled by the task's seed so the same task always shows the same grid."""
-        total = self.settings.candidates
+        total = self.settings.rules.candidates
         rng = random.Random(seed)
         indexes = self.indexes()
         texts = session.exec(select(Query.text, Query.corrected_text).where(col(Query.id).in_(query_ids))).all()
         tokens = [t for text, corrected in texts for t in tokenize(corrected or text)]
-        hard_wanted = max(0, total - 1 - self.settings.random_distractors)
+        hard_wanted = max(0, total - 1 - self.settings.rules.random_distractors)
         result = indexes[language].search(tokens, k=hard_wanted + 1)
         chosen = [h.sticker_id for h in result.hits if h.sticker_id != target][:hard_wanted]
         taken = set(chosen) | {target}

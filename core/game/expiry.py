@@ -63,7 +63,7 @@ class Expiry:
 
     def expire_abandoned(self) -> dict[str, int]:
         """Close rounds and tasks left open past the expiry time; their slots go back to the pool."""
-        cutoff = self.clock() - timedelta(minutes=self.settings.task_expiry_minutes)
+        cutoff = self.clock() - timedelta(minutes=self.settings.rules.task_expiry_minutes)
         # One conditional UPDATE per table: work answered, skipped or submitted meanwhile no longer
         # matches `status = 'open'` (PostgreSQL re-checks a row it waited for), and only the rows
         # changed here lose their drafts or give their slot back.

@@ -11,7 +11,7 @@ sticker, and the round closes when its time is up or when every point place is t
   it (the bots' background closer in any process, or the pick that took the last point place). The
   winner turns every pick, in pick order, into a judgment (`RetrievalTask`, setting='group') and
   scores it through `Scoring.score`, the private path: the first correct pickers get
-  settings.points_by_rank by speed (3/2/1), wrong pickers nothing, the labeler their feedback.
+  settings.rules.points_by_rank by speed (3/2/1), wrong pickers nothing, the labeler their feedback.
   The closed round's message is edited through the outbox (`NoticeKind.GROUP_ROUND_CLOSED`), so it
   is done even if the closing process dies right after.
 
@@ -137,7 +137,7 @@ class GroupRounds:
             posted = GroupRound(chat_id=chat_id, bot_key=bot_key, label_round_id=label_round.id,
                                 sticker_id=label_round.sticker_id, language=label_round.language,
                                 query_ids=query_ids, candidate_ids=candidates, seed=seed, posted_by=player_id,
-                                opened_at=now, closes_at=now + timedelta(seconds=self.settings.group_round_seconds))
+                                opened_at=now, closes_at=now + timedelta(seconds=self.settings.rules.group_round_seconds))
             session.add(posted)
             session.flush()
             return Posted(self._view(session, posted), new=True)
@@ -156,7 +156,7 @@ class GroupRounds:
         for label_round in session.exec(select(LabelRound).where(
                 LabelRound.language == language, LabelRound.status == RoundStatus.SUBMITTED,
                 LabelRound.player_id != poster_id,
-                LabelRound.retrieval_count < self.settings.retrievals_per_round,
+                LabelRound.retrieval_count < self.settings.rules.retrievals_per_round,
         ).order_by(LabelRound.retrieval_count, LabelRound.submitted_at, LabelRound.id).limit(5)).all():
             query_ids = list(session.exec(select(Query.id).where(
                 Query.label_round_id == label_round.id, col(Query.status) != QueryStatus.DISCARDED)
@@ -165,7 +165,7 @@ class GroupRounds:
                 continue
             if session.execute(update(LabelRound).where(
                     LabelRound.id == label_round.id,
-                    LabelRound.retrieval_count < self.settings.retrievals_per_round)
+                    LabelRound.retrieval_count < self.settings.rules.retrievals_per_round)
                     .values(retrieval_count=LabelRound.retrieval_count + 1)).rowcount:
                 return label_round, query_ids
         return None
@@ -202,7 +202,7 @@ class GroupRounds:
             session.add(player)
             correct = session.exec(select(func.count()).select_from(GroupPick).where(
                 GroupPick.round_id == round_id, GroupPick.sticker_id == found.sticker_id)).one()
-            if correct >= len(self.settings.points_by_rank) and self._won_close(session, round_id):
+            if correct >= len(self.settings.rules.points_by_rank) and self._won_close(session, round_id):
                 self._settle(session, found)
             session.flush()
             session.refresh(found)
@@ -240,7 +240,7 @@ class GroupRounds:
         picks = session.exec(select(GroupPick).where(GroupPick.round_id == closed.id).order_by(GroupPick.id)).all()
         for player_id in sorted({pick.player_id for pick in picks}):
             lock_player(session, player_id)  # players first, in id order (the engine's lock order)
-        places = list(self.settings.points_by_rank)
+        places = list(self.settings.rules.points_by_rank)
         found = 0
         for pick in picks:
             correct = pick.sticker_id == closed.sticker_id
@@ -286,9 +286,9 @@ class GroupRounds:
         return GroupRoundView(found.id, found.chat_id, found.language,
                               [texts[i] for i in found.query_ids if i in texts],
                               stickers(session, found.candidate_ids), picks, not closed,
-                              round(self.settings.group_round_seconds), found.message_id,
+                              round(self.settings.rules.group_round_seconds), found.message_id,
                               found.candidate_ids.index(found.sticker_id) + 1 if closed else None,
-                              tuple(self.settings.points_by_rank))
+                              tuple(self.settings.rules.points_by_rank))
 
     def record_message(self, round_id: int, message_id: int) -> bool:
         """The round's message, once Telegram has it (the first one recorded stands)."""
@@ -299,14 +299,14 @@ class GroupRounds:
 
     def may_post(self, chat_id: int, bot_key: str) -> bool:
         """Whether the bot may post unasked in the group now (/top, the pointer at an open round):
-        at most once per settings.group_pace_seconds, decided by a conditional UPDATE."""
+        at most once per settings.rules.group_pace_seconds, decided by a conditional UPDATE."""
         with self.db.write() as session:
             self._group(session, chat_id, bot_key)
             now = self.clock()
             return bool(session.execute(update(GroupChat).where(
                 GroupChat.chat_id == chat_id,
                 or_(col(GroupChat.last_post_at).is_(None),
-                    GroupChat.last_post_at <= now - timedelta(seconds=self.settings.group_pace_seconds)))
+                    GroupChat.last_post_at <= now - timedelta(seconds=self.settings.rules.group_pace_seconds)))
                 .values(last_post_at=now).execution_options(synchronize_session=False)).rowcount)
 
     def language_of(self, chat_id: int) -> str | None:

@@ -99,12 +99,12 @@ class Labeling:
         with self.db.write() as session:
             playable_player(session, player_id, self.clock())
             label_round = own_open_round(session, player_id, round_id)
-            cleaned, normalized = checked_query_text(text, self.settings.max_query_chars)
+            cleaned, normalized = checked_query_text(text, self.settings.rules.max_query_chars)
             own = session.exec(select(Query).where(Query.label_round_id == round_id)).all()
             if any(q.normalized_text == normalized for q in own):
                 raise GameError(ErrorCode.REPEAT_OWN)
-            if len(own) >= self.settings.max_queries_per_round:
-                raise GameError(ErrorCode.TOO_MANY_QUERIES, str(self.settings.max_queries_per_round))
+            if len(own) >= self.settings.rules.max_queries_per_round:
+                raise GameError(ErrorCode.TOO_MANY_QUERIES, str(self.settings.rules.max_queries_per_round))
             refuse_taboo(session, label_round.sticker_id, label_round.language, normalized)
             query = Query(sticker_id=label_round.sticker_id, language=label_round.language, text=cleaned,
                           normalized_text=normalized, author_id=player_id, label_round_id=round_id,
@@ -142,7 +142,7 @@ class Labeling:
             if label_round.context_id is not None:
                 count_on_context(session, label_round.context_id, labels=len(drafts))
             finish_task(session, player_id, Role.LABELER, label_round.language, self.clock(),
-                        self.settings.session_gap_minutes)
+                        self.settings.rules.session_gap_minutes)
             return SubmitResult(round_id, len(drafts))
 
     def skip_round(self, player_id: int, round_id: int) -> None:
@@ -154,4 +154,4 @@ class Labeling:
             if label_round.context_id is not None:
                 count_on_context(session, label_round.context_id, skips=1)
             finish_task(session, player_id, Role.LABELER, label_round.language, self.clock(),
-                        self.settings.session_gap_minutes, counts=False)
+                        self.settings.rules.session_gap_minutes, counts=False)

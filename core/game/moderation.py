@@ -163,7 +163,7 @@ class Moderation:
 
     def correct_query(self, moderator_id: int, query_id: int, text: str | None) -> QueryView:
         try:
-            cleaned = clean_query_text(text, max_chars=self.settings.max_query_chars)
+            cleaned = clean_query_text(text, max_chars=self.settings.rules.max_query_chars)
         except QueryTextError as error:
             raise GameError(error.code, error.detail) from None
         return self._decide(moderator_id, query_id, "correct", QueryStatus.CORRECTED, cleaned)

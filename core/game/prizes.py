@@ -97,7 +97,7 @@ class Prizes:
 
     @property
     def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.settings.jobs_timezone)
+        return ZoneInfo(self.settings.jobs.jobs_timezone)
 
     # ------------------------------------------------------------------ tallies
     def tally(self, start: datetime, end: datetime, period: str) -> dict[str, dict[str, int]]:
@@ -116,11 +116,11 @@ class Prizes:
                            col(Player.consent_withdrawn_at).is_(None))
                     .group_by(ScoreEvent.player_id)
                     .order_by(total.desc(), ScoreEvent.player_id)
-                    .limit(settings.prize_top_n)).all()
+                    .limit(settings.rules.prize_top_n)).all()
                 sessions = session.exec(
                     select(PlaySession.player_id, func.count())
                     .join(Player, Player.id == PlaySession.player_id)
-                    .where(PlaySession.language == language, PlaySession.task_count >= settings.session_min_tasks,
+                    .where(PlaySession.language == language, PlaySession.task_count >= settings.rules.session_min_tasks,
                            PlaySession.started_at >= start, PlaySession.started_at < end,
                            col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None))
                     .group_by(PlaySession.player_id).order_by(PlaySession.player_id)).all()
@@ -174,7 +174,7 @@ class Prizes:
     def standing(self, player_id: int, now: datetime | None = None) -> PrizeStanding:
         """The prizes of the current period and how close the player is to them."""
         now = now or self.clock()
-        period = self.settings.prize_period
+        period = self.settings.rules.prize_period
         start = period_start(period, now, self.tz)
         end = period_start(period, start + timedelta(days=32 if period == "month" else 8 if period == "week" else 1,
                                                      hours=12), self.tz)
@@ -183,7 +183,7 @@ class Prizes:
             if player is None:
                 raise GameError(ErrorCode.UNKNOWN_PLAYER)
             points, rank = standing_in(session, player, start, end)
-            points_to_top = 0 if rank is not None and rank <= self.settings.prize_top_n else None
+            points_to_top = 0 if rank is not None and rank <= self.settings.rules.prize_top_n else None
             if points_to_top is None and player.language:
                 total = func.sum(ScoreEvent.points).label("total")
                 totals = session.exec(
@@ -191,16 +191,16 @@ class Prizes:
                     .where(ScoreEvent.language == player.language, ScoreEvent.created_at >= start,
                            ScoreEvent.created_at < end, ScoreEvent.player_id != player_id, *listable())
                     .group_by(ScoreEvent.player_id).order_by(total.desc())
-                    .limit(self.settings.prize_top_n)).all()
-                if len(totals) < self.settings.prize_top_n:
+                    .limit(self.settings.rules.prize_top_n)).all()
+                if len(totals) < self.settings.rules.prize_top_n:
                     points_to_top = 0 if points > 0 else 1
                 else:
                     points_to_top = int(totals[-1]) - points + 1
             best = session.exec(select(func.coalesce(func.max(PlaySession.task_count), 0)).where(
                 PlaySession.player_id == player_id, PlaySession.started_at >= start,
                 PlaySession.started_at < end)).one()
-        return PrizeStanding(period, start, end, self.settings.prize_top_n, points, rank, points_to_top,
-                             self.settings.session_min_tasks, int(best))
+        return PrizeStanding(period, start, end, self.settings.rules.prize_top_n, points, rank, points_to_top,
+                             self.settings.rules.session_min_tasks, int(best))
 
     # ------------------------------------------------------------------ leaderboard posts
     def post_leaderboards(self, period: str, now: datetime) -> dict[str, int]:
@@ -210,11 +210,11 @@ class Prizes:
         posted: dict[str, int] = {}
         with self.db.write() as session:
             for language in LANGUAGES:
-                board = self.standings.leaderboard(language, since=since, limit=self.settings.leaderboard_size)
+                board = self.standings.leaderboard(language, since=since, limit=self.settings.rules.leaderboard_size)
                 payload = {"language": language, "period": period, "since": since.isoformat(),
                            "rows": [[r.rank, r.nickname, r.points] for r in board]}
                 key = f"leaderboard:{period}:{language}:{now.astimezone(self.tz).date().isoformat()}"
-                chats = self.settings.leaderboard_chats.get(language, [])
+                chats = self.settings.jobs.leaderboard_chats.get(language, [])
                 for chat_id in chats:
                     self.outbox.enqueue(session, f"{key}:chat:{chat_id}", NoticeKind.LEADERBOARD, payload, chat_id=chat_id)
                 players = session.exec(select(Player.id).where(

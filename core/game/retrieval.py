@@ -77,14 +77,14 @@ class Retrieval:
             # the UPDATE also set status, picks and hit_rank on `task` (synchronize_session)
             outcome = self.scoring.score(session, task)
             finish_task(session, player_id, Role.RETRIEVER, task.language, self.clock(),
-                        self.settings.session_gap_minutes)
+                        self.settings.rules.session_gap_minutes)
             return outcome
 
     def _checked_picks(self, task: RetrievalTask, picks: Sequence[int]) -> list[int]:
         if not isinstance(picks, list | tuple) or not picks:
             raise GameError(ErrorCode.NO_PICKS)
-        if len(picks) > self.settings.max_picks:
-            raise GameError(ErrorCode.TOO_MANY_PICKS, str(self.settings.max_picks))
+        if len(picks) > self.settings.rules.max_picks:
+            raise GameError(ErrorCode.TOO_MANY_PICKS, str(self.settings.rules.max_picks))
         if any(not isinstance(p, int) or isinstance(p, bool) for p in picks):
             raise GameError(ErrorCode.BAD_PICK)
         if len(set(picks)) != len(picks):
@@ -104,8 +104,8 @@ class Retrieval:
             picks = list(task.picks)
             if sticker_id in picks:
                 picks.remove(sticker_id)
-            elif len(picks) >= self.settings.max_picks:
-                raise GameError(ErrorCode.TOO_MANY_PICKS, str(self.settings.max_picks))
+            elif len(picks) >= self.settings.rules.max_picks:
+                raise GameError(ErrorCode.TOO_MANY_PICKS, str(self.settings.rules.max_picks))
             else:
                 picks.append(sticker_id)
             task.picks = picks
@@ -129,7 +129,7 @@ class Retrieval:
             if not close_tasks(session, TaskStatus.SKIPPED, RetrievalTask.id == task_id, answered_at=self.clock()):
                 raise GameError(ErrorCode.TASK_CLOSED, "answered")
             finish_task(session, player_id, Role.RETRIEVER, task.language, self.clock(),
-                        self.settings.session_gap_minutes, counts=False)
+                        self.settings.rules.session_gap_minutes, counts=False)
 
     def suggest_query(self, player_id: int, task_id: int, sticker_id: int, text: str | None) -> QueryView:
         """A retriever proposes a query for a candidate; it waits for a later retrieval like any other."""
@@ -140,7 +140,7 @@ class Retrieval:
                 raise GameError(ErrorCode.NOT_YOUR_TASK)
             if sticker_id not in task.candidate_ids:
                 raise GameError(ErrorCode.PICK_NOT_CANDIDATE)
-            cleaned, normalized = checked_query_text(text, self.settings.max_query_chars)
+            cleaned, normalized = checked_query_text(text, self.settings.rules.max_query_chars)
             refuse_taboo(session, sticker_id, task.language, normalized)
             label_round = LabelRound(kind=RoundKind.SUGGESTION, player_id=player_id, sticker_id=sticker_id,
                                      language=task.language, status=RoundStatus.SUBMITTED,

@@ -1,4 +1,4 @@
-"""Scoring and the ledger: a hit at rank r scores both sides (settings.points_by_rank), queries a
+"""Scoring and the ledger: a hit at rank r scores both sides (settings.rules.points_by_rank), queries a
 retriever found become validated, resonant queries earn their author a bonus, gold checks flag
 players. The point ledger (ScoreEvent, one row per award with a unique idempotency key) is the only
 source of scores: an award written twice is one award."""
@@ -29,7 +29,7 @@ class Scoring:
 
     def points_for(self, hit_rank: int | None) -> int:
         """What a find at `hit_rank` (1-based; None: a miss) is worth to each side."""
-        return self.settings.points_by_rank[hit_rank - 1] if hit_rank else 0
+        return self.settings.rules.points_by_rank[hit_rank - 1] if hit_rank else 0
 
     def award(self, session: Session, key: str, player_id: int, language: str, points: int, reason: str,
               task_id: int | None = None, query_id: int | None = None) -> bool:
@@ -100,9 +100,9 @@ class Scoring:
                                       .values(hit_count=Query.hit_count + 1)
                                       .returning(Query.hit_count, Query.author_id)
                                       .execution_options(synchronize_session=False)).first()
-            if counted and counted.author_id and counted.hit_count >= self.settings.resonance_retrievers:
+            if counted and counted.author_id and counted.hit_count >= self.settings.rules.resonance_retrievers:
                 self.award(session, f"resonance:{query_id}", counted.author_id, task.language,
-                           self.settings.resonance_bonus, "resonance", query_id=query_id)
+                           self.settings.rules.resonance_bonus, "resonance", query_id=query_id)
         if validated:
             rows = session.exec(select(Query.id, Query.language, Query.sticker_id, Query.text, Query.corrected_text)
                                 .where(col(Query.id).in_(validated))).all()
@@ -121,7 +121,7 @@ class Scoring:
             RetrievalTask.retriever_id == player_id, RetrievalTask.is_gold,
             RetrievalTask.status == TaskStatus.ANSWERED)).one()
         failures = answered - hits
-        if failures < self.settings.gold_flag_failures or hits / answered >= self.settings.gold_flag_accuracy:
+        if failures < self.settings.rules.gold_flag_failures or hits / answered >= self.settings.rules.gold_flag_accuracy:
             return
         flagged = session.execute(update(Player).where(Player.id == player_id, col(Player.flagged).is_(False))
                                   .values(flagged=True)).rowcount

@@ -26,8 +26,9 @@ def _rounds(url: str, rounds: int) -> dict:
     engine = make_engine(url)
     upgrade(engine)
     load_demo_pack(engine)
-    game = Game.open(engine, Settings(database_url=url, gold_rate=0.0, retrievals_per_round=rounds + 1,
-                                      _env_file=None), rng=random.Random(5))
+    settings = Settings(storage={"database_url": url},
+                        rules={"gold_rate": 0.0, "retrievals_per_round": rounds + 1}, _env_file=None)
+    game = Game.open(engine, settings, rng=random.Random(5))
     try:
         members = []
         for user in range(1, 5):

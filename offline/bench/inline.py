@@ -73,7 +73,7 @@ def bench_inline(stickers: int = 100_000, n_queries: int = 1000, seed: int = 5) 
         texts, queries = build_inline_database(url, stickers)
         build_seconds = time.perf_counter() - started
         db = make_engine(url)
-        settings = Settings(database_url=url, _env_file=None)
+        settings = Settings(storage={"database_url": url}, _env_file=None)
         started = time.perf_counter()
         game = Game.open(db, settings)
         load_seconds = time.perf_counter() - started

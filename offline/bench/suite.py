@@ -212,7 +212,8 @@ def _engine_cycles(url: str, cycles: int) -> float:
     engine = make_engine(url)
     upgrade(engine)
     load_demo_pack(engine)
-    game = Game.open(engine, Settings(database_url=url, gold_rate=0.0, _env_file=None), rng=random.Random(2))
+    game = Game.open(engine, Settings(storage={"database_url": url}, rules={"gold_rate": 0.0}, _env_file=None),
+                     rng=random.Random(2))
     simulation = Simulation(game, demo_vocabulary(), seed=2)
     simulation.add_players("en", 10, 10_000)
     simulation.add_players("zh", 10, 20_000)
@@ -362,7 +363,8 @@ def _export_worker(url: str, export_dir: str, queue) -> None:
     from storage.settings import Settings
 
     engine = make_engine(url)
-    settings = Settings(database_url=url, export_dir=Path(export_dir), pseudonym_key="bench", export_semantic=False)
+    settings = Settings(storage={"database_url": url}, exports={"export_dir": Path(export_dir), "export_semantic": False},
+                        privacy={"pseudonym_key": "bench"})
     start = time.perf_counter()
     summary = run_export(engine, settings)
     seconds = time.perf_counter() - start
@@ -410,7 +412,7 @@ from storage.db import make_engine
 from storage.settings import Settings
 
 url = sys.argv[1]
-game = Game.open(make_engine(url), Settings(database_url=url, _env_file=None))
+game = Game.open(make_engine(url), Settings(storage={"database_url": url}, _env_file=None))
 game.follow_search_changes()
 game.previews.preview("en", "ready")
 print(json.dumps({"loaded_queries": game.search.loaded_queries,

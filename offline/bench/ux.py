@@ -203,7 +203,8 @@ async def run_ux(framework: str, database_url: str, workdir: Path, languages: li
     from storage.settings import Settings
 
     db = make_engine(database_url)
-    settings = Settings(database_url=database_url, sticker_root=PACK_DIR, gold_rate=0.0, _env_file=None)
+    settings = Settings(storage={"database_url": database_url, "sticker_root": PACK_DIR}, rules={"gold_rate": 0.0},
+                        _env_file=None)
     game = Game.open(db, settings, rng=random.Random(seed))
     conversation = Conversation(game, moderators={MODERATOR})
     media = Media(PACK_DIR, workdir / "media-cache")

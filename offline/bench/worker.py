@@ -46,9 +46,9 @@ async def serve_game(spec: dict) -> None:
     from storage.settings import Settings
 
     db = make_engine(spec["database_url"])
-    settings = Settings(database_url=spec["database_url"], gold_rate=0.15, _env_file=None)
+    settings = Settings(storage={"database_url": spec["database_url"]}, rules={"gold_rate": 0.15}, _env_file=None)
     game = Game.open(db, settings, rng=random.Random(spec["index"]))
-    executor = game_executor(settings.game_threads)
+    executor = game_executor(settings.telegram.game_threads)
     shared = SharedState(spec["redis_url"]) if spec.get("redis_url") else None
     shell = make_shell(spec["framework"], spec["game_token"], spec["sandbox"], game, Conversation(game),
                        Media(PACK_DIR, Path(spec["workdir"]) / f"media{spec['index']}"), bot_key="game",

@@ -73,7 +73,7 @@ def _export_now(db, settings) -> None:
 
     try:
         summary = run_export(db, settings)
-        apply_retention(settings.export_dir, 3)  # one every few minutes: keep the last few
+        apply_retention(settings.exports.export_dir, 3)  # one every few minutes: keep the last few
         log.info("export %s: %d queries", summary.version, summary.queries)
     except Exception:  # noqa: BLE001 - the dashboard goes on without fresh metrics
         log.exception("the dashboard's export failed")
@@ -150,9 +150,11 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     # that happens while the database is made.
     (db, database), _ = await asyncio.gather(asyncio.to_thread(_prepare, workdir, echo),
                                              asyncio.to_thread(_import_frameworks))
-    settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, media_cache=workdir / "media-cache",
-                        export_dir=workdir / "exports", pseudonym_key="play", session_min_tasks=5,
-                        moderators=[u for i in IDENTITIES if i.moderator for u in i.user_ids.values()], _env_file=None)
+    settings = Settings(storage={"database_url": f"sqlite:///{database}", "sticker_root": workdir},
+                        telegram={"media_cache": workdir / "media-cache",
+                                  "moderators": [u for i in IDENTITIES if i.moderator for u in i.user_ids.values()]},
+                        exports={"export_dir": workdir / "exports"}, privacy={"pseudonym_key": "play"},
+                        rules={"session_min_tasks": 5}, _env_file=None)
     entries = [BotEntry("en", TOKENS["en"], USERNAMES["en"], "Sticktionary (English)", "python-telegram-bot"),
                BotEntry("zh", TOKENS["zh"], USERNAMES["zh"], "Sticktionary（中文）", "aiogram")]
     sandbox = Sandbox(rate_limits=True, seed=seed or 0)
@@ -170,7 +172,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     except OSError as error:
         raise PortInUse(f"cannot listen on {host}:{port} ({error.strerror}): choose another port with --port") \
             from None
-    settings = settings.model_copy(update={"telegram_api": base, "bots": [
+    settings = settings.replace(telegram={"telegram_api": base, "bots": [
         BotConfig(token=TOKENS["en"], framework="ptb", languages=["en"], name="en"),
         BotConfig(token=TOKENS["zh"], framework="aiogram", languages=["zh"], name="zh")]})
     for entry in entries:
