@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from sticktionary.doctor_bot_api import bot_api, one_line
 from storage.settings import Settings, SettingsProblem, load_settings
 
 HTTP_TIMEOUT = 10.0  # seconds for each Bot API call
@@ -104,7 +105,7 @@ class Examination:
                 try:
                     getattr(self, f"check_{name}")()
                 except Exception as error:  # noqa: BLE001 - a check that breaks is a finding, not a traceback
-                    self.add(name.replace("_", " "), Status.FAIL, f"the check itself failed: {_one_line(error)}",
+                    self.add(name.replace("_", " "), Status.FAIL, f"the check itself failed: {one_line(error)}",
                              "report this with the line above")
         finally:
             if self.engine is not None:
@@ -170,7 +171,7 @@ class Examination:
                 current = set(MigrationContext.configure(connection).get_current_heads())
         except Exception as error:  # noqa: BLE001 - any failure to talk to it is the finding
             engine.dispose()
-            self.add("database", Status.FAIL, f"{shown} does not answer: {_one_line(error)}",
+            self.add("database", Status.FAIL, f"{shown} does not answer: {one_line(error)}",
                      "check STICKTIONARY_DATABASE_URL and that the database server runs and lets this user in")
             return
         script = ScriptDirectory.from_config(alembic_config(self.settings.storage.database_url))
@@ -205,7 +206,7 @@ class Examination:
         try:
             client.ping()
         except Exception as error:  # noqa: BLE001 - any failure to talk to it is the finding
-            self.add("redis", Status.FAIL, f"{_hide_password(url)} does not answer: {_one_line(error)}",
+            self.add("redis", Status.FAIL, f"{_hide_password(url)} does not answer: {one_line(error)}",
                      "start Redis, or fix STICKTIONARY_REDIS_URL (unset it to run without workers)")
             return
         finally:
@@ -228,7 +229,7 @@ class Examination:
     def _check_bot(self, client, api: str, config) -> None:
         key, token = config.key, config.token.get_secret_value()
         check = f"bot {key}"
-        me, problem = _bot_api(client, api, token, "getMe")
+        me, problem = bot_api(client, api, token, "getMe")
         if problem is not None:
             self.bot_ids[key] = False
             self.add(check, Status.FAIL, problem.detail, problem.fix)
@@ -237,7 +238,7 @@ class Examination:
         self.bot_ids[key] = True
         self.add(check, Status.OK, f"@{me.get('username')} (id {me.get('id')}, {config.framework}, "
                                    f"{'/'.join(config.languages)})")
-        info, problem = _bot_api(client, api, token, "getWebhookInfo")
+        info, problem = bot_api(client, api, token, "getWebhookInfo")
         if problem is not None:
             self.add(f"webhook {key}", Status.FAIL, problem.detail, problem.fix)
             return
@@ -437,40 +438,6 @@ class Examination:
                          f"about {hours:.1f} h at 20 a minute")
 
 
-@dataclass
-class _Problem:
-    detail: str
-    fix: str
-
-
-def _bot_api(client, api: str, token: str, method: str) -> tuple[dict, None] | tuple[None, _Problem]:
-    """A Bot API call's result, or what went wrong in words (never the URL: it holds the token)."""
-    import httpx
-
-    try:
-        response = client.get(f"{api}/bot{token}/{method}")
-    except httpx.HTTPError as error:
-        return None, _Problem(f"cannot reach the Bot API at {api} ({method}): {type(error).__name__}"
-                              f"{': ' + _one_line(error) if str(error) else ''}",
-                              "check STICKTIONARY_TELEGRAM_API and this machine's network")
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code == 401:
-        return None, _Problem(f"the Bot API refused the token ({method}: 401 Unauthorized)",
-                              "copy the bot's current token from @BotFather (/token) into STICKTIONARY_BOTS")
-    if response.status_code == 404 and method == "getMe":
-        return None, _Problem("the Bot API does not know this token (404)",
-                              "check the token in STICKTIONARY_BOTS: it is <digits>:<secret>, as @BotFather gives it")
-    if not isinstance(body, dict) or not body.get("ok"):
-        description = body.get("description") if isinstance(body, dict) else None
-        return None, _Problem(f"{method} failed: HTTP {response.status_code}"
-                              f"{' ' + str(description) if description else ''}",
-                              "check STICKTIONARY_TELEGRAM_API; try again if Telegram is having trouble")
-    return body.get("result") or {}, None
-
-
 def _files(root: Path) -> Iterator[Path]:
     stack = [root]
     while stack:
@@ -480,13 +447,6 @@ def _files(root: Path) -> Iterator[Path]:
                     stack.append(Path(entry.path))
                 elif entry.is_file():
                     yield Path(entry.path)
-
-
-def _one_line(error: BaseException) -> str:
-    """An error's own words on one line (a database driver's, not SQLAlchemy's wrapper and its link)."""
-    error = getattr(error, "orig", None) or error
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return "; ".join(lines)[:300] or type(error).__name__
 
 
 def _hide_password(url: str) -> str:

@@ -199,6 +199,12 @@ class ExportSettings(Section):
     # chosen inline results): the dataset card states it, so researchers can scale the `inline` counts.
     inline_feedback_sampling: Literal[1, 10, 100, 1000] = 1
 
+    @field_validator("inline_feedback_sampling", mode="before")
+    @classmethod
+    def _sampling_from_text(cls, value):
+        # From the environment it is text, and a Literal of ints takes no text: "100" reads as 100.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
     def semantic_model(self, language: str) -> str:
         """The BERT model of one language's semantic figures (semantic_model_en, semantic_model_zh)."""
         return getattr(self, f"semantic_model_{language}")
