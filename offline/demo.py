@@ -95,6 +95,7 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     moderator_id = 9_999
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, gold_rate=0.2,
                         session_min_tasks=max(1, turns), telegram_api=base, media_cache=workdir / "media-cache",
+                        partner_after=5, partner_poll_seconds=1,  # partners answer within seconds here
                         moderators=[moderator_id], _env_file=None, bots=[
                             BotConfig(token=tokens["en"], framework="ptb", languages=["en"], name="en"),
                             BotConfig(token=tokens["zh"], framework="aiogram", languages=["zh"], name="zh")])

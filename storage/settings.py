@@ -115,6 +115,16 @@ class Settings(BaseSettings):
     task_expiry_minutes: int = 60
     min_context_words: int = 20
 
+    # Partners (issue 21, core/game/partners.py): a model player answers a submitted round no person
+    # has taken for partner_after seconds (<= 0: no partners). partner_model is "bm25" (the search
+    # index) or "dense" (the semantic extra with semantic_model_en / _zh). partner_points: what the
+    # labeler earns when a partner finds their sticker, once per round (0: feedback only).
+    partner_after: float = 120.0
+    partner_poll_seconds: float = 2.0
+    partner_model: Literal["bm25", "dense"] = "bm25"
+    partner_points: int = 1
+    schedule_partners: str = "* * * * *"
+
     # Jobs (`sticktionary jobs`, or inside `sticktionary run` with jobs_in_bot_process). Schedules are
     # cron expressions in jobs_timezone: five fields, or six with seconds first.
     jobs_timezone: str = "UTC"

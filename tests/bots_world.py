@@ -34,8 +34,9 @@ def prepare_database(tmp_path: Path, template: Path):
 
 @asynccontextmanager
 async def running_bot(db, tmp_path: Path, framework: str, *, rate_limits: bool = False, gold_rate: float = 0.0,
-                      seed: int = 1, webhook_secret: str | None = None):
-    settings = Settings(database_url=str(db.url), sticker_root=PACK_DIR, gold_rate=gold_rate, _env_file=None)
+                      seed: int = 1, webhook_secret: str | None = None, **settings_overrides):
+    settings = Settings(database_url=str(db.url), sticker_root=PACK_DIR, gold_rate=gold_rate, _env_file=None,
+                        **settings_overrides)
     game = Game.open(db, settings, rng=random.Random(seed))
     conversation = Conversation(game, moderators={MODERATOR})
     media = Media(PACK_DIR, tmp_path / "media-cache")

@@ -14,6 +14,7 @@
 | `expiry` | expiry.py | abandoned rounds and tasks |
 | `group_rounds` | group_rounds.py | rounds raced in group chats: posting, picks, closing, the group's table |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
+| `partners` | partners.py | model players answering rounds no person took (partner_scoring.py: their points) |
 
 Every service works on the `Transactions` it is given (storage/db.py), never on a hidden session:
 `Game.db` is the `Database`, where each public method is one transaction of its own, and
@@ -46,6 +47,7 @@ from core.game.expiry import Expiry
 from core.game.group_rounds import GroupRounds
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
+from core.game.partners import Partners
 from core.game.players import Players
 from core.game.prizes import Prizes
 from core.game.retrieval import Retrieval
@@ -99,6 +101,7 @@ class Game:
         self.expiry = Expiry(db, settings, clock, outbox)
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
         self.group_rounds = GroupRounds(db, settings, clock, self.rng, self.assignment, self.scoring, outbox)
+        self.partners = Partners(db, settings, clock, self.rng, lambda: self.indexes, self.assignment, self.retrieval)
 
     def within(self, unit: UnitOfWork) -> Game:
         """The same game with every service (and the outbox) working in `unit`: what one update

@@ -130,6 +130,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
                                              asyncio.to_thread(_import_frameworks))
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, media_cache=workdir / "media-cache",
                         export_dir=workdir / "exports", pseudonym_key="play", session_min_tasks=5,
+                        partner_after=5, partner_poll_seconds=1,  # a lone player hears from a partner in seconds
                         moderators=[u for i in IDENTITIES if i.moderator for u in i.user_ids.values()], _env_file=None)
     entries = [BotEntry("en", TOKENS["en"], USERNAMES["en"], "Sticktionary (English)", "python-telegram-bot"),
                BotEntry("zh", TOKENS["zh"], USERNAMES["zh"], "Sticktionary（中文）", "aiogram")]
