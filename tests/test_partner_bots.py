@@ -48,6 +48,8 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
         try:
             alice = world.player(1, language)
             await onboard(alice, language)
+            # /help states what a partner's find is worth
+            assert t("help_partners", points=1) in texts(await alice.send("/help"))[0]
             queries = ["first idea", "second idea"] if language == "en" else ["第一个想法", "第二个想法"]
             await label_and_submit(alice, language, queries)
             submitted = time.monotonic()
@@ -95,6 +97,8 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
 
             # No model on /top or /prizes: models earn no points, and the lists leave them out even
             # when a model's row has some (forged here) and a prize tally ran over them.
+            moderator = world.player(MODERATOR, language)
+            await onboard(moderator, language)  # before the tally, whose notice to moderators comes any time
             with session_scope(world.game.db) as session:
                 now = world.game.clock()
                 session.add(ScoreEvent(idempotency_key="forged", player_id=partner.id, language=language, points=99,
@@ -105,8 +109,6 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
             world.game.prizes.tally(now - timedelta(days=1), now + timedelta(days=1), "day")
             top = "\n".join(texts(await bob.send("/top")))
             assert model_name not in top and "99" not in top
-            moderator = world.player(MODERATOR, language)
-            await onboard(moderator, language)
             prize_list = "\n".join(texts(await moderator.send("/prizes")))
             assert model_name not in prize_list
         finally:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, select
 
+from core.dashboard import dashboard
+from core.game import Game
 from core.game.errors import GameError
 from core.partner_figures import compare, partner_figures
 from core.text import taboo_key
@@ -304,5 +306,36 @@ def test_humans_and_models_compared_on_the_same_rounds(db, partner_settings):
     game.retrieval.submit_ranking(bob, grid.task_id, [wrong])
     figures = partner_figures(db)
     assert figures["zh"] == {} and figures["en"]["bm25"]["rounds"] == 1
+    assert dashboard(db, partner_settings)["partners"] == figures  # what the dashboard shows
     assert figures["en"]["bm25"]["model_found_human_missed"] == 1
     assert figures["en"]["bm25"]["human_recall_at_3"] == 0.0 and figures["en"]["bm25"]["model_recall_at_1"] == 1.0
+
+
+def test_a_dense_partner_ranks_by_meaning_and_bm25_stands_in_without_a_model(db, partner_settings, tmp_path):
+    from tests.test_semantic import _small_model
+
+    model = _small_model()
+    game, clock = world(db, partner_settings.model_copy(update={"partner_model": "dense",
+                                                                "semantic_model_en": model}))
+    alice = make_player(game, 1)
+    # The sticker's collected queries say "exhausted after work"; alice's words share none of them.
+    label_round = submit(game, alice, lambda sticker: ["so tired, need sleep"])
+    with session_scope(db) as session:
+        session.add(Query(sticker_id=label_round.sticker_id, language="en", text="exhausted after a long day",
+                          normalized_text="exhausted after a long day", source=QuerySource.SEED,
+                          status=QueryStatus.VALIDATED))
+    clock.wait(61)
+    assert game.partners.answer_waiting() == 1
+    [(task, partner)] = tasks_of(game, label_round.id)
+    assert partner.kind == PlayerKind.MODEL and partner.display_name == "dense"
+    assert task.picks[0] == label_round.sticker_id  # the only candidate described by meaning close to alice's
+
+    missing = partner_settings.model_copy(update={"partner_model": "dense",
+                                                  "semantic_model_en": str(tmp_path / "no-model")})
+    game = Game.open(db, missing, clock=clock)
+    bob = make_player(game, 2)
+    other = submit(game, bob, lambda sticker: ["another round"])
+    clock.wait(61)
+    assert game.partners.answer_waiting() == 1
+    [(_task, stand_in)] = tasks_of(game, other.id)
+    assert stand_in.display_name == "bm25"
