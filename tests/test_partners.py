@@ -339,3 +339,37 @@ def test_a_dense_partner_ranks_by_meaning_and_bm25_stands_in_without_a_model(db,
     assert game.partners.answer_waiting() == 1
     [(_task, stand_in)] = tasks_of(game, other.id)
     assert stand_in.display_name == "bm25"
+
+
+def test_partners_are_no_people_in_the_review_the_exports_participation_or_the_activity_gauge(db, partner_settings):
+    from core import metrics
+    from core.exports import participation
+    from core.game.moderation import missed_task
+
+    game, clock = world(db, partner_settings)
+    alice, bob = make_player(game, 1), make_player(game, 2)
+    label_round = submit(game, alice, lambda sticker: ["utterly unrelated words"])
+    clock.wait(61)
+    assert game.partners.answer_waiting() == 1
+    submit(game, bob, lambda sticker: ["bob idea"])
+    grid = game.assignment.next_task(bob)
+    with Session(db) as session:
+        wrong = next(c for c in session.get(RetrievalTask, grid.task_id).candidate_ids if c != label_round.sticker_id)
+    game.retrieval.submit_ranking(bob, grid.task_id, [wrong])  # a person's miss: the round goes to review
+    with session_scope(db) as session:  # a partner's miss on the round, stored after bob's (a higher id)
+        [(model_task, partner)] = [(t, p) for t, p in tasks_of(game, label_round.id) if p.kind == PlayerKind.MODEL]
+        session.add(RetrievalTask(retriever_id=partner.id, label_round_id=label_round.id,
+                                  sticker_id=label_round.sticker_id, language="en", query_ids=model_task.query_ids,
+                                  candidate_ids=model_task.candidate_ids, picks=[wrong], status=TaskStatus.ANSWERED,
+                                  hit_rank=None, created_at=clock(), answered_at=clock()))
+    with Session(db) as session:
+        assert missed_task(session, label_round.id).retriever_id == bob
+    figures = participation(db, "en")
+    assert figures["retrievers"] == 1 and figures["players"] == 2  # alice and bob; no model
+    with session_scope(db) as session:  # everyone, the partner included, acted just now
+        for player in session.exec(select(Player)):
+            player.last_active_at = datetime.now(UTC)
+            session.add(player)
+    gauge = {sample.labels.get("language"): sample.value for family in metrics.DatabaseState(db, []).families()
+             if family.name == "sticktionary_players_active" for sample in family.samples}
+    assert gauge["en"] == 2  # alice and bob, not the partner
