@@ -373,3 +373,29 @@ def test_partners_are_no_people_in_the_review_the_exports_participation_or_the_a
     gauge = {sample.labels.get("language"): sample.value for family in metrics.DatabaseState(db, []).families()
              if family.name == "sticktionary_players_active" for sample in family.samples}
     assert gauge["en"] == 2  # alice and bob, not the partner
+
+
+def test_the_partners_job_answers_the_waiting_rounds_once(db, partner_settings):
+    from jobs.schedule import run_job
+    from jobs.tasks import JobContext
+
+    game, clock = world(db, partner_settings)  # rounds submitted on 1 December: long waiting by now
+    for user in (1, 2):
+        submit(game, make_player(game, user), lambda sticker, user=user: [f"idea {user}"])
+    context = JobContext(db, partner_settings)
+    slot = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert run_job(context, "partners", slot).result == {"answered": 2}
+    assert run_job(context, "partners", slot + timedelta(minutes=1)).result == {"answered": 0}
+
+
+def test_a_round_whose_queries_were_all_discarded_gets_no_partner(db, partner_settings):
+    game, clock = world(db, partner_settings)
+    alice = make_player(game, 1)
+    label_round = submit(game, alice, lambda sticker: ["some idea"])
+    with session_scope(db) as session:
+        for query in session.exec(select(Query).where(Query.label_round_id == label_round.id)):
+            query.status = QueryStatus.DISCARDED
+            session.add(query)
+    clock.wait(61)
+    assert game.partners.answer_waiting() == 0 and tasks_of(game, label_round.id) == []
+    assert game.partners.waiting_rounds() == []  # looked at once, not again every poll

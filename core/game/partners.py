@@ -122,6 +122,8 @@ class Partners:
             rows = session.exec(select(Query.id, Query.text).where(
                 Query.label_round_id == round_id, col(Query.status) != QueryStatus.DISCARDED).order_by(Query.id)).all()
             query_ids, texts = [row.id for row in rows], [row.text for row in rows]
+            if not query_ids:  # every query was discarded: nothing to rank from, and no partner later
+                return None
             seed = self.rng.getrandbits(62)
             candidates = self.assignment.candidates(session, language, label_round.sticker_id, query_ids, seed)
             model, ranked = self.ranker.rank(session, language, texts, candidates)
