@@ -16,7 +16,6 @@ from bots.game_threads import GameThreads
 from bots.messages.catalogue import catalogue, quoted
 from bots.partner_seat import PartnerSeat
 from core.nicknames import nickname_of
-from storage.db import session_scope
 from storage.models import (
     LabelRound,
     OutboxMessage,
@@ -59,7 +58,7 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
             while notice is None:
                 assert time.monotonic() < deadline, "no partner answered within partner_after + 5 s"
                 await asyncio.sleep(0.1)
-                with Session(world.game.db) as session:
+                with Session(world.game.db.engine) as session:
                     notice = session.exec(select(OutboxMessage).where(
                         OutboxMessage.kind == "partner_feedback", OutboxMessage.status.in_(("held", "sent")))).first()
             live = [e for e in current(await alice.transcript()) if any(
@@ -76,7 +75,7 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
             assert any(text.startswith(line) for text in texts(fresh)), texts(after)
             assert sum(line in text for text in texts(await alice.transcript())) == 1
 
-            with Session(world.game.db) as session:
+            with Session(world.game.db.engine) as session:
                 [(task, partner)] = session.exec(select(RetrievalTask, Player).join(
                     Player, Player.id == RetrievalTask.retriever_id).where(Player.kind == PlayerKind.MODEL)).all()
                 assert partner.language == language and task.status == TaskStatus.ANSWERED
@@ -91,7 +90,7 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
             grid = grid_of(screen)
             assert queries[0] in grid["caption"]
             bob_task = int(next(b for b in bob.buttons(grid) if b.startswith("pd:")).split(":")[1])
-            with Session(world.game.db) as session:
+            with Session(world.game.db.engine) as session:
                 assert session.get(RetrievalTask, bob_task).label_round_id == partner_round
             assert seat_answered >= 1
 
@@ -99,7 +98,7 @@ async def test_a_lone_labeler_hears_from_a_partner_and_a_later_person_still_gets
             # when a model's row has some (forged here) and a prize tally ran over them.
             moderator = world.player(MODERATOR, language)
             await onboard(moderator, language)  # before the tally, whose notice to moderators comes any time
-            with session_scope(world.game.db) as session:
+            with world.game.db.write() as session:
                 now = world.game.clock()
                 session.add(ScoreEvent(idempotency_key="forged", player_id=partner.id, language=language, points=99,
                                        reason="retriever_hit", created_at=now))

@@ -60,7 +60,7 @@ def world(db, settings, languages=("en",)):
 
 def seed_word(game, sticker_id: int, language: str = "en") -> str:
     """A word of the sticker's seed query: BM25 finds the sticker from it."""
-    with Session(game.db) as session:
+    with Session(game.db.engine) as session:
         text = session.exec(select(Query.text).where(Query.sticker_id == sticker_id, Query.language == language,
                                                      Query.source == QuerySource.SEED)).first()
     return text.split()[0]
@@ -73,12 +73,12 @@ def submit(game, player_id: int, queries_for) -> LabelRound:
     for text in queries_for(task.sticker.id):
         game.labeling.add_query(player_id, task.round_id, text)
     game.labeling.submit_round(player_id, task.round_id)
-    with Session(game.db) as session:
+    with Session(game.db.engine) as session:
         return session.get(LabelRound, task.round_id)
 
 
 def tasks_of(game, round_id: int) -> list[tuple[RetrievalTask, Player]]:
-    with Session(game.db) as session:
+    with Session(game.db.engine) as session:
         return list(session.exec(select(RetrievalTask, Player).join(Player, Player.id == RetrievalTask.retriever_id)
                                  .where(RetrievalTask.label_round_id == round_id).order_by(RetrievalTask.id)).all())
 
@@ -399,3 +399,18 @@ def test_a_round_whose_queries_were_all_discarded_gets_no_partner(db, partner_se
     clock.wait(61)
     assert game.partners.answer_waiting() == 0 and tasks_of(game, label_round.id) == []
     assert game.partners.waiting_rounds() == []  # looked at once, not again every poll
+
+
+def test_a_partner_task_left_open_by_a_killed_process_is_submitted_once_later(db, partner_settings):
+    game, clock = world(db, partner_settings)
+    alice = make_player(game, 1)
+    label_round = submit(game, alice, lambda sticker: [f"{seed_word(game, sticker)} feeling"])
+    clock.wait(61)
+    task_id, _partner = game.partners._draft(label_round.id)  # the process dies right after this step
+    assert game.partners.waiting_rounds() == [] and game.partners.left_open() == []  # too fresh to take over
+    clock.wait(61)
+    assert game.partners.answer_waiting() == 1 and game.partners.answer_waiting() == 0
+    [(task, _)] = tasks_of(game, label_round.id)
+    assert task.id == task_id and task.status == TaskStatus.ANSWERED and task.hit_rank == 1
+    with Session(db) as session:
+        assert len(session.exec(select(OutboxMessage).where(OutboxMessage.kind == "partner_feedback")).all()) == 1
