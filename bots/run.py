@@ -9,8 +9,9 @@ import signal
 
 from bots.app import SharedState, make_shell
 from bots.conversation import Conversation
-from bots.game_threads import game_executor
+from bots.game_threads import GameThreads, game_executor
 from bots.media import Media
+from bots.partner_seat import PartnerSeat
 from bots.startup import settled_heap
 from bots.webhook import WebhookReceiver
 from core import metrics
@@ -98,6 +99,7 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
     executor = game_executor(settings.telegram.game_threads)
     shared = SharedState(settings.telegram.redis_url) if settings.telegram.redis_url else None
     shells = []
+    seat = None
     moderator_bot = moderator_bot_key(settings)
     if moderator_bot not in {config.key for config in settings.telegram.bots}:
         log.warning("the moderator bot %s is not among this process's bots: another process must run it, or "
@@ -125,6 +127,8 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
         if receiver is not None:
             host, _, port = settings.telegram.webhook_listen.rpartition(":")
             await receiver.start(host or "0.0.0.0", int(port))
+        seat = PartnerSeat(game, GameThreads(executor))  # rounds no person has taken get a partner's answer
+        seat.start()
         health.start_heartbeat()
         running.set()
         stop = stop or stop_on_signals()
@@ -134,6 +138,8 @@ async def run_bots(settings: Settings, stop: asyncio.Event | None = None, on_rea
             await stop.wait()
     finally:
         running.clear()  # /readyz: not ready while stopping
+        if seat is not None:
+            await seat.stop()
         if receiver is not None:
             await receiver.stop()  # no new updates; those in flight are finished by the shells' stop
         if listener is not None:

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from core.datasets import dataset_rows
 from core.game.standings import Standings
+from core.partner_figures import partner_figures
 from core.research import QueryStatistics
 from core.text import tokenize
 from core.vocabulary import LANGUAGES
@@ -135,4 +136,5 @@ def latest_metrics(export_dir: Path) -> dict | None:
 def dashboard(db: Engine, settings: Settings, now: datetime | None = None) -> dict:
     return {"generated_at": _as_utc(now or utcnow()).isoformat(), "timeline": queries_over_time(db, now),
             "recent": recent_queries(db), "review": review_queue(db), "leaderboards": leaderboards(db, settings),
-            "statistics": query_statistics(db), "metrics": latest_metrics(settings.exports.export_dir)}
+            "statistics": query_statistics(db), "metrics": latest_metrics(settings.exports.export_dir),
+            "partners": partner_figures(db)}

@@ -71,6 +71,7 @@ from storage.export_files import (
 from storage.models import (
     LabelRound,
     Player,
+    PlayerKind,
     Query,
     QuerySource,
     QueryStatus,
@@ -194,8 +195,9 @@ def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: b
 
 
 def participation(db: Engine, language: str) -> dict:
-    """Table 2: players per role and tasks per player (players who withdrew consent left out)."""
-    consenting = select(Player.id).where(col(Player.consent_withdrawn_at).is_(None))
+    """Table 2: players per role and tasks per player (people only: players who withdrew consent and
+    partner models left out)."""
+    consenting = select(Player.id).where(col(Player.consent_withdrawn_at).is_(None), Player.kind == PlayerKind.HUMAN)
     labels = (select(LabelRound.player_id.label("player_id"))
               .where(LabelRound.language == language, LabelRound.kind == RoundKind.LABEL,
                      LabelRound.status == RoundStatus.SUBMITTED, col(LabelRound.player_id).in_(consenting)))

@@ -34,7 +34,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from storage.models import InboxStatus, InboxUpdate, JobRun, OutboxMessage, OutboxStatus, Player, SearchChange, utcnow
+from storage.models import (
+    InboxStatus,
+    InboxUpdate,
+    JobRun,
+    OutboxMessage,
+    OutboxStatus,
+    Player,
+    PlayerKind,
+    SearchChange,
+    utcnow,
+)
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -250,8 +260,9 @@ class DatabaseState:
             outbox = session.exec(select(OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at))
                                   .where(col(OutboxMessage.status).in_((*queued, OutboxStatus.HELD, OutboxStatus.DEAD)))
                                   .group_by(OutboxMessage.status)).all()
-            active = session.exec(select(Player.language, func.count()).where(
-                Player.last_active_at >= now - ACTIVE_WINDOW).group_by(Player.language)).all()
+            active = session.exec(select(Player.language, func.count()).where(  # people, not partner models
+                Player.last_active_at >= now - ACTIVE_WINDOW, Player.kind == PlayerKind.HUMAN)
+                .group_by(Player.language)).all()
             head = session.exec(select(func.max(SearchChange.id))).one()
             jobs = session.exec(select(JobRun.job, func.max(JobRun.finished_at)).where(JobRun.status == "done")
                                 .group_by(JobRun.job)).all()

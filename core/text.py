@@ -139,6 +139,24 @@ def normalize_query(text: str) -> str:
     return text[start:end] or text
 
 
+_RUNS = re.compile(r"(.)\1{2,}")
+_SPACE_BY_CJK = re.compile(rf"\s+(?=[{_CJK}])|(?<=[{_CJK}])\s+")
+
+
+def taboo_key(text: str) -> str:
+    """The form in which two queries are the same query for the taboo rule: `normalize_query`, and
+    near-duplicates collide too — punctuation and symbols anywhere (emoji included) do not count, a
+    letter held for emphasis does not (three or more in a row count as one: "sooo hot" is "so hot";
+    two stay two, so "good" is not "god"), nor do spaces beside Chinese characters.
+    So "so hot", "So hot!!", "so, hot 🔥" and "sooooo hot" are one query; a text of nothing but
+    symbols keeps its normal form."""
+    normal = normalize_query(text)
+    kept = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in normal)
+    kept = _SPACES.sub(" ", _RUNS.sub(r"\1", kept)).strip()
+    kept = _SPACE_BY_CJK.sub("", kept)
+    return kept or normal
+
+
 def _is_edge_noise(char: str) -> bool:
     return char.isspace() or unicodedata.category(char).startswith("P")
 

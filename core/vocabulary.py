@@ -55,13 +55,15 @@ class NoticeKind(StrEnum):
     MODERATOR_FLAG = "moderator_flag"  # a player failed gold checks
     PRIZES_TALLIED = "prizes_tallied"
     GROUP_ROUND_CLOSED = "group_round_closed"  # a group round's message becomes its result
+    PARTNER_FEEDBACK = "partner_feedback"  # a partner (model) looked for a labeler's sticker while no person had
 
 
 # Notices addressed to one player (OutboxMessage.player_id).
 PLAYER_NOTICES: tuple[str, ...] = (NoticeKind.FEEDBACK_HIT, NoticeKind.FEEDBACK_MISS, NoticeKind.LEADERBOARD,
-                                   NoticeKind.REVIEW_DECIDED, NoticeKind.PRIZE_WON)
+                                   NoticeKind.REVIEW_DECIDED, NoticeKind.PRIZE_WON, NoticeKind.PARTNER_FEEDBACK)
 # Player notices that wait for the player's next screen rather than interrupting a task.
-HELD_NOTICES: tuple[str, ...] = (NoticeKind.FEEDBACK_HIT, NoticeKind.FEEDBACK_MISS, NoticeKind.REVIEW_DECIDED)
+HELD_NOTICES: tuple[str, ...] = (NoticeKind.FEEDBACK_HIT, NoticeKind.FEEDBACK_MISS, NoticeKind.REVIEW_DECIDED,
+                                 NoticeKind.PARTNER_FEEDBACK)
 
 
 class ErrorCode(StrEnum):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 from core.exports import run_export
-from core.game import game_outbox
+from core.game import Game, game_outbox
 from core.game.expiry import Expiry
 from core.game.moderation import ModeratorPolicy
 from core.game.prizes import Prizes, last_complete_period
@@ -64,6 +65,20 @@ def expiry(context: JobContext, now: datetime) -> dict:
     return context.expiry(now).expire_abandoned()
 
 
+# One game per database for the partners job: its search index is loaded once and then follows the
+# change log, rather than being rebuilt every minute.
+_partner_games: weakref.WeakKeyDictionary[Engine, Game] = weakref.WeakKeyDictionary()
+
+
+def partners(context: JobContext, now: datetime) -> dict:
+    """Rounds that waited `partner_after` seconds for a person get a partner's answer (the bots'
+    partner seat does the same every few seconds; each round is answered once whoever runs)."""
+    game = _partner_games.get(context.db)
+    if game is None:
+        game = _partner_games[context.db] = Game.open(context.db, context.settings)
+    return {"answered": game.partners.answer_waiting(limit=500)}
+
+
 def export_retention(context: JobContext, now: datetime) -> dict:
     root = context.settings.exports.export_dir
     if not root.is_dir():
@@ -101,6 +116,8 @@ JOBS: dict[str, JobSpec] = {spec.name: spec for spec in (
     JobSpec("expiry", "schedule_expiry", expiry, "close rounds and tasks left open too long"),
     JobSpec("export_retention", "schedule_export_retention", export_retention,
             "keep only the newest export_keep exports"),
+    JobSpec("partners", "schedule_partners", partners,
+            "partner bots answer the rounds no person has taken for partner_after seconds"),
     JobSpec("retention", "schedule_retention", retention,
             "delete handled updates, sent messages and search-log rows older than the retention settings"),
 )}

@@ -94,7 +94,8 @@ async def _telegram_demo(workdir: Path, players_per_language: int, turns: int, s
     base = await sandbox.start()
     moderator_id = 9_999
     settings = Settings(storage={"database_url": f"sqlite:///{database}", "sticker_root": workdir},
-                        rules={"gold_rate": 0.2, "session_min_tasks": max(1, turns)},
+                        rules={"gold_rate": 0.2, "session_min_tasks": max(1, turns),
+                               "partner_after": 5, "partner_poll_seconds": 1},  # partners answer within seconds here
                         telegram={"telegram_api": base, "media_cache": workdir / "media-cache",
                                   "moderators": [moderator_id], "bots": [
                             BotConfig(token=tokens["en"], framework="ptb", languages=["en"], name="en"),

@@ -148,6 +148,9 @@ class LabelRound(SQLModel, table=True):
     # The taken queries (ids, seeds included) the label screen showed as taboo, as first shown;
     # None for rounds from before it was recorded.
     taboo_shown: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # When a partner (a model player) took the round: set by the conditional UPDATE that lets exactly
+    # one partner answer it, in whichever process (core/game/partners.py).
+    partner_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     submitted_at: datetime | None = None
 

@@ -83,6 +83,14 @@ class GameRules(Section):
     # Telegram allows about 20 messages a minute in a group.
     group_round_seconds: float = Field(default=60, gt=0, le=3600)
     group_pace_seconds: float = Field(default=20, ge=0, le=3600)
+    # Partners (core/game/partners.py): a model player answers a submitted round no person has taken
+    # for partner_after seconds (<= 0: no partners). partner_model is "bm25" (the search index) or
+    # "dense" (the semantic extra with semantic_model_en / _zh). partner_points: what the labeler
+    # earns when a partner finds their sticker, once per round (0: feedback only).
+    partner_after: float = 120.0
+    partner_poll_seconds: float = 2.0
+    partner_model: Literal["bm25", "dense"] = "bm25"
+    partner_points: int = 1
 
 
 class TelegramSettings(Section):
@@ -168,6 +176,7 @@ class JobSettings(Section):
     schedule_expiry: str = "*/10 * * * *"
     schedule_export_retention: str = "30 3 * * *"
     schedule_retention: str = "0 4 * * *"
+    schedule_partners: str = "* * * * *"  # partners answer waiting rounds (also in every bot process)
     # Where leaderboards are posted besides the players who opted in: {"en": [chat ids], "zh": [...]}
     leaderboard_chats: Annotated[dict[Literal["en", "zh"], list[int]], NoDecode] = Field(default_factory=dict)
 

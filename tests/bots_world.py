@@ -34,9 +34,10 @@ def prepare_database(tmp_path: Path, template: Path):
 
 @asynccontextmanager
 async def running_bot(db, tmp_path: Path, framework: str, *, rate_limits: bool = False, gold_rate: float = 0.0,
-                      seed: int = 1, webhook_secret: str | None = None):
-    settings = Settings(storage={"database_url": str(db.url), "sticker_root": PACK_DIR}, rules={"gold_rate": gold_rate},
-                        _env_file=None)
+                      seed: int = 1, webhook_secret: str | None = None, **rules):
+    """`rules`: game rules other than the defaults (settings.rules), e.g. partner_after=1."""
+    settings = Settings(storage={"database_url": str(db.url), "sticker_root": PACK_DIR},
+                        rules={"gold_rate": gold_rate, **rules}, _env_file=None)
     game = Game.open(db, settings, rng=random.Random(seed))
     conversation = Conversation(game, moderators={MODERATOR})
     media = Media(PACK_DIR, tmp_path / "media-cache")

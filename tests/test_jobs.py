@@ -64,7 +64,7 @@ def test_periods_in_the_operators_time_zone():
 
 def test_schedules_are_checked(settings):
     assert set(check_schedules(settings)) == {"leaderboard_daily", "leaderboard_weekly", "prizes", "export",
-                                              "expiry", "export_retention", "retention"}
+                                              "expiry", "export_retention", "retention", "partners"}
     tz = ZoneInfo("UTC")
     for bad in ("0 3 * *", "0 3 * * 0", "61 3 * * *"):
         with pytest.raises(ScheduleError):

@@ -19,5 +19,15 @@ def prize_terms(settings: Settings, t: Catalogue) -> dict:
             "period": t(f"period_{settings.rules.prize_period}")}
 
 
+def partner_rule(settings: Settings, t: Catalogue) -> str | None:
+    """The partners' line (core/game/partner_scoring.py): what a partner's find is worth, if any."""
+    if settings.rules.partner_after <= 0:
+        return None
+    if settings.rules.partner_points > 0:
+        return t("help_partners", points=settings.rules.partner_points)
+    return t("help_partners_free")
+
+
 def text(settings: Settings, t: Catalogue) -> str:
-    return f"{t('help', **rule_terms(settings))}\n\n{t('prizes_rules', **prize_terms(settings, t))}"
+    rules = "\n".join(line for line in (t("help", **rule_terms(settings)), partner_rule(settings, t)) if line)
+    return f"{rules}\n\n{t('prizes_rules', **prize_terms(settings, t))}"

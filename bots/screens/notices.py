@@ -48,6 +48,15 @@ def _feedback_miss(payload: dict, t: Catalogue) -> str:
     return t("feedback_miss", query=quoted(payload.get("queries") or [], t.language))
 
 
+@renders(PLAYER_TEXTS, NoticeKind.PARTNER_FEEDBACK)
+def _partner_feedback(payload: dict, t: Catalogue) -> str:
+    values = dict(partner=payload.get("partner") or "BM25", query=quoted(payload.get("queries") or [], t.language),
+                  rank=payload.get("rank"), points=payload.get("points") or 0)
+    if not payload.get("rank"):
+        return t("partner_miss", **values)
+    return t("partner_hit_points" if values["points"] else "partner_hit", **values)
+
+
 @renders(PLAYER_TEXTS, NoticeKind.REVIEW_DECIDED)
 def _review_decided(payload: dict, t: Catalogue) -> str | None:
     lines = []

@@ -15,6 +15,7 @@
 | `group_rounds` | group_rounds.py | rounds raced in group chats: posting, picks, closing, the group's table |
 | `prizes` | core/game/prizes.py | tallies, the prize list, leaderboard posts |
 | `inline` | inline_search.py | inline sticker search (`@bot so tired`) and the choices of consenting players |
+| `partners` | partners.py | model players answering rounds no person took (partner_scoring.py: their points) |
 
 Every service works on the `Transactions` it is given (storage/db.py), never on a hidden session:
 `Game.db` is the `Database`, where each public method is one transaction of its own, and
@@ -48,6 +49,7 @@ from core.game.group_rounds import GroupRounds
 from core.game.inline_search import InlineSearch
 from core.game.labeling import Labeling, context_priority
 from core.game.moderation import Moderation, ModeratorPolicy
+from core.game.partners import Partners
 from core.game.players import Players
 from core.game.prizes import Prizes
 from core.game.retrieval import Retrieval
@@ -103,6 +105,7 @@ class Game:
         self.prizes = Prizes(settings, self.standings, outbox, self.moderators)
         self.group_rounds = GroupRounds(db, settings, clock, self.rng, self.assignment, self.scoring, outbox)
         self.inline = InlineSearch(db, lambda: self.indexes, clock)
+        self.partners = Partners(db, settings, clock, self.rng, lambda: self.indexes, self.assignment, self.retrieval)
 
     def within(self, unit: UnitOfWork) -> Game:
         """The same game with every service (and the outbox) working in `unit`: what one update

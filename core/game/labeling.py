@@ -14,7 +14,7 @@ from core.game.expiry import close_rounds
 from core.game.play_sessions import finish_task
 from core.game.players import lock_player, playable_player
 from core.game.views import Previews
-from core.text import QueryTextError, clean_query_text, is_visual_only, normalize_query
+from core.text import QueryTextError, clean_query_text, is_visual_only, normalize_query, taboo_key
 from core.views import LabelTaskView, PreviewView, SubmitResult
 from core.vocabulary import ErrorCode, Role
 from storage.db import Transactions
@@ -49,14 +49,17 @@ def checked_query_text(text: str | None, max_chars: int) -> tuple[str, str]:
 
 
 def refuse_taboo(session: Session, sticker_id: int, language: str, normalized: str) -> None:
-    """Taboo (ESP Game): a query already collected for the sticker is refused. The sticker's row
-    lock makes two concurrent writers of one text see each other."""
+    """Taboo (ESP Game): a query already collected for the sticker is refused, and so is a
+    near-duplicate of one (`taboo_key`: "so hot!!" repeats "so hot"), so that neither can score.
+    Compared in Python over the sticker's queries (tens, not thousands), so rows stored before the
+    key existed compare by it too. The sticker's row lock makes two concurrent writers of one text
+    see each other."""
     session.exec(select(Sticker.id).where(Sticker.id == sticker_id).with_for_update())
-    taboo = session.exec(select(Query.id).where(
-        Query.sticker_id == sticker_id, Query.language == language,
-        Query.normalized_text == normalized, col(Query.status) != QueryStatus.DISCARDED,
-    ).limit(1)).first()
-    if taboo is not None:
+    key = taboo_key(normalized)
+    taken = session.exec(select(Query.normalized_text, Query.corrected_text).where(
+        Query.sticker_id == sticker_id, Query.language == language, col(Query.status) != QueryStatus.DISCARDED,
+    )).all()
+    if any(taboo_key(text) == key for row in taken for text in row if text):
         raise GameError(ErrorCode.TABOO)
 
 
@@ -101,7 +104,7 @@ class Labeling:
             label_round = own_open_round(session, player_id, round_id)
             cleaned, normalized = checked_query_text(text, self.settings.rules.max_query_chars)
             own = session.exec(select(Query).where(Query.label_round_id == round_id)).all()
-            if any(q.normalized_text == normalized for q in own):
+            if any(taboo_key(q.normalized_text) == taboo_key(normalized) for q in own):
                 raise GameError(ErrorCode.REPEAT_OWN)
             if len(own) >= self.settings.rules.max_queries_per_round:
                 raise GameError(ErrorCode.TOO_MANY_QUERIES, str(self.settings.rules.max_queries_per_round))

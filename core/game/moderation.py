@@ -29,6 +29,7 @@ from storage.models import (
     ContextStatus,
     LabelRound,
     Player,
+    PlayerKind,
     Query,
     QueryStatus,
     RetrievalTask,
@@ -55,9 +56,10 @@ class ModeratorPolicy:
 
 
 def missed_task(session: Session, round_id: int | None) -> RetrievalTask | None:
-    """The latest answered task of the round that missed its sticker (what its review shows)."""
-    return session.exec(select(RetrievalTask).where(
-        RetrievalTask.label_round_id == round_id,
+    """The latest answered task of a person on the round that missed its sticker (what its review
+    shows; a partner model's miss sends nothing to review)."""
+    return session.exec(select(RetrievalTask).join(Player, col(Player.id) == RetrievalTask.retriever_id).where(
+        RetrievalTask.label_round_id == round_id, Player.kind == PlayerKind.HUMAN,
         RetrievalTask.status == TaskStatus.ANSWERED, col(RetrievalTask.hit_rank).is_(None))
         .order_by(col(RetrievalTask.id).desc())).first()
 

@@ -112,8 +112,7 @@ class Prizes:
                     select(ScoreEvent.player_id, total)
                     .join(Player, Player.id == ScoreEvent.player_id)
                     .where(ScoreEvent.language == language, ScoreEvent.created_at >= start,
-                           ScoreEvent.created_at < end, col(Player.banned).is_(False),
-                           col(Player.consent_withdrawn_at).is_(None))
+                           ScoreEvent.created_at < end, *listable())
                     .group_by(ScoreEvent.player_id)
                     .order_by(total.desc(), ScoreEvent.player_id)
                     .limit(settings.rules.prize_top_n)).all()
@@ -121,8 +120,7 @@ class Prizes:
                     select(PlaySession.player_id, func.count())
                     .join(Player, Player.id == PlaySession.player_id)
                     .where(PlaySession.language == language, PlaySession.task_count >= settings.rules.session_min_tasks,
-                           PlaySession.started_at >= start, PlaySession.started_at < end,
-                           col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None))
+                           PlaySession.started_at >= start, PlaySession.started_at < end, *listable())
                     .group_by(PlaySession.player_id).order_by(PlaySession.player_id)).all()
                 common = dict(period=period, period_start=start, period_end=end, language=language,
                               created_at=self.clock())
@@ -219,8 +217,7 @@ class Prizes:
                     self.outbox.enqueue(session, f"{key}:chat:{chat_id}", NoticeKind.LEADERBOARD, payload, chat_id=chat_id)
                 players = session.exec(select(Player.id).where(
                     Player.language == language, col(Player.leaderboard_opt_in).is_(True),
-                    col(Player.active).is_(True), col(Player.banned).is_(False),
-                    col(Player.consent_withdrawn_at).is_(None)).order_by(Player.id)).all()
+                    col(Player.active).is_(True), *listable()).order_by(Player.id)).all()
                 for player_id in players:
                     self.outbox.enqueue(session, f"{key}:player:{player_id}", NoticeKind.LEADERBOARD, payload,
                                       player_id=player_id)

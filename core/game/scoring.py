@@ -11,13 +11,24 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from core.game.partner_scoring import score_partner_answer
 from core.game.views import stickers
 from core.outbox import Outbox
 from core.search_log import record_search_change, search_tokens
 from core.views import RankingOutcome
 from core.vocabulary import NoticeKind
 from storage.db import insert_ignoring_conflicts
-from storage.models import LabelRound, Player, Query, QueryStatus, RetrievalTask, ScoreEvent, TaskQuery, TaskStatus
+from storage.models import (
+    LabelRound,
+    Player,
+    PlayerKind,
+    Query,
+    QueryStatus,
+    RetrievalTask,
+    ScoreEvent,
+    TaskQuery,
+    TaskStatus,
+)
 from storage.settings import Settings
 
 
@@ -46,6 +57,9 @@ class Scoring:
         retriever's and labeler's points, validation or review of the queries, the labeler's
         feedback notice, the retriever's gold check. `points`: what the find is worth when it is not
         its rank's (a group race pays by speed, core/game/group_rounds.py)."""
+        retriever = session.get(Player, task.retriever_id)
+        if retriever.kind == PlayerKind.MODEL:  # a partner: its own policy (core/game/partner_scoring.py)
+            return score_partner_answer(session, task, retriever, self.settings, self.outbox, self.award)
         retriever_points = self.points_for(task.hit_rank) if points is None else points
         self.award(session, f"task:{task.id}:retriever", task.retriever_id, task.language, retriever_points,
                    "gold_hit" if task.is_gold else "retriever_hit", task_id=task.id)

@@ -14,15 +14,16 @@ from core.nicknames import nickname_of
 from core.views import LeaderboardRow, PlayerStats
 from core.vocabulary import ErrorCode
 from storage.db import Transactions
-from storage.models import LabelRound, Player, RetrievalTask, RoundStatus, ScoreEvent, TaskStatus, utcnow
+from storage.models import LabelRound, Player, PlayerKind, RetrievalTask, RoundStatus, ScoreEvent, TaskStatus, utcnow
 
 # /top, /me and the streak's "this week" are the last 7 days.
 LEADERBOARD_DAYS = 7
 
 
 def listable():
-    """Who may appear on a leaderboard or in a prize list: not banned, consent not withdrawn."""
-    return [col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None)]
+    """Who may appear on a leaderboard or in a prize list: people (never a partner model), not
+    banned, consent not withdrawn."""
+    return [Player.kind == PlayerKind.HUMAN, col(Player.banned).is_(False), col(Player.consent_withdrawn_at).is_(None)]
 
 
 def standing_in(session: Session, player: Player, since: datetime,

@@ -154,7 +154,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
                         telegram={"media_cache": workdir / "media-cache",
                                   "moderators": [u for i in IDENTITIES if i.moderator for u in i.user_ids.values()]},
                         exports={"export_dir": workdir / "exports"}, privacy={"pseudonym_key": "play"},
-                        rules={"session_min_tasks": 5}, _env_file=None)
+                        rules={"session_min_tasks": 5, "partner_after": 5, "partner_poll_seconds": 1}, _env_file=None)
     entries = [BotEntry("en", TOKENS["en"], USERNAMES["en"], "Sticktionary (English)", "python-telegram-bot"),
                BotEntry("zh", TOKENS["zh"], USERNAMES["zh"], "Sticktionary（中文）", "aiogram")]
     sandbox = Sandbox(rate_limits=True, seed=seed or 0)

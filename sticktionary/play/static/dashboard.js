@@ -60,6 +60,8 @@ function render(data) {
     [cell("td", "most frequent"), ...LANGUAGES.map((l) => cell("td", stats[l].most_frequent_terms.slice(0, 5).map((t) => t[0]).join(", ")))],
   ]);
 
+  renderPartners(data.partners || {});
+
   const metrics = data.metrics;
   if (!metrics) {
     $("export-note").textContent = "No export yet: the first one is being made.";
@@ -76,6 +78,18 @@ function render(data) {
     [cell("td", "test queries"), ...LANGUAGES.map((l) => cell("td", value(l, "bm25_retrieval", "test_queries"), "num"))],
     ...similarity.map((k) => [cell("td", k.replaceAll("_", " ")), ...LANGUAGES.map((l) => cell("td", value(l, "lexical_similarity", k), "num"))]),
   ]);
+}
+
+// Humans against each partner model on the rounds both answered (core/partner_figures.py).
+function renderPartners(partners) {
+  const models = [...new Set(LANGUAGES.flatMap((l) => Object.keys(partners[l] || {})))].sort();
+  const figure = (l, model, key) => ((partners[l] || {})[model] || {})[key];
+  const lines = [["rounds", "rounds"], ["human_recall_at_1", "human Recall@1"], ["model_recall_at_1", "model Recall@1"],
+    ["human_recall_at_3", "human Recall@3"], ["model_recall_at_3", "model Recall@3"],
+    ["human_found_model_missed", "human found, model missed"], ["model_found_human_missed", "model found, human missed"]];
+  rows($("partners").tBodies[0], models.length ? models.flatMap((model) => lines.map(([key, label]) => [
+    cell("td", `${model}: ${label}`), ...LANGUAGES.map((l) => cell("td", String(figure(l, model, key) ?? "–"), "num"))]))
+    : [[cell("td", "no round answered by both yet"), cell("td", "–", "num"), cell("td", "–", "num")]]);
 }
 
 async function refresh() {
