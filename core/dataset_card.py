@@ -14,11 +14,6 @@ from core.research import SPLIT_PROTOCOL, STICKER_SPLIT_PROTOCOL
 from core.vocabulary import LANGUAGES
 
 PAPER = "https://arxiv.org/abs/2506.01668"
-DEFAULT_KEY_HINT = (
-    "refusing to export: STICKTIONARY_PSEUDONYM_KEY is the default 'change-me', with which anyone can map every "
-    "annotator id back to a player. Set it to a long random secret that stays with the operator, e.g. "
-    "STICKTIONARY_PSEUDONYM_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))'), and keep it "
-    "unchanged so annotator ids stay stable from one export to the next.")
 BEIR_PARTS = {"corpus": ("corpus",), "queries": ("queries",), "qrels": ("train", "test")}
 
 

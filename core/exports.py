@@ -19,8 +19,8 @@ was validated. Everything is streamed sticker by sticker from one ordered query 
 memory does not grow with the database (the search index for the evaluation is the one thing that
 does, and it is compact).
 
-Privacy by default: no export with the default pseudonym key, times truncated to the hour, and a
-player's uncorrected text only when the operator asks for it.
+Privacy by default: no export with a pseudonym key that could be guessed (core.pseudonyms), times
+truncated to the hour, and a player's uncorrected text only when the operator asks for it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import pyarrow as pa
 from sqlalchemy import DateTime, Engine, func, select, type_coerce
 from sqlmodel import col
 
-from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
+from core.dataset_card import dataset_card
 from core.datasets import consenting_usable, release_order
 from core.export_layout import (
     BEIR_QUERY_SCHEMA,
@@ -53,6 +53,7 @@ from core.export_layout import (
     RELEASE_SCHEMA,
     data_file,
 )
+from core.pseudonyms import key_problem
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
 from core.text import normalize_query
 from core.vocabulary import LANGUAGES
@@ -86,7 +87,6 @@ from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PSEUDONYM_KEY = "change-me"
 BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 BEIR_LAYOUTS = ("beir", "beir-stickers")
 
@@ -131,8 +131,10 @@ def validation_of(source: str, status: str) -> str:
 
 
 def check_export_settings(settings: Settings) -> None:
-    if settings.pseudonym_key == DEFAULT_PSEUDONYM_KEY or not settings.pseudonym_key.strip():
-        raise ExportRefused(DEFAULT_KEY_HINT)
+    """A key someone could guess would let them map every annotator id back to a player."""
+    problem = key_problem(settings.pseudonym_key)
+    if problem:
+        raise ExportRefused(problem)
 
 
 class QueryRecord(NamedTuple):

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sticktionary.cli import app
-from tests.conftest import REAL_SAMPLES
+from tests.conftest import REAL_SAMPLES, TEST_PSEUDONYM_KEY
 
 runner = CliRunner()
 
@@ -181,7 +181,7 @@ def test_env_example_lists_every_setting():
 def test_export_now_and_list(env, monkeypatch):
     export_dir = env / "exports"
     monkeypatch.setenv("STICKTIONARY_EXPORT_DIR", str(export_dir))
-    monkeypatch.setenv("STICKTIONARY_PSEUDONYM_KEY", "a-test-secret")
+    monkeypatch.setenv("STICKTIONARY_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
     monkeypatch.setenv("STICKTIONARY_EXPORT_SEMANTIC", "false")
     result = runner.invoke(app, ["export", "now", "--no-progress", "--without-seeds"])
     assert result.exit_code == 0, result.output

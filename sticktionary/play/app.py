@@ -111,6 +111,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     from bots.run import run_bots, stop_on_signals
     from core import metrics
     from core.health import Health, database_check, flag_check
+    from core.pseudonyms import work_folder_key
     from offline.demo import _prepare
     from offline.oracle import database_oracle
     from offline.sandbox import Sandbox
@@ -126,7 +127,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     (db, database), _ = await asyncio.gather(asyncio.to_thread(_prepare, workdir, echo),
                                              asyncio.to_thread(_import_frameworks))
     settings = Settings(database_url=f"sqlite:///{database}", sticker_root=workdir, media_cache=workdir / "media-cache",
-                        export_dir=workdir / "exports", pseudonym_key="play", session_min_tasks=5,
+                        export_dir=workdir / "exports", pseudonym_key=work_folder_key(workdir), session_min_tasks=5,
                         moderators=[u for i in IDENTITIES if i.moderator for u in i.user_ids.values()], _env_file=None)
     entries = [BotEntry("en", TOKENS["en"], USERNAMES["en"], "Sticktionary (English)", "python-telegram-bot"),
                BotEntry("zh", TOKENS["zh"], USERNAMES["zh"], "Sticktionary（中文）", "aiogram")]
