@@ -55,6 +55,7 @@ from core.export_layout import (
 )
 from core.pseudonyms import key_problem
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
+from core.seed_exposure import SeedExposure
 from core.text import normalize_query
 from core.vocabulary import LANGUAGES
 from storage.db import is_postgres
@@ -304,7 +305,8 @@ class _LanguageWriter:
         self.beir = {layout: _BeirWriter(folder, layout, language) for layout in BEIR_LAYOUTS}
         self.jsonl, self.parquet = jsonl, parquet
         self.report = LanguageReport(language, max_similarity_stickers=settings.export_similarity_stickers,
-                                     max_eval_queries=settings.export_eval_queries)
+                                     max_eval_queries=settings.export_eval_queries, keep_texts=settings.export_semantic)
+        self.seeds = SeedExposure()
         self.provenance: Counter = Counter()
         self.sticker_split: Counter = Counter()
         self._annotators: dict[int, str] = {}
@@ -348,13 +350,15 @@ class _LanguageWriter:
             self.beir["beir-stickers"].query(beir_id, record.final_text, record.sticker, whole)
             validation = validation_of(record.source, record.status)
             self.provenance[record.source, validation] += 1
+            seed = self.seeds.add(record)  # a seed's times are its import's: not exported
             original = record.text if settings.export_original_text and record.corrected_text else None
             values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
                       record.final_text, original, record.corrected_text, record.source, validation, record.status,
                       self.annotator(record.author_id), self.label_round(record.label_round_id),
                       record.shown, record.hit_count, record.hit_count >= settings.resonance_retrievers,
                       record.review_action, coarsen(record.reviewed_at, resolution),
-                      coarsen(record.created_at, resolution), coarsen(record.validated_at, resolution), part, whole)
+                      None if seed else coarsen(record.created_at, resolution),
+                      None if seed else coarsen(record.validated_at, resolution), part, whole)
             self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))
             self.parquet.write(values)
 
@@ -415,7 +419,8 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                 provenance[language] = [{"source": source, "validation": validation, "queries": n}
                                         for (source, validation), n in sorted(writer.provenance.items())]
                 stats[language] = {"participation": participation(db, language),
-                                   "queries": writer.report.statistics_table(), "provenance": provenance[language]}
+                                   "queries": writer.report.statistics_table(), "provenance": provenance[language],
+                                   "seeds": writer.seeds.table(db, language)}
                 metrics[language] = writer.metrics()
         finally:
             jsonl.close()
