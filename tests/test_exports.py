@@ -102,7 +102,10 @@ def test_export_contents_and_filters(db, settings, played):
     table = pq.read_table(folder / "queries.parquet").to_pylist()
     times = ("reviewed_at", "created_at", "validated_at")
     assert [{k: v.isoformat() if k in times and v else v for k, v in row.items()} for row in table] == records
-    assert all(r["created_at"].endswith("+00:00") for r in records)
+    assert all(r["created_at"].endswith("+00:00") for r in records if r["source"] != "seed")
+    # A seed's times would be its import's: not exported (StickerQueries does not say when it was written).
+    seeds = [r for r in records if r["source"] == "seed"]
+    assert seeds and all(r["created_at"] is None and r["validated_at"] is None for r in seeds)
     by_text = {r["text"]: r for r in records}
     corrected = by_text["sleepy kitten"]
     # Privacy by default: the player's own text of a corrected query stays home; times to the hour.
@@ -151,6 +154,19 @@ def test_export_contents_and_filters(db, settings, played):
         for row in stats[language]["provenance"]:
             assert f"| {language} | {row['source']} | {row['validation']} | {row['queries']} |" in card
     assert sum(row["queries"] for lang in stats.values() for row in lang["provenance"]) == len(records)
+    # Seeds were shown (taboo, retrieval tasks): the card says how many, never "never shown".
+    shown = sum(r["shown_to_retrievers"] > 0 for r in seeds if r["language"] == "en")
+    assert stats["en"]["seeds"]["seeds"] == sum(r["language"] == "en" for r in seeds)
+    assert stats["en"]["seeds"]["seeds_shown_to_retrievers"] == shown
+    assert f"Seeds shown to retrievers: en {shown}, zh " in card
+    assert "never shown" not in card and "no player or moderator of this game saw them" not in card
+    # Table 4 says what it compared: pairs by different people only, counted by kind.
+    lexical = metrics["en"]["lexical_similarity"]
+    assert lexical["pair_kinds"]["distinct_authors"] + lexical["pair_kinds"]["player_and_seed"] == \
+        lexical["pairs_compared"]
+    assert f"distinct authors {lexical['pair_kinds']['distinct_authors']}, player and seed" in card
+    assert f"| en | {lexical['stickers_compared']} | {lexical['queries_compared']} | {lexical['pairs_compared']} |" \
+        in card
     for section in ("Personal and Sensitive Information", "Bias, risks and limitations", "Dataset Structure",
                     "annotations_creators:", "language_creators:", "multilinguality:", "source_datasets:",
                     "arxiv.org/abs/2506.01668", "extended|metchee/sticker-queries"):
@@ -259,7 +275,7 @@ def test_original_text_and_exact_times_only_when_asked(db, settings, played):
     records = {r["text"]: r for r in _jsonl(settings.export_dir / summary.version / "queries.jsonl")}
     assert records["sleepy kitten"]["original_text"] == "sleepy cat"
     assert records["happy dance"]["original_text"] is None  # never corrected: text is the player's own
-    assert all("." not in r["created_at"] for r in records.values())
+    assert all("." not in r["created_at"] for r in records.values() if r["created_at"] is not None)
 
 
 def test_sticker_level_split_holds_whole_stickers_out(db, settings, played):
