@@ -267,8 +267,9 @@ person wrote both), are left out. Pairs of each kind, compared or left out:
 BLEU is NLTK's sentence BLEU (4-gram, smoothing method 1) of each query against the sticker's other
 queries; ROUGE-L F1 is each query against its best-matching other query; CS is the mean cosine of
 mean-pooled embeddings over pairs; BERTScore has each query as candidate and the others as references.
-metrics.json also has sacrebleu BLEU and pairwise ROUGE-L (0–100, earlier variants), and words for every
-figure's protocol. The paper reports, with BERT-base models: EN 0.0756 / 0.2796 / 0.7131 / 0.6710 / 0.6666 /
+metrics.json also has pairwise ROUGE-L (0–100, an earlier variant; sacrebleu BLEU, the other one, is left
+out of exports and computed by `sticktionary report`), and words for every figure's protocol. The paper
+reports, with BERT-base models: EN 0.0756 / 0.2796 / 0.7131 / 0.6710 / 0.6666 /
 0.6628, ZH 0.0132 / 0.0195 / 0.7728 / 0.7061 / 0.6983 / 0.6986, over every pair of a sticker's queries in
 the released CSVs, where no author is known (`sticktionary report` on those files computes it that way, on
 every sticker).

@@ -58,6 +58,7 @@ from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_tes
 from core.seed_exposure import SeedExposure
 from core.text import normalize_query
 from core.vocabulary import LANGUAGES
+from storage.arrow_columns import column as arrow_column
 from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
@@ -273,20 +274,24 @@ class ConfigMirrors:
     def add(self, table: pa.Table) -> None:
         import pyarrow.compute as pc
 
+        # Constants as scalars taken from an array built by storage.arrow_columns: pyarrow would import
+        # pandas to convert Python values (see there).
+        names = ("train", "test", "q", "", *LANGUAGES)
+        const = dict(zip(names, arrow_column(names, pa.string()), strict=True))
         for split in ("train", "test"):
-            self._write(data_file("queries", split), table.filter(pc.equal(table["split"], split)).columns)
+            self._write(data_file("queries", split), table.filter(pc.equal(table["split"], const[split])).columns)
         for language in LANGUAGES:
-            mine = table.filter(pc.equal(table["language"], language))
+            mine = table.filter(pc.equal(table["language"], const[language]))
             if not mine.num_rows:
                 continue
-            ids = pc.binary_join_element_wise("q", pc.cast(mine["query_id"], pa.string()), "")
+            ids = pc.binary_join_element_wise(const["q"], pc.cast(mine["query_id"], pa.string()), const[""])
             self._write(data_file("beir", language, "queries"), [ids, mine["text"]])
             for layout, column in (("beir", "split"), ("beir-stickers", "sticker_split")):
                 for split in ("train", "test"):
-                    mask = pc.equal(mine[column], split)
+                    mask = pc.equal(mine[column], const[split])
                     chosen = ids.filter(mask)
                     self._write(data_file(layout, language, f"qrels_{split}"), [
-                        chosen, mine["sticker_id"].filter(mask), pa.nulls(len(chosen), pa.int32()).fill_null(1)])
+                        chosen, mine["sticker_id"].filter(mask), arrow_column([1] * len(chosen), pa.int32())])
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -305,7 +310,8 @@ class _LanguageWriter:
         self.beir = {layout: _BeirWriter(folder, layout, language) for layout in BEIR_LAYOUTS}
         self.jsonl, self.parquet = jsonl, parquet
         self.report = LanguageReport(language, max_similarity_stickers=settings.export_similarity_stickers,
-                                     max_eval_queries=settings.export_eval_queries, keep_texts=settings.export_semantic)
+                                     max_eval_queries=settings.export_eval_queries, keep_texts=settings.export_semantic,
+                                     variants=False)  # sacrebleu's variant: `report` has it; its imports cost 16 MB
         self.seeds = SeedExposure()
         self.provenance: Counter = Counter()
         self.sticker_split: Counter = Counter()

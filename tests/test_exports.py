@@ -294,3 +294,37 @@ def test_sticker_level_split_holds_whole_stickers_out(db, settings, played):
         mine = [r for r in records if r["language"] == language]
         assert all(r["sticker_split"] == sides[r["sticker_id"]] for r in mine)
         assert all(r["sticker_split"] == ("test" if sticker_in_test(r["sticker_id"]) else "train") for r in mine)
+
+
+def test_arrow_columns_equal_pyarrow_arrays_without_importing_pandas():
+    """The export builds its batches from buffers (storage.arrow_columns): pyarrow.array would import
+    pandas (about 45 MB) for nothing. Checked in a fresh process, where nothing imported pandas yet."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = """
+import random, sys
+from datetime import UTC, datetime
+import pyarrow as pa
+from storage.arrow_columns import column
+r = random.Random(1)
+cases = {pa.string(): [None, "", "abc", "开心跳舞", "😀 x", "a" * 100], pa.int64(): [None, 0, -5, 2**40],
+         pa.int32(): [None, 0, 7, -2**31], pa.bool_(): [True, False],
+         pa.timestamp("us", tz="UTC"): [None, datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+                                        datetime(2020, 5, 1), datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)]}
+made = []
+for kind, choices in cases.items():
+    for n in (0, 1, 7, 8, 9, 1000):
+        values = [r.choice(choices) for _ in range(n)]
+        array = column(values, kind)
+        array.validate(full=True)
+        made.append((kind, values, array))
+assert "pandas" not in sys.modules, "pandas was imported"
+for kind, values, array in made:
+    assert array.equals(pa.array(values, type=kind)), (kind, values)
+print("same")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr
