@@ -157,6 +157,7 @@ class QueryRecord(NamedTuple):
     reviewed_at: datetime | None
     created_at: datetime
     validated_at: datetime | None
+    release_quoted: bool | None  # a seed whose release row quoted beyond need (storage.sticker_queries)
 
     @property
     def final_text(self) -> str:
@@ -180,7 +181,7 @@ def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: b
                Query.source, Query.status, Query.author_id, Query.label_round_id, Query.hit_count, shown,
                last_review.with_only_columns(Review.action).scalar_subquery(),
                _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
-               _utc(Query.created_at), _utc(Query.validated_at))
+               _utc(Query.created_at), _utc(Query.validated_at), Query.release_quoted)
         .join(Sticker, Sticker.id == Query.sticker_id)
         .where(*consenting_usable(language))
         .order_by(release_order(db), Query.id)
@@ -334,7 +335,7 @@ class _LanguageWriter:
     def add_sticker(self, records: list[QueryRecord]) -> None:
         settings, first = self.settings, records[0]
         texts = [r.final_text for r in records]
-        self.csv.write(first.sticker, texts)
+        self.csv.write(first.sticker, texts, quoted=any(r.release_quoted for r in records))
         self.release.write((first.sticker, SEPARATOR.join(texts)))
         # Authors known: inter-annotator pairs come from different players, and a round never straddles the split.
         authors = [r.author_id for r in records]
