@@ -221,8 +221,9 @@ Files:
   every query of the held-out stickers; documents carry no text (the sticker is the image).
 - `data/<layout>/<lang>/*.parquet`: the BEIR files as parquet for `datasets` (`_id`, `title`, `text`;
   qrels `query-id`, `corpus-id`, `score`).
-- `stats.json` (the paper's Tables 2 and 3, and the provenance counts), `metrics.json` (Tables 4 and 6, each
-  figure with its scale and protocol), `manifest.json` (sha256 and row count of every file).
+- `stats.json` (the paper's Tables 2 and 3, the provenance counts, and how many seeds players were shown),
+  `metrics.json` (Tables 4 and 6, each figure with its scale and protocol), `manifest.json` (sha256 and row
+  count of every file).
 
 Fields of a query record (`queries.*`, `data/queries/*`):
 

@@ -21,8 +21,8 @@ Every figure comes with its scale and its protocol in words (`figures` in each s
 `report` prints and metrics.json carries. The two metric families cost per query: `report` computes
 Table 4 on every sticker unless asked for a sample, the export on a deterministic sample of
 stickers (the smallest hashes of their ids), Table 6 on a sample of test queries past a cap; the
-output says how many were evaluated. A sampled sticker's lexical figures are computed when it
-enters the sample and only they are kept, not its texts (unless the semantic figures need them).
+output says how many were evaluated. On every sticker, each sticker's lexical figures are added up as
+it streams past and its texts are not kept (unless the semantic figures need them).
 """
 
 from __future__ import annotations
@@ -169,10 +169,6 @@ class BottomK:
         self.k = k
         self._heap: list[tuple[int, int, object]] = []  # (-key, tiebreak, item): a max-heap
         self.seen = 0
-
-    def admits(self, key: int) -> bool:
-        """Whether an item with this key would be kept now (so that the caller computes it only then)."""
-        return self.k > 0 and (len(self._heap) < self.k or -key > self._heap[0][0])
 
     def offer(self, key: int, item: object) -> None:
         self.seen += 1
@@ -363,10 +359,9 @@ class LanguageReport:
                 if self.keep_texts:
                     self._texts.append(annotated)
             else:
-                key = stable_hash(sticker)
-                if self._similarity_sample.admits(key):
-                    self._similarity_sample.offer(key, (self._lexical.score(annotated),
-                                                        annotated if self.keep_texts else None))
+                # The sample's texts are kept (a thousand stickers: about a megabyte) and scored once at
+                # the end: scoring each sticker as it enters the sample would score k(1 + ln(n/k)) of them.
+                self._similarity_sample.offer(stable_hash(sticker), annotated)
         return SplitSticker(sticker, queries, token_lists, train, test)
 
     def statistics_table(self) -> dict:
@@ -376,7 +371,7 @@ class LanguageReport:
         """The compared stickers with their texts (empty unless `keep_texts`)."""
         if self.sample_size is None:
             return list(self._texts)
-        return [annotated for _, annotated in self._similarity_sample.items() if annotated is not None]
+        return self._similarity_sample.items() if self.keep_texts else []
 
     def lexical(self) -> dict:
         if self.sample_size is None:
@@ -384,8 +379,8 @@ class LanguageReport:
             scale = "every sticker with 2 or more queries"
         else:
             combined = LexicalSimilarity(self.language, variants=self.variants)
-            for scored, _ in self._similarity_sample.items():
-                combined.add_score(scored)
+            for annotated in self._similarity_sample.items():
+                combined.add(annotated)
             result = combined.result()
             scale = (f"a deterministic sample of at most {self.sample_size} stickers with 2 or more queries (the "
                      f"smallest stable hashes of their ids)")

@@ -22,10 +22,10 @@ _INTEGERS = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.
 
 
 def _validity(values: Sequence) -> tuple[pa.Buffer | None, int]:
-    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-    nulls = len(values) - int(present.sum())
+    nulls = sum(1 for v in values if v is None)
     if not nulls:
         return None, 0
+    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
     return pa.py_buffer(np.packbits(present, bitorder="little")), nulls
 
 
@@ -55,7 +55,8 @@ def column(values: Sequence, kind: pa.DataType) -> pa.Array:
         return _strings(values)
     validity, nulls = _validity(values)
     if kind in _INTEGERS:
-        data = np.fromiter((0 if v is None else v for v in values), dtype=_INTEGERS[kind], count=n)
+        data = (np.array(values, dtype=_INTEGERS[kind]) if not nulls else
+                np.fromiter((0 if v is None else v for v in values), dtype=_INTEGERS[kind], count=n))
     elif kind == pa.bool_():
         data = np.packbits(np.fromiter((bool(v) for v in values), dtype=bool, count=n), bitorder="little")
     elif pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in ("UTC", "+00:00"):

@@ -192,5 +192,5 @@ def test_table_4_runs_on_every_sticker_unless_a_sample_is_asked_for():
         {k: lexical[k] for k in ("bleu", "pairs_compared")}
     sampled = report(max_similarity_stickers=20, keep_texts=False)
     assert sampled.lexical()["stickers_compared"] == 20 and "sample of at most 20" in sampled.lexical()["scale"]
-    assert sampled.similarity_sample() == []  # the sample's scores are kept, not its texts
+    assert sampled.similarity_sample() == []  # texts only for the semantic figures
     assert len(report(max_similarity_stickers=20).similarity_sample()) == 20
