@@ -382,8 +382,9 @@ class LanguageReport:
             for annotated in self._similarity_sample.items():
                 combined.add(annotated)
             result = combined.result()
-            scale = (f"a deterministic sample of at most {self.sample_size} stickers with 2 or more queries (the "
-                     f"smallest stable hashes of their ids)")
+            scale = "every sticker with 2 or more queries" if self._with_pairs <= self.sample_size else (
+                f"a deterministic sample of at most {self.sample_size} stickers with 2 or more queries (the "
+                f"smallest stable hashes of their ids)")
         return {**result, "stickers_with_2plus_queries": self._with_pairs, "scale": scale}
 
     def metrics(self, semantic_model: str | None = None) -> dict:

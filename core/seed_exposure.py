@@ -43,14 +43,16 @@ class SeedExposure:
     def table(self, db: Engine, language: str) -> dict:
         rounds = (LabelRound.language == language, LabelRound.kind == RoundKind.LABEL)
         taboo = array("q")
+        recorded = unrecorded = 0
         with db.connect() as connection:
-            unrecorded = connection.execute(select(func.count()).select_from(LabelRound).where(
-                *rounds, col(LabelRound.taboo_shown).is_(None))).scalar_one()
-            recorded = 0
-            statement = select(LabelRound.taboo_shown).where(*rounds, col(LabelRound.taboo_shown).is_not(None))
+            # Not filtered in SQL: an unrecorded list is SQL NULL or JSON null, depending on how it was written.
+            statement = select(LabelRound.taboo_shown).where(*rounds)
             for (shown,) in connection.execution_options(yield_per=5000).execute(statement):
-                recorded += 1
-                taboo.extend(int(i) for i in shown or ())
+                if isinstance(shown, list):
+                    recorded += 1
+                    taboo.extend(int(i) for i in shown)
+                else:
+                    unrecorded += 1
             labeled = select(LabelRound.sticker_id).where(*rounds)
             on_labeled = connection.execute(select(func.count()).select_from(Query).where(
                 Query.language == language, Query.source == QuerySource.SEED,

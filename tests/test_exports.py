@@ -328,3 +328,24 @@ print("same")
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr
+
+
+def test_seeds_shown_as_taboo_are_counted_from_the_rounds_that_recorded_it(db, settings, played):
+    from sqlalchemy import select, update
+
+    from storage.models import LabelRound, Query, QuerySource
+
+    with Session(db) as session:
+        seed_ids = session.exec(select(Query.id).where(Query.source == QuerySource.SEED, Query.language == "en")
+                                .order_by(Query.id).limit(2)).scalars().all()
+        rounds = session.exec(select(LabelRound.id).where(LabelRound.language == "en")
+                              .order_by(LabelRound.id)).scalars().all()
+        # One round showed two seeds, another the first of them again; the rest predate the record.
+        session.execute(update(LabelRound).where(LabelRound.id == rounds[0]).values(taboo_shown=seed_ids))
+        session.execute(update(LabelRound).where(LabelRound.id == rounds[1]).values(taboo_shown=[seed_ids[0]]))
+        session.commit()
+    summary = run_export(db, settings, now=MOMENT)
+    seeds = summary.stats["en"]["seeds"]
+    assert seeds["seeds_shown_as_taboo"] == 2
+    assert seeds["label_rounds_taboo_recorded"] == 2 and seeds["label_rounds_taboo_unrecorded"] == len(rounds) - 2
+    assert "in a label round's recorded taboo list: en 2, zh 0" in (summary.folder / "README.md").read_text()
