@@ -14,11 +14,6 @@ from core.research import SPLIT_PROTOCOL, STICKER_SPLIT_PROTOCOL
 from core.vocabulary import LANGUAGES
 
 PAPER = "https://arxiv.org/abs/2506.01668"
-DEFAULT_KEY_HINT = (
-    "refusing to export: STICKTIONARY_PSEUDONYM_KEY is the default 'change-me', with which anyone can map every "
-    "annotator id back to a player. Set it to a long random secret that stays with the operator, e.g. "
-    "STICKTIONARY_PSEUDONYM_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))'), and keep it "
-    "unchanged so annotator ids stay stable from one export to the next.")
 BEIR_PARTS = {"corpus": ("corpus",), "queries": ("queries",), "qrels": ("train", "test")}
 
 
@@ -86,6 +81,30 @@ def _structure() -> str:
     return "\n".join(f"| `{field.name}` | {field.type} | {QUERY_FIELD_DOCS[field.name]} |" for field in QUERY_SCHEMA)
 
 
+def _seed_sentence(stats: dict, seeds: dict[str, int], queries: int) -> str:
+    """What the card says about seeds: where they came from, and how many players saw, in numbers."""
+    total = sum(seeds.values())
+    if not total:
+        return "This export has no seed queries: every query was written and validated in the game."
+    shown = {language: stats[language].get("seeds") or {} for language in LANGUAGES}
+
+    def each(name: str) -> str:
+        return ", ".join(f"{language} {shown[language].get(name, 0)}" for language in LANGUAGES)
+
+    unrecorded = sum(shown[language].get("label_rounds_taboo_unrecorded", 0) for language in LANGUAGES)
+    return (
+        f"{total} of the {queries} queries ({', '.join(f'{k} {v}' for k, v in seeds.items())}) are **seed queries** "
+        f"imported from StickerQueries CSVs and released as they were (`source` = `validation` = `seed`): they "
+        f"did not go through this game's validation. Players did see seeds: the label screen lists the queries "
+        f"already taken for its sticker, seeds included, as taboo, and retrieval tasks (gold tasks above all) "
+        f"show them as the queries to search from. Seeds shown to retrievers: {each('seeds_shown_to_retrievers')}; "
+        f"in a label round's recorded taboo list: {each('seeds_shown_as_taboo')}; seeds of stickers that had a "
+        f"label round (which could show them as taboo): {each('seeds_on_labeled_stickers')}"
+        + (f" ({unrecorded} label rounds predate the taboo record)" if unrecorded else "")
+        + ". A seed's `created_at` and `validated_at` are null: StickerQueries does not say when its queries were "
+        "written, and the time of the import is not theirs.")
+
+
 def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime, settings, sections=(),
                  extra_configs=()) -> str:
     """`sections` and `extra_configs`: the card texts and the `configs` entries of configs written by modules
@@ -93,13 +112,20 @@ def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime, settin
     provenance, seeds = _provenance_rows(stats)
     total_seeds = sum(seeds.values())
     seeded = total_seeds > 0
-    table4, table6 = [], []
+    table4, table6, scales, kinds = [], [], [], []
     for language in LANGUAGES:
         table3 = stats[language]["queries"]
         lexical = metrics[language]["lexical_similarity"]
         semantic = metrics[language].get("semantic_similarity")
         recall = metrics[language]["bm25_retrieval"]
-        table4.append(f"| {language} | {table3['stickers']} | {table3['queries']} | {_value(lexical, 'bleu')} | "
+        scales.append(f"{language}: {lexical.get('stickers_compared', 0)} of the {table3['stickers']} stickers "
+                      f"({lexical.get('stickers_with_2plus_queries', 0)} with 2 or more queries), "
+                      f"{lexical.get('queries_compared', 0)} of the {table3['queries']} queries, on "
+                      f"{lexical.get('scale', 'every sticker')}")
+        pair_kinds = lexical.get("pair_kinds") or {}
+        kinds.append(f"{language}: " + ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in pair_kinds.items()))
+        table4.append(f"| {language} | {lexical.get('stickers_compared', 0)} | {lexical.get('queries_compared', 0)} | "
+                      f"{lexical.get('pairs_compared', 0)} | {_value(lexical, 'bleu')} | "
                       f"{_value(lexical, 'rouge_l_f1')} | {_value(semantic, 'cosine_similarity')} | "
                       f"{_value(semantic, 'bertscore_precision')} | {_value(semantic, 'bertscore_recall')} | "
                       f"{_value(semantic, 'bertscore_f1')} |")
@@ -115,11 +141,7 @@ def dataset_card(stats: dict, metrics: dict, queries: int, now: datetime, settin
             semantic_notes.append(f"- {language}: CS and BERTScore with `{semantic['model']}` (BERTScore layer "
                                   f"{semantic['bertscore_layer']}).")
     sources = ["original", "extended|metchee/u-sticker"] + (["extended|metchee/sticker-queries"] if seeded else [])
-    seed_sentence = (
-        f"{total_seeds} of the {queries} queries (en {seeds['en']}, zh {seeds['zh']}) are **seed queries** imported "
-        f"from StickerQueries CSVs: no player or moderator of this game saw them, they are in as they were "
-        f"released (`source` = `validation` = `seed`)." if seeded else
-        "This export has no seed queries: every query was written and validated in the game.")
+    seed_sentence = _seed_sentence(stats, seeds, queries)
     seeds_policy = ("Seeds were left out of this export (`export now --without-seeds`, "
                     "STICKTIONARY_EXPORT_WITHOUT_SEEDS)." if settings.exports.export_without_seeds else "")
     original_text = ("The player's own text of a corrected query is in `original_text`, as the operator asked."
@@ -202,8 +224,9 @@ Files:
   every query of the held-out stickers; documents carry no text (the sticker is the image).
 - `data/<layout>/<lang>/*.parquet`: the BEIR files as parquet for `datasets` (`_id`, `title`, `text`;
   qrels `query-id`, `corpus-id`, `score`).
-- `stats.json` (the paper's Tables 2 and 3, and the provenance counts), `metrics.json` (Tables 4 and 6, each
-  figure with its scale and protocol), `manifest.json` (sha256 and row count of every file).
+- `stats.json` (the paper's Tables 2 and 3, the provenance counts, and how many seeds players were shown),
+  `metrics.json` (Tables 4 and 6, each figure with its scale and protocol), `manifest.json` (sha256 and row
+  count of every file).
 
 Fields of a query record (`queries.*`, `data/queries/*`):
 
@@ -222,16 +245,25 @@ are degenerate for training a retriever (it would learn to copy); use them, if a
 side. `qrels/test.tsv` measures finding a sticker from new phrasings by other rounds and other people, given
 the phrasings of the rest (the paper's Table 6 protocol). To train and evaluate a retriever, use
 `beir-stickers/`: whole stickers are held out, no query text is in any document, and a model must match a
-query to the sticker itself (its image: `sticker_id` / `metadata.file_path` in U-Sticker; the images are not
-in this export).
+query to the sticker itself (its image: `sticker_id` / `metadata.file_path` in U-Sticker, or
+`stickers/<sticker_id>` in the StickerQueries release for a sticker known only from its CSV; the images are
+not in this export).
 
 ## Evaluation (metrics.json)
 
-Table 4, inter-annotator similarity on a 0–1 scale (the paper's protocol; pairs only between different
-annotators where authors are known):
+Table 4, inter-annotator similarity on a 0–1 scale. Its stickers, queries and pairs are the ones compared,
+not the whole export's:
 
-| lang | stickers | queries | BLEU | ROUGE-L F1 | CS | BERTScore P | BERTScore R | BERTScore F1 |
-|---|---|---|---|---|---|---|---|---|
+{chr(10).join(f"- {line}." for line in scales)}
+
+A query is compared only with queries another person wrote: pairs by two different players, and a player's
+query with a seed. Pairs by the same player, and pairs of two seeds (StickerQueries does not say whether one
+person wrote both), are left out. Pairs of each kind, compared or left out:
+
+{chr(10).join(f"- {line}." for line in kinds)}
+
+| lang | stickers | queries | pairs | BLEU | ROUGE-L F1 | CS | BERTScore P | BERTScore R | BERTScore F1 |
+|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(table4)}
 
 {chr(10).join(semantic_notes)}
@@ -239,9 +271,12 @@ annotators where authors are known):
 BLEU is NLTK's sentence BLEU (4-gram, smoothing method 1) of each query against the sticker's other
 queries; ROUGE-L F1 is each query against its best-matching other query; CS is the mean cosine of
 mean-pooled embeddings over pairs; BERTScore has each query as candidate and the others as references.
-metrics.json also has sacrebleu BLEU and pairwise ROUGE-L (0–100, earlier variants), and words for every
-figure's protocol. The paper reports, with BERT-base models: EN 0.0756 / 0.2796 / 0.7131 / 0.6710 / 0.6666 /
-0.6628, ZH 0.0132 / 0.0195 / 0.7728 / 0.7061 / 0.6983 / 0.6986.
+metrics.json also has pairwise ROUGE-L (0–100, an earlier variant; sacrebleu BLEU, the other one, is left
+out of exports and computed by `sticktionary report`), and words for every figure's protocol. The paper
+reports, with BERT-base models: EN 0.0756 / 0.2796 / 0.7131 / 0.6710 / 0.6666 /
+0.6628, ZH 0.0132 / 0.0195 / 0.7728 / 0.7061 / 0.6983 / 0.6986, over every pair of a sticker's queries in
+the released CSVs, where no author is known (`sticktionary report` on those files computes it that way, on
+every sticker).
 
 Table 6, BM25 (k1=1.5, b=0.75) over the `beir/` corpus, searched by the test queries:
 
@@ -263,14 +298,16 @@ as trec_eval does (document id descending), so pytrec_eval and BEIR give the sam
 - Seed queries come from a released dataset and did not go through this game's validation.
 - Stickers come from public Telegram chats (U-Sticker) and may show offensive, political or copyrighted
   content; chat contexts are not in this export.
-- Figures are computed on deterministic samples past a size (see `stickers_compared` and
-  `test_queries_evaluated` in metrics.json).
+- Table 4 is computed on a deterministic sample of stickers (STICKTIONARY_EXPORT_SIMILARITY_STICKERS) and
+  Table 6 on a sample of test queries past a size: see `scale`, `stickers_compared` and
+  `test_queries_evaluated` in metrics.json.
 
 ## Personal and Sensitive Information
 
 Players consented to the research use of their queries and can withdraw; a withdrawal removes their
 queries from every later export. No Telegram id, name, username or in-game pseudonym is exported: the only
-per-person field is `annotator`, a keyed hash (HMAC-SHA256 with an operator secret that is not the default)
+per-person field is `annotator`, a keyed hash (HMAC-SHA256 with an operator secret of at least 256 bits of estimated entropy;
+exports refuse a guessable one)
 that cannot be traced back without that secret; `label_round` is hashed the same way. Times are truncated
 to the {settings.privacy.export_time_resolution}. {original_text} Free text can still contain whatever a player typed
 (names, places); moderators review queries a retriever missed, not every query. Report a problem to the

@@ -34,13 +34,15 @@ QUERY_FIELD_DOCS = {
     "query_id": "the query's id in this database (stable across exports)",
     "language": "en or zh",
     "sticker_id": "the sticker's file name, as in the StickerQueries CSVs",
-    "sticker_file": "the sticker's path in the sticker archive",
+    "sticker_file": "the sticker's path in the sticker archive (U-Sticker's); for a sticker known only from a "
+                    "StickerQueries CSV, stickers/<sticker_id>: where its image lies in the StickerQueries release, "
+                    "not a file this game stored",
     "sticker_format": "png, gif or webm",
     "text": "the query as released (a moderator's correction where there is one)",
     "original_text": "the player's own text before a correction; null unless the operator exported it",
     "corrected_text": "the moderator's correction, null if none",
-    "source": "seed (imported, never shown to a player), labeler (typed in a labeler round) or suggestion "
-              "(suggested by a retriever)",
+    "source": "seed (imported from StickerQueries; players see seeds as taboo and in retrieval tasks, see the "
+              "card), labeler (typed in a labeler round) or suggestion (suggested by a retriever)",
     "validation": "seed (imported as is), retrieval_hit (a retriever found the sticker from it), moderator_accept "
                   "or moderator_correct (a moderator reviewed it after a miss)",
     "status": "the game's status: validated, accepted or corrected",
@@ -51,8 +53,8 @@ QUERY_FIELD_DOCS = {
     "resonant": "found by at least the resonance number of distinct retrievers",
     "review_decision": "the last moderator decision on it (accept, correct), null if never reviewed",
     "reviewed_at": "time of that decision (UTC, truncated)",
-    "created_at": "when it was written (UTC, truncated)",
-    "validated_at": "when it became ground truth (UTC, truncated)",
+    "created_at": "when it was written (UTC, truncated); null for seeds, whose release does not say",
+    "validated_at": "when it became ground truth (UTC, truncated); null for seeds, validated before their release",
     "split": "train or test in the query-level split (beir/)",
     "sticker_split": "train or test in the sticker-level split (beir-stickers/)",
 }

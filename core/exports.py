@@ -19,8 +19,8 @@ was validated. Everything is streamed sticker by sticker from one ordered query 
 memory does not grow with the database (the search index for the evaluation is the one thing that
 does, and it is compact).
 
-Privacy by default: no export with the default pseudonym key, times truncated to the hour, and a
-player's uncorrected text only when the operator asks for it.
+Privacy by default: no export with a pseudonym key that could be guessed (core.pseudonyms), times
+truncated to the hour, and a player's uncorrected text only when the operator asks for it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import pyarrow as pa
 from sqlalchemy import DateTime, Engine, func, select, type_coerce
 from sqlmodel import col
 
-from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
+from core.dataset_card import dataset_card
 from core.datasets import consenting_usable, release_order
 from core.export_inline import config as inline_config
 from core.export_inline import inline_card, write_inline
@@ -55,9 +55,12 @@ from core.export_layout import (
     RELEASE_SCHEMA,
     data_file,
 )
+from core.pseudonyms import key_problem
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
+from core.seed_exposure import SeedExposure
 from core.text import normalize_query
 from core.vocabulary import LANGUAGES
+from storage.arrow_columns import column as arrow_column
 from storage.db import is_postgres
 from storage.export_files import (
     MANIFEST,
@@ -89,7 +92,6 @@ from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PSEUDONYM_KEY = "change-me"
 BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 BEIR_LAYOUTS = ("beir", "beir-stickers")
 
@@ -134,8 +136,10 @@ def validation_of(source: str, status: str) -> str:
 
 
 def check_export_settings(settings: Settings) -> None:
-    if settings.privacy.pseudonym_key == DEFAULT_PSEUDONYM_KEY or not settings.privacy.pseudonym_key.strip():
-        raise ExportRefused(DEFAULT_KEY_HINT)
+    """A key someone could guess would let them map every annotator id back to a player."""
+    problem = key_problem(settings.privacy.pseudonym_key)
+    if problem:
+        raise ExportRefused(problem)
 
 
 class QueryRecord(NamedTuple):
@@ -156,6 +160,7 @@ class QueryRecord(NamedTuple):
     reviewed_at: datetime | None
     created_at: datetime
     validated_at: datetime | None
+    release_quoted: bool | None  # a seed whose release row quoted beyond need (storage.sticker_queries)
 
     @property
     def final_text(self) -> str:
@@ -179,7 +184,7 @@ def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: b
                Query.source, Query.status, Query.author_id, Query.label_round_id, Query.hit_count, shown,
                last_review.with_only_columns(Review.action).scalar_subquery(),
                _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
-               _utc(Query.created_at), _utc(Query.validated_at))
+               _utc(Query.created_at), _utc(Query.validated_at), Query.release_quoted)
         .join(Sticker, Sticker.id == Query.sticker_id)
         .where(*consenting_usable(language))
         .order_by(release_order(db), Query.id)
@@ -274,20 +279,24 @@ class ConfigMirrors:
     def add(self, table: pa.Table) -> None:
         import pyarrow.compute as pc
 
+        # Constants as scalars taken from an array built by storage.arrow_columns: pyarrow would import
+        # pandas to convert Python values (see there).
+        names = ("train", "test", "q", "", *LANGUAGES)
+        const = dict(zip(names, arrow_column(names, pa.string()), strict=True))
         for split in ("train", "test"):
-            self._write(data_file("queries", split), table.filter(pc.equal(table["split"], split)).columns)
+            self._write(data_file("queries", split), table.filter(pc.equal(table["split"], const[split])).columns)
         for language in LANGUAGES:
-            mine = table.filter(pc.equal(table["language"], language))
+            mine = table.filter(pc.equal(table["language"], const[language]))
             if not mine.num_rows:
                 continue
-            ids = pc.binary_join_element_wise("q", pc.cast(mine["query_id"], pa.string()), "")
+            ids = pc.binary_join_element_wise(const["q"], pc.cast(mine["query_id"], pa.string()), const[""])
             self._write(data_file("beir", language, "queries"), [ids, mine["text"]])
             for layout, column in (("beir", "split"), ("beir-stickers", "sticker_split")):
                 for split in ("train", "test"):
-                    mask = pc.equal(mine[column], split)
+                    mask = pc.equal(mine[column], const[split])
                     chosen = ids.filter(mask)
                     self._write(data_file(layout, language, f"qrels_{split}"), [
-                        chosen, mine["sticker_id"].filter(mask), pa.nulls(len(chosen), pa.int32()).fill_null(1)])
+                        chosen, mine["sticker_id"].filter(mask), arrow_column([1] * len(chosen), pa.int32())])
 
     def close(self) -> None:
         for writer in self.writers.values():
@@ -306,7 +315,10 @@ class _LanguageWriter:
         self.beir = {layout: _BeirWriter(folder, layout, language) for layout in BEIR_LAYOUTS}
         self.jsonl, self.parquet = jsonl, parquet
         self.report = LanguageReport(language, max_similarity_stickers=settings.exports.export_similarity_stickers,
-                                     max_eval_queries=settings.exports.export_eval_queries)
+                                     max_eval_queries=settings.exports.export_eval_queries,
+                                     keep_texts=settings.exports.export_semantic,
+                                     variants=False)  # sacrebleu's variant: `report` has it; its imports cost 16 MB
+        self.seeds = SeedExposure()
         self.provenance: Counter = Counter()
         self.sticker_split: Counter = Counter()
         self._annotators: dict[int, str] = {}
@@ -328,7 +340,7 @@ class _LanguageWriter:
     def add_sticker(self, records: list[QueryRecord]) -> None:
         settings, first = self.settings, records[0]
         texts = [r.final_text for r in records]
-        self.csv.write(first.sticker, texts)
+        self.csv.write(first.sticker, texts, quoted=any(r.release_quoted for r in records))
         self.release.write((first.sticker, SEPARATOR.join(texts)))
         # Authors known: inter-annotator pairs come from different players, and a round never straddles the split.
         authors = [r.author_id for r in records]
@@ -350,13 +362,15 @@ class _LanguageWriter:
             self.beir["beir-stickers"].query(beir_id, record.final_text, record.sticker, whole)
             validation = validation_of(record.source, record.status)
             self.provenance[record.source, validation] += 1
+            seed = self.seeds.add(record)  # a seed's times are its import's: not exported
             original = record.text if settings.privacy.export_original_text and record.corrected_text else None
             values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
                       record.final_text, original, record.corrected_text, record.source, validation, record.status,
                       self.annotator(record.author_id), self.label_round(record.label_round_id),
                       record.shown, record.hit_count, record.hit_count >= settings.rules.resonance_retrievers,
                       record.review_action, coarsen(record.reviewed_at, resolution),
-                      coarsen(record.created_at, resolution), coarsen(record.validated_at, resolution), part, whole)
+                      None if seed else coarsen(record.created_at, resolution),
+                      None if seed else coarsen(record.validated_at, resolution), part, whole)
             self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))
             self.parquet.write(values)
 
@@ -417,7 +431,8 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                 provenance[language] = [{"source": source, "validation": validation, "queries": n}
                                         for (source, validation), n in sorted(writer.provenance.items())]
                 stats[language] = {"participation": participation(db, language),
-                                   "queries": writer.report.statistics_table(), "provenance": provenance[language]}
+                                   "queries": writer.report.statistics_table(), "provenance": provenance[language],
+                                   "seeds": writer.seeds.table(db, language)}
                 metrics[language] = writer.metrics()
         finally:
             jsonl.close()

@@ -12,14 +12,17 @@ database) and `sticktionary report` (any StickerQueries CSV), and memory stays b
 - a sticker-level split (whole stickers held out, 20% by a hash of the sticker id) for training retrievers;
 - Table 4's inter-annotator similarity on the paper's 0-1 scale: NLTK sentence BLEU and best-match
   ROUGE-L F1, with the project's earlier variants (sacrebleu BLEU, pairwise ROUGE-L, 0-100) kept
-  under their own names (core.similarity); the semantic figures (CS, BERTScore) in core.semantic;
+  under their own names (core.similarity), on every sticker unless a sample is asked for; the
+  semantic figures (CS, BERTScore) in core.semantic;
 - Table 6's protocol: BM25 over a corpus of stickers (their train queries), searched by the test
   queries; Recall@1/10/50 with ties against the target and in trec_eval's tie order, nDCG@10, MRR@10.
 
 Every figure comes with its scale and its protocol in words (`figures` in each section), which
-`report` prints and metrics.json carries. The two metric families cost per query, so past a cap they
-run on a deterministic sample (the stickers or test queries with the smallest hashes); the output
-says how many were evaluated.
+`report` prints and metrics.json carries. The two metric families cost per query: `report` computes
+Table 4 on every sticker unless asked for a sample, the export on a deterministic sample of
+stickers (the smallest hashes of their ids), Table 6 on a sample of test queries past a cap; the
+output says how many were evaluated. On every sticker, each sticker's lexical figures are added up as
+it streams past and its texts are not kept (unless the semantic figures need them).
 """
 
 from __future__ import annotations
@@ -35,15 +38,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.search import BM25Index
-from core.semantic import semantic_similarity
-from core.similarity import AnnotatedSticker, figures, lexical_similarity
+from core.similarity import AnnotatedSticker, LexicalSimilarity, figures
 from core.text import normalize_query, tokenize
 
 RECALL_AT = (1, 10, 50)
 RANK_CUTOFF = 10  # nDCG@10 and MRR@10
 TEST_FRACTION = 0.2
 STICKER_TEST_PERCENT = 20
-DEFAULT_MAX_SIMILARITY_STICKERS = 1_000
 DEFAULT_MAX_EVAL_QUERIES = 20_000
 TOP_TERMS = 20
 
@@ -319,15 +320,25 @@ class SplitSticker:
 class LanguageReport:
     """Feed it stickers in any order; get Table 3, Table 4 and Table 6 for one language.
 
-    `authors` (per query, None where unknown) keeps inter-annotator pairs between different people;
-    `units` (per query: author and round) keeps a round on one side of the split."""
+    `authors` (per query, None for a seed) keeps inter-annotator pairs between different people;
+    `units` (per query: author and round) keeps a round on one side of the split.
+    `max_similarity_stickers`: Table 4 on a deterministic sample of that many stickers (None: every
+    sticker); `keep_texts`: keep the compared stickers' texts for the semantic figures;
+    `variants`: the earlier lexical variants too (sacrebleu)."""
 
-    def __init__(self, language: str, *, max_similarity_stickers: int = DEFAULT_MAX_SIMILARITY_STICKERS,
-                 max_eval_queries: int = DEFAULT_MAX_EVAL_QUERIES) -> None:
+    def __init__(self, language: str, *, max_similarity_stickers: int | None = None,
+                 max_eval_queries: int = DEFAULT_MAX_EVAL_QUERIES, keep_texts: bool = True,
+                 variants: bool = True) -> None:
         self.language = language
         self.statistics = QueryStatistics(language)
         self.recall = RecallEvaluation(max_eval_queries)
-        self._similarity_sample = BottomK(max_similarity_stickers)
+        self.sample_size = max_similarity_stickers
+        self.keep_texts = keep_texts
+        self.variants = variants
+        self._lexical = LexicalSimilarity(language, variants=variants)
+        self._similarity_sample = BottomK(max_similarity_stickers or 0)
+        self._texts: list[AnnotatedSticker] = []  # every compared sticker's, when kept and not sampling
+        self._with_pairs = 0
         self.split_counts = Counter()
 
     def add(self, sticker: str, queries: Sequence[str], *, authors: Sequence[object | None] | None = None,
@@ -341,26 +352,52 @@ class LanguageReport:
         self.split_counts["test"] += len(test)
         self.recall.add_sticker(sticker, [token_lists[i] for i in train], [(keys[i], token_lists[i]) for i in test])
         if len(queries) >= 2:
-            self._similarity_sample.offer(stable_hash(sticker), AnnotatedSticker(
-                tuple(queries), tuple(authors) if authors is not None else None))
+            self._with_pairs += 1
+            annotated = AnnotatedSticker(tuple(queries), tuple(authors) if authors is not None else None)
+            if self.sample_size is None:
+                self._lexical.add(annotated)
+                if self.keep_texts:
+                    self._texts.append(annotated)
+            else:
+                # The sample's texts are kept (a thousand stickers: about a megabyte) and scored once at
+                # the end: scoring each sticker as it enters the sample would score k(1 + ln(n/k)) of them.
+                self._similarity_sample.offer(stable_hash(sticker), annotated)
         return SplitSticker(sticker, queries, token_lists, train, test)
 
     def statistics_table(self) -> dict:
         return self.statistics.table()
 
     def similarity_sample(self) -> list[AnnotatedSticker]:
-        return self._similarity_sample.items()
+        """The compared stickers with their texts (empty unless `keep_texts`)."""
+        if self.sample_size is None:
+            return list(self._texts)
+        return self._similarity_sample.items() if self.keep_texts else []
+
+    def lexical(self) -> dict:
+        if self.sample_size is None:
+            result = self._lexical.result()
+            scale = "every sticker with 2 or more queries"
+        else:
+            combined = LexicalSimilarity(self.language, variants=self.variants)
+            for annotated in self._similarity_sample.items():
+                combined.add(annotated)
+            result = combined.result()
+            scale = "every sticker with 2 or more queries" if self._with_pairs <= self.sample_size else (
+                f"a deterministic sample of at most {self.sample_size} stickers with 2 or more queries (the "
+                f"smallest stable hashes of their ids)")
+        return {**result, "stickers_with_2plus_queries": self._with_pairs, "scale": scale}
 
     def metrics(self, semantic_model: str | None = None) -> dict:
         """`semantic_model`: a model name or local path for CS and BERTScore; None leaves them out."""
-        sample = self.similarity_sample()
-        similarity = lexical_similarity(sample, self.language)
-        similarity["stickers_with_2plus_queries"] = self._similarity_sample.seen
+        from core.semantic import semantic_similarity  # its imports are lazy too; only when asked for
+
+        similarity = self.lexical()
         result = {"split": {"train_queries": self.split_counts["train"], "test_queries": self.split_counts["test"],
                             "protocol": SPLIT_PROTOCOL},
                   "lexical_similarity": similarity}
         if semantic_model is not None:
-            result["semantic_similarity"] = semantic_similarity(sample, self.language, semantic_model)
+            result["semantic_similarity"] = semantic_similarity(self.similarity_sample(), self.language,
+                                                                semantic_model)
         result["bm25_retrieval"] = self.recall.results()
         return result
 

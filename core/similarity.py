@@ -11,25 +11,53 @@ from dataclasses import dataclass
 
 from core.text import tokenize
 
+# The kinds of pair of a sticker's queries, by who wrote them.
+DISTINCT_AUTHORS = "distinct_authors"  # two different players
+PLAYER_AND_SEED = "player_and_seed"  # a player's query and an imported seed: different people
+SAME_AUTHOR = "same_author"  # one player wrote both: left out
+SEEDS = "seeds"  # two seeds: StickerQueries does not say whether one person wrote both; left out
+AUTHORS_UNKNOWN = "authors_unknown"  # a StickerQueries CSV: no author is known for any query
+COMPARED_KINDS = frozenset({DISTINCT_AUTHORS, PLAYER_AND_SEED, AUTHORS_UNKNOWN})
+PAIR_KINDS = (DISTINCT_AUTHORS, PLAYER_AND_SEED, SAME_AUTHOR, SEEDS, AUTHORS_UNKNOWN)
+
 
 @dataclass(frozen=True)
 class AnnotatedSticker:
-    """One sticker's queries and, where known, each query's author (None: unknown, counted as distinct)."""
+    """One sticker's queries and, for game data, each query's author (None: a seed, author unknown).
+    `authors` None as a whole means a StickerQueries CSV, where nobody's authorship is known."""
 
     queries: tuple[str, ...]
     authors: tuple[object | None, ...] | None = None
 
-    def author(self, i: int) -> object | None:
-        return None if self.authors is None else self.authors[i]
+    def pair_kind(self, i: int, j: int) -> str:
+        if self.authors is None:
+            return AUTHORS_UNKNOWN
+        a, b = self.authors[i], self.authors[j]
+        if a is None and b is None:
+            return SEEDS
+        if a is None or b is None:
+            return PLAYER_AND_SEED
+        return SAME_AUTHOR if a == b else DISTINCT_AUTHORS
 
     def others(self, i: int) -> list[int]:
-        """Positions of the queries another annotator wrote: the references of query i."""
-        mine = self.author(i)
-        return [j for j in range(len(self.queries)) if j != i and (mine is None or self.author(j) != mine)]
+        """Positions of the queries compared with query i (its references): by another person."""
+        return [j for j in range(len(self.queries)) if j != i and self.pair_kind(i, j) in COMPARED_KINDS]
+
+    def pair_counts(self) -> Counter:
+        """Unordered pairs of this sticker's queries by kind (compared or left out)."""
+        n = len(self.queries)
+        return Counter(self.pair_kind(i, j) for i in range(n) for j in range(i + 1, n))
 
 
-PAIRS_PROTOCOL = ("inter-annotator: per sticker, a query is compared only with queries other annotators wrote "
-                  "(where authors are known; queries of unknown authorship count as distinct annotators)")
+GAME_PAIRS = (
+    "game data: a query is compared only with queries another person wrote: pairs by two different "
+    "players, and pairs of a player's query and an imported seed; pairs by the same player and pairs of two seeds "
+    "(StickerQueries does not say whether one person wrote both) are left out, and `pair_kinds` counts every kind")
+CSV_PAIRS = (
+    "a StickerQueries CSV: no author is known, so every pair of a sticker's queries is compared, which "
+    "may include pairs by the same annotator: there the figure is the similarity of a sticker's queries (the "
+    "paper's protocol), not strictly between annotators")
+PAIRS_PROTOCOL = f"{GAME_PAIRS}. For {CSV_PAIRS}"
 LEXICAL_FIGURES = {
     "bleu": ("0-1", "sentence BLEU as NLTK computes it, 4-gram, uniform weights, smoothing method 1, of each "
                     "query (hypothesis) "
@@ -98,27 +126,38 @@ def rouge_l_f1(target: Sequence[str], prediction: Sequence[str]) -> float:
     return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
-def lexical_similarity(stickers: Iterable[AnnotatedSticker | Sequence[str]], language: str) -> dict:
-    from sacrebleu.metrics import BLEU
+class LexicalSimilarity:
+    """Table 4's lexical figures, accumulated one sticker at a time: only sums and counts are kept,
+    never the stickers' texts. `variants`: also the earlier sacrebleu BLEU (which imports sacrebleu)."""
 
-    sacre = BLEU(tokenize="zh" if language == "zh" else "13a", effective_order=True)
-    sums = dict.fromkeys(LEXICAL_FIGURES, 0.0)
-    queries_n = pairs_n = used = 0
-    for sticker in stickers:
+    def __init__(self, language: str, *, variants: bool = True) -> None:
+        self.language = language
+        self.sacre = None
+        if variants:
+            from sacrebleu.metrics import BLEU
+
+            self.sacre = BLEU(tokenize="zh" if language == "zh" else "13a", effective_order=True)
+        self.sums = dict.fromkeys(LEXICAL_FIGURES, 0.0)
+        self.queries = self.pairs = self.stickers = 0
+        self.kinds: Counter = Counter()
+
+    def score(self, sticker: AnnotatedSticker | Sequence[str]) -> tuple:
+        """One sticker's contribution: (sums per figure, queries, pairs, compared, pair kinds)."""
         if not isinstance(sticker, AnnotatedSticker):
             sticker = AnnotatedSticker(tuple(sticker))
         queries = sticker.queries
         tokens = [tokenize(q) for q in queries]
-        compared = False
+        sums = dict.fromkeys(LEXICAL_FIGURES, 0.0)
+        queries_n = pairs_n = 0
         rouge_cache: dict[tuple[int, int], float] = {}
         for i, query in enumerate(queries):
             others = sticker.others(i)
             if not others:
                 continue
-            compared = True
             queries_n += 1
             sums["bleu"] += sentence_bleu([tokens[j] for j in others], tokens[i])
-            sums["sacrebleu_bleu"] += sacre.sentence_score(query, [queries[j] for j in others]).score
+            if self.sacre is not None:
+                sums["sacrebleu_bleu"] += self.sacre.sentence_score(query, [queries[j] for j in others]).score
             best = 0.0
             for j in others:
                 pair = (min(i, j), max(i, j))
@@ -129,21 +168,45 @@ def lexical_similarity(stickers: Iterable[AnnotatedSticker | Sequence[str]], lan
                     pairs_n += 1
                 best = max(best, rouge_cache[pair])
             sums["rouge_l_f1"] += best
-        used += compared
-    values = {
-        "bleu": sums["bleu"] / queries_n if queries_n else None,
-        "rouge_l_f1": sums["rouge_l_f1"] / queries_n if queries_n else None,
-        "sacrebleu_bleu": sums["sacrebleu_bleu"] / queries_n if queries_n else None,
-        "rouge_l_f1_pairwise": 100 * sums["rouge_l_f1_pairwise"] / pairs_n if pairs_n else None,
-    }
-    return {
-        **{name: None if value is None else round(value, 4) for name, value in values.items()},
-        "stickers_compared": used,
-        "queries_compared": queries_n,
-        "pairs_compared": pairs_n,
-        "pairs": PAIRS_PROTOCOL,
-        "figures": figures(LEXICAL_FIGURES),
-    }
+        return tuple(sums.values()), queries_n, pairs_n, queries_n > 0, tuple(sorted(sticker.pair_counts().items()))
+
+    def add_score(self, scored: tuple) -> None:
+        sums, queries_n, pairs_n, compared, kinds = scored
+        for name, value in zip(LEXICAL_FIGURES, sums, strict=True):
+            self.sums[name] += value
+        self.queries += queries_n
+        self.pairs += pairs_n
+        self.stickers += compared
+        self.kinds.update(dict(kinds))
+
+    def add(self, sticker: AnnotatedSticker | Sequence[str]) -> None:
+        self.add_score(self.score(sticker))
+
+    def result(self) -> dict:
+        q, sums = self.queries, self.sums
+        values = {
+            "bleu": sums["bleu"] / q if q else None,
+            "rouge_l_f1": sums["rouge_l_f1"] / q if q else None,
+            "sacrebleu_bleu": sums["sacrebleu_bleu"] / q if q and self.sacre is not None else None,
+            "rouge_l_f1_pairwise": 100 * sums["rouge_l_f1_pairwise"] / self.pairs if self.pairs else None,
+        }
+        return {
+            **{name: None if value is None else round(value, 4) for name, value in values.items()},
+            "stickers_compared": self.stickers,
+            "queries_compared": q,
+            "pairs_compared": self.pairs,
+            "pair_kinds": {kind: self.kinds.get(kind, 0) for kind in PAIR_KINDS},
+            "pairs": CSV_PAIRS if self.kinds and set(self.kinds) == {AUTHORS_UNKNOWN} else GAME_PAIRS,
+            "figures": figures(LEXICAL_FIGURES),
+        }
+
+
+def lexical_similarity(stickers: Iterable[AnnotatedSticker | Sequence[str]], language: str,
+                       *, variants: bool = True) -> dict:
+    accumulator = LexicalSimilarity(language, variants=variants)
+    for sticker in stickers:
+        accumulator.add(sticker)
+    return accumulator.result()
 
 
 def figures(table: dict[str, tuple[str, str]]) -> dict:

@@ -40,6 +40,7 @@ def _prepare(workdir: Path, echo):
 
 def _finish(db, game, workdir: Path, settings, summary: dict, started: float, echo) -> dict:
     from core.exports import run_export  # pyarrow: not needed by `sticktionary play` to start
+    from core.pseudonyms import work_folder_key
 
     summary.setdefault("exports", {})
     summary.setdefault("leaderboards", {})
@@ -53,10 +54,11 @@ def _finish(db, game, workdir: Path, settings, summary: dict, started: float, ec
     prizes = game.prizes.tally(period_start("day", now, ZoneInfo(settings.jobs.jobs_timezone)), now, "day")
     echo("\nprizes so far today: " + ", ".join(f"{language}: {c['top']} top, {c['participation']} participation"
                                              for language, c in prizes.items()))
-    # The demo has no operator secret: a key of its own (real runs refuse the default key); no semantic
+    # The demo has no operator secret: a random key of its own, kept in its folder; no semantic
     # figures, which would load a large model.
+    key = work_folder_key(workdir)
     export = run_export(db, settings.replace(exports={"export_dir": workdir / "exports", "export_semantic": False},
-                                                privacy={"pseudonym_key": "demo"}),
+                                                privacy={"pseudonym_key": key}),
                         now=now)
     echo(f"\nresearch export {export.version}: {export.queries} queries -> {export.folder}")
     for language in LANGUAGES:

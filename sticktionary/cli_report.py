@@ -22,6 +22,9 @@ def report(
     semantic_model: Annotated[str | None, typer.Option(
         help="model name or local folder for CS and BERTScore (default: STICKTIONARY_SEMANTIC_MODEL_EN / _ZH)")]
     = None,
+    sample: Annotated[int | None, typer.Option(
+        "--sample", min=1, help="Table 4 on a deterministic sample of N stickers, for a quick run (default: every "
+                                "sticker)")] = None,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs."""
@@ -37,10 +40,10 @@ def report(
             typer.echo(str(error), err=True)
             raise typer.Exit(2) from None
         language = check_language(lang) if lang else _language_of(path, rows)
-        language_report = LanguageReport(language)
+        model = (semantic_model or settings.exports.semantic_model(language)) if semantic else None
+        language_report = LanguageReport(language, max_similarity_stickers=sample, keep_texts=model is not None)
         for sticker, queries in rows:
             language_report.add(sticker, queries)
-        model = (semantic_model or settings.exports.semantic_model(language)) if semantic else None
         results[str(path)] = {"language": language, "statistics": language_report.statistics_table(),
                               **language_report.metrics(semantic_model=model)}
     if as_json:
@@ -73,7 +76,8 @@ def _print_report(path: str, result: dict) -> None:
     typer.echo(f"  split: {split['train_queries']} train / {split['test_queries']} test queries — {split['protocol']}")
     similarity = result["lexical_similarity"]
     typer.echo(f"  Table 4, lexical ({similarity['stickers_compared']} stickers, {similarity['queries_compared']} "
-               f"queries, {similarity['pairs_compared']} pairs; {similarity['pairs']}):")
+               f"queries, {similarity['pairs_compared']} pairs, on {similarity['scale']}; {similarity['pairs']}):")
+    typer.echo("    pairs by kind: " + ", ".join(f"{kind} {n}" for kind, n in similarity["pair_kinds"].items()))
     _print_figures(similarity)
     semantic = result.get("semantic_similarity")
     if semantic is not None:

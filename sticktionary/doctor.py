@@ -133,9 +133,11 @@ class Examination:
         if s.telegram.bots and not s.telegram.moderators:
             self.add("moderators", Status.WARN, "STICKTIONARY_MODERATORS is empty: missed rounds wait for a review "
                      "nobody can give", "put the moderators' Telegram user ids there")
-        if s.privacy.pseudonym_key == "change-me":
-            self.add("pseudonym key", Status.WARN, "STICKTIONARY_PSEUDONYM_KEY is the default: exports refuse it",
-                     "set a long random secret, e.g. python3 -c 'import secrets; print(secrets.token_hex(32))'")
+        from core.pseudonyms import HOW_TO_MAKE, key_problem
+
+        problem = key_problem(s.privacy.pseudonym_key)
+        if problem:
+            self.add("pseudonym key", Status.WARN, problem.split(";")[0] + ": exports refuse it", HOW_TO_MAKE)
 
     # ------------------------------------------------------------------ database
     def check_database(self) -> None:

@@ -25,6 +25,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from storage.arrow_columns import column
+
 MANIFEST = "manifest.json"
 LATEST = "latest"
 PARTIAL_PREFIX = ".partial-"
@@ -207,8 +209,8 @@ class ParquetRecords:
     def flush(self) -> None:
         if not self.buffer:
             return
-        columns = [pa.array(column, type=field.type) for column, field in zip(zip(*self.buffer, strict=True),
-                                                                               self.schema, strict=True)]
+        columns = [column(values, field.type) for values, field in zip(zip(*self.buffer, strict=True), self.schema,
+                                                                       strict=True)]
         table = pa.Table.from_arrays(columns, schema=self.schema)
         self.writer.write_table(table)
         if self.on_flush is not None:

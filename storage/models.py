@@ -175,6 +175,9 @@ class Query(SQLModel, table=True):
     validated_at: datetime | None = None
     # Set when a moderator skips the query's round: skipped rounds go to the back of the review queue.
     review_skipped_at: datetime | None = None
+    # A seed whose row in the imported StickerQueries CSV quoted its field though it needed no quotes
+    # (5 rows of the zh release): the export quotes that row again, so the file comes out byte for byte.
+    release_quoted: bool | None = None
 
     @property
     def final_text(self) -> str:

@@ -24,6 +24,8 @@ from storage.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 # The first 200 stickers of each language of the released StickerQueries (MIT; see its PROVENANCE.md).
 REAL_SAMPLES = ROOT / "tests" / "data" / "sticker-queries"
+# A fixed key with the entropy exports require (core.pseudonyms), so ids are the same on every run.
+TEST_PSEUDONYM_KEY = "wFgcIhftSFEUNJSNWmerb7PCZqFiFPsbkDiwhrXC9t9A5fBkaXJ8zvppySubABBs"
 POSTGRES_ADMIN = os.environ.get("STICKTIONARY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -77,7 +79,7 @@ def db(request, tmp_path, sqlite_template):
 def settings(tmp_path) -> Settings:
     return Settings(storage={"database_url": "sqlite://", "sticker_root": tmp_path / "stickers"},
                     exports={"export_dir": tmp_path / "exports", "export_semantic": False}, rules={"gold_rate": 0.0},
-                    privacy={"pseudonym_key": "test-pseudonym-key"}, _env_file=None)
+                    privacy={"pseudonym_key": TEST_PSEUDONYM_KEY}, _env_file=None)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sticktionary.cli import app
-from tests.conftest import REAL_SAMPLES
+from tests.conftest import REAL_SAMPLES, TEST_PSEUDONYM_KEY
 
 runner = CliRunner()
 
@@ -145,6 +145,12 @@ def test_report_on_the_real_samples():
     assert 0.06 < en["lexical_similarity"]["bleu"] < 0.09 and 0.24 < en["lexical_similarity"]["rouge_l_f1"] < 0.28
     assert en["lexical_similarity"]["sacrebleu_bleu"] > 1  # the earlier variant, 0-100
     assert 0 < en["bm25_retrieval"]["mrr@10"] <= en["bm25_retrieval"]["ndcg@10"] <= en["bm25_retrieval"]["recall@10_trec"]
+    # Table 4 on every sticker with 2+ queries by default (every en sticker of the sample has some); --sample N.
+    assert en["lexical_similarity"]["stickers_compared"] == 200 and en["lexical_similarity"]["queries_compared"] == 1598
+    assert en["lexical_similarity"]["pair_kinds"]["authors_unknown"] == en["lexical_similarity"]["pairs_compared"]
+    quick = runner.invoke(app, ["report", str(files[0]), "--json", "--no-semantic", "--sample", "50"])
+    assert quick.exit_code == 0, quick.output
+    assert json.loads(quick.output)[str(files[0])]["lexical_similarity"]["stickers_compared"] == 50
     printed = runner.invoke(app, ["report", str(files[1]), "--no-semantic"])
     assert printed.exit_code == 0 and "(zh)" in printed.output
     for figure in ("bleu ", "rouge_l_f1 ", "sacrebleu_bleu", "rouge_l_f1_pairwise", "recall@1 ", "recall@1_trec",
@@ -181,7 +187,7 @@ def test_env_example_lists_every_setting():
 def test_export_now_and_list(env, monkeypatch):
     export_dir = env / "exports"
     monkeypatch.setenv("STICKTIONARY_EXPORT_DIR", str(export_dir))
-    monkeypatch.setenv("STICKTIONARY_PSEUDONYM_KEY", "a-test-secret")
+    monkeypatch.setenv("STICKTIONARY_PSEUDONYM_KEY", TEST_PSEUDONYM_KEY)
     monkeypatch.setenv("STICKTIONARY_EXPORT_SEMANTIC", "false")
     result = runner.invoke(app, ["export", "now", "--no-progress", "--without-seeds"])
     assert result.exit_code == 0, result.output

@@ -43,3 +43,39 @@ def test_writer_uses_the_release_separator(tmp_path):
     out = tmp_path / "x.csv"
     write_sticker_queries(out, [("1.png", ["a", "b c"])])
     assert out.read_text(encoding="utf-8") == 'sticker_id,labeled_queries\n1.png,"a, b c"\n'
+
+
+# Two real rows of the full zh release (after the sample's last sticker, so release order holds): the
+# first quotes a single query that needs no quotes, the second does not. No rule tells them apart.
+RELEASE_ROWS_BEYOND_THE_SAMPLE = '5440500112532972502.webm,"吃瓜"\n5922255337016003283.png,拿我的钱\n'
+
+
+def test_the_zh_release_comes_back_byte_for_byte_quoting_included(db, tmp_path, settings):
+    from core.exports import run_export
+
+    source = tmp_path / "sticker_queries_zh_release.csv"
+    sample = (REAL_SAMPLES / "sticker_queries_zh_release.first200.csv").read_bytes()
+    source.write_bytes(sample + RELEASE_ROWS_BEYOND_THE_SAMPLE.encode("utf-8"))
+    assert import_sticker_queries(db, source, "zh")["stickers"] == 202
+    out = tmp_path / "out.csv"
+    assert export_sticker_queries(db, "zh", out) == 202
+    assert out.read_bytes() == source.read_bytes()
+    # The research export's release CSV too.
+    summary = run_export(db, settings)
+    assert (summary.folder / "sticker_queries_zh_release.csv").read_bytes() == source.read_bytes()
+    # Importing again keeps it so, and a player's query joining the row needs quotes anyway.
+    import_sticker_queries(db, source, "zh")
+    export_sticker_queries(db, "zh", out)
+    assert out.read_bytes() == source.read_bytes()
+
+
+def test_the_reader_says_which_rows_were_quoted_beyond_need(tmp_path):
+    from storage.sticker_queries import read_release_rows
+
+    source = tmp_path / "in.csv"
+    source.write_text('sticker_id,labeled_queries\n1.png,"看看"\n2.png,看看\n3.png,"a, b"\n4.png,"a ""b"""\n',
+                      encoding="utf-8")
+    assert [quoted for _, _, quoted in read_release_rows(source)] == [True, False, False, False]
+    out = tmp_path / "out.csv"
+    write_sticker_queries(out, read_release_rows(source))
+    assert out.read_bytes() == source.read_bytes()

@@ -17,6 +17,7 @@ from sticktionary.doctor import Status, examine, healthy
 from storage.db import make_engine, session_scope
 from storage.models import ChatContext, OutboxMessage, OutboxStatus, Sticker, TelegramFile
 from storage.settings import Settings, room_of
+from tests.conftest import TEST_PSEUDONYM_KEY
 
 TOKEN = "5550001:AAHdoctorTestTokenThatLooksQuiteReal01"
 WRONG = "5550002:AAHnotAValidTokenForTheSandboxAtAllXyz9"
@@ -69,7 +70,7 @@ def setup(tmp_path, sqlite_template, sandbox):
         "STICKTIONARY_WEBHOOK_URL": WEBHOOK,
         "STICKTIONARY_WEBHOOK_SECRET": SECRET,
         "STICKTIONARY_REDIS_URL": "redis://127.0.0.1:6379/9",
-        "STICKTIONARY_PSEUDONYM_KEY": "a-long-pseudonym-key-for-tests",
+        "STICKTIONARY_PSEUDONYM_KEY": TEST_PSEUDONYM_KEY,
         "STICKTIONARY_MODERATORS": "4242",
     }
 

@@ -102,7 +102,10 @@ def test_export_contents_and_filters(db, settings, played):
     table = pq.read_table(folder / "queries.parquet").to_pylist()
     times = ("reviewed_at", "created_at", "validated_at")
     assert [{k: v.isoformat() if k in times and v else v for k, v in row.items()} for row in table] == records
-    assert all(r["created_at"].endswith("+00:00") for r in records)
+    assert all(r["created_at"].endswith("+00:00") for r in records if r["source"] != "seed")
+    # A seed's times would be its import's: not exported (StickerQueries does not say when it was written).
+    seeds = [r for r in records if r["source"] == "seed"]
+    assert seeds and all(r["created_at"] is None and r["validated_at"] is None for r in seeds)
     by_text = {r["text"]: r for r in records}
     corrected = by_text["sleepy kitten"]
     # Privacy by default: the player's own text of a corrected query stays home; times to the hour.
@@ -151,6 +154,19 @@ def test_export_contents_and_filters(db, settings, played):
         for row in stats[language]["provenance"]:
             assert f"| {language} | {row['source']} | {row['validation']} | {row['queries']} |" in card
     assert sum(row["queries"] for lang in stats.values() for row in lang["provenance"]) == len(records)
+    # Seeds were shown (taboo, retrieval tasks): the card says how many, never "never shown".
+    shown = sum(r["shown_to_retrievers"] > 0 for r in seeds if r["language"] == "en")
+    assert stats["en"]["seeds"]["seeds"] == sum(r["language"] == "en" for r in seeds)
+    assert stats["en"]["seeds"]["seeds_shown_to_retrievers"] == shown
+    assert f"Seeds shown to retrievers: en {shown}, zh " in card
+    assert "never shown" not in card and "no player or moderator of this game saw them" not in card
+    # Table 4 says what it compared: pairs by different people only, counted by kind.
+    lexical = metrics["en"]["lexical_similarity"]
+    assert lexical["pair_kinds"]["distinct_authors"] + lexical["pair_kinds"]["player_and_seed"] == \
+        lexical["pairs_compared"]
+    assert f"distinct authors {lexical['pair_kinds']['distinct_authors']}, player and seed" in card
+    assert f"| en | {lexical['stickers_compared']} | {lexical['queries_compared']} | {lexical['pairs_compared']} |" \
+        in card
     for section in ("Personal and Sensitive Information", "Bias, risks and limitations", "Dataset Structure",
                     "annotations_creators:", "language_creators:", "multilinguality:", "source_datasets:",
                     "arxiv.org/abs/2506.01668", "extended|metchee/sticker-queries"):
@@ -259,7 +275,7 @@ def test_original_text_and_exact_times_only_when_asked(db, settings, played):
     records = {r["text"]: r for r in _jsonl(settings.exports.export_dir / summary.version / "queries.jsonl")}
     assert records["sleepy kitten"]["original_text"] == "sleepy cat"
     assert records["happy dance"]["original_text"] is None  # never corrected: text is the player's own
-    assert all("." not in r["created_at"] for r in records.values())
+    assert all("." not in r["created_at"] for r in records.values() if r["created_at"] is not None)
 
 
 def test_sticker_level_split_holds_whole_stickers_out(db, settings, played):
@@ -278,3 +294,58 @@ def test_sticker_level_split_holds_whole_stickers_out(db, settings, played):
         mine = [r for r in records if r["language"] == language]
         assert all(r["sticker_split"] == sides[r["sticker_id"]] for r in mine)
         assert all(r["sticker_split"] == ("test" if sticker_in_test(r["sticker_id"]) else "train") for r in mine)
+
+
+def test_arrow_columns_equal_pyarrow_arrays_without_importing_pandas():
+    """The export builds its batches from buffers (storage.arrow_columns): pyarrow.array would import
+    pandas (about 45 MB) for nothing. Checked in a fresh process, where nothing imported pandas yet."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = """
+import random, sys
+from datetime import UTC, datetime
+import pyarrow as pa
+from storage.arrow_columns import column
+r = random.Random(1)
+cases = {pa.string(): [None, "", "abc", "开心跳舞", "😀 x", "a" * 100], pa.int64(): [None, 0, -5, 2**40],
+         pa.int32(): [None, 0, 7, -2**31], pa.bool_(): [True, False],
+         pa.timestamp("us", tz="UTC"): [None, datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+                                        datetime(2020, 5, 1), datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)]}
+made = []
+for kind, choices in cases.items():
+    for n in (0, 1, 7, 8, 9, 1000):
+        values = [r.choice(choices) for _ in range(n)]
+        array = column(values, kind)
+        array.validate(full=True)
+        made.append((kind, values, array))
+assert "pandas" not in sys.modules, "pandas was imported"
+for kind, values, array in made:
+    assert array.equals(pa.array(values, type=kind)), (kind, values)
+print("same")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr
+
+
+def test_seeds_shown_as_taboo_are_counted_from_the_rounds_that_recorded_it(db, settings, played):
+    from sqlalchemy import select, update
+
+    from storage.models import LabelRound, Query, QuerySource
+
+    with Session(db) as session:
+        seed_ids = session.exec(select(Query.id).where(Query.source == QuerySource.SEED, Query.language == "en")
+                                .order_by(Query.id).limit(2)).scalars().all()
+        rounds = session.exec(select(LabelRound.id).where(LabelRound.language == "en")
+                              .order_by(LabelRound.id)).scalars().all()
+        # One round showed two seeds, another the first of them again; the rest predate the record.
+        session.execute(update(LabelRound).where(LabelRound.id == rounds[0]).values(taboo_shown=seed_ids))
+        session.execute(update(LabelRound).where(LabelRound.id == rounds[1]).values(taboo_shown=[seed_ids[0]]))
+        session.commit()
+    summary = run_export(db, settings, now=MOMENT)
+    seeds = summary.stats["en"]["seeds"]
+    assert seeds["seeds_shown_as_taboo"] == 2
+    assert seeds["label_rounds_taboo_recorded"] == 2 and seeds["label_rounds_taboo_unrecorded"] == len(rounds) - 2
+    assert "in a label round's recorded taboo list: en 2, zh 0" in (summary.folder / "README.md").read_text()

@@ -23,6 +23,7 @@ from core.nicknames import default_nickname
 from offline.sandbox import Sandbox
 from sticktionary.play.web import chart
 from storage.models import RetrievalTask, utcnow
+from tests.conftest import TEST_PSEUDONYM_KEY
 from tests.helpers import labeled_round, make_player, make_world
 
 TOKEN = "1001:stream"
@@ -130,7 +131,8 @@ async def test_bots_list_their_commands_and_stop_ends_open_streams():
 
 
 def test_dashboard_shows_what_players_did(db, settings, tmp_path):
-    settings = settings.replace(exports={"export_dir": tmp_path / "exports"}, privacy={"pseudonym_key": "test"})
+    settings = settings.replace(exports={"export_dir": tmp_path / "exports"},
+                                   privacy={"pseudonym_key": TEST_PSEUDONYM_KEY})
     game = make_world(db, settings, languages=("en", "zh"))
     empty = dashboard(db, settings)
     assert empty["timeline"]["buckets"] == [] and empty["recent"] == [] and empty["metrics"] is None

@@ -188,3 +188,79 @@ async def test_me_shows_the_period_the_streak_and_the_prizes(game_db, tmp_path, 
         else:
             assert t("me_prize_top_need", top=3, period=period, end=end, count=standing.points_to_top) in me
         assert t("me_prize_session_need", count=10, period=period, best=standing.session_tasks) in me
+
+
+# ---------------------------------------------------------------- the pseudonym key of exports
+SHORT, REPEATED, FEW = "x", "ab" * 24, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"
+WORDS = "correct-horse-battery-staple-monkey-dragon-sunshine-2026"
+PLACEHOLDERS = ["change-me", "CHANGE-ME", " change-me", "change-me ", "Change Me", "change_me",
+                "change-me-0123456789abcdefghijklmnopqrstuvwxyz"]
+
+
+@pytest.mark.parametrize("key", ["", SHORT, "a-test-secret", REPEATED, FEW, WORDS, "0123456789abcdef" * 4,
+                                 "supercalifragilisticexpialidocious" * 2, *PLACEHOLDERS])
+def test_a_guessable_pseudonym_key_is_refused_with_one_line_on_how_to_make_one(key, settings):
+    from core.exports import ExportRefused, check_export_settings
+    from core.pseudonyms import key_problem
+
+    problem = key_problem(key)
+    assert problem is not None and "\n" not in problem
+    assert "STICKTIONARY_PSEUDONYM_KEY" in problem and "secrets.token_urlsafe(48)" in problem
+    with pytest.raises(ExportRefused) as refused:
+        check_export_settings(settings.replace(privacy={"pseudonym_key": key}))
+    assert str(refused.value) == problem
+
+
+def test_keys_made_as_the_refusal_says_are_accepted():
+    import secrets
+
+    from core.pseudonyms import key_problem
+
+    keys = [secrets.token_urlsafe(48) for _ in range(2000)] + [secrets.token_hex(32) for _ in range(2000)]
+    assert [key for key in keys if key_problem(key)] == []
+
+
+def test_a_work_folder_keeps_one_random_key_readable_by_its_owner_only(tmp_path):
+    import stat
+
+    from core.pseudonyms import KEY_FILE, key_problem, work_folder_key
+
+    key = work_folder_key(tmp_path / "demo")
+    assert key_problem(key) is None
+    assert stat.S_IMODE((tmp_path / "demo" / KEY_FILE).stat().st_mode) == 0o600
+    assert work_folder_key(tmp_path / "demo") == key  # kept: ids stay stable from run to run
+    assert work_folder_key(tmp_path / "play") != key  # another folder, another secret
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == [KEY_FILE]  # no draft left behind
+    (tmp_path / "demo" / KEY_FILE).write_text("demo\n")
+    with pytest.raises(ValueError, match="delete the file"):
+        work_folder_key(tmp_path / "demo")
+
+
+def test_annotator_ids_map_back_to_players_with_the_key_and_not_without(db, settings, tmp_path):
+    """The attack the key stops: hash every plausible player id and look the export's ids up."""
+    import json
+
+    from core.exports import annotator_id, run_export
+    from core.pseudonyms import work_folder_key
+    from tests.helpers import make_player, make_world
+    from tests.test_exports import _round_for_retrieval
+
+    game = make_world(db, settings, stickers=8, languages=("en",))
+    players = [make_player(game, i, "en") for i in range(1, 5)]
+    for labeler, retriever in zip(players, players[1:] + players[:1], strict=True):
+        _round_for_retrieval(game, labeler, retriever, [f"query of {labeler}", f"another of {labeler}"], hit=True)
+    key = work_folder_key(tmp_path / "work")
+    summary = run_export(db, settings.replace(privacy={"pseudonym_key": key}))
+    lines = (summary.folder / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+    exported = {row["annotator"]: row["text"] for row in map(json.loads, lines) if row["annotator"]}
+    assert len(exported) == len(players)
+
+    def map_back(guess: str) -> dict[str, int]:
+        table = {annotator_id(guess, player_id): player_id for player_id in range(1, 5001)}
+        return {annotator: table[annotator] for annotator in exported if annotator in table}
+
+    found = map_back(key)
+    assert sorted(found.values()) == sorted(players)  # with the key: every id, back to its player
+    assert all(exported[a] == f"query of {p}" or exported[a] == f"another of {p}" for a, p in found.items())
+    for guess in ("demo", "play", "bench", "change-me", "", work_folder_key(tmp_path / "other")):
+        assert map_back(guess) == {}  # without it: none

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from offline.demo_pack import PACK_DIR
-from tests.conftest import POSTGRES_ADMIN, REAL_SAMPLES, ROOT, _postgres_available
+from tests.conftest import POSTGRES_ADMIN, REAL_SAMPLES, ROOT, TEST_PSEUDONYM_KEY, _postgres_available
 from tests.test_download import hub  # noqa: F401 - the local Hub that download-usticker is pointed at
 
 README = ROOT / "README.md"
@@ -143,7 +143,7 @@ class Workspace:
             PYTHONUNBUFFERED="1", COLUMNS="200",
             STICKTIONARY_DATABASE_URL=f"sqlite:///{folder / 'game.sqlite3'}",
             STICKTIONARY_STICKER_ROOT=str(PACK_DIR), STICKTIONARY_EXPORT_DIR=str(folder / "exports"),
-            STICKTIONARY_MEDIA_CACHE=str(folder / "media-cache"), STICKTIONARY_PSEUDONYM_KEY="readme-test-pseudonym-key",
+            STICKTIONARY_MEDIA_CACHE=str(folder / "media-cache"), STICKTIONARY_PSEUDONYM_KEY=TEST_PSEUDONYM_KEY,
             STICKTIONARY_EXPORT_SEMANTIC="false", STICKTIONARY_GOLD_RATE="0")
         self.running: list[Running] = []
 
@@ -242,7 +242,7 @@ def _doctor(ws):
     ws.demo_pack(approve=True)
     base = ws.sandbox(f"{TOKEN}=sticktionary_bot")
     ws.env.update(STICKTIONARY_BOTS=_bots_setting(), STICKTIONARY_TELEGRAM_API=base,
-                  STICKTIONARY_MODERATORS=str(MODERATOR), STICKTIONARY_PSEUDONYM_KEY="a-long-enough-test-secret")
+                  STICKTIONARY_MODERATORS=str(MODERATOR), STICKTIONARY_PSEUDONYM_KEY=TEST_PSEUDONYM_KEY)
     report = ws.json("doctor", "--json")
     failed = [check for check in report["checks"] if check["status"] == "fail"]
     assert report["ok"] and not failed, report

@@ -151,3 +151,46 @@ def test_metrics_agree_with_trec_eval():
     # Ties counted against the target can only lower recall.
     assert all(result[f"recall@{k}"] <= result[f"recall@{k}_trec"] for k in (1, 10, 50))
     assert result["recall@1"] < result["recall@1_trec"] and result["recall@10"] < result["recall@10_trec"]
+
+
+def test_table_4_compares_only_queries_by_different_people_and_counts_every_kind_of_pair():
+    # alice wrote two, bob one, and two seeds (author unknown).
+    sticker = AnnotatedSticker(("happy dance", "happy party", "dance party", "joy", "party"),
+                               ("alice", "alice", "bob", None, None))
+    kinds = sticker.pair_counts()
+    assert kinds == {"same_author": 1, "distinct_authors": 2, "player_and_seed": 6, "seeds": 1}
+    result = lexical_similarity([sticker], "en")
+    assert result["pairs_compared"] == 2 + 6 and result["pair_kinds"]["seeds"] == 1
+    assert result["pair_kinds"]["same_author"] == 1 and "left out" in result["pairs"]
+    # A CSV: nobody's authorship is known, so every pair is compared, and the protocol says so.
+    csv = lexical_similarity([AnnotatedSticker(sticker.queries)], "en")
+    assert csv["pairs_compared"] == 10 and csv["pair_kinds"]["authors_unknown"] == 10
+    assert "same annotator" in csv["pairs"]
+
+
+def test_table_4_runs_on_every_sticker_unless_a_sample_is_asked_for():
+    rng = random.Random(5)
+    words = ["happy", "dance", "cat", "sad", "party", "sleepy", "joy", "wow"]
+    stickers = [(f"{n}.png", [" ".join(rng.sample(words, 2)) for _ in range(rng.randint(1, 6))]) for n in range(300)]
+
+    def report(**options):
+        language_report = LanguageReport("en", **options)
+        for key, queries in stickers:
+            language_report.add(key, queries)
+        return language_report
+
+    every = report()
+    lexical = every.lexical()
+    with_pairs = sum(len(q) >= 2 for _, q in stickers)
+    assert lexical["stickers_compared"] == lexical["stickers_with_2plus_queries"] == with_pairs
+    expected = lexical_similarity([q for _, q in stickers if len(q) >= 2], "en")
+    assert {k: lexical[k] for k in ("bleu", "rouge_l_f1", "pairs_compared")} == \
+        {k: expected[k] for k in ("bleu", "rouge_l_f1", "pairs_compared")}
+    assert lexical["scale"].startswith("every sticker")
+    # A sample as large as the data gives the same figures; a small one compares that many stickers.
+    assert {k: report(max_similarity_stickers=1000).lexical()[k] for k in ("bleu", "pairs_compared")} == \
+        {k: lexical[k] for k in ("bleu", "pairs_compared")}
+    sampled = report(max_similarity_stickers=20, keep_texts=False)
+    assert sampled.lexical()["stickers_compared"] == 20 and "sample of at most 20" in sampled.lexical()["scale"]
+    assert sampled.similarity_sample() == []  # texts only for the semantic figures
+    assert len(report(max_similarity_stickers=20).similarity_sample()) == 20

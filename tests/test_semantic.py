@@ -70,13 +70,16 @@ def test_report_carries_on_without_the_model(model, tmp_path):
 
 def test_the_export_carries_the_semantic_figures(db, settings, model):
     from core.exports import run_export
-    from tests.helpers import make_world
+    from tests.helpers import make_player, make_world
 
-    make_world(db, settings, stickers=4, languages=("en", "zh"))
-    with db.begin() as connection:  # a second seed query per sticker, so there are pairs to compare
+    game = make_world(db, settings, stickers=4, languages=("en", "zh"))
+    player = make_player(game, 1, "en")
+    # A player's query beside each seed, so there are pairs by different people to compare (two seeds are not:
+    # StickerQueries does not say whether one person wrote both).
+    with db.begin() as connection:
         connection.exec_driver_sql("INSERT INTO query (sticker_id, language, text, normalized_text, source, status, "
-                                   "hit_count, created_at) SELECT sticker_id, language, text || ' again', "
-                                   "normalized_text || ' again', source, status, 0, created_at FROM query")
+                                   "hit_count, created_at, author_id) SELECT sticker_id, language, text || ' again', "
+                                   f"normalized_text || ' again', 'labeler', status, 0, created_at, {player} FROM query")
     settings = settings.replace(exports={"export_semantic": True, "semantic_model_en": model,
                                          "semantic_model_zh": str(Path(model) / "missing")})
     summary = run_export(db, settings)

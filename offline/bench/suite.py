@@ -359,12 +359,15 @@ def build_export_database(url: str, queries: int, seed: int = 11, progress: bool
 
 def _export_worker(url: str, export_dir: str, queue) -> None:
     from core.exports import run_export
+    from core.pseudonyms import work_folder_key
     from storage.db import make_engine
     from storage.settings import Settings
 
     engine = make_engine(url)
+    # A random key kept in the benchmark's own (temporary) folder, as the demo and play do.
+    key = work_folder_key(Path(export_dir).parent)
     settings = Settings(storage={"database_url": url}, exports={"export_dir": Path(export_dir), "export_semantic": False},
-                        privacy={"pseudonym_key": "bench"})
+                        privacy={"pseudonym_key": key}, _env_file=None)
     start = time.perf_counter()
     summary = run_export(engine, settings)
     seconds = time.perf_counter() - start

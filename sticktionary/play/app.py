@@ -136,6 +136,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     from bots.run import run_bots, stop_on_signals
     from core import metrics
     from core.health import Health, database_check, flag_check
+    from core.pseudonyms import work_folder_key
     from offline.demo import _prepare
     from offline.oracle import database_oracle
     from offline.sandbox import Sandbox
@@ -153,7 +154,7 @@ async def play(workdir: Path, *, port: int = 8080, host: str = "127.0.0.1", play
     settings = Settings(storage={"database_url": f"sqlite:///{database}", "sticker_root": workdir},
                         telegram={"media_cache": workdir / "media-cache",
                                   "moderators": [u for i in IDENTITIES if i.moderator for u in i.user_ids.values()]},
-                        exports={"export_dir": workdir / "exports"}, privacy={"pseudonym_key": "play"},
+                        exports={"export_dir": workdir / "exports"}, privacy={"pseudonym_key": work_folder_key(workdir)},
                         rules={"session_min_tasks": 5, "partner_after": 5, "partner_poll_seconds": 1}, _env_file=None)
     entries = [BotEntry("en", TOKENS["en"], USERNAMES["en"], "Sticktionary (English)", "python-telegram-bot"),
                BotEntry("zh", TOKENS["zh"], USERNAMES["zh"], "Sticktionary（中文）", "aiogram")]

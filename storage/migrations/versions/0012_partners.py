@@ -1,7 +1,7 @@
 """partners: when a model partner took a submitted round (one partner answer per round)
 
 Revision ID: 0012_partners
-Revises: 0014_groups
+Revises: 0011_release_quoting
 """
 from collections.abc import Sequence
 
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = '0012_partners'
-down_revision: str | None = '0014_groups'
+down_revision: str | None = '0011_release_quoting'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

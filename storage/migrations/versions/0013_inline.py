@@ -1,7 +1,7 @@
 """inline sticker search: the stickers consented players chose from the inline results
 
 Revision ID: 0013_inline
-Revises: 0010_evidence
+Revises: 0012_partners
 """
 from collections.abc import Sequence
 
@@ -10,7 +10,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = '0013_inline'
-down_revision: str | None = '0010_evidence'
+down_revision: str | None = '0012_partners'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
