@@ -44,6 +44,7 @@ from sqlmodel import col
 
 from core.dataset_card import DEFAULT_KEY_HINT, dataset_card
 from core.datasets import consenting_usable, release_order
+from core.export_evidence import Pseudonyms, write_evidence
 from core.export_layout import (
     BEIR_QUERY_SCHEMA,
     CORPUS_SCHEMA,
@@ -83,6 +84,7 @@ from storage.models import (
 )
 from storage.settings import Settings
 from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
+from storage.typed_jsonl import TypedJsonLines
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +395,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
     now = now or started
     export = ExportFolder(Path(settings.export_dir), now)
     with export as folder:
-        jsonl = JsonLines(folder / "queries.jsonl")
+        jsonl = TypedJsonLines(folder / "queries.jsonl")
         mirrors = ConfigMirrors(folder)
         parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA, on_flush=mirrors.add)
         stats, metrics, stickers, provenance = {}, {}, {}, {}
@@ -419,9 +421,15 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
             jsonl.close()
             parquet.close()
             mirrors.close()
+        # The game's own evidence (judgments, contexts, every query flagged, PerSRV rows, images): core/export_evidence.py
+        evidence = write_evidence(db, folder, settings, Pseudonyms(
+            lambda player: annotator_id(settings.pseudonym_key, player),
+            lambda label_round: round_id(settings.pseudonym_key, label_round)), coarsen)
+        for language in LANGUAGES:
+            metrics[language]["grid_retrieval"] = evidence["grid_retrieval"][language]
         about = {"generated_at": now.isoformat(), "seeds_included": not settings.export_without_seeds,
                  "time_resolution": settings.export_time_resolution}
-        write_json(folder / "stats.json", {**about, "languages": stats})
+        write_json(folder / "stats.json", {**about, "languages": stats, "evidence": evidence["files"]})
         write_json(folder / "metrics.json", {**about, "languages": metrics})
         (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now, settings), encoding="utf-8")
         write_json(folder / MANIFEST, manifest(folder, export.version, now, db, jsonl.rows))
