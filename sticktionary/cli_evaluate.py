@@ -48,7 +48,7 @@ def evaluate(
             if "unavailable" in figures:
                 typer.echo(f"  {name:<22} unavailable: {figures['unavailable']}")
                 continue
-            label = f"{name} ({figures['model']})" if "model" in figures else name
+            label = f"{name} ({Path(figures['model']).name})" if "model" in figures else name
             _row(label, figures["grid"], figures["full_corpus"])
 
 
