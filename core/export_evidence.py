@@ -22,11 +22,10 @@ import pyarrow as pa
 from sqlalchemy import DateTime, Engine, func, select, type_coerce
 from sqlmodel import col
 
-from core.datasets import consenting_authors, release_order
+from core.datasets import consenting_authors
 from core.export_layout import data_file
 from core.research import stable_hash, sticker_in_test
 from core.vocabulary import LANGUAGES
-from storage.db import is_postgres
 from storage.export_files import ParquetRecords
 from storage.models import (
     ChatContext,
@@ -93,6 +92,7 @@ PERSRV_SCHEMA = pa.schema([("userid", pa.string()), ("query", pa.string()), ("do
 PERSRV_TEST_FRACTION = 0.2
 CONTEXTS_FILE = "contexts.jsonl"
 PAGE = 5000
+BATCH = 8192  # rows of queries.parquet read at a time (the default 65,536 costs ~70 MB)
 
 
 def evidence_files() -> dict[str, dict[str, str]]:
@@ -153,30 +153,35 @@ def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> in
 NOT_USABLE = (QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW, QueryStatus.DISCARDED)  # submitted, not ground truth
 
 
-def unusable_query_rows(db: Engine, language: str):
-    """The submitted queries of one language that are not ground truth (drafts of open rounds are not
-    submitted), of consenting authors, in release order."""
+def unusable_query_rows(db: Engine):
+    """The submitted queries that are not ground truth (drafts of open rounds are not submitted), of
+    consenting authors, in id order: keyset pages, so neither database sorts or holds them all."""
     shown = select(func.count()).where(TaskQuery.query_id == Query.id).scalar_subquery()
     last_review = select(Review).where(Review.query_id == Query.id).order_by(col(Review.id).desc()).limit(1)
     statement = (
-        select(Query.id, Sticker.key, Query.text, Query.corrected_text, Query.source, Query.status, Query.author_id,
-               Query.label_round_id, shown, Query.hit_count,
+        select(Query.id, Query.language, Sticker.key, Query.text, Query.corrected_text, Query.source, Query.status,
+               Query.author_id, Query.label_round_id, shown, Query.hit_count,
                last_review.with_only_columns(Review.action).scalar_subquery(),
-               _utc(last_review.with_only_columns(Review.created_at).scalar_subquery()),
-               _utc(Query.created_at), _utc(Query.validated_at))
+               last_review.with_only_columns(Review.created_at).scalar_subquery(), Query.created_at,
+               Query.validated_at)
         .join(Sticker, Sticker.id == Query.sticker_id)
-        .where(Query.language == language, col(Query.status).in_(NOT_USABLE), consenting_authors())
-        .order_by(release_order(db), Query.id)
+        .where(col(Query.status).in_(NOT_USABLE), consenting_authors())
+        .order_by(Query.id).limit(PAGE)
     )
+    last = 0
     with db.connect() as connection:
-        if is_postgres(db):
-            connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-        yield from connection.execution_options(yield_per=PAGE).execute(statement)
+        while True:
+            page = connection.execute(statement.where(Query.id > last)).all()
+            if not page:
+                return
+            last = page[-1][0]
+            yield from page
 
 
 def write_all_queries(db: Engine, folder: Path, settings, pseudonym, coarsen) -> int:
     """The `all` config: the usable queries as queries.parquet has them (copied by Arrow, `usable` true),
-    then the submitted ones that are not, flagged (`usable` false) with their status and review decision."""
+    then the submitted ones that are not (in id order), flagged (`usable` false) with their status and review
+    decision."""
     import pyarrow.parquet as pq
 
     target = folder / data_file("all", "train")
@@ -185,16 +190,17 @@ def write_all_queries(db: Engine, folder: Path, settings, pseudonym, coarsen) ->
     columns = [name for name in ALL_SCHEMA.names if name != "usable"]
     rows = 0
     try:
-        for batch in pq.ParquetFile(str(folder / "queries.parquet")).iter_batches(columns=columns):
+        source = pq.ParquetFile(str(folder / "queries.parquet"))
+        for batch in source.iter_batches(columns=columns, batch_size=BATCH, use_threads=False):
             arrays = [batch.column(name) if name != "usable" else pa.array([True] * batch.num_rows, pa.bool_())
                       for name in ALL_SCHEMA.names]
             writer.write_table(pa.Table.from_arrays(arrays, schema=ALL_SCHEMA))
             rows += batch.num_rows
         resolution = settings.export_time_resolution
         buffer: list[tuple] = []
-        for language in LANGUAGES:
-            for (query_id, sticker, text, corrected, source, status, author, round_key, shown, hits, decision,
-                 reviewed, created, validated) in unusable_query_rows(db, language):
+        for (query_id, language, sticker, text, corrected, source, status, author, round_key, shown, hits, decision,
+             reviewed, created, validated) in unusable_query_rows(db):
+            if language in LANGUAGES:
                 buffer.append((query_id, language, sticker, corrected or text, None, corrected, source, status, False,
                                pseudonym("player", author), pseudonym("round", round_key), shown, hits, decision,
                                coarsen(reviewed, resolution), coarsen(created, resolution),
@@ -234,7 +240,7 @@ def write_persrv(folder: Path) -> dict[str, dict[str, int]]:
     source = pq.ParquetFile(str(folder / "queries.parquet"))
     columns = ["language", "annotator", "text", "sticker_id"]
     authors: dict[str, set[str]] = {language: set() for language in LANGUAGES}
-    for batch in source.iter_batches(columns=["language", "annotator"]):
+    for batch in source.iter_batches(columns=["language", "annotator"], batch_size=BATCH, use_threads=False):
         for language in LANGUAGES:
             mine = pc.filter(batch.column("annotator"), pc.equal(batch.column("language"), language))
             authors[language].update(a for a in pc.unique(mine.drop_null()).to_pylist())
@@ -250,7 +256,7 @@ def write_persrv(folder: Path) -> dict[str, dict[str, int]]:
                     TypedJsonLines(folder / "persrv" / language / f"{split}.jsonl"),
                     pq.ParquetWriter(str(folder / data_file("persrv", language, split)), PERSRV_SCHEMA,
                                      compression="zstd"))
-        for batch in source.iter_batches(columns=columns):
+        for batch in source.iter_batches(columns=columns, batch_size=BATCH, use_threads=False):
             table = pa.Table.from_batches([batch])
             table = table.filter(pc.is_valid(table["annotator"]))
             for language in LANGUAGES:
@@ -300,11 +306,17 @@ def write_evidence(db: Engine, folder: Path, settings, pseudonym: Pseudonyms, co
     from core.export_images import write_images
     from core.export_judgments import write_judgments
 
-    judgments = write_judgments(db, folder, settings, pseudonym, coarsen)
-    contexts = write_contexts(db, folder, settings, pseudonym, coarsen)
-    everything = write_all_queries(db, folder, settings, pseudonym, coarsen)
-    persrv = write_persrv(folder)
-    images = write_images(db, folder, settings)
+    pool = pa.default_memory_pool()
+
+    def phase(result):
+        pool.release_unused()  # what Arrow freed goes back now, not on its allocator's schedule: peak memory
+        return result
+
+    judgments = phase(write_judgments(db, folder, settings, pseudonym, coarsen))
+    contexts = phase(write_contexts(db, folder, settings, pseudonym, coarsen))
+    everything = phase(write_all_queries(db, folder, settings, pseudonym, coarsen))
+    persrv = phase(write_persrv(folder))
+    images = phase(write_images(db, folder, settings))
     (folder / EVIDENCE_NOTE).write_text(evidence_note(), encoding="utf-8")
     return {"grid_retrieval": {language: judgments.grid_metrics(language) for language in LANGUAGES},
             "files": {"judgments": judgments.jsonl.rows, "negatives": judgments.negatives.rows,

@@ -106,7 +106,7 @@ class StickerImages:
             with db.connect() as connection:
                 while True:
                     page = connection.execute(select(Sticker.id, Sticker.key, Sticker.file_path, Sticker.format)
-                                              .where(Sticker.id > last).order_by(Sticker.id).limit(PAGE * 25)).all()
+                                              .where(Sticker.id > last).order_by(Sticker.id).limit(PAGE * 5)).all()
                     if not page:
                         break
                     last = page[-1][0]
@@ -161,7 +161,7 @@ def link_beir_stickers(folder: Path, images: StickerImages) -> None:
                     linked.write(document)
                     buffer.append({"_id": document["_id"], "title": document["title"], "text": document["text"],
                                    "image_path": image})
-                    if len(buffer) >= 10_000:
+                    if len(buffer) >= 2000:
                         parquet.write_table(pa.Table.from_pylist(buffer, schema=IMAGE_CORPUS_SCHEMA))
                         buffer = []
             if buffer:
@@ -188,7 +188,7 @@ def write_mteb(folder: Path, images: StickerImages) -> dict[str, dict[str, int]]
         counts[language] = {"corpus": 0, "queries": 0}
         try:
             corpus = pq.ParquetFile(str(folder / data_file("beir-stickers", language, "corpus")))
-            for batch in corpus.iter_batches(columns=["_id"], batch_size=PAGE):
+            for batch in corpus.iter_batches(columns=["_id"], batch_size=PAGE, use_threads=False):
                 ids = [s for s in batch.column("_id").to_pylist() if images.is_image(s)]
                 if ids:
                     part["corpus"].write_table(pa.Table.from_pylist(
@@ -197,7 +197,8 @@ def write_mteb(folder: Path, images: StickerImages) -> dict[str, dict[str, int]]
                     counts[language]["corpus"] += len(ids)
             wanted = pa.array(sorted(s for s in images.available if images.is_image(s)), pa.string())
             source = pq.ParquetFile(str(folder / "queries.parquet"))
-            for batch in source.iter_batches(columns=["query_id", "language", "text", "sticker_id", "sticker_split"]):
+            for batch in source.iter_batches(columns=["query_id", "language", "text", "sticker_id", "sticker_split"],
+                                             batch_size=8192, use_threads=False):
                 table = pa.Table.from_batches([batch])
                 keep = pc.and_(pc.and_(pc.equal(table["language"], language), pc.equal(table["sticker_split"], "test")),
                                pc.is_in(table["sticker_id"], value_set=wanted))

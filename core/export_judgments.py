@@ -178,7 +178,9 @@ class JudgmentsWriter:
         )
 
     def _keys(self, connection, sticker_ids: set[int]) -> None:
-        missing = sorted(sticker_ids - self.sticker_keys.keys())
+        """The page's sticker keys only: a map of every sticker would grow with the archive."""
+        self.sticker_keys = {}
+        missing = sorted(sticker_ids)
         for start in range(0, len(missing), 900):
             chunk = missing[start:start + 900]
             self.sticker_keys.update(connection.execute(
