@@ -36,6 +36,13 @@ def configs() -> list[dict]:
                                                             part if part != "qrels" else f"qrels_{split}")}
                          for split in splits]
                 result.append({"config_name": config_name(layout, language, part), "data_files": files})
+    # The game's own evidence: judgments, contexts, every query flagged, PerSRV rows, sticker images, MTEB.
+    from core.export_evidence import evidence_files
+    from core.export_images import image_files
+    from core.export_judgments import judgment_files
+
+    for name, files in {**judgment_files(), **evidence_files(), **image_files()}.items():
+        result.append({"config_name": name, "data_files": [{"split": s, "path": p} for s, p in files.items()]})
     return result
 
 

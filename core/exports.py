@@ -44,6 +44,7 @@ from sqlmodel import col
 
 from core.dataset_card import dataset_card
 from core.datasets import consenting_usable, release_order
+from core.export_evidence import Pseudonyms, write_evidence
 from core.export_inline import config as inline_config
 from core.export_inline import inline_card, write_inline
 from core.export_layout import (
@@ -89,6 +90,7 @@ from storage.models import (
 )
 from storage.settings import Settings
 from storage.sticker_queries import SEPARATOR, StickerQueriesWriter
+from storage.typed_jsonl import TypedJsonLines
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +413,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
     now = now or started
     export = ExportFolder(Path(settings.exports.export_dir), now)
     with export as folder:
-        jsonl = JsonLines(folder / "queries.jsonl")
+        jsonl = TypedJsonLines(folder / "queries.jsonl")
         mirrors = ConfigMirrors(folder)
         parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA, on_flush=mirrors.add)
         stats, metrics, stickers, provenance = {}, {}, {}, {}
@@ -438,11 +440,18 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
             jsonl.close()
             parquet.close()
             mirrors.close()
-        # Configs beside the queries, each written by its own module.
+        # Configs beside the queries, each written by its own module: the game's own evidence
+        # (judgments, contexts, every query flagged, PerSRV rows, images: core/export_evidence.py) and
+        # the inline choices (core/export_inline.py).
+        evidence = write_evidence(db, folder, settings, Pseudonyms(
+            lambda player: annotator_id(settings.privacy.pseudonym_key, player),
+            lambda label_round: round_id(settings.privacy.pseudonym_key, label_round)), coarsen)
+        for language in LANGUAGES:
+            metrics[language]["grid_retrieval"] = evidence["grid_retrieval"][language]
         inline = write_inline(db, folder, lambda player_id: annotator_id(settings.privacy.pseudonym_key, player_id))
         about = {"generated_at": now.isoformat(), "seeds_included": not settings.exports.export_without_seeds,
                  "time_resolution": settings.privacy.export_time_resolution}
-        write_json(folder / "stats.json", {**about, "languages": stats, "inline": inline})
+        write_json(folder / "stats.json", {**about, "languages": stats, "evidence": evidence["files"], "inline": inline})
         write_json(folder / "metrics.json", {**about, "languages": metrics})
         sections = [inline_card(inline["choices"], settings.exports.inline_feedback_sampling)]
         extra_configs = [inline_config()] if inline["choices"] else []

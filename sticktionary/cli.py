@@ -11,6 +11,7 @@ import typer
 from sticktionary.cli_bench import bench_app
 from sticktionary.cli_common import Language, check_language, log_to_stderr, open_database
 from sticktionary.cli_contexts import contexts_app
+from sticktionary.cli_evaluate import evaluate
 from sticktionary.cli_export import export_app
 from sticktionary.cli_jobs import jobs_app, make_scheduler
 from sticktionary.cli_outbox import outbox_app
@@ -291,6 +292,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="one JSON object i
 
 
 app.command()(report)  # sticktionary/cli_report.py
+app.command()(evaluate)  # sticktionary/cli_evaluate.py
 
 if __name__ == "__main__":
     app()

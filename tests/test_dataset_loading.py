@@ -35,7 +35,7 @@ def test_every_config_loads_with_datasets(demo_export, tmp_path):
     datasets = pytest.importorskip("datasets", reason="datasets is in the test extra")
     card_configs = configs()
     names = [c["config_name"] for c in card_configs]
-    assert len(names) == len(set(names)) == 15 and names[0] == "default"
+    assert len(names) == len(set(names)) == 15 + 14 and names[0] == "default"  # + the evidence configs
     records = _jsonl(demo_export / "queries.jsonl")
     # The default config needs no name, and has real train and test splits.
     default = datasets.load_dataset(str(demo_export), cache_dir=str(tmp_path / "cache"))

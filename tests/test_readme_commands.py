@@ -524,6 +524,16 @@ def _report(ws):
     assert out.count("stickers 200, queries") == 2 and out.count("Table 6, BM25 retrieval") == 2
 
 
+@case("sticktionary evaluate EXPORT [--json]")
+def _evaluate(ws):
+    ws.demo_pack(approve=True)
+    folder = ws.json("export", "now", "--no-progress")["folder"]
+    figures = json.loads(ws.run("evaluate", folder, "--json", "--no-semantic").stdout)  # seeds only: no task yet
+    assert {language: section["tasks"] for language, section in figures["languages"].items()} == {"en": 0, "zh": 0}
+    assert figures["languages"]["en"]["models"]["bm25"]["full_corpus"]["corpus_documents"] == 52
+    assert "en: 0 answered tasks" in ws.run("evaluate", folder, "--no-semantic").stdout
+
+
 @case("python -m offline.sandbox --bot 123:abc=my_bot")
 def _sandbox(ws):
     base = ws.sandbox("123:abc=my_bot")

@@ -12,7 +12,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from core.game.players import open_work, playable_player
-from core.game.views import Previews
+from core.game.views import Previews, taken_queries
 from core.search import SearchIndexes
 from core.text import tokenize
 from core.views import LabelTaskView, RetrievalTaskView
@@ -88,6 +88,8 @@ class Assignment:
         context = session.get(ChatContext, self.rng.choice(pool))
         label_round = LabelRound(player_id=player.id, sticker_id=context.sticker_id, context_id=context.id,
                                  language=player.language, created_at=self.clock())
+        # The taboo list of the round's first screen (the player has no query yet), for the export.
+        label_round.taboo_shown = [query_id for query_id, _ in taken_queries(session, label_round, set())]
         session.add(label_round)
         return label_round
 

@@ -44,18 +44,23 @@ def taken(session: Session, label_round: LabelRound, own: set[str]) -> list[str]
     at most TABOO_SHOWN: every non-discarded query of the sticker in the language by anyone
     but the player, seed queries and other players' drafts included, since a draft refuses
     the same text too. One text per normalized form (its first writing)."""
-    rows = session.exec(select(Query.normalized_text, Query.text).where(
+    return [text for _, text in taken_queries(session, label_round, own)]
+
+
+def taken_queries(session: Session, label_round: LabelRound, own: set[str]) -> list[tuple[int, str]]:
+    """`taken`, with the id of each text's query (what LabelRound.taboo_shown records)."""
+    rows = session.exec(select(Query.normalized_text, Query.text, Query.id).where(
         Query.sticker_id == label_round.sticker_id, Query.language == label_round.language,
         col(Query.status) != QueryStatus.DISCARDED,
         or_(col(Query.author_id).is_(None), Query.author_id != label_round.player_id),
     ).order_by(Query.id)).all()
     counts: dict[str, int] = {}
-    first: dict[str, str] = {}
-    for normalized, text in rows:
+    first: dict[str, tuple[int, str]] = {}
+    for normalized, text, query_id in rows:
         if normalized in own:
             continue
         counts[normalized] = counts.get(normalized, 0) + 1
-        first.setdefault(normalized, text)
+        first.setdefault(normalized, (query_id, text))
     order = sorted(first, key=lambda n: -counts[n])  # stable: equal counts stay oldest first
     return [first[n] for n in order[:TABOO_SHOWN]]
 
