@@ -253,8 +253,8 @@ side. `qrels/test.tsv` measures finding a sticker from new phrasings by other ro
 the phrasings of the rest (the paper's Table 6 protocol). To train and evaluate a retriever, use
 `beir-stickers/`: whole stickers are held out, no query text is in any document, and a model must match a
 query to the sticker itself (its image: `sticker_id` / `metadata.file_path` in U-Sticker, or
-`stickers/<sticker_id>` in the StickerQueries release for a sticker known only from its CSV; the images are
-not in this export).
+`stickers/<sticker_id>` in the StickerQueries release for a sticker known only from its CSV; the files the
+game had are in `images/` and the `stickers` config, whose `available` says which).
 
 ## Evaluation (metrics.json)
 
@@ -301,10 +301,11 @@ as trec_eval does (document id descending), so pytrec_eval and BEIR give the sam
   region and culture are not a sample of sticker users at large, and a few prolific players can dominate
   (see `annotator`).
 - Queries of the retrieval-validated kind were found by another player, which favours literal, easy
-  phrasings; queries a retriever missed are in only when a moderator accepted them.
+  phrasings; in the default configs, queries a retriever missed are in only when a moderator accepted
+  them. The `all` config keeps every query with its status, so the bias can be measured.
 - Seed queries come from a released dataset and did not go through this game's validation.
 - Stickers come from public Telegram chats (U-Sticker) and may show offensive, political or copyrighted
-  content; chat contexts are not in this export.
+  content; the `contexts` config shows the chat messages around them as players saw them.
 - Table 4 is computed on a deterministic sample of stickers (STICKTIONARY_EXPORT_SIMILARITY_STICKERS) and
   Table 6 on a sample of test queries past a size: see `scale`, `stickers_compared` and
   `test_queries_evaluated` in metrics.json.
@@ -322,7 +323,9 @@ operators and it is removed from the next export.
 
 ## Licence
 
-Queries: MIT. Sticker images are third-party artwork and are not part of this export (see U-Sticker).
+Queries and judgments: MIT. Sticker images (`images/`, the `stickers` config) and chat contexts are
+third-party content from public Telegram chats (U-Sticker): they are not covered by the MIT licence and keep
+their owners' rights; they are included for research use, as U-Sticker distributes them.
 
 ## Citation
 

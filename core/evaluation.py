@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.partner_figures import compare
 from core.text import tokenize
 from core.vocabulary import LANGUAGES
 
@@ -41,6 +42,8 @@ class Task:
     query_ids: list[int]
     query_texts: list[str]
     retriever_kind: str
+    round_id: str | None = None  # pseudonymous; None for tasks without a label round (gold)
+    is_gold: bool = False
 
 
 @dataclass
@@ -214,17 +217,30 @@ def load_export(folder: Path) -> tuple[dict[str, list[Task]], dict[str, Corpus]]
     tasks: dict[str, list[Task]] = {language: [] for language in LANGUAGES}
     judgments = pq.read_table(folder / data_file("judgments", "train"),
                               columns=["task_id", "language", "target", "candidates", "hit_rank", "query_ids",
-                                       "query_texts", "retriever_kind"])
-    for row in judgments.to_pylist():
+                                       "query_texts", "retriever_kind", "round_id", "is_gold", "answered_at"])
+    # In answer order, so that a round's first human answer comes first (humans_vs_partners).
+    for row in sorted(judgments.to_pylist(), key=lambda r: (r["answered_at"] is None, r["answered_at"], r["task_id"])):
         tasks.setdefault(row["language"], []).append(Task(
             row["task_id"], row["target"], row["candidates"], row["hit_rank"], row["query_ids"], row["query_texts"],
-            row["retriever_kind"]))
+            row["retriever_kind"], row["round_id"], bool(row["is_gold"])))
     corpora = {language: Corpus() for language in tasks}
     source = pq.ParquetFile(str(folder / "queries.parquet"))
     for batch in source.iter_batches(columns=["query_id", "language", "sticker_id", "text"]):
         for query_id, language, sticker, text in zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True):
             corpora.setdefault(language, Corpus()).add(query_id, sticker, text)
     return tasks, corpora
+
+
+def same_round_pairs(tasks: list[Task]) -> list[tuple[int | None, int | None]]:
+    """(first human rank, partner model rank) of each round a person and a partner both answered, as the
+    dashboard counts them (core/partner_figures.py); `tasks` in answer order."""
+    human: dict[str, int | None] = {}
+    model: dict[str, int | None] = {}
+    for task in tasks:
+        if task.round_id is None or task.is_gold:
+            continue
+        (model if task.retriever_kind == "model" else human).setdefault(task.round_id, task.hit_rank)
+    return [(human[r], rank) for r, rank in sorted(model.items()) if r in human]
 
 
 def dense_embedder(model: str, language: str) -> Callable[[Sequence[str]], np.ndarray]:
@@ -253,7 +269,8 @@ def evaluate_export(folder: Path, semantic_models: dict[str, str | None] | None 
         section = {"tasks": len(mine), "human_tasks": len(humans),
                    "grid_size": Counter(len(t.candidates) for t in mine).most_common(1)[0][0] if mine else None,
                    "targets_without_text": sum(1 for t in humans if corpus.without_text(t)),
-                   "retrievers": {kind: tally.grid() for kind, tally in sorted(retrievers.items())}, "models": {}}
+                   "retrievers": {kind: tally.grid() for kind, tally in sorted(retrievers.items())},
+                   "humans_vs_partners": compare(same_round_pairs(mine)), "models": {}}
         model = (semantic_models or {}).get(language)
         if model:
             try:

@@ -326,6 +326,44 @@ def write_evidence(db: Engine, folder: Path, settings, pseudonym: Pseudonyms, co
 EVIDENCE_NOTE = "EVIDENCE.md"
 
 
+def evidence_card(evidence: dict) -> str:
+    """The card's section on the game's own evidence: what each file is, and the grid figures of the
+    people and the partner models who answered (metrics.json `grid_retrieval`)."""
+    files = evidence["files"]
+    rows = []
+    for language, figures in evidence["grid_retrieval"].items():
+        for kind, result in figures.items():
+            if kind == "protocol" or not result.get("tasks"):
+                continue
+            n = result["grid_size"]
+            rows.append(f"| {language} | {kind} | {result['tasks']} | {n} | {result[f'recall_{n}@1']} | "
+                        f"{result[f'recall_{n}@3']} | {result['map']} |")
+    table = ("| lang | retriever | tasks | grid | R@1 | R@3 | MAP |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+             if rows else "No retrieval task was answered yet.")
+    return f"""## The game's own evidence
+
+Every answered retrieval task is a relevance judgment: a person (or a partner model, `retriever_kind` =
+`model`) saw these queries and this grid of the target and its look-alikes, and picked stickers in this
+order. `judgments` has one row per task ({files["judgments"]} here), human and gold alike, with the grid,
+the picks, the queries shown, the retriever and the labeler (pseudonymous), the round and the setting
+(`private`, or `group` for a race in a group chat). From them: graded qrels (`judgments_qrels`, and
+`judgments/<lang>/qrels.trec`: found at rank 1/2/3 is grade 3/2/1, a miss a judged 0) and explicit
+negatives (`judgments_negatives`: every candidate seen and not picked, and the ones picked wrongly).
+`contexts` has each label round's chat context as shown (its U-Sticker conversation file and message ids)
+and the taken queries it showed as taboo (`taboo_shown`; null for rounds from before it was recorded).
+`all` has every submitted query, missed, pending and discarded ones too, flagged with `status`, `usable`
+and `review_decision` (the other configs keep only usable ones). `persrv_<lang>` has `userid, query, docid`
+rows split so that each author is on one side only. `stickers` has the sticker files (an Image feature for
+PNG/WEBP/GIF, bytes for WEBM/TGS, with format, sha256 and size), `images/` the same files for
+`beir-stickers/` (`metadata.image`) and the `mteb_<lang>_*` text-to-image layout. EVIDENCE.md describes
+every field. `sticktionary evaluate` runs BM25 and a dense model on the same grids from the same queries.
+
+Recall_n@K and MAP over the grid shown (n candidates, one relevant), as in DSTC10-MOD:
+
+{table}
+"""
+
+
 def evidence_note() -> str:
     """EVIDENCE.md: what the evidence files hold, field by field (the card lists their configs)."""
     from core import export_images, export_judgments

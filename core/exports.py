@@ -44,7 +44,7 @@ from sqlmodel import col
 
 from core.dataset_card import dataset_card
 from core.datasets import consenting_usable, release_order
-from core.export_evidence import Pseudonyms, write_evidence
+from core.export_evidence import Pseudonyms, evidence_card, write_evidence
 from core.export_inline import config as inline_config
 from core.export_inline import inline_card, write_inline
 from core.export_layout import (
@@ -453,7 +453,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
                  "time_resolution": settings.privacy.export_time_resolution}
         write_json(folder / "stats.json", {**about, "languages": stats, "evidence": evidence["files"], "inline": inline})
         write_json(folder / "metrics.json", {**about, "languages": metrics})
-        sections = [inline_card(inline["choices"], settings.exports.inline_feedback_sampling)]
+        sections = [evidence_card(evidence), inline_card(inline["choices"], settings.exports.inline_feedback_sampling)]
         extra_configs = [inline_config()] if inline["choices"] else []
         (folder / "README.md").write_text(dataset_card(stats, metrics, jsonl.rows, now, settings, sections,
                                                        extra_configs), encoding="utf-8")

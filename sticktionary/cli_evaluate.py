@@ -44,6 +44,12 @@ def evaluate(
         typer.echo(f"  {'':<22} {'tasks':>6} {'R@1':>7} {'R@3':>7} {'MAP':>7} {'nDCG@10 (corpus)':>17}")
         for kind, figures in section["retrievers"].items():
             _row(f"retrievers ({kind})", figures, None)
+        versus = section["humans_vs_partners"]
+        if versus["rounds"]:
+            typer.echo(f"  same rounds, people vs partner models: {versus['rounds']} rounds; R@1 "
+                       f"{versus['human_recall_at_1']} vs {versus['model_recall_at_1']}, R@3 {versus['human_recall_at_3']} "
+                       f"vs {versus['model_recall_at_3']}; a person found what the model missed "
+                       f"{versus['human_found_model_missed']}, the reverse {versus['model_found_human_missed']}")
         for name, figures in section["models"].items():
             if "unavailable" in figures:
                 typer.echo(f"  {name:<22} unavailable: {figures['unavailable']}")

@@ -316,8 +316,21 @@ class Settings(BaseModel):
     def replace(self, **rooms: dict[str, Any]) -> Settings:
         """A copy with some fields changed, by room: ``settings.replace(exports={"export_keep": 2})``.
         Like model_copy's update, the values are not validated again."""
-        return self.model_copy(update={room: getattr(self, room).model_copy(update=fields)
-                                       for room, fields in rooms.items()})
+        known = room_of()
+        for room, fields in rooms.items():
+            wrong = [name for name in fields if known.get(name) != room]
+            if room not in type(self).model_fields or wrong:
+                raise TypeError(f"not settings of the {room} room: {', '.join(wrong) or room}")
+        return super().model_copy(update={room: getattr(self, room).model_copy(update=fields)
+                                          for room, fields in rooms.items()})
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Settings:
+        """As pydantic's, but an update names whole rooms only: a flat field (the old form) would be set
+        beside the rooms, where nothing reads it. Use `replace` to change fields."""
+        stray = [name for name in update or {} if name not in type(self).model_fields]
+        if stray:
+            raise TypeError(f"settings are changed by room, with replace(): {', '.join(stray)}")
+        return super().model_copy(update=update, deep=deep)
 
     def secrets(self) -> list[str]:
         """Every secret this configuration holds, for the log redaction filter."""

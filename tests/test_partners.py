@@ -155,7 +155,7 @@ def test_no_partner_for_a_round_a_person_has_taken_or_when_partners_are_off(db, 
     clock.wait(3600)
     assert game.partners.answer_round(label_round.id) is None
     assert all(partner.kind == PlayerKind.HUMAN for _task, partner in tasks_of(game, label_round.id))
-    game.settings = game.partners.settings = partner_settings.model_copy(update={"partner_after": 0})
+    game.settings = game.partners.settings = partner_settings.replace(rules={"partner_after": 0})
     assert game.partners.answer_waiting() == 0  # off: bob's own round waits for a person only
 
 
@@ -309,14 +309,20 @@ def test_humans_and_models_compared_on_the_same_rounds(db, partner_settings):
     assert dashboard(db, partner_settings)["partners"] == figures  # what the dashboard shows
     assert figures["en"]["bm25"]["model_found_human_missed"] == 1
     assert figures["en"]["bm25"]["human_recall_at_3"] == 0.0 and figures["en"]["bm25"]["model_recall_at_1"] == 1.0
+    # `sticktionary evaluate` reads the same comparison from an export's judgments.
+    from core.evaluation import evaluate_export
+    from core.exports import run_export
+
+    export = run_export(db, partner_settings)
+    assert evaluate_export(export.folder)["languages"]["en"]["humans_vs_partners"] == figures["en"]["bm25"]
 
 
 def test_a_dense_partner_ranks_by_meaning_and_bm25_stands_in_without_a_model(db, partner_settings, tmp_path):
     from tests.test_semantic import _small_model
 
     model = _small_model()
-    game, clock = world(db, partner_settings.model_copy(update={"partner_model": "dense",
-                                                                "semantic_model_en": model}))
+    game, clock = world(db, partner_settings.replace(rules={"partner_model": "dense"},
+                                                      exports={"semantic_model_en": model}))
     alice = make_player(game, 1)
     # The sticker's collected queries say "exhausted after work"; alice's words share none of them.
     label_round = submit(game, alice, lambda sticker: ["so tired, need sleep"])
@@ -330,8 +336,8 @@ def test_a_dense_partner_ranks_by_meaning_and_bm25_stands_in_without_a_model(db,
     assert partner.kind == PlayerKind.MODEL and partner.display_name == "dense"
     assert task.picks[0] == label_round.sticker_id  # the only candidate described by meaning close to alice's
 
-    missing = partner_settings.model_copy(update={"partner_model": "dense",
-                                                  "semantic_model_en": str(tmp_path / "no-model")})
+    missing = partner_settings.replace(rules={"partner_model": "dense"},
+                                        exports={"semantic_model_en": str(tmp_path / "no-model")})
     game = Game.open(db, missing, clock=clock)
     bob = make_player(game, 2)
     other = submit(game, bob, lambda sticker: ["another round"])

@@ -221,3 +221,14 @@ def test_rooms_are_where_the_readme_says():
 
 def test_every_job_schedule_is_a_jobs_setting():
     assert {spec.schedule_setting for spec in JOBS.values()} <= set(JobSettings.model_fields)
+
+
+def test_a_copy_changes_fields_only_by_their_room():
+    settings = Settings(_env_file=None)
+    assert settings.replace(rules={"gold_rate": 0.5}).rules.gold_rate == 0.5
+    with pytest.raises(TypeError, match="gold_rate"):
+        settings.model_copy(update={"gold_rate": 0.5})  # the flat form would be set where nothing reads it
+    with pytest.raises(TypeError, match="export_keep"):
+        settings.replace(rules={"export_keep": 2})  # a field of another room
+    with pytest.raises(TypeError, match="nowhere"):
+        settings.replace(nowhere={"x": 1})
