@@ -127,6 +127,30 @@ class GridFigures:
         return result
 
 
+def grid_figures_of(judgments: Path) -> dict[str, dict[str, dict]]:
+    """GridFigures per language and retriever kind of an export's judgments (its folder, its parquet
+    file or judgments.jsonl): `sticktionary report --judgments`, from the released files alone."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    judgments = Path(judgments)
+    if judgments.is_dir():
+        judgments = judgments / data_file("judgments", "train")
+    columns = ["language", "retriever_kind", "hit_rank", "candidates"]
+    if judgments.suffix == ".jsonl":
+        with judgments.open(encoding="utf-8") as lines:
+            rows = [{name: row.get(name) for name in columns} for row in map(json.loads, filter(str.strip, lines))]
+    else:
+        rows = pq.read_table(judgments, columns=columns).to_pylist()
+    figures: dict[tuple[str, str], GridFigures] = {}
+    for row in rows:
+        figures.setdefault((row["language"], row["retriever_kind"]), GridFigures()).add(row["hit_rank"],
+                                                                                        len(row["candidates"]))
+    return {language: {kind: figures[language, kind].results() for lang, kind in sorted(figures) if lang == language}
+            for language in sorted({language for language, _ in figures})}
+
+
 class JudgmentsWriter:
     """Writes every judgment file of the export; `figures` holds the grid figures per language and kind."""
 

@@ -14,8 +14,9 @@ from storage.settings import get_settings
 
 
 def report(
-    csv_files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False,
-                                                    help="StickerQueries CSVs (sticker_id,labeled_queries)")],
+    csv_files: Annotated[list[Path] | None, typer.Argument(exists=True, dir_okay=False,
+                                                           help="StickerQueries CSVs (sticker_id,labeled_queries)")]
+    = None,
     lang: Annotated[str | None, typer.Option("--lang", help="en or zh; default: from the file name "
                                                             "(…_zh_…) or else detected")] = None,
     semantic: bool = typer.Option(True, help="CS and BERTScore too (needs the semantic extra and the model)"),
@@ -25,15 +26,24 @@ def report(
     sample: Annotated[int | None, typer.Option(
         "--sample", min=1, help="Table 4 on a deterministic sample of N stickers, for a quick run (default: every "
                                 "sticker)")] = None,
+    judgments: Annotated[Path | None, typer.Option(
+        exists=True, help="an export folder, or its judgments parquet or judgments.jsonl: Recall_n@K, MAP and "
+                          "nDCG@10 over the candidate grids people (and partner models) answered")] = None,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs."""
+    """The export's statistics (Table 3) and metrics (Tables 4 and 6) for any StickerQueries CSVs; with
+    --judgments, the retrieval figures over the candidate grids of an export's judgments (DSTC10-MOD)."""
     from core.research import LanguageReport
     from storage.sticker_queries import StickerQueriesFormatError, read_sticker_queries
 
+    if not csv_files and judgments is None:
+        typer.echo("give StickerQueries CSVs, --judgments EXPORT, or both", err=True)
+        raise typer.Exit(2)
     settings = get_settings()
     results = {}
-    for path in csv_files:
+    if judgments is not None:
+        results["judgments"] = _grid_figures(judgments)
+    for path in csv_files or []:
         try:
             rows = list(read_sticker_queries(path))
         except StickerQueriesFormatError as error:
@@ -50,7 +60,32 @@ def report(
         typer.echo(json.dumps(results, ensure_ascii=False, indent=2))
         return
     for path, result in results.items():
-        _print_report(path, result)
+        if path == "judgments":
+            _print_grid(judgments, result)
+        else:
+            _print_report(path, result)
+
+
+def _grid_figures(judgments: Path) -> dict:
+    from core.export_judgments import grid_figures_of
+
+    try:
+        return grid_figures_of(judgments)
+    except (OSError, ValueError, KeyError) as error:  # not an export's judgments
+        typer.echo(f"{judgments}: not an export's judgments ({type(error).__name__}: {error})", err=True)
+        raise typer.Exit(2) from None
+
+
+def _print_grid(path: Path, figures: dict) -> None:
+    typer.echo(f"{path}: retrieval over the candidate grids (one relevant among the n shown, DSTC10-MOD)")
+    for language, kinds in figures.items():
+        for kind, result in kinds.items():
+            if not result.get("tasks"):
+                continue
+            n = result["grid_size"]
+            typer.echo(f"  {language} {kind}: {result['tasks']} tasks, R{n}@1 {result[f'recall_{n}@1']}, "
+                       f"R{n}@2 {result[f'recall_{n}@2']}, R{n}@3 {result[f'recall_{n}@3']}, MAP {result['map']}, "
+                       f"nDCG@10 {result['ndcg@10']}")
 
 
 def _language_of(path: Path, rows) -> str:

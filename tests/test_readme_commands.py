@@ -524,6 +524,15 @@ def _report(ws):
     assert out.count("stickers 200, queries") == 2 and out.count("Table 6, BM25 retrieval") == 2
 
 
+@case("sticktionary report --judgments EXPORT")
+def _report_judgments(ws):
+    ws.demo_pack(approve=True)
+    folder = ws.json("export", "now", "--no-progress")["folder"]
+    figures = json.loads(ws.run("report", "--judgments", folder, "--json").stdout)["judgments"]
+    assert figures == {}  # seeds only: no grid answered yet
+    assert "retrieval over the candidate grids" in ws.run("report", "--judgments", folder).stdout
+
+
 @case("sticktionary evaluate EXPORT [--json]")
 def _evaluate(ws):
     ws.demo_pack(approve=True)
