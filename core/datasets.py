@@ -85,16 +85,8 @@ def release_order(db: Engine):
 
 def dataset_rows(db: Engine, language: str) -> Iterator[tuple[str, list[str]]]:
     """(sticker_id, queries) in release order, streamed sticker by sticker."""
-    statement = (
-        select(Sticker.key, Query.text, Query.corrected_text)
-        .join(Sticker, Sticker.id == Query.sticker_id)
-        .where(*consenting_usable(language))
-        .order_by(release_order(db), Query.id)
-    )
-    with db.connect() as connection:
-        rows = connection.execution_options(yield_per=5000).execute(statement)
-        for key, group in groupby(rows, key=lambda row: row[0]):
-            yield key, [corrected or text for _, text, corrected in group]
+    for key, queries, _ in release_rows(db, language):
+        yield key, queries
 
 
 def release_rows(db: Engine, language: str) -> Iterator[tuple[str, list[str], bool]]:

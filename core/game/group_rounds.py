@@ -33,7 +33,7 @@ from core.game.assignment import Assignment
 from core.game.errors import GameError
 from core.game.players import lock_player
 from core.game.scoring import Scoring
-from core.game.standings import LEADERBOARD_DAYS, listable
+from core.game.standings import LEADERBOARD_DAYS, ranked
 from core.game.views import stickers
 from core.nicknames import nickname_of
 from core.outbox import Outbox
@@ -326,19 +326,10 @@ class GroupRounds:
 
     def _rows(self, session: Session, chat_id: int, language: str, since: datetime | None,
               limit: int) -> list[LeaderboardRow]:
-        total = func.sum(ScoreEvent.points).label("total")
-        statement = (select(Player.id, Player.nickname, total)
-                     .join(GroupPick, col(GroupPick.task_id) == ScoreEvent.retrieval_task_id)
-                     .join(GroupRound, col(GroupRound.id) == GroupPick.round_id)
-                     .join(Player, col(Player.id) == ScoreEvent.player_id)
-                     .where(GroupRound.chat_id == chat_id, ScoreEvent.player_id == GroupPick.player_id,
-                            *listable()))
-        if since is not None:
-            statement = statement.where(ScoreEvent.created_at >= since)
-        rows = session.exec(statement.group_by(Player.id, Player.nickname)
-                            .order_by(total.desc(), Player.id).limit(limit)).all()
-        return [LeaderboardRow(i + 1, pid, nickname_of(pid, nickname, language), int(points))
-                for i, (pid, nickname, points) in enumerate(rows)]
+        return ranked(session, language, since, limit, GroupRound.chat_id == chat_id,
+                      ScoreEvent.player_id == GroupPick.player_id,
+                      joins=((GroupPick, col(GroupPick.task_id) == ScoreEvent.retrieval_task_id),
+                             (GroupRound, col(GroupRound.id) == GroupPick.round_id)))
 
     # ------------------------------------------------------------------ the group as Telegram treats it
     def joined(self, chat_id: int, bot_key: str) -> None:

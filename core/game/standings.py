@@ -46,6 +46,22 @@ def standing_in(session: Session, player: Player, since: datetime,
     return mine, above + 1
 
 
+def ranked(session: Session, language: str, since: datetime | None, limit: int, *where, joins=()) -> list[LeaderboardRow]:
+    """Players by their points of the ledger rows `where` selects (after `joins`, (entity, on) pairs),
+    since `since` (None: all time), listable ones only, shown by nickname; ties by player id."""
+    total = func.sum(ScoreEvent.points).label("total")
+    statement = select(Player.id, Player.nickname, total).select_from(ScoreEvent)
+    for entity, on in joins:
+        statement = statement.join(entity, on)
+    statement = statement.join(Player, col(Player.id) == ScoreEvent.player_id).where(*where, *listable())
+    if since is not None:
+        statement = statement.where(ScoreEvent.created_at >= since)
+    rows = session.exec(statement.group_by(Player.id, Player.nickname)
+                        .order_by(total.desc(), Player.id).limit(limit)).all()
+    return [LeaderboardRow(i + 1, pid, nickname_of(pid, nickname, language), int(points))
+            for i, (pid, nickname, points) in enumerate(rows)]
+
+
 class Standings:
     LEADERBOARD_DAYS = LEADERBOARD_DAYS
 
@@ -89,13 +105,4 @@ class Standings:
         """The top players by points, shown by nickname; banned players and those who withdrew
         their consent are never listed."""
         with self.db.read() as session:
-            total = func.sum(ScoreEvent.points).label("total")
-            statement = (select(Player.id, Player.nickname, total)
-                         .join(Player, Player.id == ScoreEvent.player_id)
-                         .where(ScoreEvent.language == language, *listable()))
-            if since is not None:
-                statement = statement.where(ScoreEvent.created_at >= since)
-            rows = session.exec(statement.group_by(Player.id, Player.nickname)
-                                .order_by(total.desc(), Player.id).limit(limit)).all()
-            return [LeaderboardRow(i + 1, pid, nickname_of(pid, nickname, language), int(points))
-                    for i, (pid, nickname, points) in enumerate(rows)]
+            return ranked(session, language, since, limit, ScoreEvent.language == language)
