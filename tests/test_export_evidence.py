@@ -120,7 +120,7 @@ def test_grid_figures_in_metrics(demo):
 
 
 def test_contexts_and_taboo_per_round(demo):
-    db, folder, key = demo["db"], demo["folder"], demo["settings"].pseudonym_key
+    db, folder, key = demo["db"], demo["folder"], demo["settings"].privacy.pseudonym_key
     rows = _jsonl(folder / "contexts.jsonl")
     with Session(db) as session:
         rounds = {round_id(key, r.id): r for r in session.exec(select(LabelRound)
