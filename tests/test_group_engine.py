@@ -17,10 +17,11 @@ from storage.models import GroupChat, GroupRound, LabelRound, OutboxMessage, Ret
 from storage.settings import Settings
 
 
-def _game(db, **settings) -> Game:
+def _game(db, **rules) -> Game:
+    """`rules`: game rules other than the defaults (settings.rules), e.g. group_round_seconds=5."""
     load_demo_pack(db)
-    return Game.open(db, Settings(storage={"database_url": str(db.url)}, rules={"gold_rate": 0.0}, _env_file=None,
-                                  **settings),
+    return Game.open(db, Settings(storage={"database_url": str(db.url)}, rules={"gold_rate": 0.0, **rules},
+                                  _env_file=None),
                      rng=random.Random(3))
 
 
