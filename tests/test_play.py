@@ -82,7 +82,9 @@ async def test_the_stream_follows_a_chat_in_order_and_resumes_where_asked():
                 await _api(http, base, "answerCallbackQuery", callback_query_id=callback_id, text="Saved!")
                 await _api(http, base, "deleteMessage", chat_id=5, message_id=sent["message_id"])
                 assert await _events(stream, 2) == [
-                    ("answer", {"callback_id": callback_id, "text": "Saved!", "alert": False}),
+                    # url: a deep link the answer opens (none here); user_id: who pressed, in a group (none here)
+                    ("answer", {"callback_id": callback_id, "text": "Saved!", "alert": False, "url": None,
+                                "user_id": None}),
                     ("delete", {"message_id": sent["message_id"]})]
                 # A video sticker: its file is served with a type a browser can play.
                 form = FormData()
