@@ -19,13 +19,14 @@ import math
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy import DateTime, Engine, func, select, type_coerce
+from sqlalchemy import Engine, func, select
 from sqlmodel import col
 
 from core.datasets import consenting_authors
 from core.export_layout import data_file
 from core.research import stable_hash, sticker_in_test
 from core.vocabulary import LANGUAGES
+from storage.db import utc_truncated
 from storage.export_files import ParquetRecords
 from storage.models import (
     ChatContext,
@@ -103,16 +104,12 @@ def evidence_files() -> dict[str, dict[str, str]]:
     return files
 
 
-def _utc(column):
-    return type_coerce(column, DateTime(timezone=True))
-
-
 def _message(m: dict) -> dict:
     return {"sender": m.get("sender"), "text": m.get("text"), "sticker": bool(m.get("sticker")),
             "target": bool(m.get("target"))}
 
 
-def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> int:
+def write_contexts(db: Engine, folder: Path, settings, pseudonym) -> int:
     fields = CONTEXT_SCHEMA.names
     jsonl = TypedJsonLines(folder / CONTEXTS_FILE)
     parquet = ParquetRecords(folder / data_file("contexts", "train"), CONTEXT_SCHEMA)
@@ -124,8 +121,9 @@ def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> in
                 page = connection.execute(
                     select(LabelRound.id, LabelRound.language, LabelRound.player_id, Sticker.key, LabelRound.status,
                            LabelRound.context_id, ChatContext.conversation, ChatContext.message_id,
-                           ChatContext.messages, LabelRound.taboo_shown, LabelRound.created_at,
-                           LabelRound.submitted_at)
+                           ChatContext.messages, LabelRound.taboo_shown,
+                           utc_truncated(db, LabelRound.created_at, resolution),
+                           utc_truncated(db, LabelRound.submitted_at, resolution))
                     .join(Player, Player.id == LabelRound.player_id)
                     .join(Sticker, Sticker.id == LabelRound.sticker_id)
                     .outerjoin(ChatContext, ChatContext.id == LabelRound.context_id)
@@ -140,8 +138,7 @@ def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> in
                     values = (pseudonym("round", round_key), language, pseudonym("player", player), sticker, status,
                               context_id, conversation, message_id,
                               None if messages is None else [_message(m) for m in messages],
-                              None if taboo is None else list(taboo), coarsen(created, resolution),
-                              coarsen(submitted, resolution))
+                              None if taboo is None else list(taboo), created, submitted)
                     jsonl.write(dict(zip(fields, values, strict=True)))
                     parquet.write(values)
     finally:
@@ -153,7 +150,7 @@ def write_contexts(db: Engine, folder: Path, settings, pseudonym, coarsen) -> in
 NOT_USABLE = (QueryStatus.PENDING, QueryStatus.NEEDS_REVIEW, QueryStatus.DISCARDED)  # submitted, not ground truth
 
 
-def unusable_query_rows(db: Engine):
+def unusable_query_rows(db: Engine, resolution: str):
     """The submitted queries that are not ground truth (drafts of open rounds are not submitted), of
     consenting authors, in id order: keyset pages, so neither database sorts or holds them all."""
     shown = select(func.count()).where(TaskQuery.query_id == Query.id).scalar_subquery()
@@ -162,8 +159,8 @@ def unusable_query_rows(db: Engine):
         select(Query.id, Query.language, Sticker.key, Query.text, Query.corrected_text, Query.source, Query.status,
                Query.author_id, Query.label_round_id, shown, Query.hit_count,
                last_review.with_only_columns(Review.action).scalar_subquery(),
-               last_review.with_only_columns(Review.created_at).scalar_subquery(), Query.created_at,
-               Query.validated_at)
+               utc_truncated(db, last_review.with_only_columns(Review.created_at).scalar_subquery(), resolution),
+               utc_truncated(db, Query.created_at, resolution), utc_truncated(db, Query.validated_at, resolution))
         .join(Sticker, Sticker.id == Query.sticker_id)
         .where(col(Query.status).in_(NOT_USABLE), consenting_authors())
         .order_by(Query.id).limit(PAGE)
@@ -178,7 +175,7 @@ def unusable_query_rows(db: Engine):
             yield from page
 
 
-def write_all_queries(db: Engine, folder: Path, settings, pseudonym, coarsen) -> int:
+def write_all_queries(db: Engine, folder: Path, settings, pseudonym) -> int:
     """The `all` config: the usable queries as queries.parquet has them (copied by Arrow, `usable` true),
     then the submitted ones that are not (in id order), flagged (`usable` false) with their status and review
     decision."""
@@ -196,15 +193,13 @@ def write_all_queries(db: Engine, folder: Path, settings, pseudonym, coarsen) ->
                       for name in ALL_SCHEMA.names]
             writer.write_table(pa.Table.from_arrays(arrays, schema=ALL_SCHEMA))
             rows += batch.num_rows
-        resolution = settings.privacy.export_time_resolution
         buffer: list[tuple] = []
         for (query_id, language, sticker, text, corrected, source, status, author, round_key, shown, hits, decision,
-             reviewed, created, validated) in unusable_query_rows(db):
+             reviewed, created, validated) in unusable_query_rows(db, settings.privacy.export_time_resolution):
             if language in LANGUAGES:
                 buffer.append((query_id, language, sticker, corrected or text, None, corrected, source, status, False,
                                pseudonym("player", author), pseudonym("round", round_key), shown, hits, decision,
-                               coarsen(reviewed, resolution), coarsen(created, resolution),
-                               coarsen(validated, resolution), "test" if sticker_in_test(sticker) else "train"))
+                               reviewed, created, validated, "test" if sticker_in_test(sticker) else "train"))
                 if len(buffer) >= PAGE:
                     rows += _flush(writer, buffer)
         rows += _flush(writer, buffer)
@@ -300,7 +295,7 @@ class Pseudonyms:
         return self.player(value) if kind == "player" else self.round(value)
 
 
-def write_evidence(db: Engine, folder: Path, settings, pseudonym: Pseudonyms, coarsen) -> dict:
+def write_evidence(db: Engine, folder: Path, settings, pseudonym: Pseudonyms) -> dict:
     """Every file of this module, core.export_judgments and core.export_images; what metrics.json and
     stats.json say about them, per language. queries.parquet and beir-stickers/ must be written."""
     from core.export_images import write_images
@@ -312,9 +307,9 @@ def write_evidence(db: Engine, folder: Path, settings, pseudonym: Pseudonyms, co
         pool.release_unused()  # what Arrow freed goes back now, not on its allocator's schedule: peak memory
         return result
 
-    judgments = phase(write_judgments(db, folder, settings, pseudonym, coarsen))
-    contexts = phase(write_contexts(db, folder, settings, pseudonym, coarsen))
-    everything = phase(write_all_queries(db, folder, settings, pseudonym, coarsen))
+    judgments = phase(write_judgments(db, folder, settings, pseudonym))
+    contexts = phase(write_contexts(db, folder, settings, pseudonym))
+    everything = phase(write_all_queries(db, folder, settings, pseudonym))
     persrv = phase(write_persrv(folder))
     images = phase(write_images(db, folder, settings))
     (folder / EVIDENCE_NOTE).write_text(evidence_note(), encoding="utf-8")

@@ -89,7 +89,10 @@ class StickerImages:
         self.available: set[str] = set()
 
     def _file(self, relative: str) -> Path | None:
-        path = (self.root / relative).resolve()
+        joined = self.root / relative
+        if not os.path.isfile(joined):  # most stickers of a big archive may have no file here: no resolve
+            return None
+        path = joined.resolve()  # a `..` or a link must not lead out of the sticker folder
         if not path.is_relative_to(self.root) or not path.is_file():
             return None
         return path

@@ -342,9 +342,11 @@ class LanguageReport:
         self.split_counts = Counter()
 
     def add(self, sticker: str, queries: Sequence[str], *, authors: Sequence[object | None] | None = None,
-            units: Sequence[object | None] | None = None, normalized: Sequence[str] | None = None) -> SplitSticker:
+            units: Sequence[object | None] | None = None, normalized: Sequence[str] | None = None,
+            tokens: Sequence[list[str]] | None = None) -> SplitSticker:
+        """`tokens`: each query's search tokens when already known (the game stores them), else tokenized here."""
         queries = list(queries)
-        token_lists = [tokenize(q) for q in queries]
+        token_lists = list(tokens) if tokens is not None else [tokenize(q) for q in queries]
         self.statistics.add(queries, token_lists)
         keys = query_keys(sticker, queries)
         train, test = split_queries(sticker, queries, keys, units, normalized)

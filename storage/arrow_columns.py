@@ -22,7 +22,7 @@ _INTEGERS = {pa.int8(): np.int8, pa.int16(): np.int16, pa.int32(): np.int32, pa.
 
 
 def _validity(values: Sequence) -> tuple[pa.Buffer | None, int]:
-    nulls = sum(1 for v in values if v is None)
+    nulls = values.count(None) if isinstance(values, (list, tuple)) else sum(1 for v in values if v is None)
     if not nulls:
         return None, 0
     present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
@@ -48,6 +48,20 @@ def _micros(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+class _Micros(dict):
+    """datetime -> microseconds since the epoch, each distinct time converted once: exported times are
+    cut to the hour (by default), so a batch holds few distinct ones."""
+
+    def __missing__(self, moment: datetime) -> int:
+        micros = self[moment] = _micros(moment)
+        return micros
+
+
+def _timestamps(values: Sequence) -> np.ndarray:
+    micros = _Micros()
+    return np.fromiter((0 if v is None else micros[v] for v in values), dtype=np.int64, count=len(values))
+
+
 def column(values: Sequence, kind: pa.DataType) -> pa.Array:
     """One column of a batch; the same array `pyarrow.array(values, type=kind)` makes."""
     n = len(values)
@@ -60,7 +74,16 @@ def column(values: Sequence, kind: pa.DataType) -> pa.Array:
     elif kind == pa.bool_():
         data = np.packbits(np.fromiter((bool(v) for v in values), dtype=bool, count=n), bitorder="little")
     elif pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in ("UTC", "+00:00"):
-        data = np.fromiter((0 if v is None else _micros(v) for v in values), dtype=np.int64, count=n)
+        data = _timestamps(values)
     else:
         return pa.array(values, type=kind)
     return pa.Array.from_buffers(kind, n, [validity, pa.py_buffer(data)], null_count=nulls)
+
+
+def integers(values: np.ndarray, kind: pa.DataType = pa.int64(), valid: np.ndarray | None = None) -> pa.Array:
+    """An integer column from a numpy array, null where `valid` (booleans) is false."""
+    data = np.ascontiguousarray(values, dtype=_INTEGERS[kind])
+    validity, nulls = None, 0
+    if valid is not None and not valid.all():
+        validity, nulls = pa.py_buffer(np.packbits(valid, bitorder="little")), int(len(valid) - valid.sum())
+    return pa.Array.from_buffers(kind, len(data), [validity, pa.py_buffer(data)], null_count=nulls)

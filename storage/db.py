@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, func, type_coerce
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -54,6 +54,23 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+TIME_RESOLUTIONS = ("hour", "minute", "second")
+_SQLITE_TRUNCATION = {"hour": "%Y-%m-%d %H:00:00", "minute": "%Y-%m-%d %H:%M:00", "second": "%Y-%m-%d %H:%M:%S"}
+
+
+def utc_truncated(engine: Engine, column, resolution: str):
+    """A stored UTC time cut to `resolution` by the database, read back as a naive UTC datetime: exact
+    times never leave it, and no Python runs per row to cut them (a million rows carry three each)."""
+    if resolution not in TIME_RESOLUTIONS:
+        raise ValueError(f"time resolution must be one of {', '.join(TIME_RESOLUTIONS)}, not {resolution!r}")
+    if is_postgres(engine):
+        # In UTC whatever the session's time zone: a zone half an hour off would cut other hours.
+        cut = func.date_trunc(resolution, func.timezone("UTC", column))
+    else:
+        cut = func.strftime(_SQLITE_TRUNCATION[resolution], column)  # SQLite keeps UTC as text
+    return type_coerce(cut, DateTime())
 
 
 class _WriterLock:

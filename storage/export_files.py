@@ -206,6 +206,20 @@ class ParquetRecords:
         if len(self.buffer) >= self.batch_rows:
             self.flush()
 
+    def write_table(self, table: pa.Table) -> None:
+        """A batch already in columns: written as its own row group, after the rows buffered so far."""
+        self.flush()
+        if table.num_rows:
+            self.writer.write_table(table)
+            if self.on_flush is not None:
+                self.on_flush(table)
+            self.rows += table.num_rows
+
+    def write_many(self, rows: list[tuple]) -> None:
+        self.buffer.extend(rows)
+        if len(self.buffer) >= self.batch_rows:
+            self.flush()
+
     def flush(self) -> None:
         if not self.buffer:
             return

@@ -55,6 +55,21 @@ class TypedJsonLines:
         self.offset += len(line)
         self.rows += 1
 
+    def write_many(self, records: list[dict]) -> None:
+        """Like write() for each, with less work per record once every field has been typed."""
+        if self.untyped is None or self.untyped:
+            for record in records:
+                self.write(record)
+            return
+        # Each line written as it is made: holding a batch of orjson's outputs to join them costs ~8x (its
+        # buffers are sized for the worst case and shrunk only when they are freed).
+        option, dumps, write = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC, orjson.dumps, self.file.write
+        offset = self.offset
+        for record in records:
+            offset += write(dumps(record, option=option))
+        self.offset = offset
+        self.rows += len(records)
+
     def close(self) -> None:
         if self.file.closed:
             return

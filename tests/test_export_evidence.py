@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.dataset_card import configs  # noqa: E402
 from core.export_evidence import author_in_test  # noqa: E402
 from core.export_judgments import grade  # noqa: E402
-from core.exports import annotator_id, coarsen, round_id, run_export  # noqa: E402
+from core.exports import annotator_id, round_id, run_export  # noqa: E402
 from core.game import Game  # noqa: E402
 from offline.demo import run_demo  # noqa: E402
 from storage.db import make_engine  # noqa: E402
@@ -73,7 +73,7 @@ def test_judgments_are_the_database_row_for_row(demo):
         "query_texts": [texts[q] for q in t.query_ids], "retriever": annotator_id(key, t.retriever_id),
         "retriever_kind": kinds[t.retriever_id],
         "labeler": annotator_id(key, labelers.get(t.label_round_id)), "round_id": round_id(key, t.label_round_id),
-        "answered_at": coarsen(t.answered_at, "hour").isoformat()} for t in tasks]
+        "answered_at": t.answered_at.replace(minute=0, second=0, microsecond=0).isoformat()} for t in tasks]
     rows = sorted(_jsonl(folder / "judgments.jsonl"), key=lambda r: r["task_id"])
     assert rows == expected
     parquet = pq.read_table(folder / "data/judgments/train.parquet").to_pylist()
@@ -91,8 +91,13 @@ def test_judgments_are_the_database_row_for_row(demo):
         assert sorted(trec) == sorted(f"t{r['task_id']} 0 {r['target']} {grade(r['hit_rank'])}" for r in mine)
         assert {0, 3} <= {grade(r["hit_rank"]) for r in mine}
     # Explicit negatives: every other candidate, picked (a confusion, with its rank) or not.
-    negatives = _jsonl(folder / "judgments/negatives.jsonl")
-    assert len(negatives) == sum(len(r["candidates"]) - 1 for r in rows)
+    negatives = pq.read_table(folder / "data/judgments/negatives.parquet").to_pylist()
+    assert not (folder / "judgments/negatives.jsonl").exists()  # the parquet file only (millions of rows)
+    assert negatives == [
+        {"task_id": r["task_id"], "language": r["language"], "target": r["target"], "sticker_id": s,
+         "kind": "picked" if s in r["picks"] else "unpicked",
+         "pick_rank": r["picks"].index(s) + 1 if s in r["picks"] else None}
+        for r in sorted(rows, key=lambda r: r["task_id"]) for s in r["candidates"] if s != r["target"]]
     confusions = Counter((n["task_id"], n["sticker_id"], n["pick_rank"]) for n in negatives if n["kind"] == "picked")
     assert confusions == Counter((r["task_id"], s, i) for r in rows for i, s in enumerate(r["picks"], 1)
                                  if s != r["target"])

@@ -273,9 +273,11 @@ def build_export_database(url: str, queries: int, seed: int = 11, progress: bool
     from sqlalchemy import insert
     from tqdm import tqdm
 
+    from core.search_log import search_tokens
     from storage.db import make_engine
     from storage.migrate import upgrade
     from storage.models import (
+        USABLE_QUERY_STATUSES,
         LabelRound,
         Player,
         Query,
@@ -324,21 +326,31 @@ def build_export_database(url: str, queries: int, seed: int = 11, progress: bool
             rounds.append(dict(id=round_id, kind="label", player_id=player,
                                sticker_id=sticker, language=language, status=RoundStatus.SUBMITTED,
                                retrieval_count=1, created_at=created, submitted_at=created))
+            # A grid as the game shows it (the target among 8 others) and up to 3 picks, the target's rank
+            # among them or a miss: the judgments export writes a row per candidate.
+            grid = [sticker, *rng.sample(range(1, n_stickers + 1), 8)]
+            rng.shuffle(grid)
+            picks = rng.sample(grid, 3)
+            hit_rank = picks.index(sticker) + 1 if sticker in picks else None
             tasks.append(dict(id=task_id, retriever_id=1 + player % n_players, label_round_id=round_id,
-                              sticker_id=sticker, language=language, query_ids=[], candidate_ids=[sticker], picks=[],
-                              seed=task_id, is_gold=False, status=TaskStatus.ANSWERED, hit_rank=1,
+                              sticker_id=sticker, language=language, query_ids=[], candidate_ids=grid, picks=picks,
+                              seed=task_id, is_gold=False, status=TaskStatus.ANSWERED, hit_rank=hit_rank,
                               created_at=created, answered_at=created))
             for _ in range(min(rng.randint(2, 6), queries - made)):
                 made += 1
                 words = vocabulary[language]
                 text = (" " if language == "en" else "").join(rng.choice(words) for _ in range(rng.randint(1, 3)))
                 status = rng.choice(statuses)
+                corrected = text + " ok" if status == QueryStatus.CORRECTED else None
+                # As the game stores them when a query becomes usable (core.search_log).
+                tokens = search_tokens(corrected or text) if status in USABLE_QUERY_STATUSES else None
                 rows.append(dict(id=made, sticker_id=sticker, language=language, text=text, normalized_text=text,
-                                 corrected_text=text + " ok" if status == QueryStatus.CORRECTED else None,
+                                 corrected_text=corrected, search_tokens=tokens,
                                  author_id=rounds[-1]["player_id"], label_round_id=round_id,
                                  source=QuerySource.LABELER, status=status, hit_count=rng.randint(0, 3),
                                  created_at=created, validated_at=created))
                 links.append(dict(task_id=task_id, query_id=made))
+                tasks[-1]["query_ids"].append(made)  # the queries shown
                 if status in (QueryStatus.ACCEPTED, QueryStatus.CORRECTED, QueryStatus.DISCARDED):
                     reviews.append(dict(query_id=made, moderator_id=1, action=str(status)[:7], old_text=text,
                                         created_at=created))
@@ -425,29 +437,6 @@ game.close()
 """
 
 
-def _store_search_tokens(url: str, progress: bool) -> None:
-    """What the game stores when a query becomes usable (build_export_database writes rows directly)."""
-    from sqlalchemy import bindparam, select, update
-    from sqlmodel import col
-    from tqdm import tqdm
-
-    from core.search_log import search_tokens
-    from storage.db import make_engine
-    from storage.models import USABLE_QUERY_STATUSES, Query
-
-    engine = make_engine(url)
-    with engine.connect() as connection:
-        rows = connection.execute(select(Query.id, Query.text, Query.corrected_text)
-                                  .where(col(Query.status).in_(USABLE_QUERY_STATUSES))).all()
-    statement = update(Query).where(Query.id == bindparam("query_id")).values(search_tokens=bindparam("tokens"))
-    for start in tqdm(range(0, len(rows), 50_000), disable=not progress, desc="storing tokens"):
-        batch = [{"query_id": i, "tokens": search_tokens(corrected or text)}
-                 for i, text, corrected in rows[start:start + 50_000]]
-        with engine.begin() as connection:
-            connection.execute(statement, batch)
-    engine.dispose()
-
-
 def bench_startup(queries: int = 1_000_000, postgres_admin_url: str | None = None, progress: bool = True) -> dict:
     """From process start until a bot could answer: a fresh interpreter builds its Game (every
     language's index in bulk from the usable queries, the follower running) and answers a preview.
@@ -468,8 +457,7 @@ def bench_startup(queries: int = 1_000_000, postgres_admin_url: str | None = Non
             url = stack.enter_context(throwaway_postgres_database(postgres_admin_url, "sticktionary_bench"))
         else:
             url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
-        build_export_database(url, total, progress=progress)
-        _store_search_tokens(url, progress)
+        build_export_database(url, total, progress=progress)  # with the search tokens the game stores
         start = time.perf_counter()
         child = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, url], capture_output=True, text=True,
                                cwd=Path(__file__).resolve().parents[2], check=True)
