@@ -69,6 +69,7 @@ from storage.export_files import (
     JsonLines,
     ParquetRecords,
     Tsv,
+    bulk_collection,
     sha256_and_lines,
     write_json,
 )
@@ -403,7 +404,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
     started = utcnow()
     now = now or started
     export = ExportFolder(Path(settings.exports.export_dir), now)
-    with export as folder:
+    with export as folder, bulk_collection():
         jsonl = TypedJsonLines(folder / "queries.jsonl")
         mirrors = ConfigMirrors(folder)
         parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA, on_flush=mirrors.add)

@@ -12,12 +12,14 @@ Readers (the pull server, the pull client, retention) only ever see complete fol
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -147,6 +149,22 @@ def sha256_and_lines(path: Path) -> tuple[str, int]:
 
 def read_manifest(folder: Path) -> dict:
     return json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+
+
+@contextmanager
+def bulk_collection() -> Iterator[None]:
+    """The cyclic garbage collector set for a run that makes millions of short-lived objects and few
+    cycles (reference counting frees them): what exists when it starts (modules, settings, caches) is
+    frozen out of the collector's passes, and young objects are collected less often. On the export
+    bench (a million queries) the collector's passes had cost a fifth of the time."""
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 10_000), max(threshold[1], 10), max(threshold[2], 10))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 def write_json(path: Path, value) -> None:
