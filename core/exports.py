@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from importlib.metadata import version as package_version
 from itertools import groupby
 from pathlib import Path
@@ -97,6 +98,7 @@ log = logging.getLogger(__name__)
 
 BEIR_QRELS_HEADER = ("query-id", "corpus-id", "score")
 BEIR_LAYOUTS = ("beir", "beir-stickers")
+_SPLIT_METADATA = {split: {"split": split} for split in ("train", "test")}  # shared: only serialized
 
 # Where a query came from, and what made it ground truth (derived from Query.source and Query.status).
 VALIDATION_OF_STATUS = {QueryStatus.VALIDATED: "retrieval_hit", QueryStatus.ACCEPTED: "moderator_accept",
@@ -110,24 +112,36 @@ def release_csv_name(language: str) -> str:
     return f"sticker_queries_{language}_release.csv"
 
 
+@lru_cache(maxsize=4)
+def _keyed(key: str) -> hmac.HMAC:
+    return hmac.new(key.encode(), digestmod="sha256")
+
+
+def _pseudonym(key: str, message: str) -> str:
+    # HMAC-SHA256 from a copy of the keyed state: the key's two blocks are hashed once per export, not once
+    # for each of the million ids (the digest is the same as hmac.new(key, message)'s).
+    mac = _keyed(key).copy()
+    mac.update(message.encode())
+    return mac.hexdigest()[:16]
+
+
 def annotator_id(key: str, player_id: int | None) -> str | None:
     """Pseudonymous and stable across exports; without the key it cannot be traced to a player."""
     if player_id is None:
         return None
-    # hmac.digest: HMAC-SHA256 in one C call (the same digest as hmac.new), a million times an export.
-    return "a" + hmac.digest(key.encode(), f"player:{player_id}".encode(), "sha256").hex()[:16]
+    return "a" + _pseudonym(key, f"player:{player_id}")
 
 
 def round_id(key: str, label_round_id: int | None) -> str | None:
     if label_round_id is None:
         return None
-    return "r" + hmac.digest(key.encode(), f"round:{label_round_id}".encode(), "sha256").hex()[:16]
+    return "r" + _pseudonym(key, f"round:{label_round_id}")
 
 
 def validation_of(source: str, status: str) -> str:
     if source == QuerySource.SEED:
         return "seed"
-    return VALIDATION_OF_STATUS[QueryStatus(status)]
+    return VALIDATION_OF_STATUS[status]  # a StrEnum's members hash and compare as their values
 
 
 def check_export_settings(settings: Settings) -> None:
@@ -239,7 +253,7 @@ class _BeirWriter:
         self.corpus_parquet.write((sticker, "", text))
 
     def query(self, query_id: str, text: str, sticker: str, split: str) -> None:
-        self.queries.write({"_id": query_id, "text": text, "metadata": {"split": split}})
+        self.queries.write({"_id": query_id, "text": text, "metadata": _SPLIT_METADATA[split]})
         self.qrels[split].write(query_id, sticker, 1)
 
     def close(self) -> None:
@@ -350,19 +364,23 @@ class _LanguageWriter:
         whole = "test" if sticker_in_test(first.sticker) else "train"
         self.sticker_split[whole] += 1
         test = set(split.test)
+        # Once per sticker rather than per query: a million queries make every lookup count.
+        beir, beir_stickers, provenance, seeds = self.beir["beir"], self.beir["beir-stickers"], self.provenance, self.seeds
+        export_original, resonance = settings.privacy.export_original_text, settings.rules.resonance_retrievers
         for i, record in enumerate(records):
+            text = texts[i]
             part = "test" if i in test else "train"
             beir_id = f"q{record.query_id}"
-            self.beir["beir"].query(beir_id, record.final_text, record.sticker, part)
-            self.beir["beir-stickers"].query(beir_id, record.final_text, record.sticker, whole)
+            beir.query(beir_id, text, first.sticker, part)
+            beir_stickers.query(beir_id, text, first.sticker, whole)
             validation = validation_of(record.source, record.status)
-            self.provenance[record.source, validation] += 1
-            seed = self.seeds.add(record)  # a seed's times are its import's: not exported
-            original = record.text if settings.privacy.export_original_text and record.corrected_text else None
-            values = (record.query_id, self.language, record.sticker, record.sticker_file, record.sticker_format,
-                      record.final_text, original, record.corrected_text, record.source, validation, record.status,
+            provenance[record.source, validation] += 1
+            seed = seeds.add(record)  # a seed's times are its import's: not exported
+            original = record.text if export_original and record.corrected_text else None
+            values = (record.query_id, self.language, first.sticker, first.sticker_file, first.sticker_format,
+                      text, original, record.corrected_text, record.source, validation, record.status,
                       self.annotator(record.author_id), self.label_round(record.label_round_id),
-                      record.shown, record.hit_count, record.hit_count >= settings.rules.resonance_retrievers,
+                      record.shown, record.hit_count, record.hit_count >= resonance,
                       record.review_action, record.reviewed_at, None if seed else record.created_at,
                       None if seed else record.validated_at, part, whole)
             self.jsonl.write(dict(zip(QUERY_FIELDS, values, strict=True)))

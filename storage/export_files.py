@@ -198,7 +198,7 @@ class Tsv:
         self.rows = 0
 
     def write(self, *fields) -> None:
-        self.file.write("\t".join(str(f) for f in fields) + "\n")
+        self.file.write("\t".join(map(str, fields)) + "\n")
         self.rows += 1
 
     def close(self) -> None:

@@ -395,3 +395,16 @@ def test_judgments_leave_out_withdrawn_players_and_seeds_when_asked(db, settings
     assert rows[0]["query_texts"] == ["happy dance"] and any(t.startswith("seed") for t in rows[1]["query_texts"])
     without = run_export(db, settings.replace(exports={"export_without_seeds": True})).folder
     assert [r["query_texts"] for r in _jsonl(without / "judgments.jsonl")] == [["happy dance"]]
+
+
+def test_pseudonyms_are_hmac_sha256_of_the_id_stable_across_versions():
+    """Researchers join exports of different nights by these ids: the construction must not drift."""
+    import hmac
+
+    key = secrets.token_hex(32)
+    for player in (1, 7, 10**12):
+        assert annotator_id(key, player) == "a" + hmac.new(key.encode(), f"player:{player}".encode(),
+                                                           sha256).hexdigest()[:16]
+        assert round_id(key, player) == "r" + hmac.new(key.encode(), f"round:{player}".encode(), sha256).hexdigest()[:16]
+    assert annotator_id(key, None) is None and round_id(key, None) is None
+    assert annotator_id(secrets.token_hex(32), 7) != annotator_id(key, 7)
