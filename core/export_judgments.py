@@ -104,7 +104,6 @@ def judgment_files() -> dict[str, dict[str, str]]:
             "judgments_qrels": {language: data_file("judgments", language, "qrels") for language in LANGUAGES}}
 
 
-
 def _json_text(json_column):
     """A JSON column read as its text, parsed by orjson: several times faster than the json module that
     SQLAlchemy's JSON type calls per row, and the same on both databases (PostgreSQL would parse it first)."""
@@ -131,13 +130,14 @@ class _Task(NamedTuple):
 
 
 class StickerKeys:
-    """Every sticker's key by id, as Arrow and numpy arrays: a few bytes a sticker rather than a Python
-    string each, and a page's ten stickers a task looked up at once instead of in the database."""
+    """Every sticker's key by id, as Arrow and numpy arrays. It grows with the archive, but by about 35
+    bytes a sticker (35 MB for a million), where looking up a page's ten stickers a task in the
+    database, page by page, had cost more than writing the page."""
 
     def __init__(self, connection) -> None:
         ids, keys = [], []
-        result = connection.execution_options(yield_per=50_000).execute(
-            select(Sticker.id, Sticker.key).order_by(Sticker.id))
+        result = connection.execute(select(Sticker.id, Sticker.key).order_by(Sticker.id)
+                                    .execution_options(yield_per=50_000))
         for chunk in result.partitions():
             ids.append(np.fromiter((row[0] for row in chunk), dtype=np.int64, count=len(chunk)))
             keys.append(column([row[1] for row in chunk], pa.string()))
@@ -279,7 +279,7 @@ class JudgmentsWriter:
 
     def _shown_queries(self, connection, page) -> dict[int, tuple[str, bool]]:
         """query id -> (text as shown, exportable) for the page's tasks: not exportable when its author
-        withdrew consent, or when it is a seed and the export leaves seeds out. One range read of the
+        withdrew consent, or when it is a seed and the export leaves seeds out. One read through the
         tasks' TaskQuery rows; a query a task names without one (none expected) is looked up by id."""
         without_seeds = self.settings.exports.export_without_seeds
         found = {}
@@ -291,7 +291,7 @@ class JudgmentsWriter:
         shown = select(Query.id, Query.text, Query.source, Player.consent_withdrawn_at).outerjoin(
             Player, Player.id == Query.author_id)
         add(connection.execute(shown.join(TaskQuery, TaskQuery.query_id == Query.id).where(
-            TaskQuery.task_id >= page[0].id, TaskQuery.task_id <= page[-1].id)))
+            col(TaskQuery.task_id).in_([row.id for row in page]))))
         missing = sorted({q for row in page for q in row.query_ids} - found.keys())
         for start in range(0, len(missing), 900):
             add(connection.execute(shown.where(col(Query.id).in_(missing[start:start + 900]))))
@@ -352,8 +352,9 @@ class JudgmentsWriter:
                 self.queries[language].write({"_id": qid, "text": ", ".join(shown), "metadata": {"query_ids": ids}})
 
     def _negatives(self, kept, targets: np.ndarray, grid: _Lists, grid_keys: pa.Array, picked: _Lists) -> None:
-        """Every candidate but the target, `picked` with its rank or `unpicked`, computed over the page's
-        grids at once (nine candidates a task: most of the export's rows)."""
+        """Every candidate but the target, `picked` with its rank (its first, should a pick repeat) or
+        `unpicked`, computed over the page's grids at once (nine candidates a task: most of the export's
+        rows)."""
         task = grid.parents()
         rank = np.zeros(len(grid.values), dtype=np.int32)
         counts = np.diff(picked.offsets)

@@ -70,7 +70,7 @@ from storage.export_files import (
     JsonLines,
     ParquetRecords,
     Tsv,
-    bulk_collection,
+    batch_heap,
     sha256_and_lines,
     write_json,
 )
@@ -178,7 +178,7 @@ class QueryRecord(NamedTuple):
 
 
 def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: bool = True,
-                  resolution: str = "hour") -> Iterator[QueryRecord]:
+                  resolution: str) -> Iterator[QueryRecord]:
     """The dataset's queries of one language with their provenance, in release order, streamed; times
     cut to `resolution` (naive, UTC)."""
     # Correlated subqueries, each one index lookup per row: cheaper than joining grouped subqueries.
@@ -354,6 +354,8 @@ class _LanguageWriter:
         authors = [r.author_id for r in records]
         units = [(r.author_id, r.label_round_id) if r.author_id is not None else None for r in records]
         normalized = [normalize_query(r.corrected_text) if r.corrected_text else r.normalized_text for r in records]
+        # The tokens stored when each query became usable, as the game's search index has them (a tokenizer
+        # upgrade leaves older queries on the tokens they were searched by until they are stored again).
         tokens = [query_tokens(r.text, r.corrected_text, r.search_tokens) for r in records]
         split = self.report.add(first.sticker, texts, authors=authors, units=units, normalized=normalized,
                                 tokens=tokens)
@@ -422,7 +424,7 @@ def run_export(db: Engine, settings: Settings, *, now: datetime | None = None,
     started = utcnow()
     now = now or started
     export = ExportFolder(Path(settings.exports.export_dir), now)
-    with export as folder, bulk_collection():
+    with export as folder, batch_heap():
         jsonl = TypedJsonLines(folder / "queries.jsonl")
         mirrors = ConfigMirrors(folder)
         parquet = ParquetRecords(folder / "queries.parquet", QUERY_SCHEMA, on_flush=mirrors.add)

@@ -266,8 +266,9 @@ def _bench_vocabulary(rng: random.Random) -> dict[str, list[str]]:
 
 
 def build_export_database(url: str, queries: int, seed: int = 11, progress: bool = False) -> dict:
-    """A database shaped like a busy season of play: rounds of ~4 queries, each shown to a retriever,
-    a mix of validated, reviewed, corrected, discarded and pending queries, some withdrawn players."""
+    """A database shaped like a busy season of play: rounds of ~4 queries, each shown to a retriever on
+    a grid of 9 stickers with up to 3 picks, a mix of validated, reviewed, corrected, discarded and
+    pending queries (the usable ones with the search tokens the game stores), some withdrawn players."""
     from datetime import timedelta
 
     from sqlalchemy import insert
