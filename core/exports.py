@@ -25,14 +25,12 @@ truncated to the hour, and a player's uncorrected text only when the operator as
 
 from __future__ import annotations
 
-import hmac
 import logging
 import platform
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from importlib.metadata import version as package_version
 from itertools import groupby
 from pathlib import Path
@@ -56,7 +54,7 @@ from core.export_layout import (
     RELEASE_SCHEMA,
     data_file,
 )
-from core.pseudonyms import key_problem
+from core.pseudonyms import annotator_id, key_problem, round_id
 from core.research import STICKER_SPLIT_PROTOCOL, LanguageReport, sticker_in_test
 from core.search_log import query_tokens
 from core.seed_exposure import SeedExposure
@@ -110,32 +108,6 @@ class ExportRefused(ValueError):
 
 def release_csv_name(language: str) -> str:
     return f"sticker_queries_{language}_release.csv"
-
-
-@lru_cache(maxsize=4)
-def _keyed(key: str) -> hmac.HMAC:
-    return hmac.new(key.encode(), digestmod="sha256")
-
-
-def _pseudonym(key: str, message: str) -> str:
-    # HMAC-SHA256 from a copy of the keyed state: the key's two blocks are hashed once per export, not once
-    # for each of the million ids (the digest is the same as hmac.new(key, message)'s).
-    mac = _keyed(key).copy()
-    mac.update(message.encode())
-    return mac.hexdigest()[:16]
-
-
-def annotator_id(key: str, player_id: int | None) -> str | None:
-    """Pseudonymous and stable across exports; without the key it cannot be traced to a player."""
-    if player_id is None:
-        return None
-    return "a" + _pseudonym(key, f"player:{player_id}")
-
-
-def round_id(key: str, label_round_id: int | None) -> str | None:
-    if label_round_id is None:
-        return None
-    return "r" + _pseudonym(key, f"round:{label_round_id}")
 
 
 def validation_of(source: str, status: str) -> str:

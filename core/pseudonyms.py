@@ -13,10 +13,12 @@ demo export is pseudonymous as a real one is, and stable from one run to the nex
 
 from __future__ import annotations
 
+import hmac
 import math
 import os
 import re
 import secrets
+from functools import lru_cache
 from pathlib import Path
 
 PLACEHOLDER = "change-me"
@@ -125,3 +127,29 @@ def work_folder_key(folder: Path) -> str:
     if problem:
         raise ValueError(f"{path}: {problem} (or delete the file to get a new random one)")
     return key
+
+
+@lru_cache(maxsize=4)
+def _keyed(key: str) -> hmac.HMAC:
+    return hmac.new(key.encode(), digestmod="sha256")
+
+
+def _pseudonym(key: str, message: str) -> str:
+    # HMAC-SHA256 from a copy of the keyed state: the key's two blocks are hashed once per export, not once
+    # for each of the million ids (the digest is the same as hmac.new(key, message)'s).
+    mac = _keyed(key).copy()
+    mac.update(message.encode())
+    return mac.hexdigest()[:16]
+
+
+def annotator_id(key: str, player_id: int | None) -> str | None:
+    """Pseudonymous and stable across exports; without the key it cannot be traced to a player."""
+    if player_id is None:
+        return None
+    return "a" + _pseudonym(key, f"player:{player_id}")
+
+
+def round_id(key: str, label_round_id: int | None) -> str | None:
+    if label_round_id is None:
+        return None
+    return "r" + _pseudonym(key, f"round:{label_round_id}")

@@ -4,6 +4,7 @@ in both languages. Players are simulated through the sandbox's simulation API.""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 
 import httpx
@@ -23,6 +24,7 @@ DEFAULT_RULES = rule_terms(_Settings(_env_file=None))
 pytestmark = pytest.mark.asyncio
 
 FRAMEWORKS = ["ptb", "aiogram"]
+FAULT_ROUNDS = int(os.environ.get("STICKTIONARY_FAULT_ROUNDS", "100"))
 LANGUAGES = ["en", "zh"]
 
 
@@ -395,9 +397,10 @@ async def test_suggestion_from_a_retriever(game_db, tmp_path, framework):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_path, framework):
+async def test_rounds_under_faults_are_recorded_once(game_db, tmp_path, framework):
     """10% 5xx and 5% 429 on every send: every round is recorded once and the ledger is exactly
-    the sum of what the engine decided."""
+    the sum of what the engine decided. CI plays 100 rounds (the suite's budget);
+    STICKTIONARY_FAULT_ROUNDS sets more (200 as first measured)."""
     import random
 
     from offline.oracle import database_oracle
@@ -414,7 +417,7 @@ async def test_two_hundred_rounds_under_faults_are_recorded_once(game_db, tmp_pa
             await player.join()
         await world.client.post("/sim/faults", json={"error_5xx": 0.10, "error_429": 0.05})
         played = {"labeler": 0, "retriever": 0, "idle": 0}
-        while played["labeler"] + played["retriever"] < 200:
+        while played["labeler"] + played["retriever"] < FAULT_ROUNDS:
             for result in await asyncio.gather(*(p.step() for p in players)):
                 played[result] += 1
         await world.client.post("/sim/faults", json={"error_5xx": 0, "error_429": 0})
