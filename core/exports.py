@@ -61,7 +61,7 @@ from core.seed_exposure import SeedExposure
 from core.text import normalize_query
 from core.vocabulary import LANGUAGES
 from storage.arrow_columns import column as arrow_column
-from storage.db import is_postgres, utc_truncated
+from storage.db import read_ahead, utc_truncated
 from storage.export_files import (
     MANIFEST,
     ExportFolder,
@@ -170,12 +170,16 @@ def query_records(db: Engine, language: str, batch: int = 5000, *, with_seeds: b
     )
     if not with_seeds:
         statement = statement.where(Query.source != QuerySource.SEED)
+    # Read on the other core while this one writes: the database works without the GIL (storage.db.read_ahead).
+    for records in read_ahead(_record_batches(db, statement.execution_options(yield_per=batch))):
+        yield from records
+
+
+def _record_batches(db: Engine, statement) -> Iterator[list[QueryRecord]]:
     with db.connect() as connection:
-        if is_postgres(db):
-            # Times come back in UTC, as on SQLite; LOCAL: the pooled connection keeps its own setting.
-            connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
-        result = connection.execution_options(yield_per=batch).execute(statement)
-        yield from map(QueryRecord._make, result)
+        result = connection.execute(statement)
+        for rows in result.partitions():
+            yield list(map(QueryRecord._make, rows))
 
 
 def participation(db: Engine, language: str) -> dict:

@@ -9,11 +9,14 @@ import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from queue import Full, Queue
+from typing import NamedTuple, Protocol, TypeVar
 
 from sqlalchemy import DateTime, Engine, create_engine, event, func, type_coerce
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -50,6 +53,58 @@ def _serialize_sqlite_writers(engine: Engine) -> None:
         # WAL they never wait for a writer.
         immediate = connection.get_execution_options().get("sqlite_immediate", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+_DONE = object()
+
+
+def read_ahead(batches: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """The batches made by a thread of their own, up to `depth` ahead of the caller: a database driver
+    that lets go of the GIL while the database works (sqlite3 while it steps, psycopg while it waits)
+    reads the next batch on the other core while the caller writes this one. An error is raised in the
+    caller; a caller that stops early stops the thread, which closes `batches` (and its connection)."""
+    handoff: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not hand(batch):
+                    return
+            hand(_DONE)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
+            hand(_Failed(error))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def is_postgres(engine: Engine) -> bool:

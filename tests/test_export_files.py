@@ -93,3 +93,36 @@ def test_overlapping_batches_restore_once_the_last_ends():
     finish.set()
     thread.join()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_read_ahead_gives_every_batch_in_order_raises_errors_and_closes_on_an_early_stop():
+    from storage.db import read_ahead
+
+    assert list(read_ahead(iter([[1, 2], [3], []]))) == [[1, 2], [3], []]
+
+    def failing():
+        yield [1]
+        raise LookupError("the database went away")
+
+    got = []
+    with pytest.raises(LookupError, match="went away"):
+        for batch in read_ahead(failing()):
+            got.append(batch)
+    assert got == [[1]]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield [n]
+        finally:
+            closed.set()  # the connection a real producer holds is given back here
+
+    for batch in read_ahead(endless(), depth=2):
+        if batch == [5]:
+            break
+    assert closed.wait(5)
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
