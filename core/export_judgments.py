@@ -309,14 +309,16 @@ class JudgmentsWriter:
         picked = _Lists([row.picks for row in kept])
         queries = _Lists([row.query_ids for row in kept])
         targets = np.fromiter((row.sticker_id for row in kept), dtype=np.int64, count=len(kept))
+        task_ids = np.fromiter((row.id for row in kept), dtype=np.int64, count=len(kept))
+        languages = column([row.language for row in kept], pa.string())
         target_keys, grid_keys, pick_keys = (self.keys.take(ids) for ids in (targets, grid.values, picked.values))
         texts = [shown[q][0] for q in queries.values.tolist()]
         pseudonym = self.pseudonym
         retrievers = [pseudonym("player", row.retriever_id) for row in kept]
         labelers = [pseudonym("player", row.player_id) for row in kept]
         rounds = [pseudonym("round", row.label_round_id) for row in kept]
-        columns = [column([row.id for row in kept], pa.int64()), column([row.language for row in kept], pa.string()),
-                   column([row.setting for row in kept], pa.string()), column([row.is_gold for row in kept], pa.bool_()),
+        columns = [integers(task_ids), languages, column([row.setting for row in kept], pa.string()),
+                   column([row.is_gold for row in kept], pa.bool_()),
                    target_keys, grid.arrow(grid_keys), picked.arrow(pick_keys),
                    column([row.hit_rank for row in kept], pa.int32()), queries.arrow(integers(queries.values)),
                    queries.arrow(column(texts, pa.string())), column(retrievers, pa.string()),
@@ -333,7 +335,7 @@ class JudgmentsWriter:
                                        labelers[i], rounds[i], row.answered_at), strict=True))
             for i, row in enumerate(kept)])
         self._qrels(kept, target_py, texts_py)
-        self._negatives(kept, targets, grid, grid_keys, picked)
+        self._negatives(task_ids, languages, targets, grid, grid_keys, picked)
         for row in kept:
             self.figures.setdefault((row.language, row.kind), GridFigures()).add(row.hit_rank, len(row.candidate_ids))
 
@@ -351,7 +353,8 @@ class JudgmentsWriter:
             for qid, _, _, shown, ids in mine:
                 self.queries[language].write({"_id": qid, "text": ", ".join(shown), "metadata": {"query_ids": ids}})
 
-    def _negatives(self, kept, targets: np.ndarray, grid: _Lists, grid_keys: pa.Array, picked: _Lists) -> None:
+    def _negatives(self, task_ids: np.ndarray, languages: pa.Array, targets: np.ndarray, grid: _Lists,
+                   grid_keys: pa.Array, picked: _Lists) -> None:
         """Every candidate but the target, `picked` with its rank (its first, should a pick repeat) or
         `unpicked`, computed over the page's grids at once (nine candidates a task: most of the export's
         rows)."""
@@ -359,17 +362,16 @@ class JudgmentsWriter:
         rank = np.zeros(len(grid.values), dtype=np.int32)
         counts = np.diff(picked.offsets)
         for k in range(int(counts.max(initial=0))):
-            kth = np.full(len(kept), -1, dtype=np.int64)
+            kth = np.full(len(task_ids), -1, dtype=np.int64)
             has = counts > k
             kth[has] = picked.values[picked.offsets[:-1][has] + k]
             rank[(rank == 0) & (grid.values == kth[task])] = k + 1
         chosen = np.flatnonzero(grid.values != targets[task])
         task, rank = task[chosen], rank[chosen]
-        ids = np.fromiter((row.id for row in kept), dtype=np.int64, count=len(kept))[task]
-        languages = column([row.language for row in kept], pa.string()).take(integers(task))
         kinds = NEGATIVE_KINDS.take(integers(rank > 0))
         self.negatives.write_table(pa.Table.from_arrays(
-            [integers(ids), languages, self.keys.take(targets[task]), grid_keys.take(integers(chosen)), kinds,
+            [integers(task_ids[task]), languages.take(integers(task)), self.keys.take(targets[task]),
+             grid_keys.take(integers(chosen)), kinds,
              integers(rank, pa.int32(), valid=rank > 0)], schema=NEGATIVE_SCHEMA))
 
     def close(self) -> None:
