@@ -26,6 +26,7 @@ from core.datasets import consenting_authors
 from core.export_layout import data_file
 from core.research import stable_hash, sticker_in_test
 from core.vocabulary import LANGUAGES
+from storage.arrow_columns import column as arrow_column
 from storage.db import utc_truncated
 from storage.export_files import ParquetRecords
 from storage.models import (
@@ -181,41 +182,23 @@ def write_all_queries(db: Engine, folder: Path, settings, pseudonym) -> int:
     decision."""
     import pyarrow.parquet as pq
 
-    target = folder / data_file("all", "train")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    writer = pq.ParquetWriter(str(target), ALL_SCHEMA, compression="zstd")
+    writer = ParquetRecords(folder / data_file("all", "train"), ALL_SCHEMA, batch_rows=PAGE)
     columns = [name for name in ALL_SCHEMA.names if name != "usable"]
-    rows = 0
     try:
         source = pq.ParquetFile(str(folder / "queries.parquet"))
         for batch in source.iter_batches(columns=columns, batch_size=BATCH, use_threads=False):
-            arrays = [batch.column(name) if name != "usable" else pa.array([True] * batch.num_rows, pa.bool_())
+            arrays = [batch.column(name) if name != "usable" else arrow_column([True] * batch.num_rows, pa.bool_())
                       for name in ALL_SCHEMA.names]
             writer.write_table(pa.Table.from_arrays(arrays, schema=ALL_SCHEMA))
-            rows += batch.num_rows
-        buffer: list[tuple] = []
         for (query_id, language, sticker, text, corrected, source, status, author, round_key, shown, hits, decision,
              reviewed, created, validated) in unusable_query_rows(db, settings.privacy.export_time_resolution):
             if language in LANGUAGES:
-                buffer.append((query_id, language, sticker, corrected or text, None, corrected, source, status, False,
-                               pseudonym("player", author), pseudonym("round", round_key), shown, hits, decision,
-                               reviewed, created, validated, "test" if sticker_in_test(sticker) else "train"))
-                if len(buffer) >= PAGE:
-                    rows += _flush(writer, buffer)
-        rows += _flush(writer, buffer)
+                writer.write((query_id, language, sticker, corrected or text, None, corrected, source, status, False,
+                              pseudonym("player", author), pseudonym("round", round_key), shown, hits, decision,
+                              reviewed, created, validated, "test" if sticker_in_test(sticker) else "train"))
     finally:
         writer.close()
-    return rows
-
-
-def _flush(writer, buffer: list[tuple]) -> int:
-    if not buffer:
-        return 0
-    columns = [pa.array(column, type=f.type) for column, f in zip(zip(*buffer, strict=True), ALL_SCHEMA, strict=True)]
-    writer.write_table(pa.Table.from_arrays(columns, schema=ALL_SCHEMA))
-    n = len(buffer)
-    buffer.clear()
-    return n
+    return writer.rows
 
 
 def author_in_test(authors: list[str]) -> set[str]:
